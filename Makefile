@@ -1,0 +1,47 @@
+# imcap - build with `make`, test with `make check` (optimised + ASan/UBSan).
+CC      ?= cc
+OPT     ?= -O2 -g
+CFLAGS  := $(OPT) -march=x86-64-v3 -std=c11 -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation \
+           -fPIC -pthread -Iinclude -Isrc $(EXTRA_CFLAGS)
+LDLIBS  += -lopenblas -ljpeg -lpng -lexif -lcjson -lespeak-ng -lm -pthread
+SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+BUILD   ?= build
+SRC     := $(wildcard src/*.c)
+TOOLSRC := $(wildcard tools/*.c)
+TESTSRC := $(wildcard tests/*.c)
+OBJ     := $(SRC:%.c=$(BUILD)/%.o)
+TOOLOBJ := $(TOOLSRC:%.c=$(BUILD)/%.o)
+TESTOBJ := $(TESTSRC:%.c=$(BUILD)/%.o)
+
+all: $(BUILD)/imcap $(BUILD)/imcap_tests
+
+$(BUILD)/libimcap.a: $(OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/imcap: $(TOOLOBJ) $(BUILD)/libimcap.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# Tests link every object (not the archive) so constructors always register.
+$(BUILD)/imcap_tests: $(TESTOBJ) $(OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h tools/*.h tests/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+asan:
+	$(MAKE) BUILD=build-asan OPT="$(SAN_FLAGS)" all
+
+# The README's test command: both builds, one summary line at the end.
+check: all asan
+	bash scripts/run-tests.sh
+
+test: all
+	./$(BUILD)/imcap_tests
+
+clean:
+	rm -rf build build-asan
+
+.PHONY: all asan check test clean

@@ -1,0 +1,73 @@
+/*
+ * gguf.h - reader and writer of GGUF v3 containers, the file format of every
+ * imcap model file (encoder, decoder checkpoint, captioner). See
+ * docs/FORMATS.md. Tensor shapes here are row-major (outermost first); on
+ * disk they are stored fastest-first as GGUF/ggml expects.
+ */
+#ifndef IMCAP_GGUF_H
+#define IMCAP_GGUF_H
+
+#include "internal.h"
+
+enum { GGUF_MAX_DIMS = 4 };
+
+typedef enum gguf_tensor_type {
+    GGUF_T_F32 = 0,
+    GGUF_T_I8 = 24,
+    GGUF_T_I32 = 26,
+} gguf_tensor_type;
+
+typedef struct gguf_tensor {
+    const char *name;
+    gguf_tensor_type type;
+    int n_dims;
+    int64_t shape[GGUF_MAX_DIMS]; /* row-major */
+    size_t n_elems, n_bytes;
+    const void *data;             /* 32-byte aligned, valid while the file is open */
+} gguf_tensor;
+
+/* ---- reading: the file is mmap'ed and fully validated on open ---- */
+typedef struct gguf_file gguf_file;
+imcap_status gguf_open(const char *path, gguf_file **out);
+void gguf_close(gguf_file *f);
+/* Value lookups: IMCAP_E_FORMAT (message names file and key) if the key is
+ * missing or has another type. */
+imcap_status gguf_get_u32(const gguf_file *f, const char *key, uint32_t *v);
+imcap_status gguf_get_i32(const gguf_file *f, const char *key, int32_t *v);
+imcap_status gguf_get_u64(const gguf_file *f, const char *key, uint64_t *v);
+imcap_status gguf_get_f32(const gguf_file *f, const char *key, float *v);
+imcap_status gguf_get_str(const gguf_file *f, const char *key, const char **v);
+/* Arrays: pointers into the mapping / an internal table, valid while open. */
+imcap_status gguf_get_arr_i32(const gguf_file *f, const char *key, const int32_t **v, size_t *n);
+imcap_status gguf_get_arr_f32(const gguf_file *f, const char *key, const float **v, size_t *n);
+imcap_status gguf_get_arr_str(const gguf_file *f, const char *key, const char *const **v, size_t *n);
+bool gguf_has_key(const gguf_file *f, const char *key);
+size_t gguf_n_tensors(const gguf_file *f);
+const gguf_tensor *gguf_tensor_at(const gguf_file *f, size_t i);
+/* NULL if absent. */
+const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name);
+/* Find a tensor and check type and shape (n_dims and each dim; a -1 in
+ * shape accepts any size). Error names the file and tensor. */
+imcap_status gguf_expect_tensor(const gguf_file *f, const char *name, gguf_tensor_type type,
+                                int n_dims, const int64_t *shape, const gguf_tensor **out);
+const char *gguf_path(const gguf_file *f);
+
+/* ---- writing: values and tensors are copied in, written atomically ---- */
+typedef struct gguf_writer gguf_writer;
+gguf_writer *gguf_writer_new(void);
+void gguf_writer_free(gguf_writer *w);
+imcap_status gguf_set_u32(gguf_writer *w, const char *key, uint32_t v);
+imcap_status gguf_set_i32(gguf_writer *w, const char *key, int32_t v);
+imcap_status gguf_set_u64(gguf_writer *w, const char *key, uint64_t v);
+imcap_status gguf_set_f32(gguf_writer *w, const char *key, float v);
+imcap_status gguf_set_str(gguf_writer *w, const char *key, const char *v);
+imcap_status gguf_set_arr_i32(gguf_writer *w, const char *key, const int32_t *v, size_t n);
+imcap_status gguf_set_arr_f32(gguf_writer *w, const char *key, const float *v, size_t n);
+imcap_status gguf_set_arr_str(gguf_writer *w, const char *key, const char *const *v, size_t n);
+/* Data is referenced, not copied: it must stay valid until gguf_write. */
+imcap_status gguf_add_tensor(gguf_writer *w, const char *name, gguf_tensor_type type, int n_dims,
+                             const int64_t *shape, const void *data);
+/* temp + fsync + rename. */
+imcap_status gguf_write(gguf_writer *w, const char *path);
+
+#endif

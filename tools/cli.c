@@ -1,0 +1,76 @@
+/* cli.c - error printing, progress line and number parsing for the CLI. */
+#define _POSIX_C_SOURCE 200809L
+#include "cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int cli_error(const char *cmd, imcap_status s)
+{
+    const char *m = imcap_last_error();
+    fprintf(stderr, "imcap %s: %s\n", cmd, (m && *m) ? m : imcap_status_str(s));
+    return 1;
+}
+
+void cli_progress_init(cli_progress *p, const char *label)
+{
+    p->t0 = now();
+    p->last = 0;
+    p->label = label;
+    p->quiet = getenv("IMCAP_QUIET") != NULL;
+}
+
+int cli_progress_fn(void *user, uint64_t done, uint64_t total, const char *what)
+{
+    cli_progress *p = user;
+    if (p->quiet) return 0;
+    double t = now();
+    if (done < total && t - p->last < 0.25) return 0;
+    p->last = t;
+    double el = t - p->t0, rate = el > 0 ? (double)done / el : 0;
+    double eta = rate > 0 && total > done ? (double)(total - done) / rate : 0;
+    int tty = isatty(2);
+    fprintf(stderr, "%s%s %llu/%llu (%.1f%%) %.1f %s/s ETA %02d:%02d%s", tty ? "\r" : "",
+            p->label ? p->label : "", (unsigned long long)done, (unsigned long long)total,
+            total ? 100.0 * (double)done / (double)total : 100.0, rate, what ? what : "items",
+            (int)(eta / 60), (int)eta % 60, tty ? "\x1b[K" : "\n");
+    if (tty && done >= total) fputc('\n', stderr);
+    return 0;
+}
+
+int cli_parse_int(const char *flag, const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (!s || errno || end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "imcap: %s expects an integer in [%ld, %ld], got '%s'\n", flag, lo, hi,
+                s ? s : "(nothing)");
+        return 1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_double(const char *flag, const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = s ? strtod(s, &end) : 0;
+    if (!s || errno || end == s || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "imcap: %s expects a number in [%g, %g], got '%s'\n", flag, lo, hi,
+                s ? s : "(nothing)");
+        return 1;
+    }
+    *out = v;
+    return 0;
+}

@@ -1,0 +1,27 @@
+/*
+ * cli.h - shared pieces of the imcap command-line tool. Each subcommand
+ * lives in tools/cmd_<name>.c and is listed in tools/imcap.c.
+ */
+#ifndef IMCAP_CLI_H
+#define IMCAP_CLI_H
+
+#include "imcap.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* Print "imcap <cmd>: <imcap_last_error()>" to stderr and return 1. */
+int cli_error(const char *cmd, imcap_status s);
+/* Progress line on stderr: "\r<what> done/total (pct) rate/s ETA mm:ss".
+ * Use as an imcap_progress_fn with user = a cli_progress. */
+typedef struct cli_progress { double t0, last; const char *label; int quiet; } cli_progress;
+void cli_progress_init(cli_progress *p, const char *label);
+int cli_progress_fn(void *user, uint64_t done, uint64_t total, const char *what);
+/* Parse helpers: return 0 on success, print an error naming the flag otherwise. */
+int cli_parse_int(const char *flag, const char *s, long lo, long hi, long *out);
+int cli_parse_double(const char *flag, const char *s, double lo, double hi, double *out);
+
+/* Subcommands (argv[0] is the subcommand name). */
+typedef int (*cli_cmd_fn)(int argc, char **argv);
+
+#endif

@@ -1,0 +1,32 @@
+/* imcap.c - the command-line tool: dispatches to tools/cmd_*.c. */
+#include "cli.h"
+
+#include <string.h>
+
+/* One line per subcommand; keep alphabetical. */
+static const struct { const char *name; cli_cmd_fn fn; const char *help; } commands[] = {
+    {NULL, NULL, NULL},
+};
+
+static int usage(FILE *fp)
+{
+    fprintf(fp, "imcap %s - automatic image captions\n\nusage: imcap <command> [options]\n\ncommands:\n",
+            IMCAP_VERSION_STRING);
+    for (int i = 0; commands[i].name; i++) fprintf(fp, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(fp, "\n'imcap <command> --help' describes a command's options.\n");
+    return fp == stderr ? 2 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) return usage(stderr);
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) return usage(stdout);
+    if (!strcmp(argv[1], "--version")) {
+        printf("imcap %s\n", IMCAP_VERSION_STRING);
+        return 0;
+    }
+    for (int i = 0; commands[i].name; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "imcap: unknown command '%s'\n", argv[1]);
+    return usage(stderr);
+}
