@@ -54,6 +54,33 @@ typedef int (*imcap_progress_fn)(void *user, uint64_t done, uint64_t total, cons
 
 /* ------------------------------------------------------------ generation */
 
+/* How a caption is generated from the decoder (see docs/GENERATION.md):
+ *   greedy (beam 1, temperature 0, the default): the most probable word at
+ *     each step;
+ *   sampling (beam 1, temperature T > 0): each word drawn from the model's
+ *     distribution p^(1/T) renormalised, with a seeded PRNG (deterministic
+ *     for a given seed); n_best > 1 draws n_best independent captions;
+ *   beam search (beam K > 1): K hypotheses; finished ones are ranked by
+ *     logprob / len^length_alpha, len = words + the END token (0 = plain
+ *     log-probability, 1 = mean per-token log-probability); the n_best
+ *     (<= K) best are returned.
+ * PAD, START and UNK are never generated (their probability is masked out
+ * and the rest renormalised), END is not allowed as the first token.
+ * Reported log-probabilities are the model's (temperature 1) under that
+ * masking, summed over the words and the END token if the caption ended. */
+typedef struct imcap_gen_params {
+    int beam;           /* beam width K, 1..64 (default 1) */
+    float temperature;  /* 0 = greedy (default); > 0 sampling (requires beam 1), up to 100 */
+    uint64_t seed;      /* sampling seed (default 1) */
+    int max_len;        /* maximum number of words, 1..100 (default 20) */
+    int n_best;         /* captions returned, 1..64 (default 1); <= beam for beam search */
+    float length_alpha; /* beam length normalisation exponent, 0..2 (default 0.7) */
+} imcap_gen_params;
+
+imcap_gen_params imcap_gen_default_params(void);
+/* IMCAP_E_ARG with a message naming the bad field, or IMCAP_OK. */
+imcap_status imcap_gen_params_check(const imcap_gen_params *p);
+
 /* ------------------------------------------------------------- metrics */
 
 /* -------------------------------------------------------------- images */
