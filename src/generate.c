@@ -361,6 +361,62 @@ imcap_status gen_beam_search(const dec_model *m, const float *img, const gen_spe
     return st;
 }
 
+imcap_status gen_greedy_batch(const dec_model *m, const float *img, int n, const gen_special *sp, int max_len,
+                              int32_t *out, int *lens)
+{
+    if (n < 1 || max_len < 1 || max_len > GEN_MAX_LEN)
+        return imcap_fail(IMCAP_E_ARG, "greedy decoding: %d images, max length %d", n, max_len);
+    gen_ctx g;
+    imcap_status st = ctx_init(&g, m, sp, n);
+    if (st) return st;
+    const size_t H = (size_t)g.H, V = (size_t)g.V;
+    float *h = imcap_alloc((size_t)n * H, sizeof(float)), *c = imcap_alloc((size_t)n * H, sizeof(float));
+    int32_t *tok = imcap_alloc((size_t)n, sizeof(int32_t));
+    char *done = imcap_calloc((size_t)n, 1);
+    if (!h || !c || !tok || !done) {
+        st = IMCAP_E_NOMEM;
+        goto out;
+    }
+    if ((st = dec_init_state(m, img, n, h, c))) goto out;
+    for (int i = 0; i < n; i++) {
+        tok[i] = sp->start_id;
+        lens[i] = 0;
+    }
+    for (int t = 0, left = n; t < max_len && left > 0; t++) {
+        dec_step(m, tok, n, h, c, g.logits, h, c, g.scratch);
+        for (int i = 0; i < n; i++) {
+            if (done[i]) continue;
+            const float *z = g.logits + (size_t)i * V;
+            int32_t best = -1;
+            for (size_t v = 0; v < V; v++) {
+                if (!g.allowed[v] || (t == 0 && (int32_t)v == sp->end_id)) continue;
+                if (best < 0 || z[v] > z[best]) best = (int32_t)v;
+            }
+            if (best == sp->end_id) {
+                done[i] = 1;
+                left--;
+                continue;
+            }
+            out[(size_t)i * max_len + lens[i]++] = best;
+            tok[i] = best;
+        }
+    }
+out:
+    imcap_free(h);
+    imcap_free(c);
+    imcap_free(tok);
+    imcap_free(done);
+    ctx_free(&g);
+    return st;
+}
+
+imcap_status gen_greedy(const dec_model *m, const float *img, int n, int32_t start_id, int32_t end_id, int max_len,
+                        int32_t *out, int *lens)
+{
+    gen_special sp = {.start_id = start_id, .end_id = end_id, .n_masked = 0};
+    return gen_greedy_batch(m, img, n, &sp, max_len, out, lens);
+}
+
 imcap_status gen_sequence_logprob(const dec_model *m, const float *img, const gen_special *sp,
                                   const int32_t *words, int n_words, bool ended, double *logprob)
 {

@@ -34,6 +34,18 @@ typedef struct gen_hyp {
 imcap_status gen_caption(const dec_model *m, const float *img, const gen_special *sp,
                          const imcap_gen_params *p, gen_hyp *out, int *n_out);
 
+/* Greedy decoding of n images at once, img [n][n_img], with the masking
+ * rules above: out [n][max_len] receives the words (without START and END),
+ * lens [n] their counts. Same result per image as gen_caption's greedy;
+ * faster for many images (one GEMM per step for the whole batch). */
+imcap_status gen_greedy_batch(const dec_model *m, const float *img, int n, const gen_special *sp, int max_len,
+                              int32_t *out, int *lens);
+
+/* gen_greedy_batch with only START and END known (nothing else masked);
+ * for training diagnostics on models whose vocabulary is not at hand. */
+imcap_status gen_greedy(const dec_model *m, const float *img, int n, int32_t start_id, int32_t end_id, int max_len,
+                        int32_t *out, int *lens);
+
 /* Beam search with p->beam hypotheses, any width >= 1 (gen_caption uses it
  * for beam > 1; with beam 1 it must agree with greedy decoding). */
 imcap_status gen_beam_search(const dec_model *m, const float *img, const gen_special *sp,

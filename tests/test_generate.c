@@ -159,6 +159,29 @@ TEST(generate_beam_one_equals_greedy)
     }
 }
 
+TEST(generate_batched_greedy_matches_single_greedy)
+{
+    enum { N = 5, L = 9 };
+    float imgs[N * 6];
+    dec_model *m = toy_model(12, 77, 0.5f, imgs);
+    imcap_rng rng;
+    imcap_rng_seed(&rng, 3);
+    for (int i = 0; i < N * 6; i++) imgs[i] = (float)imcap_rng_normal(&rng);
+    gen_special sp = specials();
+    int32_t out[N * L];
+    int lens[N];
+    REQUIRE_OK(gen_greedy_batch(m, imgs, N, &sp, L, out, lens));
+    imcap_gen_params p = imcap_gen_default_params();
+    p.max_len = L;
+    for (int i = 0; i < N; i++) {
+        gen_hyp h;
+        int n;
+        REQUIRE_OK(gen_caption(m, imgs + 6 * i, &sp, &p, &h, &n));
+        CHECK(same_words(&h, out + i * L, lens[i]));
+    }
+    dec_model_free(m);
+}
+
 TEST(generate_never_emits_masked_tokens)
 {
     /* Make PAD, START and UNK the most likely outputs by far. */
