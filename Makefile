@@ -31,6 +31,12 @@ $(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h tools/*.h tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# Benchmarks (bench/bench_<name>.c -> build/bench_<name>); not part of `all`.
+BENCHSRC := $(wildcard bench/*.c)
+bench: $(BENCHSRC:bench/%.c=$(BUILD)/%)
+$(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(BUILD)/libimcap.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
 asan:
 	$(MAKE) BUILD=build-asan OPT="$(SAN_FLAGS)" all
 
@@ -44,4 +50,4 @@ test: all
 clean:
 	rm -rf build build-asan
 
-.PHONY: all asan check test clean
+.PHONY: all asan bench check test clean
