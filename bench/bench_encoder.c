@@ -337,6 +337,7 @@ static void prof_print(int runs)
 int main(int argc, char **argv)
 {
     int profile = 0;
+    const char *dump_in = NULL, *dump_out = NULL;
     const char *model = NULL, *synth = NULL, *save = NULL, *batches = "1,8", *output = "embedding";
     double seconds = 5;
     for (int i = 1; i < argc; i++) {
@@ -348,9 +349,13 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--output") && i + 1 < argc) output = argv[++i];
         else if (!strcmp(argv[i], "--peak")) return peak();
         else if (!strcmp(argv[i], "--profile")) profile = 1;
+        else if (!strcmp(argv[i], "--dump") && i + 2 < argc) {
+            dump_in = argv[++i];
+            dump_out = argv[++i];
+        }
         else {
             fprintf(stderr, "usage: bench_encoder (--model F.gguf | --synth mobilenet_v2|inception_v3 [--save F.gguf])\n"
-                            "       [--batch 1,8] [--seconds S] [--output NAME] [--profile] | --peak\n");
+                            "       [--batch 1,8] [--seconds S] [--output NAME] [--profile] [--dump IN.f32 OUT.f32] | --peak\n");
             return 2;
         }
     }
@@ -394,6 +399,28 @@ int main(int argc, char **argv)
     }
     const enc_value *in = enc_graph_value(g, enc_graph_input(g)), *ov = enc_graph_value(g, out);
     double flops = graph_flops(g);
+    if (dump_in) {
+        /* 3 random images in [-1, 1] and the output for them, raw little-endian f32 (NHWC). */
+        int n = 3;
+        size_t isz = (size_t)n * in->h * in->w * in->c, osz = (size_t)n * ov->h * ov->w * ov->c;
+        float *x = malloc(isz * sizeof(float)), *y = malloc(osz * sizeof(float));
+        for (size_t i = 0; i < isz; i++) x[i] = (float)(imcap_rng_uniform(&g_rng) * 2 - 1);
+        if (enc_graph_run(g, x, n, &out, 1, &y)) {
+            fprintf(stderr, "bench_encoder: %s\n", imcap_last_error());
+            return 1;
+        }
+        FILE *fi = fopen(dump_in, "wb"), *fo = fopen(dump_out, "wb");
+        if (!fi || !fo || fwrite(x, sizeof(float), isz, fi) != isz || fwrite(y, sizeof(float), osz, fo) != osz ||
+            fclose(fi) || fclose(fo)) {
+            fprintf(stderr, "bench_encoder: cannot write %s / %s\n", dump_in, dump_out);
+            return 1;
+        }
+        printf("wrote %d inputs to %s and their '%s' to %s\n", n, dump_in, output, dump_out);
+        free(x);
+        free(y);
+        enc_graph_free(g);
+        return 0;
+    }
     printf("encoder %s: input %dx%dx%d, output '%s' %dx%dx%d, %.3f GFLOP/image, %d threads\n", enc_graph_name(g),
            in->h, in->w, in->c, output, ov->h, ov->w, ov->c, flops / 1e9, ops_threads());
     for (const char *p = batches; *p;) {
