@@ -64,6 +64,33 @@ typedef int (*imcap_progress_fn)(void *user, uint64_t done, uint64_t total, cons
 
 /* -------------------------------------------------------------- speech */
 
+/* Text to speech through Debian's libespeak-ng.
+ * All calls are serialised internally (espeak-ng has global state), so they
+ * may be made from any thread. */
+typedef struct imcap_speech_params {
+    const char *voice; /* espeak-ng voice name: "en" (default), "en-us", "en-gb", "en+f3", "fr", ... */
+    int rate;          /* speaking rate in words per minute, 80..450 (default 175) */
+} imcap_speech_params;
+
+imcap_speech_params imcap_speech_default_params(void);
+
+/* Synthesize text into 16-bit signed mono PCM at *sample_rate Hz (22050 for
+ * espeak-ng voices). *samples is released with imcap_speech_free(). Fails
+ * with IMCAP_E_ARG for empty text, a rate out of range or an unknown voice. */
+imcap_status imcap_speech_synth(const char *text, const imcap_speech_params *p, int16_t **samples,
+                                size_t *n_samples, int *sample_rate);
+void imcap_speech_free(int16_t *samples);
+
+/* Write PCM samples as a RIFF/WAVE file (PCM, 16-bit, mono), atomically. */
+imcap_status imcap_wav_write(const char *path, const int16_t *samples, size_t n_samples, int sample_rate);
+
+/* Synthesize text and write it as a WAV file (atomically). */
+imcap_status imcap_speech_write_wav(const char *text, const imcap_speech_params *p, const char *path);
+
+/* Speak text on the default audio output and return when done. Fails with
+ * IMCAP_E_UNSUPPORTED and a clear message when there is no audio device. */
+imcap_status imcap_speech_play(const char *text, const imcap_speech_params *p);
+
 #ifdef __cplusplus
 }
 #endif
