@@ -5,6 +5,7 @@
 
 /* One line per subcommand; keep alphabetical. */
 static const struct { const char *name; cli_cmd_fn fn; const char *help; } commands[] = {
+    {"classify", cmd_classify, "top-5 ImageNet classes of photos (TFLite MobileNets)"},
     {NULL, NULL, NULL},
 };
 
