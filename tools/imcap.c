@@ -6,6 +6,8 @@
 /* One line per subcommand; keep alphabetical. */
 static const struct { const char *name; cli_cmd_fn fn; const char *help; } commands[] = {
     {"classify", cmd_classify, "top-5 ImageNet classes of photos (TFLite MobileNets)"},
+    {"convert", cmd_convert, "import a TFLite model as a native encoder file"},
+    {"score", cmd_score, "COCO caption metrics (BLEU, ROUGE-L, CIDEr-D) of a results file"},
     {NULL, NULL, NULL},
 };
 
