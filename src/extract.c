@@ -271,10 +271,16 @@ imcap_status extract_run(const enc_graph *g, const extract_ctx *x, imcap_extract
     imcap_status st = read_list(x->list, &all, &n_all);
     if (st != IMCAP_OK) return st;
     st = check_duplicates(x->list, all, n_all);
-    for (size_t i = 0; i < n_all && st == IMCAP_OK; i++)
-        if (strlen(all[i]) >= IMCAP_EMB_NAME_WIDTH)
-            st = imcap_fail(IMCAP_E_FORMAT, "%s: image name '%s' is longer than %d bytes", x->list, all[i],
-                            IMCAP_EMB_NAME_WIDTH - 1);
+    /* a new file's name field fits the longest name (a multiple of 4 bytes) */
+    size_t name_width = IMCAP_EMB_NAME_WIDTH;
+    for (size_t i = 0; i < n_all && st == IMCAP_OK; i++) {
+        size_t l = strlen(all[i]);
+        if (l >= IMCAP_EMB_NAME_WIDTH_MAX)
+            st = imcap_fail(IMCAP_E_FORMAT, "%s: image name '%.60s...' is longer than %d bytes", x->list, all[i],
+                            IMCAP_EMB_NAME_WIDTH_MAX - 1);
+        else if (l + 1 > name_width)
+            name_width = (l + 1 + 3) & ~(size_t)3;
+    }
     if (st != IMCAP_OK) goto out_list;
 
     /* open or resume the output */
@@ -286,7 +292,7 @@ imcap_status extract_run(const enc_graph *g, const extract_ctx *x, imcap_extract
         st = imcap_embfile_resume(x->out_path, dim, enc_id, &w, &dropped);
         rep->dropped = dropped;
     } else {
-        st = imcap_embfile_create(x->out_path, dim, 0, enc_id, &w);
+        st = imcap_embfile_create(x->out_path, dim, name_width, enc_id, &w);
     }
     if (st != IMCAP_OK) goto out_list;
     todo = malloc(n_all * sizeof *todo);

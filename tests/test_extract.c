@@ -240,6 +240,24 @@ TEST(extract_reports_failing_images_and_bad_lists)
     CHECK(extract_run(g, &x, &rep) == IMCAP_E_FORMAT);
     CHECK(strstr(imcap_last_error(), "im02.bmp") && strstr(imcap_last_error(), "twice"));
     imcap_extract_report_free(&rep);
+    /* a name longer than the default name field */
+    char longname[200];
+    memset(longname, 'x', 150);
+    strcpy(longname + 150, ".bmp");
+    char lp[900];
+    snprintf(lp, sizeof lp, "%s/img/%s", test_tmpdir(), longname);
+    write_bmp(lp, 20, 10, 4);
+    fp = fopen(tpath("long.txt"), "w");
+    REQUIRE(fp && fprintf(fp, "im01.bmp\n%s\n", longname) > 0 && fclose(fp) == 0);
+    char listp[700];
+    snprintf(listp, sizeof listp, "%s", tpath("long.txt"));
+    x.list = listp;
+    x.out_path = tpath("long.f32");
+    REQUIRE_OK(extract_run(g, &x, &rep));
+    imcap_extract_report_free(&rep);
+    REQUIRE_OK(imcap_embfile_open(x.out_path, &f));
+    CHECK(imcap_embfile_count(f) == 2 && imcap_embfile_find(f, longname) == 1);
+    imcap_embfile_close(f);
     /* a list naming nothing */
     fp = fopen(tpath("empty.txt"), "w");
     REQUIRE(fp && fputs("# nothing\n\n", fp) >= 0 && fclose(fp) == 0);
