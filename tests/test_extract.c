@@ -269,3 +269,33 @@ TEST(extract_reports_failing_images_and_bad_lists)
     imcap_extract_report_free(&rep);
     enc_graph_free(g);
 }
+
+/* The public entry point with an encoder file (enc_graph_save/load). */
+TEST(extract_public_api_with_an_encoder_file)
+{
+    enc_graph *g = tiny_encoder();
+    make_images();
+    char enc[700], out[700], dir[700], list[700];
+    snprintf(enc, sizeof enc, "%s/tiny.gguf", test_tmpdir());
+    snprintf(out, sizeof out, "%s/api.f32", test_tmpdir());
+    snprintf(dir, sizeof dir, "%s/img", test_tmpdir());
+    snprintf(list, sizeof list, "%s/list.txt", test_tmpdir());
+    REQUIRE_OK(enc_graph_save(g, enc));
+    imcap_extract_params p = imcap_extract_default_params();
+    p.encoder = enc, p.image_dir = dir, p.list = list, p.out = out, p.batch = 4, p.threads = 1;
+    imcap_extract_report rep;
+    REQUIRE_OK(imcap_extract(&p, &rep));
+    CHECK(rep.done == NIMG && rep.n_failed == 0);
+    imcap_extract_report_free(&rep);
+    imcap_embfile *f;
+    REQUIRE_OK(imcap_embfile_open(out, &f));
+    REQUIRE(imcap_embfile_count(f) == NIMG);
+    float want[5];
+    direct_row(g, 7, want);
+    for (int k = 0; k < 5; k++) CHECK_NEAR(imcap_embfile_row(f, 7)[k], want[k], 1e-5 + 1e-5 * fabs(want[k]));
+    imcap_embfile_close(f);
+    p.encoder = out; /* not an encoder: clear error naming the file */
+    CHECK(imcap_extract(&p, &rep) != IMCAP_OK);
+    CHECK(strstr(imcap_last_error(), "api.f32") != NULL);
+    enc_graph_free(g);
+}
