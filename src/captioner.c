@@ -193,9 +193,9 @@ static imcap_status load_decoder(const gguf_file *f, const char *path, dec_model
         char name[96];
         snprintf(name, sizeof name, TENSOR_PREFIX "%s", ti.name);
         const gguf_tensor *t;
-        if ((st = gguf_expect_tensor(f, name, GGUF_T_F32, ti.n_dims, ti.shape, &t))) {
+        if (gguf_expect_tensor(f, name, GGUF_T_F32, ti.n_dims, ti.shape, &t)) {
             dec_model_free(m);
-            return st;
+            return IMCAP_E_FORMAT; /* the file disagrees with itself; message names file and tensor */
         }
         const float *src = t->data;
         for (size_t k = 0; k < ti.size; k++)
