@@ -165,6 +165,13 @@ size_t imcap_batcher_max_len(const imcap_batcher *b);
  * 1..n_images. Pad value is the vocabulary's PAD. */
 imcap_status imcap_batcher_next(imcap_batcher *b, size_t batch_size, int32_t *images, int32_t *tokens,
                                 size_t *width);
+/* Every caption in a fixed order (for validation passes): captions
+ * [first, first + count) of the dataset, numbered image by image in file
+ * order (0 .. imcap_batcher_n_captions - 1), into images[count] and
+ * tokens[count][*width] as imcap_batcher_next does; draws no random numbers. */
+size_t imcap_batcher_n_captions(const imcap_batcher *b);
+imcap_status imcap_batcher_get(const imcap_batcher *b, size_t first, size_t count, int32_t *images, int32_t *tokens,
+                               size_t *width);
 /* The sampler's random state, to store in checkpoints and resume exactly. */
 void imcap_batcher_get_state(const imcap_batcher *b, uint64_t state[4]);
 void imcap_batcher_set_state(imcap_batcher *b, const uint64_t state[4]);
