@@ -172,6 +172,63 @@ void imcap_batcher_set_state(imcap_batcher *b, const uint64_t state[4]);
 
 /* ------------------------------------------------------- embeddings file */
 
+/* The file `imcap extract` writes and `imcap train` reads: one float32
+ * embedding row per image, keyed by image name. Layout (little-endian) in
+ * docs/FORMATS.md "Embeddings file": a 128-byte header (magic "IMCAPEMB",
+ * version, dim, name width, row count, encoder id, CRC-32) then fixed-size
+ * records (NUL-padded name, float32[dim], CRC-32 of the record). */
+#define IMCAP_EMB_NAME_WIDTH 64    /* default name field width (names up to 63 bytes) */
+#define IMCAP_EMB_NAME_WIDTH_MAX 1024
+#define IMCAP_EMB_DIM_MAX 65536
+#define IMCAP_EMB_ENCODER_MAX 63   /* bytes of the encoder id string */
+
+/* Reader: the whole file in memory, every size and CRC validated; values
+ * must be finite. A file with bytes beyond the rows its header counts (an
+ * interrupted writer) is refused: resume the writer to repair it. */
+typedef struct imcap_embfile imcap_embfile;
+imcap_status imcap_embfile_open(const char *path, imcap_embfile **out);
+void imcap_embfile_close(imcap_embfile *f);
+size_t imcap_embfile_count(const imcap_embfile *f);
+size_t imcap_embfile_dim(const imcap_embfile *f);
+const char *imcap_embfile_encoder(const imcap_embfile *f);     /* "" when not set */
+const char *imcap_embfile_name(const imcap_embfile *f, size_t row);
+const float *imcap_embfile_row(const imcap_embfile *f, size_t row);  /* [dim] */
+const float *imcap_embfile_data(const imcap_embfile *f);       /* [count][dim], 64-byte aligned */
+int64_t imcap_embfile_find(const imcap_embfile *f, const char *name); /* row or -1 */
+/* rows[i] = the row of image i of the dataset (for training); an image
+ * without an embedding is IMCAP_E_MISMATCH naming it and the count missing. */
+imcap_status imcap_embfile_match(const imcap_embfile *f, const imcap_captions *c, int32_t *rows);
+
+/* Writer: rows are appended; the header's row count is brought up to date
+ * (after an fdatasync of the rows) every flush_every rows (default 64), on
+ * imcap_embfile_flush and on close, so a writer killed at any moment leaves
+ * a file that imcap_embfile_resume repairs. */
+typedef struct imcap_embfile_writer imcap_embfile_writer;
+/* New file (an existing one is replaced). name_width 0 = IMCAP_EMB_NAME_WIDTH
+ * (else a multiple of 4 in 8..IMCAP_EMB_NAME_WIDTH_MAX); encoder may be NULL. */
+imcap_status imcap_embfile_create(const char *path, size_t dim, size_t name_width, const char *encoder,
+                                  imcap_embfile_writer **out);
+/* Reopen to continue: keeps the longest prefix of complete, CRC-valid rows,
+ * drops the rest (a torn last row; *n_dropped counts dropped records, a
+ * partial one included) and truncates the file there. dim (unless 0) and
+ * encoder (unless NULL) must match the file's (else IMCAP_E_MISMATCH). */
+imcap_status imcap_embfile_resume(const char *path, size_t dim, const char *encoder, imcap_embfile_writer **out,
+                                  size_t *n_dropped);
+void imcap_embfile_writer_set_flush_every(imcap_embfile_writer *w, size_t rows);
+/* Name: 1 .. name_width-1 bytes, not yet in the file; row: dim finite floats. */
+imcap_status imcap_embfile_append(imcap_embfile_writer *w, const char *name, const float *row);
+imcap_status imcap_embfile_flush(imcap_embfile_writer *w);
+size_t imcap_embfile_writer_count(const imcap_embfile_writer *w);
+/* Whether a row for name is already in the file (resume skips those). */
+int imcap_embfile_writer_has(const imcap_embfile_writer *w, const char *name);
+/* Flushes, closes and frees (also on failure). */
+imcap_status imcap_embfile_writer_close(imcap_embfile_writer *w);
+
+/* A whole file at once, atomically (temp + rename): n rows [n][dim]. */
+imcap_status imcap_embfile_write(const char *path, size_t dim, const char *encoder, size_t n,
+                                 const char *const *names, const float *rows);
+
+
 /* ------------------------------------------------ decoder and training */
 
 /* ------------------------------------------------------------ generation */
@@ -204,6 +261,55 @@ imcap_gen_params imcap_gen_default_params(void);
 imcap_status imcap_gen_params_check(const imcap_gen_params *p);
 
 /* ------------------------------------------------------------- metrics */
+
+/* COCO caption toolkit scoring (coco-caption / pycocoevalcap), computed
+ * exactly: PTB tokenization, BLEU-1..4, ROUGE-L and CIDEr-D. */
+
+/* Tokenize a caption as the toolkit does before scoring (Stanford PTB
+ * tokenization, lower-cased, punctuation tokens removed). *out receives a
+ * malloc'ed string of tokens separated by single spaces (possibly ""); the
+ * caller releases it with free(). */
+imcap_status imcap_ptb_tokenize(const char *text, char **out);
+
+/* One evaluated image: a candidate caption and its reference captions. */
+typedef struct imcap_score_item {
+    const char *candidate;          /* the caption under test */
+    const char *const *refs;        /* n_refs reference captions, n_refs >= 1 */
+    size_t n_refs;
+} imcap_score_item;
+
+typedef struct imcap_scores {
+    double bleu[4];                 /* Bleu_1 .. Bleu_4 (corpus level) */
+    double rouge_l;                 /* ROUGE_L, mean over images */
+    double cider_d;                 /* CIDEr (the toolkit's CIDEr-D), mean over images */
+    size_t n_images;
+    /* BLEU internals as the toolkit's bleu_scorer reports them: total
+     * candidate length, total closest-reference length, and per n = 1..4 the
+     * number of candidate n-grams (guess) and of clipped matches (correct). */
+    uint64_t bleu_testlen, bleu_reflen;
+    uint64_t bleu_guess[4], bleu_correct[4];
+} imcap_scores;
+
+/* Metric names as the toolkit prints them, index 0..5: Bleu_1, Bleu_2,
+ * Bleu_3, Bleu_4, ROUGE_L, CIDEr; and the matching value of s. */
+#define IMCAP_N_METRICS 6
+const char *imcap_metric_name(int i);
+double imcap_metric_value(const imcap_scores *s, int i);
+
+/* Score n images. With tokenize != 0 the captions are raw text and are run
+ * through imcap_ptb_tokenize first (what the toolkit does); with 0 they are
+ * already tokenized (tokens separated by white space). per_image_cider, if
+ * not NULL, receives n per-image CIDEr-D values; per_image_rouge likewise. */
+imcap_status imcap_score(const imcap_score_item *items, size_t n, int tokenize, imcap_scores *out,
+                         double *per_image_cider, double *per_image_rouge);
+
+/* Score a COCO results file ([{"image_id", "caption"}, ...]) against a COCO
+ * captions annotation file ({"annotations": [{"image_id", "caption"}, ...]}),
+ * like the toolkit's COCOEvalCap: every result image must have references,
+ * each image at most one result; annotations of images without a result are
+ * ignored. Image ids may be integers or strings. Errors name the file and
+ * the problem. */
+imcap_status imcap_score_coco_files(const char *results_path, const char *refs_path, imcap_scores *out);
 
 /* -------------------------------------------------------------- images */
 
