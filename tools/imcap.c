@@ -6,6 +6,7 @@
 /* One line per subcommand; keep alphabetical. */
 static const struct { const char *name; cli_cmd_fn fn; const char *help; } commands[] = {
     {"score", cmd_score, "COCO caption metrics (BLEU, ROUGE-L, CIDEr-D) of a results file"},
+    {"train", cmd_train, "train the caption decoder on image embeddings and captions"},
     {NULL, NULL, NULL},
 };
 
