@@ -415,6 +415,43 @@ imcap_status imcap_image_prepare(const imcap_image *img, int out_h, int out_w, u
 void imcap_image_to_float(const uint8_t *hwc, size_t n_pixels, const float scale[3], const float bias[3],
                           float *out);
 
+/* Feature extraction (`imcap extract`): runs an encoder model file over the
+ * images named in a list (one name per line, relative to image_dir) and
+ * appends one row per image to an embeddings file (see "embeddings file").
+ * Decoding and preprocessing run on `threads` worker threads while the
+ * network runs batches of `batch` images. An existing output file is
+ * resumed: its complete rows are kept (a torn last row is cut) and those
+ * images skipped; it must come from the same encoder and output. Images
+ * that cannot be read get no row and are listed in the report; the others
+ * go on. Progress: done/total "images"; returning non-zero from it stops
+ * after the current batch (IMCAP_E_ARG, rows so far kept). */
+typedef struct imcap_extract_params {
+    const char *encoder;   /* encoder model file */
+    const char *image_dir;
+    const char *list;
+    const char *out;       /* embeddings file, created or resumed */
+    const char *output;    /* encoder output stored: "embedding" (default), "mixed5", ... */
+    int threads;           /* decoding threads (default 2) */
+    int batch;             /* images per network run (default 8, at most 256) */
+    imcap_progress_fn progress;
+    void *progress_user;
+} imcap_extract_params;
+
+typedef struct imcap_extract_report {
+    uint64_t total;        /* images listed */
+    uint64_t resumed;      /* already in the file when this run started */
+    uint64_t done;         /* rows written by this run */
+    uint64_t dropped;      /* torn/invalid records cut from the file's end on resume */
+    uint64_t n_failed;
+    char **failed;         /* n_failed messages "<path>: <problem>" */
+    double seconds;
+} imcap_extract_report;
+
+imcap_extract_params imcap_extract_default_params(void);
+/* rep is filled also on failure (free it with imcap_extract_report_free). */
+imcap_status imcap_extract(const imcap_extract_params *p, imcap_extract_report *rep);
+void imcap_extract_report_free(imcap_extract_report *rep);
+
 
 /* ------------------------------------------------------------- encoder */
 
