@@ -38,4 +38,12 @@ bash scripts/get-data.sh "$SHARED"
 log "build"
 make -j"$(nproc)" all >/dev/null
 
+log "encoders: TFLite MobileNets -> models/encoders/*.gguf"
+mkdir -p models/encoders
+for m in mobilenet_v2_1.0_224_quant mobilenet_edgetpu_224_1.0_uint8; do
+  if [ ! -s "models/encoders/$m.gguf" ] || [ "models/encoders/$m.gguf" -ot build/imcap ]; then
+    ./build/imcap convert --tflite "data/models/$m.tflite" --out "models/encoders/$m.gguf" >/dev/null
+  fi
+done
+
 if [ "$DEPS_ONLY" = 1 ]; then exit 0; fi

@@ -5,6 +5,8 @@
 
 /* One line per subcommand; keep alphabetical. */
 static const struct { const char *name; cli_cmd_fn fn; const char *help; } commands[] = {
+    {"classify", cmd_classify, "top-5 ImageNet classes of photos (TFLite MobileNets)"},
+    {"convert", cmd_convert, "import a TFLite model as a native encoder file"},
     {"extract", cmd_extract, "embeddings of a list of images with an encoder (resumable)"},
     {"score", cmd_score, "COCO caption metrics (BLEU, ROUGE-L, CIDEr-D) of a results file"},
     {"vocab", cmd_vocab, "build the vocabulary of a caption split (one word a line)"},
