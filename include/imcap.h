@@ -48,6 +48,128 @@ typedef int (*imcap_progress_fn)(void *user, uint64_t done, uint64_t total, cons
 
 /* ---------------------------------------- text: captions, tokenizer, vocab */
 
+/* A caption dataset: images (by file name, in order of first appearance in
+ * the source file) each with its captions (in file order). Immutable once
+ * loaded. Limits: files up to 1 GiB, image names up to IMCAP_NAME_MAX bytes,
+ * captions up to IMCAP_CAPTION_MAX bytes; text must be valid UTF-8 without
+ * NUL bytes. Every loader fails with IMCAP_E_FORMAT and a message
+ * "file:line: problem" on malformed input. */
+typedef struct imcap_captions imcap_captions;
+#define IMCAP_NAME_MAX 1023
+#define IMCAP_CAPTION_MAX 8191
+
+/* Flickr8k CSV (RFC 4180): header "image,caption", one caption a record,
+ * quoted fields with doubled quotes, CRLF or LF, newlines inside quotes. */
+imcap_status imcap_captions_load_csv(const char *path, imcap_captions **out);
+/* Original Flickr8k token file: "name.jpg#k<TAB>caption" a line. */
+imcap_status imcap_captions_load_tokens(const char *path, imcap_captions **out);
+/* COCO captions JSON: {"images":[{"id","file_name"}], "annotations":
+ * [{"image_id","caption"}]}; images in "images" order (images without a
+ * caption are left out), captions in annotation order. */
+imcap_status imcap_captions_load_coco(const char *path, imcap_captions **out);
+/* By file name: *.json -> COCO, *.csv -> CSV, anything else -> token file. */
+imcap_status imcap_captions_load(const char *path, imcap_captions **out);
+void imcap_captions_free(imcap_captions *c);
+
+size_t imcap_captions_n_images(const imcap_captions *c);
+size_t imcap_captions_n_total(const imcap_captions *c);   /* all captions */
+const char *imcap_captions_image(const imcap_captions *c, size_t image);
+size_t imcap_captions_count(const imcap_captions *c, size_t image);
+const char *imcap_captions_text(const imcap_captions *c, size_t image, size_t k);
+/* Index of the image called name, or -1. */
+int64_t imcap_captions_find(const imcap_captions *c, const char *name);
+
+/* Split file: one image name a line (surrounding blanks and CR stripped,
+ * blank lines ignored, a name listed twice is an error). *names is one
+ * malloc'd block (release with free()). */
+imcap_status imcap_split_load(const char *path, char ***names, size_t *n);
+/* The images of `all` listed in the split file, in split-file order. A name
+ * without captions is an error naming the split file, line and name. */
+imcap_status imcap_captions_restrict(const imcap_captions *all, const char *split_path,
+                                     imcap_captions **out);
+/* Same from an array of names (where = text naming them in messages). */
+imcap_status imcap_captions_subset(const imcap_captions *all, const char *const *names, size_t n,
+                                   const char *where, imcap_captions **out);
+
+/* The recipe's tokenizer: ASCII-lowercase, split on runs of non-word bytes
+ * (word bytes: [A-Za-z0-9_] and every byte >= 0x80, so UTF-8 characters are
+ * never split), drop empty tokens. *tokens is one malloc'd block holding the
+ * pointer array and the strings (release with free()); *n may be 0. */
+imcap_status imcap_tokenize(const char *text, char ***tokens, size_t *n);
+
+/* Vocabulary: words <-> indices. Built vocabularies are sorted in byte order
+ * (as Python's sorted()) and always contain the four special tokens below;
+ * since '#' sorts before every word byte they get indices 0..3:
+ * #END# = 0, #PAD# = 1, #START# = 2, #UNK# = 3. Use the accessors rather
+ * than these numbers: a vocabulary rebuilt from a word list keeps its order. */
+typedef struct imcap_vocab imcap_vocab;
+#define IMCAP_TOK_PAD "#PAD#"
+#define IMCAP_TOK_UNK "#UNK#"
+#define IMCAP_TOK_START "#START#"
+#define IMCAP_TOK_END "#END#"
+#define IMCAP_VOCAB_MIN_COUNT 5
+
+/* Words occurring >= min_count times (min_count >= 1) in all captions of
+ * `train`, plus the special tokens. */
+imcap_status imcap_vocab_build(const imcap_captions *train, int min_count, imcap_vocab **out);
+/* Rebuild from a word list in index order (e.g. from a model file's string
+ * array): words must be non-empty, unique, and include the four specials. */
+imcap_status imcap_vocab_from_words(const char *const *words, size_t n, imcap_vocab **out);
+/* Plain text: one word a line, index order; load validates as from_words
+ * and names the file and line. save is atomic. */
+imcap_status imcap_vocab_save_txt(const imcap_vocab *v, const char *path);
+imcap_status imcap_vocab_load_txt(const char *path, imcap_vocab **out);
+void imcap_vocab_free(imcap_vocab *v);
+
+size_t imcap_vocab_size(const imcap_vocab *v);
+/* The words in index order ([size]; for gguf_set_arr_str). */
+const char *const *imcap_vocab_words(const imcap_vocab *v);
+const char *imcap_vocab_word(const imcap_vocab *v, int32_t index); /* NULL if out of range */
+int32_t imcap_vocab_find(const imcap_vocab *v, const char *word);   /* -1 if absent */
+int32_t imcap_vocab_pad(const imcap_vocab *v);
+int32_t imcap_vocab_unk(const imcap_vocab *v);
+int32_t imcap_vocab_start(const imcap_vocab *v);
+int32_t imcap_vocab_end(const imcap_vocab *v);
+
+/* Caption -> [START, w1.., END] (UNK for unknown words). *ids is malloc'd
+ * (release with free()); *n = tokens + 2. */
+imcap_status imcap_vocab_encode(const imcap_vocab *v, const char *caption, int32_t **ids, size_t *n);
+/* Indices -> words joined by single spaces, skipping START and PAD and
+ * stopping at END (or after n). *text is malloc'd (release with free()). */
+imcap_status imcap_vocab_decode(const imcap_vocab *v, const int32_t *ids, size_t n, char **text);
+
+/* The recipe's batch_captions_to_matrix: rows seqs[i] (lens[i] entries) into
+ * a [n][width] matrix, width = longest row, capped at max_len when max_len >
+ * 0 (longer rows are truncated), shorter rows padded with pad. out must hold
+ * n * width values (width <= max_len, or the longest row when max_len = 0);
+ * pass out = NULL to learn *width first. */
+imcap_status imcap_pad_batch(const int32_t *const *seqs, const size_t *lens, size_t n, size_t max_len,
+                             int32_t pad, int32_t *out, size_t *width);
+
+/* Batch sampler (the recipe's generate_batch): each batch takes batch_size
+ * distinct random images of the dataset and one random caption of each,
+ * encoded with the vocabulary (START..END), padded as imcap_pad_batch with
+ * max_len (default IMCAP_BATCH_MAX_LEN tokens including START and END;
+ * longer captions are cut). The same seed gives the same batches. */
+typedef struct imcap_batcher imcap_batcher;
+#define IMCAP_BATCH_MAX_LEN 20
+/* Encodes every caption of `data` once; data and vocab may be freed after. */
+imcap_status imcap_batcher_new(const imcap_captions *data, const imcap_vocab *v, size_t max_len,
+                               uint64_t seed, imcap_batcher **out);
+void imcap_batcher_free(imcap_batcher *b);
+size_t imcap_batcher_n_images(const imcap_batcher *b);
+size_t imcap_batcher_max_len(const imcap_batcher *b);
+/* Next batch: images[batch_size] receives image indices into `data`,
+ * tokens[batch_size][*width] the padded captions (tokens must hold
+ * batch_size * max_len values); *width <= max_len. batch_size must be
+ * 1..n_images. Pad value is the vocabulary's PAD. */
+imcap_status imcap_batcher_next(imcap_batcher *b, size_t batch_size, int32_t *images, int32_t *tokens,
+                                size_t *width);
+/* The sampler's random state, to store in checkpoints and resume exactly. */
+void imcap_batcher_get_state(const imcap_batcher *b, uint64_t state[4]);
+void imcap_batcher_set_state(imcap_batcher *b, const uint64_t state[4]);
+
+
 /* ------------------------------------------------------- embeddings file */
 
 /* ------------------------------------------------ decoder and training */
@@ -58,11 +180,89 @@ typedef int (*imcap_progress_fn)(void *user, uint64_t done, uint64_t total, cons
 
 /* -------------------------------------------------------------- images */
 
+/* A decoded image: 8-bit RGB, rows top to bottom, pixels rgb[(y*w + x)*3 + c].
+ * A plain value type (not opaque) so callers can read pixels directly;
+ * release the pixels with imcap_image_free(). */
+typedef struct imcap_image {
+    int w, h;
+    uint8_t *rgb;
+} imcap_image;
+
+typedef enum imcap_image_format {
+    IMCAP_IMAGE_UNKNOWN = 0,
+    IMCAP_IMAGE_JPEG,
+    IMCAP_IMAGE_PNG,
+    IMCAP_IMAGE_BMP
+} imcap_image_format;
+
+/* Largest image decoded (w*h); larger headers are refused before allocating. */
+#define IMCAP_IMAGE_MAX_PIXELS 100000000
+
+/* Format from the first bytes (magic numbers), not from the file name. */
+imcap_image_format imcap_image_sniff(const void *data, size_t len);
+const char *imcap_image_format_name(imcap_image_format f);
+
+/* Decode a JPEG (baseline/progressive; gray, YCbCr, RGB, CMYK/YCCK incl.
+ * Adobe-inverted; EXIF orientation applied), PNG (any type, 1-16 bits,
+ * palette, interlaced; alpha composited on white) or BMP (1/4/8-bit palette,
+ * 16/24/32-bit, bottom-up or top-down; alpha dropped) to RGB. name is used in
+ * error messages. On failure *out is empty (and needs no free). */
+imcap_status imcap_image_decode(const void *data, size_t len, const char *name, imcap_image *out);
+imcap_status imcap_image_load(const char *path, imcap_image *out);
+void imcap_image_free(imcap_image *img);
+
+/* Largest centered square: side = min(w, h); when the difference is odd the
+ * extra pixel is cut on the left/top (x0 = dx - dx/2). */
+void imcap_image_square_crop(int w, int h, int *x0, int *y0, int *side);
+
+/* Bilinear resize of an interleaved 8-bit image (cn channels, rows
+ * src_stride bytes apart) to dw x dh, bit-exact with OpenCV 4.6
+ * cv::resize(..., INTER_LINEAR) on x86 (half-pixel centres, clamped edges,
+ * OpenCV's 11-bit fixed-point weights and rounding). */
+imcap_status imcap_resize_linear_u8(const uint8_t *src, int sw, int sh, size_t src_stride, int cn,
+                                    uint8_t *dst, int dw, int dh);
+
+/* The encoders' preprocessing: square center crop, then the resize above to
+ * out_w x out_h; out receives [out_h][out_w][3] bytes. */
+imcap_status imcap_image_prepare(const imcap_image *img, int out_h, int out_w, uint8_t *out);
+
+/* out[i*3+c] = hwc[i*3+c] / 255 * scale[c] + bias[c] (a model's normalization). */
+void imcap_image_to_float(const uint8_t *hwc, size_t n_pixels, const float scale[3], const float bias[3],
+                          float *out);
+
+
 /* ------------------------------------------------------------- encoder */
 
 /* ----------------------------------------------------------- captioner */
 
 /* -------------------------------------------------------------- speech */
+
+/* Text to speech through Debian's libespeak-ng.
+ * All calls are serialised internally (espeak-ng has global state), so they
+ * may be made from any thread. */
+typedef struct imcap_speech_params {
+    const char *voice; /* espeak-ng voice name: "en" (default), "en-us", "en-gb", "en+f3", "fr", ... */
+    int rate;          /* speaking rate in words per minute, 80..450 (default 175) */
+} imcap_speech_params;
+
+imcap_speech_params imcap_speech_default_params(void);
+
+/* Synthesize text into 16-bit signed mono PCM at *sample_rate Hz (22050 for
+ * espeak-ng voices). *samples is released with imcap_speech_free(). Fails
+ * with IMCAP_E_ARG for empty text, a rate out of range or an unknown voice. */
+imcap_status imcap_speech_synth(const char *text, const imcap_speech_params *p, int16_t **samples,
+                                size_t *n_samples, int *sample_rate);
+void imcap_speech_free(int16_t *samples);
+
+/* Write PCM samples as a RIFF/WAVE file (PCM, 16-bit, mono), atomically. */
+imcap_status imcap_wav_write(const char *path, const int16_t *samples, size_t n_samples, int sample_rate);
+
+/* Synthesize text and write it as a WAV file (atomically). */
+imcap_status imcap_speech_write_wav(const char *text, const imcap_speech_params *p, const char *path);
+
+/* Speak text on the default audio output and return when done. Fails with
+ * IMCAP_E_UNSUPPORTED and a clear message when there is no audio device. */
+imcap_status imcap_speech_play(const char *text, const imcap_speech_params *p);
 
 #ifdef __cplusplus
 }

@@ -11,8 +11,9 @@
 
 typedef enum enc_op {
     ENC_CONV2D,    /* w [KH][KW][Cin][Cout] (HWIO), bias [Cout] or -1 */
-    ENC_DWCONV2D,  /* w [KH][KW][Cin*mult], bias [Cin*mult] or -1 */
-    ENC_DENSE,     /* on a 1x1xC value: w [Cin][Cout], bias [Cout] or -1 */
+    ENC_DWCONV2D,  /* w [KH][KW][Cin*mult] (or [KH][KW][Cin][mult]), bias [Cin*mult] or -1;
+                      output channel c*mult+m reads input channel c */
+    ENC_DENSE,     /* per pixel (usually on a 1x1xC value): w [Cin][Cout], bias [Cout] or -1 */
     ENC_ADD,       /* two inputs, same shape */
     ENC_CONCAT,    /* n inputs along channels */
     ENC_AVGPOOL,   /* window kh x kw; SAME excludes padding from the count (TF semantics) */
@@ -35,8 +36,10 @@ typedef struct enc_node {
     int output;                 /* value id (set by enc_graph_add_node) */
     int kh, kw, sh, sw;         /* kernel / pool window and strides */
     enc_pad pad;                /* SAME: total = max((out-1)*s + k - in, 0), before = total/2 */
+    /* kh = kw = 0 on CONV2D/DWCONV2D takes the window from the weight;
+     * sh = sw = 0 on a windowed op means stride 1. */
     enc_act act;                /* fused activation applied to the output */
-    int mult;                   /* depthwise channel multiplier */
+    int mult;                   /* depthwise channel multiplier (0: from the weight) */
     int weight, bias;           /* parameter ids, -1 if none */
     char name[ENC_NAME_LEN];
 } enc_node;
@@ -86,6 +89,21 @@ const char *enc_graph_name(const enc_graph *g);
  * runs on one graph (each run allocates its own workspace). */
 imcap_status enc_graph_run(const enc_graph *g, const float *input, int n, const int *ids,
                            int n_ids, float *const *outs);
+
+/* Introspection (ids are dense from 0; NULL / -1 when out of range). */
+int enc_graph_input(const enc_graph *g);
+int enc_graph_n_values(const enc_graph *g);
+int enc_graph_n_nodes(const enc_graph *g);
+const enc_node *enc_graph_node(const enc_graph *g, int i);
+int enc_graph_n_params(const enc_graph *g);
+const enc_param *enc_graph_param(const enc_graph *g, int id);
+const float *enc_graph_param_data(const enc_graph *g, int id);
+int enc_graph_n_outputs(const enc_graph *g);
+const char *enc_graph_output_name(const enc_graph *g, int i);
+const char *enc_op_name(enc_op op);
+/* Like enc_graph_add_param, but references data (which must outlive the
+ * graph) instead of copying it; a graph uses either this or copies. */
+int enc_graph_add_param_view(enc_graph *g, const char *name, int n_dims, const int *shape, const float *data);
 
 /* Native model file (GGUF, see docs/FORMATS.md). */
 imcap_status enc_graph_save(const enc_graph *g, const char *path);

@@ -1,0 +1,557 @@
+/*
+ * graph.c - the encoder graph: builder with shape inference and validation,
+ * and the executor (plans which nodes the requested outputs need, frees each
+ * intermediate value after its last consumer, runs ops.c kernels).
+ * Saving and loading live in graph_io.c.
+ */
+#include "graph_impl.h"
+#include "ops.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Bounds that keep every size computation in int and size_t range. */
+enum { MAX_DIM = 1 << 16, MAX_VALUE_FLOATS = 1 << 28, MAX_NODES = 1 << 16 };
+
+static void copy_name(char *dst, const char *src)
+{
+    snprintf(dst, ENC_NAME_LEN, "%s", src ? src : "");
+}
+
+enc_graph *enc_graph_new(const char *name)
+{
+    enc_graph *g = calloc(1, sizeof *g);
+    if (!g) {
+        imcap_fail(IMCAP_E_NOMEM, "out of memory creating an encoder graph");
+        return NULL;
+    }
+    copy_name(g->name, name);
+    g->input = -1;
+    return g;
+}
+
+void enc_graph_free(enc_graph *g)
+{
+    if (!g) return;
+    free(g->nodes);
+    free(g->values);
+    free(g->params);
+    free(g->param_ext);
+    imcap_free(g->pbuf);
+    free(g->outputs);
+    if (g->on_free) g->on_free(g->on_free_ctx);
+    free(g);
+}
+
+static bool grow(void **p, int *cap, int need, size_t elem)
+{
+    if (need <= *cap) return true;
+    int nc = *cap ? *cap * 2 : 16;
+    while (nc < need) nc *= 2;
+    void *q = realloc(*p, (size_t)nc * elem);
+    if (!q) {
+        imcap_fail(IMCAP_E_NOMEM, "out of memory growing the encoder graph");
+        return false;
+    }
+    *p = q;
+    *cap = nc;
+    return true;
+}
+
+static int add_value(enc_graph *g, const char *name, int h, int w, int c)
+{
+    if (!grow((void **)&g->values, &g->cap_values, g->n_values + 1, sizeof *g->values)) return -1;
+    enc_value *v = &g->values[g->n_values];
+    copy_name(v->name, name);
+    v->h = h;
+    v->w = w;
+    v->c = c;
+    return g->n_values++;
+}
+
+static bool shape_ok(int h, int w, int c)
+{
+    return h >= 1 && w >= 1 && c >= 1 && h <= MAX_DIM && w <= MAX_DIM && c <= MAX_DIM &&
+           (int64_t)h * w * c <= MAX_VALUE_FLOATS;
+}
+
+int enc_graph_add_input(enc_graph *g, const char *name, int h, int w, int c)
+{
+    if (g->input >= 0) {
+        imcap_fail(IMCAP_E_ARG, "%s: the graph already has an input", g->name);
+        return -1;
+    }
+    if (!shape_ok(h, w, c)) {
+        imcap_fail(IMCAP_E_ARG, "%s: bad input shape %dx%dx%d", g->name, h, w, c);
+        return -1;
+    }
+    g->input = add_value(g, name, h, w, c);
+    return g->input;
+}
+
+static int add_param_common(enc_graph *g, const char *name, int n_dims, const int *shape, size_t *count)
+{
+    if (n_dims < 1 || n_dims > 4) {
+        imcap_fail(IMCAP_E_ARG, "%s: parameter '%s' has %d dims (1..4 allowed)", g->name, name, n_dims);
+        return -1;
+    }
+    size_t n = 1;
+    for (int i = 0; i < n_dims; i++) {
+        if (shape[i] < 1 || shape[i] > MAX_VALUE_FLOATS || !imcap_mul_size(n, (size_t)shape[i], &n) ||
+            n > MAX_VALUE_FLOATS) {
+            imcap_fail(IMCAP_E_ARG, "%s: parameter '%s' has a bad shape (dim %d = %d)", g->name, name, i,
+                       shape[i]);
+            return -1;
+        }
+    }
+    if (!grow((void **)&g->params, &g->cap_params, g->n_params + 1, sizeof *g->params)) return -1;
+    enc_param *p = &g->params[g->n_params];
+    memset(p, 0, sizeof *p);
+    copy_name(p->name, name);
+    p->n_dims = n_dims;
+    for (int i = 0; i < n_dims; i++) p->shape[i] = shape[i];
+    p->count = n;
+    *count = n;
+    return g->n_params;
+}
+
+int enc_graph_add_param(enc_graph *g, const char *name, int n_dims, const int *shape, const float *data)
+{
+    size_t n;
+    if (g->param_ext) {
+        imcap_fail(IMCAP_E_ARG, "%s: cannot add copied parameters to a loaded graph", g->name);
+        return -1;
+    }
+    if (!data) {
+        imcap_fail(IMCAP_E_ARG, "%s: parameter '%s' has no data", g->name, name);
+        return -1;
+    }
+    int id = add_param_common(g, name, n_dims, shape, &n);
+    if (id < 0) return -1;
+    /* Each parameter starts on a 64-byte boundary of the one buffer. */
+    size_t off = (g->pbuf_len + 15) & ~(size_t)15, need = off + n;
+    if (need > g->pbuf_cap) {
+        size_t nc = g->pbuf_cap ? g->pbuf_cap * 2 : 1 << 16;
+        while (nc < need) nc *= 2;
+        float *q = imcap_alloc(nc, sizeof(float));
+        if (!q) return -1;
+        if (g->pbuf_len) memcpy(q, g->pbuf, g->pbuf_len * sizeof(float));
+        imcap_free(g->pbuf);
+        g->pbuf = q;
+        g->pbuf_cap = nc;
+    }
+    memcpy(g->pbuf + off, data, n * sizeof(float));
+    if (off > g->pbuf_len) memset(g->pbuf + g->pbuf_len, 0, (off - g->pbuf_len) * sizeof(float));
+    g->pbuf_len = need;
+    g->params[id].offset = off;
+    return g->n_params++;
+}
+
+int enc_graph_add_param_view(enc_graph *g, const char *name, int n_dims, const int *shape, const float *data)
+{
+    size_t n;
+    if (g->pbuf) {
+        imcap_fail(IMCAP_E_ARG, "%s: cannot mix viewed and copied parameters", g->name);
+        return -1;
+    }
+    int id = add_param_common(g, name, n_dims, shape, &n);
+    if (id < 0) return -1;
+    const float **q = realloc(g->param_ext, (size_t)g->cap_params * sizeof *q);
+    if (!q) {
+        imcap_fail(IMCAP_E_NOMEM, "out of memory growing the encoder graph");
+        return -1;
+    }
+    g->param_ext = q;
+    g->param_ext[id] = data;
+    g->params[id].offset = 0;
+    return g->n_params++;
+}
+
+const float *enc_graph_param_data(const enc_graph *g, int id)
+{
+    if (id < 0 || id >= g->n_params) return NULL;
+    return g->param_ext ? g->param_ext[id] : g->pbuf + g->params[id].offset;
+}
+
+const enc_param *enc_graph_param(const enc_graph *g, int id)
+{
+    return id >= 0 && id < g->n_params ? &g->params[id] : NULL;
+}
+
+int enc_graph_n_params(const enc_graph *g) { return g->n_params; }
+int enc_graph_n_nodes(const enc_graph *g) { return g->n_nodes; }
+int enc_graph_n_values(const enc_graph *g) { return g->n_values; }
+int enc_graph_input(const enc_graph *g) { return g->input; }
+
+const enc_node *enc_graph_node(const enc_graph *g, int i)
+{
+    return i >= 0 && i < g->n_nodes ? &g->nodes[i] : NULL;
+}
+
+static const char *op_names[] = {"CONV2D", "DWCONV2D", "DENSE", "ADD", "CONCAT", "AVGPOOL",
+                                 "MAXPOOL", "GAP", "SOFTMAX", "ACT", "AFFINE"};
+
+const char *enc_op_name(enc_op op)
+{
+    return (unsigned)op < sizeof op_names / sizeof *op_names ? op_names[op] : "?";
+}
+
+/* Output size along one axis; -1 if the window does not fit. */
+static int out_size(int in, int k, int s, enc_pad pad)
+{
+    if (pad == ENC_PAD_SAME) return (in + s - 1) / s;
+    if (in < k) return -1;
+    return (in - k) / s + 1;
+}
+
+/* Checks a parameter's shape against dims (n values, -1 = any). */
+static bool param_is(const enc_graph *g, int id, int n, const int *dims)
+{
+    if (id < 0 || id >= g->n_params) return false;
+    const enc_param *p = &g->params[id];
+    if (p->n_dims != n) return false;
+    for (int i = 0; i < n; i++)
+        if (dims[i] >= 0 && p->shape[i] != dims[i]) return false;
+    return true;
+}
+
+static void shape_str(const enc_graph *g, int id, char *buf, size_t n)
+{
+    if (id < 0 || id >= g->n_params) {
+        snprintf(buf, n, "(no parameter %d)", id);
+        return;
+    }
+    const enc_param *p = &g->params[id];
+    int k = snprintf(buf, n, "'%s' [", p->name);
+    for (int i = 0; i < p->n_dims && k > 0 && (size_t)k < n; i++)
+        k += snprintf(buf + k, n - (size_t)k, i ? ",%d" : "%d", p->shape[i]);
+    if (k > 0 && (size_t)k < n) snprintf(buf + k, n - (size_t)k, "]");
+}
+
+#define NODE_FAIL(...)                                                                             \
+    do {                                                                                           \
+        char msg_[400];                                                                            \
+        snprintf(msg_, sizeof msg_, __VA_ARGS__);                                                  \
+        imcap_fail(IMCAP_E_FORMAT, "%s: node %d '%s' (%s): %s", g->name, g->n_nodes, nd.name,     \
+                   enc_op_name(nd.op), msg_);                                                      \
+        return -1;                                                                                 \
+    } while (0)
+
+int enc_graph_add_node(enc_graph *g, const enc_node *node, const char *out_name)
+{
+    enc_node nd = *node;
+    nd.name[ENC_NAME_LEN - 1] = 0;
+    char ps[160];
+    if (g->n_nodes >= MAX_NODES) NODE_FAIL("too many nodes");
+    if ((unsigned)nd.op > ENC_AFFINE) NODE_FAIL("unknown op %d", (int)nd.op);
+    if ((unsigned)nd.act > ENC_ACT_SIGMOID) NODE_FAIL("unknown activation %d", (int)nd.act);
+    if ((unsigned)nd.pad > ENC_PAD_SAME) NODE_FAIL("unknown padding %d", (int)nd.pad);
+    int want_in = nd.op == ENC_ADD ? 2 : nd.op == ENC_CONCAT ? -1 : 1;
+    if (want_in > 0 && nd.n_inputs != want_in) NODE_FAIL("%d inputs, expected %d", nd.n_inputs, want_in);
+    if (nd.n_inputs < 1 || nd.n_inputs > ENC_MAX_INPUTS) NODE_FAIL("%d inputs (1..%d allowed)", nd.n_inputs,
+                                                                 ENC_MAX_INPUTS);
+    for (int i = 0; i < nd.n_inputs; i++)
+        if (nd.inputs[i] < 0 || nd.inputs[i] >= g->n_values)
+            NODE_FAIL("input %d refers to value %d, not defined yet", i, nd.inputs[i]);
+    for (int i = nd.n_inputs; i < ENC_MAX_INPUTS; i++) nd.inputs[i] = -1;
+    const enc_value *x = &g->values[nd.inputs[0]];
+    int h = x->h, w = x->w, c = x->c, oh = h, ow = w, oc = c;
+    bool windowed = nd.op == ENC_CONV2D || nd.op == ENC_DWCONV2D || nd.op == ENC_AVGPOOL || nd.op == ENC_MAXPOOL;
+    bool uses_weight = nd.op == ENC_CONV2D || nd.op == ENC_DWCONV2D || nd.op == ENC_DENSE || nd.op == ENC_AFFINE;
+    bool uses_bias = uses_weight;
+    if (!uses_weight && nd.weight != -1) NODE_FAIL("takes no weight (got parameter %d)", nd.weight);
+    if (!uses_bias && nd.bias != -1) NODE_FAIL("takes no bias (got parameter %d)", nd.bias);
+    if (uses_weight && (nd.weight < 0 || nd.weight >= g->n_params)) NODE_FAIL("weight parameter %d missing", nd.weight);
+    if (nd.bias < -1 || nd.bias >= g->n_params) NODE_FAIL("bias parameter %d missing", nd.bias);
+    if (windowed) {
+        if (nd.op == ENC_CONV2D || nd.op == ENC_DWCONV2D) {
+            const enc_param *wp = &g->params[nd.weight];
+            if (wp->n_dims < 3) NODE_FAIL("weight %s has too few dims", (shape_str(g, nd.weight, ps, sizeof ps), ps));
+            if (nd.kh == 0 && nd.kw == 0) {
+                nd.kh = wp->shape[0];
+                nd.kw = wp->shape[1];
+            }
+        }
+        if (nd.sh == 0 && nd.sw == 0) nd.sh = nd.sw = 1;
+        if (nd.kh < 1 || nd.kw < 1 || nd.kh > MAX_DIM || nd.kw > MAX_DIM) NODE_FAIL("bad window %dx%d", nd.kh, nd.kw);
+        if (nd.sh < 1 || nd.sw < 1 || nd.sh > MAX_DIM || nd.sw > MAX_DIM) NODE_FAIL("bad strides %dx%d", nd.sh, nd.sw);
+        oh = out_size(h, nd.kh, nd.sh, nd.pad);
+        ow = out_size(w, nd.kw, nd.sw, nd.pad);
+        if (oh < 1 || ow < 1) NODE_FAIL("window %dx%d does not fit the %dx%d input with VALID padding", nd.kh, nd.kw, h, w);
+    } else {
+        nd.kh = nd.kw = nd.sh = nd.sw = 0;
+        nd.pad = ENC_PAD_VALID;
+    }
+    switch (nd.op) {
+    case ENC_CONV2D: {
+        int dims[4] = {nd.kh, nd.kw, c, -1};
+        if (!param_is(g, nd.weight, 4, dims))
+            NODE_FAIL("weight %s is not [%d,%d,%d,Cout]", (shape_str(g, nd.weight, ps, sizeof ps), ps), nd.kh, nd.kw, c);
+        oc = g->params[nd.weight].shape[3];
+        break;
+    }
+    case ENC_DWCONV2D: {
+        const enc_param *wp = &g->params[nd.weight];
+        int total = wp->n_dims == 3 ? wp->shape[2] : wp->n_dims == 4 ? wp->shape[2] * wp->shape[3] : -1;
+        if (nd.mult == 0 && total > 0 && total % c == 0) nd.mult = total / c;
+        int d3[3] = {nd.kh, nd.kw, c * nd.mult}, d4[4] = {nd.kh, nd.kw, c, nd.mult};
+        if (nd.mult < 1 || !(param_is(g, nd.weight, 3, d3) || param_is(g, nd.weight, 4, d4)))
+            NODE_FAIL("weight %s is not [%d,%d,%d*%d]", (shape_str(g, nd.weight, ps, sizeof ps), ps), nd.kh, nd.kw, c,
+                      nd.mult);
+        oc = c * nd.mult;
+        break;
+    }
+    case ENC_DENSE: {
+        int dims[2] = {c, -1};
+        if (!param_is(g, nd.weight, 2, dims))
+            NODE_FAIL("weight %s is not [%d,Cout]", (shape_str(g, nd.weight, ps, sizeof ps), ps), c);
+        oc = g->params[nd.weight].shape[1];
+        break;
+    }
+    case ENC_AFFINE: {
+        int dims[1] = {c};
+        if (!param_is(g, nd.weight, 1, dims))
+            NODE_FAIL("scale %s is not [%d]", (shape_str(g, nd.weight, ps, sizeof ps), ps), c);
+        break;
+    }
+    case ENC_ADD: {
+        const enc_value *y = &g->values[nd.inputs[1]];
+        if (y->h != h || y->w != w || y->c != c)
+            NODE_FAIL("adds %dx%dx%d '%s' and %dx%dx%d '%s'", h, w, c, x->name, y->h, y->w, y->c, y->name);
+        break;
+    }
+    case ENC_CONCAT: {
+        int64_t sum = 0;
+        for (int i = 0; i < nd.n_inputs; i++) {
+            const enc_value *y = &g->values[nd.inputs[i]];
+            if (y->h != h || y->w != w)
+                NODE_FAIL("input %d '%s' is %dx%d, input 0 is %dx%d", i, y->name, y->h, y->w, h, w);
+            sum += y->c;
+        }
+        if (sum > MAX_DIM) NODE_FAIL("%lld channels", (long long)sum);
+        oc = (int)sum;
+        break;
+    }
+    case ENC_GAP: oh = ow = 1; break;
+    default: break;
+    }
+    if (nd.op != ENC_DWCONV2D) nd.mult = 0;
+    if (nd.bias >= 0) {
+        int dims[1] = {oc};
+        if (!param_is(g, nd.bias, 1, dims))
+            NODE_FAIL("bias %s is not [%d]", (shape_str(g, nd.bias, ps, sizeof ps), ps), oc);
+    }
+    if (!shape_ok(oh, ow, oc)) NODE_FAIL("output shape %dx%dx%d out of range", oh, ow, oc);
+    if (!grow((void **)&g->nodes, &g->cap_nodes, g->n_nodes + 1, sizeof *g->nodes)) return -1;
+    int out = add_value(g, out_name ? out_name : nd.name, oh, ow, oc);
+    if (out < 0) return -1;
+    nd.output = out;
+    g->nodes[g->n_nodes++] = nd;
+    return out;
+}
+
+imcap_status enc_graph_set_output(enc_graph *g, const char *name, int value_id)
+{
+    if (!name || !*name || strlen(name) >= ENC_NAME_LEN)
+        return imcap_fail(IMCAP_E_ARG, "%s: bad output name", g->name);
+    if (value_id < 0 || value_id >= g->n_values)
+        return imcap_fail(IMCAP_E_ARG, "%s: output '%s' refers to value %d of %d", g->name, name, value_id,
+                          g->n_values);
+    for (int i = 0; i < g->n_outputs; i++)
+        if (!strcmp(g->outputs[i].name, name)) {
+            g->outputs[i].value = value_id;
+            return IMCAP_OK;
+        }
+    if (!grow((void **)&g->outputs, &g->cap_outputs, g->n_outputs + 1, sizeof *g->outputs)) return IMCAP_E_NOMEM;
+    copy_name(g->outputs[g->n_outputs].name, name);
+    g->outputs[g->n_outputs].value = value_id;
+    g->n_outputs++;
+    return IMCAP_OK;
+}
+
+int enc_graph_n_outputs(const enc_graph *g) { return g->n_outputs; }
+
+const char *enc_graph_output_name(const enc_graph *g, int i)
+{
+    return i >= 0 && i < g->n_outputs ? g->outputs[i].name : NULL;
+}
+
+void enc_graph_set_preproc(enc_graph *g, const enc_preproc *p)
+{
+    g->pre = *p;
+    g->has_pre = true;
+}
+
+const enc_preproc *enc_graph_preproc(const enc_graph *g) { return g->has_pre ? &g->pre : NULL; }
+
+int enc_graph_output(const enc_graph *g, const char *name)
+{
+    for (int i = 0; i < g->n_outputs; i++)
+        if (!strcmp(g->outputs[i].name, name)) return g->outputs[i].value;
+    return -1;
+}
+
+const enc_value *enc_graph_value(const enc_graph *g, int id)
+{
+    return id >= 0 && id < g->n_values ? &g->values[id] : NULL;
+}
+
+const char *enc_graph_name(const enc_graph *g) { return g->name; }
+
+/* ---------------------------------------------------------------- running */
+
+static size_t value_floats(const enc_graph *g, int id)
+{
+    const enc_value *v = &g->values[id];
+    return (size_t)v->h * v->w * v->c;
+}
+
+static ops_win make_win(const enc_graph *g, const enc_node *nd, int n)
+{
+    const enc_value *x = &g->values[nd->inputs[0]], *y = &g->values[nd->output];
+    ops_win w = {n, x->h, x->w, x->c, y->h, y->w, y->c, nd->kh, nd->kw, nd->sh, nd->sw, 0, 0, nd->mult};
+    if (nd->pad == ENC_PAD_SAME) {
+        int th = (y->h - 1) * nd->sh + nd->kh - x->h, tw = (y->w - 1) * nd->sw + nd->kw - x->w;
+        w.pt = th > 0 ? th / 2 : 0;
+        w.pl = tw > 0 ? tw / 2 : 0;
+    }
+    return w;
+}
+
+static void run_node(const enc_graph *g, const enc_node *nd, int n, float *const *buf, float *scratch)
+{
+    const float *x = buf[nd->inputs[0]];
+    float *y = buf[nd->output];
+    const enc_value *xv = &g->values[nd->inputs[0]], *yv = &g->values[nd->output];
+    const float *w = nd->weight >= 0 ? enc_graph_param_data(g, nd->weight) : NULL;
+    const float *b = nd->bias >= 0 ? enc_graph_param_data(g, nd->bias) : NULL;
+    size_t pix = (size_t)n * yv->h * yv->w, count = pix * (size_t)yv->c;
+    bool act_done = false;
+    switch (nd->op) {
+    case ENC_CONV2D: {
+        ops_win win = make_win(g, nd, n);
+        ops_conv2d(&win, x, w, b, nd->act, y, scratch);
+        act_done = true;
+        break;
+    }
+    case ENC_DWCONV2D: {
+        ops_win win = make_win(g, nd, n);
+        ops_dwconv2d(&win, x, w, b, nd->act, y);
+        act_done = true;
+        break;
+    }
+    case ENC_DENSE:
+        ops_dense((int)pix, xv->c, yv->c, x, w, b, nd->act, y);
+        act_done = true;
+        break;
+    case ENC_ADD: ops_add(count, x, buf[nd->inputs[1]], y); break;
+    case ENC_CONCAT: {
+        int off = 0;
+        for (int i = 0; i < nd->n_inputs; i++) {
+            int cx = g->values[nd->inputs[i]].c;
+            ops_concat_part(pix, cx, yv->c, off, buf[nd->inputs[i]], y);
+            off += cx;
+        }
+        break;
+    }
+    case ENC_AVGPOOL: {
+        ops_win win = make_win(g, nd, n);
+        ops_avgpool(&win, x, y);
+        break;
+    }
+    case ENC_MAXPOOL: {
+        ops_win win = make_win(g, nd, n);
+        ops_maxpool(&win, x, y);
+        break;
+    }
+    case ENC_GAP: ops_gap(n, xv->h * xv->w, xv->c, x, y); break;
+    case ENC_SOFTMAX: ops_softmax(pix, yv->c, x, y); break;
+    case ENC_ACT: memcpy(y, x, count * sizeof(float)); break;
+    case ENC_AFFINE: ops_affine(pix, yv->c, x, w, b, y); break;
+    }
+    if (!act_done) ops_bias_act(pix, yv->c, NULL, nd->act, y);
+}
+
+imcap_status enc_graph_run(const enc_graph *g, const float *input, int n, const int *ids, int n_ids,
+                           float *const *outs)
+{
+    if (g->input < 0) return imcap_fail(IMCAP_E_ARG, "%s: the graph has no input", g->name);
+    if (n < 1 || n > 4096) return imcap_fail(IMCAP_E_ARG, "%s: batch of %d images", g->name, n);
+    if (n_ids < 1) return imcap_fail(IMCAP_E_ARG, "%s: no outputs requested", g->name);
+    for (int i = 0; i < n_ids; i++)
+        if (ids[i] < 0 || ids[i] >= g->n_values || !outs[i])
+            return imcap_fail(IMCAP_E_ARG, "%s: requested output %d (value %d) is invalid", g->name, i, ids[i]);
+    int nv = g->n_values, nn = g->n_nodes;
+    /* need[v]: value v must be computed; last[v]: index of the last needed node reading v. */
+    int *last = malloc((size_t)nv * sizeof(int));
+    char *need = calloc((size_t)nv, 1), *run = calloc((size_t)nn + 1, 1);
+    float **buf = calloc((size_t)nv, sizeof(float *));
+    imcap_status st = IMCAP_OK;
+    if (!last || !need || !run || !buf) {
+        st = imcap_fail(IMCAP_E_NOMEM, "%s: out of memory planning a run", g->name);
+        goto done;
+    }
+    for (int v = 0; v < nv; v++) last[v] = -1;
+    for (int i = 0; i < n_ids; i++) need[ids[i]] = 1;
+    for (int i = nn - 1; i >= 0; i--) {
+        const enc_node *nd = &g->nodes[i];
+        if (!need[nd->output]) continue;
+        run[i] = 1;
+        for (int k = 0; k < nd->n_inputs; k++) {
+            need[nd->inputs[k]] = 1;
+            if (last[nd->inputs[k]] < i) last[nd->inputs[k]] = i;
+        }
+    }
+    size_t scratch_len = 0;
+    for (int i = 0; i < nn; i++) {
+        if (!run[i] || g->nodes[i].op != ENC_CONV2D) continue;
+        ops_win win = make_win(g, &g->nodes[i], n);
+        size_t s = ops_conv2d_scratch(&win);
+        if (s > scratch_len) scratch_len = s;
+    }
+    float *scratch = NULL;
+    if (scratch_len && !(scratch = imcap_alloc(scratch_len, sizeof(float)))) {
+        st = IMCAP_E_NOMEM;
+        goto done;
+    }
+    buf[g->input] = (float *)input;
+    /* A requested value may be the input itself. */
+    for (int i = 0; i < n_ids; i++)
+        if (ids[i] == g->input) memcpy(outs[i], input, (size_t)n * value_floats(g, ids[i]) * sizeof(float));
+    ops_blas_enter();
+    for (int i = 0; i < nn && st == IMCAP_OK; i++) {
+        if (!run[i]) continue;
+        const enc_node *nd = &g->nodes[i];
+        int o = nd->output;
+        size_t cnt = (size_t)n * value_floats(g, o);
+        if (!(buf[o] = imcap_alloc(cnt, sizeof(float)))) {
+            st = imcap_fail(IMCAP_E_NOMEM, "%s: out of memory for value '%s' (%zu floats)", g->name,
+                            g->values[o].name, cnt);
+            break;
+        }
+        run_node(g, nd, n, buf, scratch);
+        for (int k = 0; k < n_ids; k++)
+            if (ids[k] == o) memcpy(outs[k], buf[o], cnt * sizeof(float));
+        for (int k = 0; k < nd->n_inputs; k++) {
+            int v = nd->inputs[k];
+            if (v != g->input && last[v] == i && buf[v]) {
+                imcap_free(buf[v]);
+                buf[v] = NULL;
+            }
+        }
+        if (last[o] < 0) {
+            imcap_free(buf[o]);
+            buf[o] = NULL;
+        }
+    }
+    ops_blas_leave();
+    for (int v = 0; v < nv; v++)
+        if (v != g->input) imcap_free(buf[v]);
+    imcap_free(scratch);
+done:
+    free(last);
+    free(need);
+    free(run);
+    free(buf);
+    return st;
+}

@@ -1,0 +1,600 @@
+/*
+ * ops.c - float NHWC kernels: convolution as im2col + OpenBLAS sgemm (1x1
+ * stride-1 convolutions multiply the input directly), AVX2/FMA loops for
+ * depthwise convolution, pools and elementwise ops, and the worker pool that
+ * splits every kernel (GEMMs included) over the cores.
+ *
+ * Threading: one process-wide pool of ops_threads()-1 pthreads plus the
+ * calling thread. During a graph run OpenBLAS is set to one thread and each
+ * of our threads calls sgemm on its own tile, so OpenBLAS's pool and ours
+ * never compete for the cores.
+ */
+#define _GNU_SOURCE
+#include "ops.h"
+
+#include <cblas.h>
+#include <immintrin.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------ worker pool */
+
+enum { POOL_MAX = 16 };
+
+static struct {
+    pthread_once_t once;
+    int nthreads;                /* including the caller */
+    pthread_mutex_t busy;        /* held by the caller whose job runs */
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work, cv_done;
+    unsigned gen;                /* job generation, bumped per job */
+    int pending;                 /* workers that have not finished the job */
+    ops_range_fn fn;
+    void *ctx;
+    size_t n, chunk;
+    atomic_size_t next;          /* next chunk index to claim */
+    atomic_uint agen;            /* gen, readable without the lock (spinning) */
+} g_pool = {.once = PTHREAD_ONCE_INIT};
+
+static void pool_drain(int tid)
+{
+    size_t nchunks = (g_pool.n + g_pool.chunk - 1) / g_pool.chunk;
+    for (;;) {
+        size_t i = atomic_fetch_add(&g_pool.next, 1);
+        if (i >= nchunks) break;
+        size_t b = i * g_pool.chunk, e = b + g_pool.chunk;
+        if (e > g_pool.n) e = g_pool.n;
+        g_pool.fn(g_pool.ctx, b, e, tid);
+    }
+}
+
+static void *pool_worker(void *arg)
+{
+    int tid = (int)(intptr_t)arg;
+    unsigned seen = 0;
+    for (;;) {
+        /* Spin briefly (jobs of one run follow each other closely), then sleep. */
+        for (int spin = 0; spin < 20000 && atomic_load(&g_pool.agen) == seen; spin++) _mm_pause();
+        pthread_mutex_lock(&g_pool.mu);
+        while (g_pool.gen == seen) pthread_cond_wait(&g_pool.cv_work, &g_pool.mu);
+        seen = g_pool.gen;
+        pthread_mutex_unlock(&g_pool.mu);
+        pool_drain(tid);
+        pthread_mutex_lock(&g_pool.mu);
+        if (--g_pool.pending == 0) pthread_cond_signal(&g_pool.cv_done);
+        pthread_mutex_unlock(&g_pool.mu);
+    }
+    return NULL;
+}
+
+static void pool_init(void)
+{
+    int n = 0;
+    const char *e = getenv("IMCAP_THREADS");
+    if (e && *e) n = atoi(e);
+    if (n <= 0) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n <= 0) n = 1;
+    if (n > POOL_MAX) n = POOL_MAX;
+    pthread_mutex_init(&g_pool.busy, NULL);
+    pthread_mutex_init(&g_pool.mu, NULL);
+    pthread_cond_init(&g_pool.cv_work, NULL);
+    pthread_cond_init(&g_pool.cv_done, NULL);
+    g_pool.nthreads = 1;
+    for (int i = 1; i < n; i++) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&t, &attr, pool_worker, (void *)(intptr_t)i);
+        pthread_attr_destroy(&attr);
+        if (rc != 0) break;
+        g_pool.nthreads++;
+    }
+}
+
+int ops_threads(void)
+{
+    pthread_once(&g_pool.once, pool_init);
+    return g_pool.nthreads;
+}
+
+void ops_parallel(size_t n, size_t min_chunk, ops_range_fn fn, void *ctx)
+{
+    if (n == 0) return;
+    int nt = ops_threads();
+    if (min_chunk < 1) min_chunk = 1;
+    size_t chunk = (n + (size_t)nt * 4 - 1) / ((size_t)nt * 4);
+    if (chunk < min_chunk) chunk = min_chunk;
+    if (nt == 1 || chunk >= n || pthread_mutex_trylock(&g_pool.busy) != 0) {
+        fn(ctx, 0, n, 0);
+        return;
+    }
+    pthread_mutex_lock(&g_pool.mu);
+    g_pool.fn = fn;
+    g_pool.ctx = ctx;
+    g_pool.n = n;
+    g_pool.chunk = chunk;
+    atomic_store(&g_pool.next, 0);
+    g_pool.pending = nt - 1;
+    g_pool.gen++;
+    atomic_store(&g_pool.agen, g_pool.gen);
+    pthread_cond_broadcast(&g_pool.cv_work);
+    pthread_mutex_unlock(&g_pool.mu);
+    pool_drain(0);
+    pthread_mutex_lock(&g_pool.mu);
+    while (g_pool.pending > 0) pthread_cond_wait(&g_pool.cv_done, &g_pool.mu);
+    pthread_mutex_unlock(&g_pool.mu);
+    pthread_mutex_unlock(&g_pool.busy);
+}
+
+static pthread_mutex_t g_blas_mu = PTHREAD_MUTEX_INITIALIZER;
+static int g_blas_users, g_blas_saved;
+
+void ops_blas_enter(void)
+{
+    pthread_mutex_lock(&g_blas_mu);
+    if (g_blas_users++ == 0) {
+        g_blas_saved = openblas_get_num_threads();
+        if (g_blas_saved != 1) openblas_set_num_threads(1);
+    }
+    pthread_mutex_unlock(&g_blas_mu);
+}
+
+void ops_blas_leave(void)
+{
+    pthread_mutex_lock(&g_blas_mu);
+    if (--g_blas_users == 0 && g_blas_saved != 1) openblas_set_num_threads(g_blas_saved);
+    pthread_mutex_unlock(&g_blas_mu);
+}
+
+/* ------------------------------------------------------------ activations */
+
+static inline __m256 act8(__m256 v, enc_act act)
+{
+    switch (act) {
+    case ENC_ACT_RELU: return _mm256_max_ps(v, _mm256_setzero_ps());
+    case ENC_ACT_RELU6: return _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(6.0f));
+    default: return v;
+    }
+}
+
+static inline float act1(float v, enc_act act)
+{
+    switch (act) {
+    case ENC_ACT_RELU: return v > 0.0f ? v : 0.0f;
+    case ENC_ACT_RELU6: return v > 0.0f ? (v < 6.0f ? v : 6.0f) : 0.0f;
+    case ENC_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
+    default: return v;
+    }
+}
+
+/* y[m][c] = act(y[m][c] + b[c]) over rows [r0, r1). */
+static void bias_act_rows(float *y, size_t r0, size_t r1, int c, int ldy, const float *b, enc_act act)
+{
+    if (!b && act == ENC_ACT_NONE) return;
+    for (size_t r = r0; r < r1; r++) {
+        float *row = y + r * (size_t)ldy;
+        int i = 0;
+        if (act != ENC_ACT_SIGMOID) {
+            for (; i + 8 <= c; i += 8) {
+                __m256 v = _mm256_loadu_ps(row + i);
+                if (b) v = _mm256_add_ps(v, _mm256_loadu_ps(b + i));
+                _mm256_storeu_ps(row + i, act8(v, act));
+            }
+        }
+        for (; i < c; i++) row[i] = act1(row[i] + (b ? b[i] : 0.0f), act);
+    }
+}
+
+typedef struct bias_act_ctx {
+    float *y;
+    int c;
+    const float *b;
+    enc_act act;
+} bias_act_ctx;
+
+static void bias_act_task(void *vctx, size_t r0, size_t r1, int tid)
+{
+    bias_act_ctx *x = vctx;
+    bias_act_rows(x->y, r0, r1, x->c, x->c, x->b, x->act);
+}
+
+void ops_bias_act(size_t m, int c, const float *b, enc_act act, float *y)
+{
+    if (!b && act == ENC_ACT_NONE) return;
+    bias_act_ctx ctx = {y, c, b, act};
+    ops_parallel(m, 4096 / (size_t)(c > 0 ? c : 1) + 1, bias_act_task, &ctx);
+}
+
+/* ------------------------------------------------------------------ GEMM */
+
+/* Tiled y[m][n] = a[m][k] w[k][n] (+ b, act), a with row stride lda. */
+typedef struct gemm_ctx {
+    const float *a, *w, *b;
+    float *y;
+    int m, k, n, lda;
+    enc_act act;
+    int by_cols;
+} gemm_ctx;
+
+static void gemm_task(void *vctx, size_t i0, size_t i1, int tid)
+{
+    gemm_ctx *g = vctx;
+    if (g->by_cols) {
+        int c0 = (int)i0, nc = (int)(i1 - i0);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->m, nc, g->k, 1.0f, g->a, g->lda,
+                    g->w + c0, g->n, 0.0f, g->y + c0, g->n);
+        bias_act_rows(g->y + c0, 0, (size_t)g->m, nc, g->n, g->b ? g->b + c0 : NULL, g->act);
+    } else {
+        int mr = (int)(i1 - i0);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mr, g->n, g->k, 1.0f,
+                    g->a + i0 * (size_t)g->lda, g->lda, g->w, g->n, 0.0f, g->y + i0 * (size_t)g->n, g->n);
+        bias_act_rows(g->y + i0 * (size_t)g->n, 0, (size_t)mr, g->n, g->n, g->b, g->act);
+    }
+}
+
+static void gemm_par(const float *a, int lda, const float *w, const float *b, enc_act act, float *y, int m,
+                     int k, int n)
+{
+    int nt = ops_threads();
+    gemm_ctx ctx = {a, w, b, y, m, k, n, lda, act, 0};
+    if (nt > 1 && m < nt * 32 && n >= nt * 32) {
+        ctx.by_cols = 1;
+        size_t per = ((size_t)n + (size_t)nt - 1) / (size_t)nt;
+        per = (per + 15) & ~(size_t)15;
+        ops_parallel((size_t)n, per, gemm_task, &ctx);
+    } else {
+        size_t per = ((size_t)m + (size_t)nt - 1) / (size_t)nt;
+        ops_parallel((size_t)m, per, gemm_task, &ctx);
+    }
+}
+
+void ops_dense(int m, int cin, int cout, const float *x, const float *w, const float *b, enc_act act,
+               float *y)
+{
+    gemm_par(x, cin, w, b, act, y, m, cin, cout);
+}
+
+/* ------------------------------------------------------------ convolution */
+
+enum { IM2COL_MAX_FLOATS = 1 << 20 };
+
+static int conv_direct(const ops_win *g)
+{
+    return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->pt == 0 && g->pl == 0 &&
+           g->oh == g->h && g->ow == g->w;
+}
+
+static size_t conv_rows_per_block(const ops_win *g)
+{
+    size_t k = (size_t)g->kh * g->kw * g->c;
+    size_t rows = IM2COL_MAX_FLOATS / k;
+    if (rows < 16) rows = 16;
+    return rows;
+}
+
+size_t ops_conv2d_scratch(const ops_win *g)
+{
+    if (conv_direct(g)) return 0;
+    size_t m = (size_t)g->n * g->oh * g->ow, rows = conv_rows_per_block(g);
+    if (rows > m) rows = m;
+    return rows * (size_t)g->kh * g->kw * g->c;
+}
+
+typedef struct im2col_ctx {
+    const ops_win *g;
+    const float *x;
+    float *col;
+    size_t row0;
+} im2col_ctx;
+
+static void im2col_task(void *vctx, size_t r0, size_t r1, int tid)
+{
+    im2col_ctx *t = vctx;
+    const ops_win *g = t->g;
+    size_t k = (size_t)g->kh * g->kw * g->c, rowlen = (size_t)g->kw * g->c;
+    for (size_t r = r0; r < r1; r++) {
+        size_t gr = t->row0 + r;
+        int ox = (int)(gr % (size_t)g->ow);
+        size_t q = gr / (size_t)g->ow;
+        int oy = (int)(q % (size_t)g->oh);
+        size_t img = q / (size_t)g->oh;
+        float *dst = t->col + r * k;
+        const float *xi = t->x + img * (size_t)g->h * g->w * g->c;
+        int iy0 = oy * g->sh - g->pt, ix0 = ox * g->sw - g->pl;
+        for (int ky = 0; ky < g->kh; ky++) {
+            int iy = iy0 + ky;
+            float *d = dst + (size_t)ky * rowlen;
+            if (iy < 0 || iy >= g->h) {
+                memset(d, 0, rowlen * sizeof(float));
+                continue;
+            }
+            const float *xr = xi + (size_t)iy * g->w * g->c;
+            if (ix0 >= 0 && ix0 + g->kw <= g->w) {
+                memcpy(d, xr + (size_t)ix0 * g->c, rowlen * sizeof(float));
+                continue;
+            }
+            for (int kx = 0; kx < g->kw; kx++) {
+                int ix = ix0 + kx;
+                if (ix < 0 || ix >= g->w)
+                    memset(d + (size_t)kx * g->c, 0, (size_t)g->c * sizeof(float));
+                else
+                    memcpy(d + (size_t)kx * g->c, xr + (size_t)ix * g->c, (size_t)g->c * sizeof(float));
+            }
+        }
+    }
+}
+
+void ops_conv2d(const ops_win *g, const float *x, const float *w, const float *b, enc_act act, float *y,
+                float *scratch)
+{
+    int k = g->kh * g->kw * g->c;
+    size_t m = (size_t)g->n * g->oh * g->ow;
+    if (conv_direct(g)) {
+        gemm_par(x, g->c, w, b, act, y, (int)m, k, g->oc);
+        return;
+    }
+    size_t rows = conv_rows_per_block(g);
+    for (size_t r0 = 0; r0 < m; r0 += rows) {
+        size_t nr = m - r0 < rows ? m - r0 : rows;
+        im2col_ctx ctx = {g, x, scratch, r0};
+        ops_parallel(nr, 8, im2col_task, &ctx);
+        gemm_par(scratch, k, w, b, act, y + r0 * (size_t)g->oc, (int)nr, k, g->oc);
+    }
+}
+
+/* ---------------------------------------------------- depthwise and pools */
+
+typedef struct win_ctx {
+    const ops_win *g;
+    const float *x, *w, *b;
+    float *y;
+    enc_act act;
+} win_ctx;
+
+/* Valid tap range [k0, k1) of an output coordinate. */
+static inline void tap_range(int o, int s, int pad, int k, int in, int *k0, int *k1)
+{
+    int i0 = o * s - pad;
+    *k0 = i0 < 0 ? -i0 : 0;
+    *k1 = in - i0 < k ? in - i0 : k;
+}
+
+static void dw_task(void *vctx, size_t r0, size_t r1, int tid)
+{
+    win_ctx *t = vctx;
+    const ops_win *g = t->g;
+    int c = g->c, oc = g->oc, mult = g->mult;
+    for (size_t r = r0; r < r1; r++) {
+        int oy = (int)(r % (size_t)g->oh);
+        size_t img = r / (size_t)g->oh;
+        const float *xi = t->x + img * (size_t)g->h * g->w * c;
+        int ky0, ky1;
+        tap_range(oy, g->sh, g->pt, g->kh, g->h, &ky0, &ky1);
+        int iy0 = oy * g->sh - g->pt;
+        for (int ox = 0; ox < g->ow; ox++) {
+            float *yo = t->y + (r * (size_t)g->ow + (size_t)ox) * oc;
+            int kx0, kx1;
+            tap_range(ox, g->sw, g->pl, g->kw, g->w, &kx0, &kx1);
+            int ix0 = ox * g->sw - g->pl;
+            if (mult == 1) {
+                int o = 0;
+                for (; o + 32 <= oc; o += 32) {
+                    __m256 a0, a1, a2, a3;
+                    if (t->b) {
+                        a0 = _mm256_loadu_ps(t->b + o);
+                        a1 = _mm256_loadu_ps(t->b + o + 8);
+                        a2 = _mm256_loadu_ps(t->b + o + 16);
+                        a3 = _mm256_loadu_ps(t->b + o + 24);
+                    } else {
+                        a0 = a1 = a2 = a3 = _mm256_setzero_ps();
+                    }
+                    for (int ky = ky0; ky < ky1; ky++) {
+                        const float *xr = xi + ((size_t)(iy0 + ky) * g->w) * c + o;
+                        const float *wr = t->w + (size_t)ky * g->kw * oc + o;
+                        for (int kx = kx0; kx < kx1; kx++) {
+                            const float *xp = xr + (size_t)(ix0 + kx) * c;
+                            const float *wp = wr + (size_t)kx * oc;
+                            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(xp), _mm256_loadu_ps(wp), a0);
+                            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 8), _mm256_loadu_ps(wp + 8), a1);
+                            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 16), _mm256_loadu_ps(wp + 16), a2);
+                            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 24), _mm256_loadu_ps(wp + 24), a3);
+                        }
+                    }
+                    _mm256_storeu_ps(yo + o, act8(a0, t->act));
+                    _mm256_storeu_ps(yo + o + 8, act8(a1, t->act));
+                    _mm256_storeu_ps(yo + o + 16, act8(a2, t->act));
+                    _mm256_storeu_ps(yo + o + 24, act8(a3, t->act));
+                }
+                for (; o + 8 <= oc; o += 8) {
+                    __m256 a0 = t->b ? _mm256_loadu_ps(t->b + o) : _mm256_setzero_ps();
+                    for (int ky = ky0; ky < ky1; ky++) {
+                        const float *xr = xi + ((size_t)(iy0 + ky) * g->w) * c + o;
+                        const float *wr = t->w + (size_t)ky * g->kw * oc + o;
+                        for (int kx = kx0; kx < kx1; kx++)
+                            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(xr + (size_t)(ix0 + kx) * c),
+                                                 _mm256_loadu_ps(wr + (size_t)kx * oc), a0);
+                    }
+                    _mm256_storeu_ps(yo + o, act8(a0, t->act));
+                }
+                for (; o < oc; o++) {
+                    float a = t->b ? t->b[o] : 0.0f;
+                    for (int ky = ky0; ky < ky1; ky++)
+                        for (int kx = kx0; kx < kx1; kx++)
+                            a += xi[((size_t)(iy0 + ky) * g->w + (size_t)(ix0 + kx)) * c + o] *
+                                 t->w[((size_t)ky * g->kw + kx) * oc + o];
+                    yo[o] = act1(a, t->act);
+                }
+                if (t->act == ENC_ACT_SIGMOID)
+                    for (int i = 0; i < oc - oc % 8; i++) yo[i] = act1(yo[i], t->act);
+            } else {
+                for (int o = 0; o < oc; o++) {
+                    int ci = o / mult;
+                    float a = t->b ? t->b[o] : 0.0f;
+                    for (int ky = ky0; ky < ky1; ky++)
+                        for (int kx = kx0; kx < kx1; kx++)
+                            a += xi[((size_t)(iy0 + ky) * g->w + (size_t)(ix0 + kx)) * c + ci] *
+                                 t->w[((size_t)ky * g->kw + kx) * oc + o];
+                    yo[o] = act1(a, t->act);
+                }
+            }
+        }
+    }
+}
+
+void ops_dwconv2d(const ops_win *g, const float *x, const float *w, const float *b, enc_act act, float *y)
+{
+    win_ctx ctx = {g, x, w, b, y, act};
+    ops_parallel((size_t)g->n * g->oh, 1, dw_task, &ctx);
+}
+
+static void pool_task(void *vctx, size_t r0, size_t r1, int is_max)
+{
+    win_ctx *t = vctx;
+    const ops_win *g = t->g;
+    int c = g->c;
+    for (size_t r = r0; r < r1; r++) {
+        int oy = (int)(r % (size_t)g->oh);
+        size_t img = r / (size_t)g->oh;
+        const float *xi = t->x + img * (size_t)g->h * g->w * c;
+        int ky0, ky1;
+        tap_range(oy, g->sh, g->pt, g->kh, g->h, &ky0, &ky1);
+        int iy0 = oy * g->sh - g->pt;
+        for (int ox = 0; ox < g->ow; ox++) {
+            float *yo = t->y + (r * (size_t)g->ow + (size_t)ox) * c;
+            int kx0, kx1;
+            tap_range(ox, g->sw, g->pl, g->kw, g->w, &kx0, &kx1);
+            int ix0 = ox * g->sw - g->pl;
+            int cnt = (ky1 - ky0) * (kx1 - kx0);
+            float inv = cnt > 0 ? 1.0f / (float)cnt : 0.0f;
+            int o = 0;
+            for (; o + 8 <= c; o += 8) {
+                __m256 a = is_max ? _mm256_set1_ps(-INFINITY) : _mm256_setzero_ps();
+                for (int ky = ky0; ky < ky1; ky++) {
+                    const float *xr = xi + ((size_t)(iy0 + ky) * g->w) * c + o;
+                    for (int kx = kx0; kx < kx1; kx++) {
+                        __m256 v = _mm256_loadu_ps(xr + (size_t)(ix0 + kx) * c);
+                        a = is_max ? _mm256_max_ps(a, v) : _mm256_add_ps(a, v);
+                    }
+                }
+                if (!is_max) a = _mm256_mul_ps(a, _mm256_set1_ps(inv));
+                _mm256_storeu_ps(yo + o, a);
+            }
+            for (; o < c; o++) {
+                float a = is_max ? -INFINITY : 0.0f;
+                for (int ky = ky0; ky < ky1; ky++)
+                    for (int kx = kx0; kx < kx1; kx++) {
+                        float v = xi[((size_t)(iy0 + ky) * g->w + (size_t)(ix0 + kx)) * c + o];
+                        a = is_max ? (v > a ? v : a) : a + v;
+                    }
+                yo[o] = is_max ? a : a * inv;
+            }
+        }
+    }
+}
+
+static void avgpool_task(void *vctx, size_t r0, size_t r1, int tid) { pool_task(vctx, r0, r1, 0); }
+static void maxpool_task(void *vctx, size_t r0, size_t r1, int tid) { pool_task(vctx, r0, r1, 1); }
+
+void ops_avgpool(const ops_win *g, const float *x, float *y)
+{
+    win_ctx ctx = {g, x, NULL, NULL, y, ENC_ACT_NONE};
+    ops_parallel((size_t)g->n * g->oh, 1, avgpool_task, &ctx);
+}
+
+void ops_maxpool(const ops_win *g, const float *x, float *y)
+{
+    win_ctx ctx = {g, x, NULL, NULL, y, ENC_ACT_NONE};
+    ops_parallel((size_t)g->n * g->oh, 1, maxpool_task, &ctx);
+}
+
+/* ------------------------------------------------------------ elementwise */
+
+void ops_gap(int n, int hw, int c, const float *x, float *y)
+{
+    float inv = 1.0f / (float)hw;
+    for (int i = 0; i < n; i++) {
+        float *yi = y + (size_t)i * c;
+        const float *xi = x + (size_t)i * hw * c;
+        memset(yi, 0, (size_t)c * sizeof(float));
+        for (int p = 0; p < hw; p++) {
+            const float *xp = xi + (size_t)p * c;
+            int o = 0;
+            for (; o + 8 <= c; o += 8)
+                _mm256_storeu_ps(yi + o, _mm256_add_ps(_mm256_loadu_ps(yi + o), _mm256_loadu_ps(xp + o)));
+            for (; o < c; o++) yi[o] += xp[o];
+        }
+        for (int o = 0; o < c; o++) yi[o] *= inv;
+    }
+}
+
+typedef struct ew_ctx {
+    const float *a, *b, *w;
+    float *y;
+    int c;
+} ew_ctx;
+
+static void add_task(void *vctx, size_t i0, size_t i1, int tid)
+{
+    ew_ctx *t = vctx;
+    size_t i = i0;
+    for (; i + 8 <= i1; i += 8)
+        _mm256_storeu_ps(t->y + i, _mm256_add_ps(_mm256_loadu_ps(t->a + i), _mm256_loadu_ps(t->b + i)));
+    for (; i < i1; i++) t->y[i] = t->a[i] + t->b[i];
+}
+
+void ops_add(size_t count, const float *a, const float *b, float *y)
+{
+    ew_ctx ctx = {a, b, NULL, y, 0};
+    ops_parallel(count, 16384, add_task, &ctx);
+}
+
+static void affine_task(void *vctx, size_t r0, size_t r1, int tid)
+{
+    ew_ctx *t = vctx;
+    int c = t->c;
+    for (size_t r = r0; r < r1; r++) {
+        const float *x = t->a + r * (size_t)c;
+        float *y = t->y + r * (size_t)c;
+        int o = 0;
+        for (; o + 8 <= c; o += 8) {
+            __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + o), _mm256_loadu_ps(t->w + o));
+            if (t->b) v = _mm256_add_ps(v, _mm256_loadu_ps(t->b + o));
+            _mm256_storeu_ps(y + o, v);
+        }
+        for (; o < c; o++) y[o] = x[o] * t->w[o] + (t->b ? t->b[o] : 0.0f);
+    }
+}
+
+void ops_affine(size_t m, int c, const float *x, const float *w, const float *b, float *y)
+{
+    ew_ctx ctx = {x, b, w, y, c};
+    ops_parallel(m, 4096 / (size_t)c + 1, affine_task, &ctx);
+}
+
+void ops_softmax(size_t m, int c, const float *x, float *y)
+{
+    for (size_t r = 0; r < m; r++) {
+        const float *xr = x + r * (size_t)c;
+        float *yr = y + r * (size_t)c;
+        float mx = xr[0];
+        for (int i = 1; i < c; i++) mx = xr[i] > mx ? xr[i] : mx;
+        double s = 0.0;
+        for (int i = 0; i < c; i++) {
+            yr[i] = expf(xr[i] - mx);
+            s += yr[i];
+        }
+        float inv = (float)(1.0 / s);
+        for (int i = 0; i < c; i++) yr[i] *= inv;
+    }
+}
+
+void ops_concat_part(size_t m, int cx, int cy, int off, const float *x, float *y)
+{
+    for (size_t r = 0; r < m; r++)
+        memcpy(y + r * (size_t)cy + off, x + r * (size_t)cx, (size_t)cx * sizeof(float));
+}

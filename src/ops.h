@@ -1,0 +1,68 @@
+/*
+ * ops.h - float NHWC kernels of the encoder graph (graph.c calls them).
+ * Every kernel works on a batch of n images laid out [n][h][w][c]; shapes
+ * are checked by graph.c before a kernel is called. Kernels split their work
+ * over the library's worker threads (ops_parallel); GEMMs go to OpenBLAS.
+ */
+#ifndef IMCAP_OPS_H
+#define IMCAP_OPS_H
+
+#include "graph.h"
+
+/* Geometry of a windowed op (conv, depthwise conv, pool). */
+typedef struct ops_win {
+    int n, h, w, c;       /* input batch */
+    int oh, ow, oc;       /* output per image */
+    int kh, kw, sh, sw;   /* window and strides */
+    int pt, pl;           /* padding before (top, left); the rest is implied */
+    int mult;             /* depthwise channel multiplier (oc = c * mult) */
+} ops_win;
+
+/* Scratch floats ops_conv2d needs for this geometry (0 for 1x1 stride-1
+ * unpadded convolutions, which multiply the input directly): im2col blocks
+ * bounded in size, whatever the batch. */
+size_t ops_conv2d_scratch(const ops_win *g);
+/* y[n][oh][ow][oc] = act(conv(x, w[kh][kw][c][oc]) + b); b may be NULL. */
+void ops_conv2d(const ops_win *g, const float *x, const float *w, const float *b, enc_act act,
+                float *y, float *scratch);
+/* Depthwise: output channel o = ci*mult + m reads input channel ci;
+ * w[kh][kw][c*mult], b[c*mult] or NULL. */
+void ops_dwconv2d(const ops_win *g, const float *x, const float *w, const float *b, enc_act act,
+                  float *y);
+/* Average pool (padded cells excluded from the count) or max pool
+ * (padded cells ignored). */
+void ops_avgpool(const ops_win *g, const float *x, float *y);
+void ops_maxpool(const ops_win *g, const float *x, float *y);
+/* y[n][c] = mean over hw of x[n][hw][c]. */
+void ops_gap(int n, int hw, int c, const float *x, float *y);
+/* y[m][cout] = x[m][cin] w[cin][cout] + b. */
+void ops_dense(int m, int cin, int cout, const float *x, const float *w, const float *b, enc_act act,
+               float *y);
+/* y = a + b elementwise (count floats). */
+void ops_add(size_t count, const float *a, const float *b, float *y);
+/* y[m][c] = x[m][c] * w[c] + b[c] (b may be NULL). */
+void ops_affine(size_t m, int c, const float *x, const float *w, const float *b, float *y);
+/* In place: y[m][c] = act(y[m][c] + b[c]); b may be NULL. */
+void ops_bias_act(size_t m, int c, const float *b, enc_act act, float *y);
+/* Softmax over the last dimension of x[m][c]. */
+void ops_softmax(size_t m, int c, const float *x, float *y);
+/* Copies x[m][cx] into columns [off, off+cx) of y[m][cy]. */
+void ops_concat_part(size_t m, int cx, int cy, int off, const float *x, float *y);
+
+/* Runs fn(ctx, begin, end, tid) over [0, n) split into contiguous ranges of
+ * at least min_chunk items on the worker threads (the caller takes a share;
+ * tid in [0, ops_threads()) names the thread, for per-thread scratch). Runs
+ * inline (tid 0) when the workers are busy with another caller's job, so
+ * concurrent callers never oversubscribe the cores. */
+typedef void (*ops_range_fn)(void *ctx, size_t begin, size_t end, int tid);
+void ops_parallel(size_t n, size_t min_chunk, ops_range_fn fn, void *ctx);
+/* Number of threads ops_parallel uses (env IMCAP_THREADS, else online CPUs, at most 16). */
+int ops_threads(void);
+/* GEMMs run single-threaded inside OpenBLAS, split over our threads: call
+ * ops_blas_enter() before a run's kernels and ops_blas_leave() after
+ * (nested/concurrent runs are counted; the previous OpenBLAS thread count
+ * is restored when the last run leaves). */
+void ops_blas_enter(void);
+void ops_blas_leave(void);
+
+#endif

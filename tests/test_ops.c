@@ -1,0 +1,523 @@
+/*
+ * test_ops.c - every encoder op against a naive reference loop written here
+ * (double accumulation, padding computed from TF's definition), through the
+ * graph builder and executor: SAME/VALID, strides 1 and 2, odd sizes,
+ * 1x1 .. 5x5 and 1x7/7x1 windows, depth multipliers, batches, and a small
+ * multi-op graph.
+ */
+#include "test.h"
+#include "../src/graph.h"
+#include "../src/ops.h"
+
+#include <pthread.h>
+
+static imcap_rng g_rng;
+
+static float *rand_buf(size_t n)
+{
+    float *p = malloc(n * sizeof(float) + 1);
+    for (size_t i = 0; i < n; i++) p[i] = (float)(imcap_rng_uniform(&g_rng) * 2.0 - 1.0);
+    return p;
+}
+
+static double ref_act(double v, enc_act a)
+{
+    switch (a) {
+    case ENC_ACT_RELU: return v > 0 ? v : 0;
+    case ENC_ACT_RELU6: return v < 0 ? 0 : v > 6 ? 6 : v;
+    case ENC_ACT_SIGMOID: return 1.0 / (1.0 + exp(-v));
+    default: return v;
+    }
+}
+
+/* TF padding: output size and padding before. */
+static void ref_pad(int in, int k, int s, int same, int *out, int *before)
+{
+    if (same) {
+        *out = (in + s - 1) / s;
+        int total = (*out - 1) * s + k - in;
+        *before = total > 0 ? total / 2 : 0;
+    } else {
+        *out = (in - k) / s + 1;
+        *before = 0;
+    }
+}
+
+static int compare(const float *got, const double *want, size_t n, double tol, const char *what)
+{
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]);
+        if (!(d <= tol * (1.0 + fabs(want[i])))) {
+            if (bad < 5) fprintf(stderr, "    %s[%zu]: got %.7g want %.7g\n", what, i, got[i], want[i]);
+            bad++;
+        }
+    }
+    return bad;
+}
+
+/* One windowed-op case. */
+typedef struct wcase {
+    enc_op op;
+    int n, h, w, c, cout, kh, kw, sh, sw, same, mult;
+    enc_act act;
+    int bias;
+} wcase;
+
+static void run_window_case(const wcase *t)
+{
+    int oh, ow, pt, pl;
+    ref_pad(t->h, t->kh, t->sh, t->same, &oh, &pt);
+    ref_pad(t->w, t->kw, t->sw, t->same, &ow, &pl);
+    int oc = t->op == ENC_CONV2D ? t->cout : t->op == ENC_DWCONV2D ? t->c * t->mult : t->c;
+    size_t nin = (size_t)t->n * t->h * t->w * t->c, nout = (size_t)t->n * oh * ow * oc;
+    float *x = rand_buf(nin);
+    enc_graph *g = enc_graph_new("case");
+    REQUIRE(g);
+    int in = enc_graph_add_input(g, "in", t->h, t->w, t->c);
+    REQUIRE(in == 0);
+    enc_node nd = {.op = t->op, .n_inputs = 1, .inputs = {in}, .kh = t->kh, .kw = t->kw, .sh = t->sh,
+                   .sw = t->sw, .pad = t->same ? ENC_PAD_SAME : ENC_PAD_VALID, .act = t->act,
+                   .mult = t->mult, .weight = -1, .bias = -1};
+    float *w = NULL, *b = NULL;
+    if (t->op == ENC_CONV2D) {
+        int shape[4] = {t->kh, t->kw, t->c, t->cout};
+        w = rand_buf((size_t)t->kh * t->kw * t->c * t->cout);
+        nd.weight = enc_graph_add_param(g, "w", 4, shape, w);
+    } else if (t->op == ENC_DWCONV2D) {
+        int shape[3] = {t->kh, t->kw, t->c * t->mult};
+        w = rand_buf((size_t)t->kh * t->kw * t->c * t->mult);
+        nd.weight = enc_graph_add_param(g, "w", 3, shape, w);
+    }
+    if (t->bias) {
+        b = rand_buf((size_t)oc);
+        nd.bias = enc_graph_add_param(g, "b", 1, &oc, b);
+    }
+    int out = enc_graph_add_node(g, &nd, "out");
+    if (out < 0) fprintf(stderr, "    %s\n", imcap_last_error());
+    REQUIRE(out > 0);
+    const enc_value *v = enc_graph_value(g, out);
+    CHECK(v->h == oh && v->w == ow && v->c == oc);
+    double *want = calloc(nout, sizeof(double));
+    for (int i = 0; i < t->n; i++)
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++)
+                for (int o = 0; o < oc; o++) {
+                    double acc = 0, mx = -INFINITY;
+                    int cnt = 0;
+                    for (int ky = 0; ky < t->kh; ky++)
+                        for (int kx = 0; kx < t->kw; kx++) {
+                            int iy = oy * t->sh - pt + ky, ix = ox * t->sw - pl + kx;
+                            if (iy < 0 || iy >= t->h || ix < 0 || ix >= t->w) continue;
+                            const float *px = x + (((size_t)i * t->h + iy) * t->w + ix) * t->c;
+                            cnt++;
+                            if (t->op == ENC_CONV2D) {
+                                for (int ci = 0; ci < t->c; ci++)
+                                    acc += (double)px[ci] * w[(((size_t)ky * t->kw + kx) * t->c + ci) * t->cout + o];
+                            } else if (t->op == ENC_DWCONV2D) {
+                                acc += (double)px[o / t->mult] * w[((size_t)ky * t->kw + kx) * oc + o];
+                            } else {
+                                acc += px[o];
+                                if (px[o] > mx) mx = px[o];
+                            }
+                        }
+                    double r = t->op == ENC_AVGPOOL ? acc / cnt : t->op == ENC_MAXPOOL ? mx : acc;
+                    if (b) r += b[o];
+                    want[(((size_t)i * oh + oy) * ow + ox) * oc + o] = ref_act(r, t->act);
+                }
+    float *got = malloc(nout * sizeof(float));
+    REQUIRE_OK(enc_graph_run(g, x, t->n, &out, 1, &got));
+    int bad = compare(got, want, nout, 2e-5, enc_op_name(t->op));
+    if (bad)
+        fprintf(stderr, "    case %s n%d %dx%dx%d k%dx%d s%dx%d %s mult%d act%d: %d bad\n", enc_op_name(t->op), t->n,
+                t->h, t->w, t->c, t->kh, t->kw, t->sh, t->sw, t->same ? "SAME" : "VALID", t->mult, t->act, bad);
+    CHECK(bad == 0);
+    free(x);
+    free(w);
+    free(b);
+    free(want);
+    free(got);
+    enc_graph_free(g);
+}
+
+TEST(ops_conv2d_matches_reference)
+{
+    imcap_rng_seed(&g_rng, 1);
+    static const wcase cases[] = {
+        {ENC_CONV2D, 1, 7, 5, 3, 4, 3, 3, 1, 1, 1, 0, ENC_ACT_NONE, 1},
+        {ENC_CONV2D, 1, 7, 5, 3, 4, 3, 3, 1, 1, 0, 0, ENC_ACT_RELU, 1},
+        {ENC_CONV2D, 2, 7, 5, 3, 4, 3, 3, 2, 2, 1, 0, ENC_ACT_RELU6, 0},
+        {ENC_CONV2D, 1, 7, 5, 3, 4, 3, 3, 2, 2, 0, 0, ENC_ACT_NONE, 1},
+        {ENC_CONV2D, 3, 7, 5, 6, 5, 1, 1, 1, 1, 1, 0, ENC_ACT_RELU, 1},
+        {ENC_CONV2D, 1, 7, 5, 6, 5, 1, 1, 2, 2, 1, 0, ENC_ACT_NONE, 1},
+        {ENC_CONV2D, 1, 9, 8, 5, 3, 5, 5, 1, 1, 1, 0, ENC_ACT_SIGMOID, 1},
+        {ENC_CONV2D, 1, 9, 8, 5, 3, 5, 5, 2, 2, 0, 0, ENC_ACT_NONE, 1},
+        {ENC_CONV2D, 2, 8, 7, 4, 6, 1, 7, 1, 1, 1, 0, ENC_ACT_RELU, 1},
+        {ENC_CONV2D, 2, 8, 7, 4, 6, 7, 1, 1, 1, 1, 0, ENC_ACT_RELU, 1},
+        {ENC_CONV2D, 1, 8, 7, 4, 6, 7, 1, 1, 2, 0, 0, ENC_ACT_NONE, 0},
+        {ENC_CONV2D, 1, 10, 10, 3, 8, 3, 3, 2, 2, 1, 0, ENC_ACT_RELU6, 1}, /* even input, SAME s2 */
+        {ENC_CONV2D, 1, 4, 3, 70, 90, 3, 3, 1, 1, 1, 0, ENC_ACT_NONE, 1},  /* few rows: split by columns */
+        {ENC_CONV2D, 2, 64, 40, 32, 24, 3, 3, 1, 1, 1, 0, ENC_ACT_RELU, 1},/* im2col in several blocks */
+        {ENC_CONV2D, 1, 1, 1, 16, 10, 1, 1, 1, 1, 0, 0, ENC_ACT_NONE, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_window_case(&cases[i]);
+}
+
+TEST(ops_dwconv2d_matches_reference)
+{
+    imcap_rng_seed(&g_rng, 2);
+    static const wcase cases[] = {
+        {ENC_DWCONV2D, 1, 7, 5, 45, 0, 3, 3, 1, 1, 1, 1, ENC_ACT_RELU6, 1},
+        {ENC_DWCONV2D, 2, 7, 5, 45, 0, 3, 3, 2, 2, 1, 1, ENC_ACT_NONE, 1},
+        {ENC_DWCONV2D, 1, 7, 5, 8, 0, 3, 3, 2, 2, 0, 1, ENC_ACT_RELU, 0},
+        {ENC_DWCONV2D, 1, 9, 8, 32, 0, 5, 5, 1, 1, 1, 1, ENC_ACT_SIGMOID, 1},
+        {ENC_DWCONV2D, 1, 9, 8, 13, 0, 5, 5, 2, 2, 1, 1, ENC_ACT_SIGMOID, 1},
+        {ENC_DWCONV2D, 1, 7, 5, 3, 0, 3, 3, 1, 1, 1, 2, ENC_ACT_NONE, 1},
+        {ENC_DWCONV2D, 2, 7, 5, 5, 0, 3, 3, 2, 1, 0, 3, ENC_ACT_RELU, 1},
+        {ENC_DWCONV2D, 1, 8, 7, 16, 0, 1, 7, 1, 1, 1, 1, ENC_ACT_NONE, 1},
+        {ENC_DWCONV2D, 1, 8, 7, 16, 0, 7, 1, 1, 1, 1, 1, ENC_ACT_NONE, 1},
+        {ENC_DWCONV2D, 1, 6, 6, 24, 0, 1, 1, 1, 1, 0, 1, ENC_ACT_NONE, 1},
+        {ENC_DWCONV2D, 1, 10, 10, 40, 0, 3, 3, 2, 2, 1, 1, ENC_ACT_RELU6, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_window_case(&cases[i]);
+}
+
+TEST(ops_pools_match_reference)
+{
+    imcap_rng_seed(&g_rng, 3);
+    static const wcase cases[] = {
+        {ENC_AVGPOOL, 1, 7, 5, 11, 0, 3, 3, 1, 1, 1, 0, ENC_ACT_NONE, 0},
+        {ENC_AVGPOOL, 2, 7, 5, 11, 0, 3, 3, 2, 2, 1, 0, ENC_ACT_NONE, 0},
+        {ENC_AVGPOOL, 1, 7, 5, 11, 0, 3, 3, 2, 2, 0, 0, ENC_ACT_RELU, 0},
+        {ENC_AVGPOOL, 1, 7, 7, 16, 0, 7, 7, 1, 1, 0, 0, ENC_ACT_NONE, 0},
+        {ENC_AVGPOOL, 1, 8, 8, 9, 0, 2, 2, 2, 2, 1, 0, ENC_ACT_NONE, 0},
+        {ENC_MAXPOOL, 1, 7, 5, 11, 0, 3, 3, 2, 2, 0, 0, ENC_ACT_NONE, 0},
+        {ENC_MAXPOOL, 2, 7, 5, 19, 0, 3, 3, 2, 2, 1, 0, ENC_ACT_NONE, 0},
+        {ENC_MAXPOOL, 1, 9, 9, 8, 0, 3, 3, 1, 1, 1, 0, ENC_ACT_NONE, 0},
+        {ENC_MAXPOOL, 1, 8, 7, 4, 0, 1, 7, 1, 1, 1, 0, ENC_ACT_NONE, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_window_case(&cases[i]);
+}
+
+TEST(ops_avgpool_same_excludes_padding)
+{
+    /* A 2x2 image of ones: every SAME 3x3 average is exactly 1 (padding not counted). */
+    enc_graph *g = enc_graph_new("t");
+    int in = enc_graph_add_input(g, "in", 2, 2, 1);
+    enc_node nd = {.op = ENC_AVGPOOL, .n_inputs = 1, .inputs = {in}, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
+                   .pad = ENC_PAD_SAME, .weight = -1, .bias = -1};
+    int out = enc_graph_add_node(g, &nd, "p");
+    REQUIRE(out > 0);
+    float x[4] = {1, 1, 1, 1}, y[4] = {0};
+    float *o = y;
+    REQUIRE_OK(enc_graph_run(g, x, 1, &out, 1, &o));
+    for (int i = 0; i < 4; i++) CHECK(y[i] == 1.0f);
+    enc_graph_free(g);
+}
+
+/* Reference for the pixel-wise ops on a 3x5x6 input batch of 2. */
+TEST(ops_pixelwise_ops_match_reference)
+{
+    imcap_rng_seed(&g_rng, 4);
+    int n = 2, h = 3, w = 5, c = 6, co = 9;
+    size_t pix = (size_t)n * h * w;
+    float *a = rand_buf(pix * c), *b2 = rand_buf(pix * c), *sc = rand_buf(c), *bi = rand_buf(c);
+    float *dw = rand_buf((size_t)c * co), *db = rand_buf(co);
+    for (size_t i = 0; i < pix * c; i++) a[i] *= 8.0f; /* reach both sides of relu6 */
+    enc_graph *g = enc_graph_new("t");
+    int in = enc_graph_add_input(g, "in", h, w, c);
+    int shp_c = c, shp_d[2] = {c, co};
+    int p_sc = enc_graph_add_param(g, "sc", 1, &shp_c, sc), p_bi = enc_graph_add_param(g, "bi", 1, &shp_c, bi);
+    int p_dw = enc_graph_add_param(g, "dw", 2, shp_d, dw), p_db = enc_graph_add_param(g, "db", 1, &co, db);
+    enc_node relu6 = {.op = ENC_ACT, .n_inputs = 1, .inputs = {in}, .act = ENC_ACT_RELU6, .weight = -1, .bias = -1};
+    enc_node sig = relu6;
+    sig.act = ENC_ACT_SIGMOID;
+    enc_node aff = {.op = ENC_AFFINE, .n_inputs = 1, .inputs = {in}, .weight = p_sc, .bias = p_bi};
+    enc_node den = {.op = ENC_DENSE, .n_inputs = 1, .inputs = {in}, .act = ENC_ACT_RELU, .weight = p_dw, .bias = p_db};
+    enc_node gap = {.op = ENC_GAP, .n_inputs = 1, .inputs = {in}, .weight = -1, .bias = -1};
+    enc_node smx = {.op = ENC_SOFTMAX, .n_inputs = 1, .inputs = {in}, .weight = -1, .bias = -1};
+    int v_relu6 = enc_graph_add_node(g, &relu6, "relu6"), v_sig = enc_graph_add_node(g, &sig, "sig");
+    int v_aff = enc_graph_add_node(g, &aff, "aff"), v_den = enc_graph_add_node(g, &den, "dense");
+    int v_gap = enc_graph_add_node(g, &gap, "gap"), v_smx = enc_graph_add_node(g, &smx, "softmax");
+    REQUIRE(v_relu6 > 0 && v_sig > 0 && v_aff > 0 && v_den > 0 && v_gap > 0 && v_smx > 0);
+    (void)b2;
+    int ids[6] = {v_relu6, v_sig, v_aff, v_den, v_gap, v_smx};
+    float *outs[6];
+    size_t sizes[6] = {pix * c, pix * c, pix * c, pix * co, (size_t)n * c, pix * c};
+    double *want[6];
+    for (int i = 0; i < 6; i++) {
+        outs[i] = malloc(sizes[i] * sizeof(float));
+        want[i] = calloc(sizes[i], sizeof(double));
+    }
+    for (size_t p = 0; p < pix; p++) {
+        const float *xp = a + p * c;
+        double mx = -INFINITY, s = 0;
+        for (int k = 0; k < c; k++) mx = xp[k] > mx ? xp[k] : mx;
+        for (int k = 0; k < c; k++) s += exp(xp[k] - mx);
+        for (int k = 0; k < c; k++) {
+            want[0][p * c + k] = ref_act(xp[k], ENC_ACT_RELU6);
+            want[1][p * c + k] = ref_act(xp[k], ENC_ACT_SIGMOID);
+            want[2][p * c + k] = (double)xp[k] * sc[k] + bi[k];
+            want[5][p * c + k] = exp(xp[k] - mx) / s;
+            want[4][(p / (size_t)(h * w)) * c + k] += xp[k] / (double)(h * w);
+        }
+        for (int o = 0; o < co; o++) {
+            double acc = db[o];
+            for (int k = 0; k < c; k++) acc += (double)xp[k] * dw[(size_t)k * co + o];
+            want[3][p * co + o] = ref_act(acc, ENC_ACT_RELU);
+        }
+    }
+    REQUIRE_OK(enc_graph_run(g, a, n, ids, 6, outs));
+    const char *names[6] = {"relu6", "sigmoid", "affine", "dense", "gap", "softmax"};
+    for (int i = 0; i < 6; i++) CHECK(compare(outs[i], want[i], sizes[i], 1e-5, names[i]) == 0);
+    for (int i = 0; i < 6; i++) {
+        free(outs[i]);
+        free(want[i]);
+    }
+    free(a);
+    free(b2);
+    free(sc);
+    free(bi);
+    free(dw);
+    free(db);
+    enc_graph_free(g);
+}
+
+/* in -> conv a (relu) -> dw b (relu6) -> add(a, b) -> concat(add, a, in) -> maxpool -> gap -> dense -> softmax.
+ * Values feed several consumers; only requested outputs' ancestors run. */
+typedef struct mini {
+    enc_graph *g;
+    int v_conv, v_dw, v_add, v_cat, v_pool, v_gap, v_logits, v_probs;
+} mini;
+
+static mini build_mini(void)
+{
+    mini m;
+    m.g = enc_graph_new("mini");
+    enc_graph *g = m.g;
+    int in = enc_graph_add_input(g, "in", 9, 7, 3);
+    float *w1 = rand_buf(3 * 3 * 3 * 8), *b1 = rand_buf(8), *w2 = rand_buf(3 * 3 * 8), *b2 = rand_buf(8);
+    float *w3 = rand_buf(19 * 5), *b3 = rand_buf(5);
+    int s1[4] = {3, 3, 3, 8}, s2[3] = {3, 3, 8}, s3[2] = {19, 5}, n8 = 8, n5 = 5;
+    int p1 = enc_graph_add_param(g, "w1", 4, s1, w1), q1 = enc_graph_add_param(g, "b1", 1, &n8, b1);
+    int p2 = enc_graph_add_param(g, "w2", 3, s2, w2), q2 = enc_graph_add_param(g, "b2", 1, &n8, b2);
+    int p3 = enc_graph_add_param(g, "w3", 2, s3, w3), q3 = enc_graph_add_param(g, "b3", 1, &n5, b3);
+    enc_node conv = {.op = ENC_CONV2D, .n_inputs = 1, .inputs = {in}, .sh = 1, .sw = 1, .pad = ENC_PAD_SAME,
+                     .act = ENC_ACT_RELU, .weight = p1, .bias = q1};
+    m.v_conv = enc_graph_add_node(g, &conv, "conv");
+    enc_node dw = {.op = ENC_DWCONV2D, .n_inputs = 1, .inputs = {m.v_conv}, .pad = ENC_PAD_SAME,
+                   .act = ENC_ACT_RELU6, .weight = p2, .bias = q2};
+    m.v_dw = enc_graph_add_node(g, &dw, "dw");
+    enc_node add = {.op = ENC_ADD, .n_inputs = 2, .inputs = {m.v_conv, m.v_dw}, .weight = -1, .bias = -1};
+    m.v_add = enc_graph_add_node(g, &add, "add");
+    enc_node cat = {.op = ENC_CONCAT, .n_inputs = 3, .inputs = {m.v_add, m.v_conv, in}, .weight = -1, .bias = -1};
+    m.v_cat = enc_graph_add_node(g, &cat, "cat");
+    enc_node pool = {.op = ENC_MAXPOOL, .n_inputs = 1, .inputs = {m.v_cat}, .kh = 3, .kw = 3, .sh = 2, .sw = 2,
+                     .pad = ENC_PAD_VALID, .weight = -1, .bias = -1};
+    m.v_pool = enc_graph_add_node(g, &pool, "pool");
+    enc_node gap = {.op = ENC_GAP, .n_inputs = 1, .inputs = {m.v_pool}, .weight = -1, .bias = -1};
+    m.v_gap = enc_graph_add_node(g, &gap, "gap");
+    enc_node den = {.op = ENC_DENSE, .n_inputs = 1, .inputs = {m.v_gap}, .weight = p3, .bias = q3};
+    m.v_logits = enc_graph_add_node(g, &den, "logits");
+    enc_node smx = {.op = ENC_SOFTMAX, .n_inputs = 1, .inputs = {m.v_logits}, .weight = -1, .bias = -1};
+    m.v_probs = enc_graph_add_node(g, &smx, "probs");
+    free(w1);
+    free(b1);
+    free(w2);
+    free(b2);
+    free(w3);
+    free(b3);
+    return m;
+}
+
+/* Reference of the mini graph, op by op, using the graph's own parameters. */
+static void ref_mini(const mini *m, const float *x, int n, double *gap_out, double *probs)
+{
+    const enc_graph *g = m->g;
+    const float *w1 = enc_graph_param_data(g, 0), *b1 = enc_graph_param_data(g, 1);
+    const float *w2 = enc_graph_param_data(g, 2), *b2 = enc_graph_param_data(g, 3);
+    const float *w3 = enc_graph_param_data(g, 4), *b3 = enc_graph_param_data(g, 5);
+    for (int i = 0; i < n; i++) {
+        static double conv[9][7][8], dwv[9][7][8], cat[9][7][19];
+        const float *xi = x + (size_t)i * 9 * 7 * 3;
+        for (int y = 0; y < 9; y++)
+            for (int xx = 0; xx < 7; xx++)
+                for (int o = 0; o < 8; o++) {
+                    double a = b1[o];
+                    for (int ky = 0; ky < 3; ky++)
+                        for (int kx = 0; kx < 3; kx++) {
+                            int iy = y - 1 + ky, ix = xx - 1 + kx;
+                            if (iy < 0 || iy >= 9 || ix < 0 || ix >= 7) continue;
+                            for (int c = 0; c < 3; c++)
+                                a += (double)xi[(iy * 7 + ix) * 3 + c] * w1[((ky * 3 + kx) * 3 + c) * 8 + o];
+                        }
+                    conv[y][xx][o] = ref_act(a, ENC_ACT_RELU);
+                }
+        for (int y = 0; y < 9; y++)
+            for (int xx = 0; xx < 7; xx++)
+                for (int o = 0; o < 8; o++) {
+                    double a = b2[o];
+                    for (int ky = 0; ky < 3; ky++)
+                        for (int kx = 0; kx < 3; kx++) {
+                            int iy = y - 1 + ky, ix = xx - 1 + kx;
+                            if (iy < 0 || iy >= 9 || ix < 0 || ix >= 7) continue;
+                            a += conv[iy][ix][o] * w2[(ky * 3 + kx) * 8 + o];
+                        }
+                    dwv[y][xx][o] = ref_act(a, ENC_ACT_RELU6);
+                }
+        for (int y = 0; y < 9; y++)
+            for (int xx = 0; xx < 7; xx++) {
+                for (int o = 0; o < 8; o++) cat[y][xx][o] = conv[y][xx][o] + dwv[y][xx][o];
+                for (int o = 0; o < 8; o++) cat[y][xx][8 + o] = conv[y][xx][o];
+                for (int o = 0; o < 3; o++) cat[y][xx][16 + o] = xi[(y * 7 + xx) * 3 + o];
+            }
+        /* VALID 3x3 s2 on 9x7: 4x3 outputs. */
+        double *gp = gap_out + (size_t)i * 19;
+        for (int o = 0; o < 19; o++) {
+            double s = 0;
+            for (int py = 0; py < 4; py++)
+                for (int px = 0; px < 3; px++) {
+                    double mx = -INFINITY;
+                    for (int ky = 0; ky < 3; ky++)
+                        for (int kx = 0; kx < 3; kx++)
+                            if (cat[py * 2 + ky][px * 2 + kx][o] > mx) mx = cat[py * 2 + ky][px * 2 + kx][o];
+                    s += mx;
+                }
+            gp[o] = s / 12.0;
+        }
+        double lg[5], mx = -INFINITY, s = 0;
+        for (int o = 0; o < 5; o++) {
+            lg[o] = b3[o];
+            for (int k = 0; k < 19; k++) lg[o] += gp[k] * w3[k * 5 + o];
+            if (lg[o] > mx) mx = lg[o];
+        }
+        for (int o = 0; o < 5; o++) s += exp(lg[o] - mx);
+        for (int o = 0; o < 5; o++) probs[i * 5 + o] = exp(lg[o] - mx) / s;
+    }
+}
+
+TEST(ops_multi_op_graph_matches_reference)
+{
+    imcap_rng_seed(&g_rng, 5);
+    mini m = build_mini();
+    REQUIRE(m.v_probs > 0);
+    const enc_value *vp = enc_graph_value(m.g, m.v_pool);
+    CHECK(vp->h == 4 && vp->w == 3 && vp->c == 19);
+    REQUIRE_OK(enc_graph_set_output(m.g, "embedding", m.v_gap));
+    REQUIRE_OK(enc_graph_set_output(m.g, "probs", m.v_probs));
+    CHECK(enc_graph_output(m.g, "probs") == m.v_probs);
+    CHECK(enc_graph_output(m.g, "nope") == -1);
+    int n = 3;
+    float *x = rand_buf((size_t)n * 9 * 7 * 3);
+    double gap_ref[3 * 19], probs_ref[3 * 5];
+    ref_mini(&m, x, n, gap_ref, probs_ref);
+    float gap[3 * 19], probs[3 * 5];
+    float *outs[2] = {probs, gap};
+    int ids[2] = {m.v_probs, m.v_gap};
+    REQUIRE_OK(enc_graph_run(m.g, x, n, ids, 2, outs));
+    CHECK(compare(gap, gap_ref, 3 * 19, 1e-5, "gap") == 0);
+    CHECK(compare(probs, probs_ref, 3 * 5, 1e-5, "probs") == 0);
+    /* Only the embedding, image by image: same numbers. */
+    for (int i = 0; i < n; i++) {
+        float one[19];
+        float *o1 = one;
+        REQUIRE_OK(enc_graph_run(m.g, x + (size_t)i * 9 * 7 * 3, 1, &m.v_gap, 1, &o1));
+        CHECK(compare(one, gap_ref + i * 19, 19, 1e-5, "gap1") == 0);
+    }
+    free(x);
+    enc_graph_free(m.g);
+}
+
+typedef struct thr_arg {
+    const enc_graph *g;
+    const float *x;
+    int id;
+    float out[4 * 5];
+    int st;
+} thr_arg;
+
+static void *thr_run(void *p)
+{
+    thr_arg *a = p;
+    float *o = a->out;
+    for (int k = 0; k < 20 && a->st == 0; k++) a->st = enc_graph_run(a->g, a->x, 4, &a->id, 1, &o);
+    return NULL;
+}
+
+TEST(ops_concurrent_runs_on_one_graph_agree)
+{
+    imcap_rng_seed(&g_rng, 6);
+    mini m = build_mini();
+    float *x = rand_buf(4 * 9 * 7 * 3);
+    float want[4 * 5];
+    float *o = want;
+    REQUIRE_OK(enc_graph_run(m.g, x, 4, &m.v_probs, 1, &o));
+    thr_arg args[3];
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) {
+        args[i] = (thr_arg){.g = m.g, .x = x, .id = m.v_probs};
+        REQUIRE(pthread_create(&th[i], NULL, thr_run, &args[i]) == 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(args[i].st == 0);
+        CHECK(memcmp(args[i].out, want, sizeof want) == 0);
+    }
+    free(x);
+    enc_graph_free(m.g);
+}
+
+TEST(ops_builder_rejects_bad_nodes)
+{
+    enc_graph *g = enc_graph_new("bad");
+    int in = enc_graph_add_input(g, "in", 5, 5, 3);
+    CHECK(enc_graph_add_input(g, "again", 5, 5, 3) < 0);
+    float w[3 * 3 * 4 * 2] = {0};
+    int s_ok[4] = {3, 3, 3, 2}, s_bad[4] = {3, 3, 4, 2}, n2 = 2, n3 = 3;
+    int p_ok = enc_graph_add_param(g, "w", 4, s_ok, w), p_bad = enc_graph_add_param(g, "wbad", 4, s_bad, w);
+    int b2 = enc_graph_add_param(g, "b2", 1, &n2, w), b3 = enc_graph_add_param(g, "b3", 1, &n3, w);
+    int zero[1] = {0};
+    CHECK(enc_graph_add_param(g, "z", 1, zero, w) < 0);
+    CHECK(enc_graph_add_param(g, "z", 5, s_ok, w) < 0);
+    enc_node conv = {.op = ENC_CONV2D, .n_inputs = 1, .inputs = {in}, .pad = ENC_PAD_VALID, .weight = p_bad, .bias = b2};
+    CHECK(enc_graph_add_node(g, &conv, "c") < 0);
+    CHECK(strstr(imcap_last_error(), "wbad") != NULL);
+    conv.weight = p_ok;
+    conv.bias = b3;
+    CHECK(enc_graph_add_node(g, &conv, "c") < 0);
+    CHECK(strstr(imcap_last_error(), "bias") != NULL);
+    conv.bias = b2;
+    conv.inputs[0] = 7;
+    CHECK(enc_graph_add_node(g, &conv, "c") < 0);
+    conv.inputs[0] = in;
+    conv.kh = conv.kw = 7;
+    CHECK(enc_graph_add_node(g, &conv, "c") < 0); /* window vs weight */
+    enc_node pool = {.op = ENC_MAXPOOL, .n_inputs = 1, .inputs = {in}, .kh = 7, .kw = 7, .pad = ENC_PAD_VALID,
+                     .weight = -1, .bias = -1};
+    CHECK(enc_graph_add_node(g, &pool, "p") < 0);
+    CHECK(strstr(imcap_last_error(), "does not fit") != NULL);
+    pool.pad = ENC_PAD_SAME;
+    int pv = enc_graph_add_node(g, &pool, "p");
+    CHECK(pv > 0);
+    enc_node add = {.op = ENC_ADD, .n_inputs = 2, .inputs = {in, pv}, .weight = -1, .bias = -1};
+    CHECK(enc_graph_add_node(g, &add, "a") > 0);
+    conv.kh = conv.kw = 0;
+    int cv = enc_graph_add_node(g, &conv, "c");
+    CHECK(cv > 0);
+    add.inputs[1] = cv;
+    CHECK(enc_graph_add_node(g, &add, "a") < 0);
+    enc_node cat = {.op = ENC_CONCAT, .n_inputs = 2, .inputs = {in, cv}, .weight = -1, .bias = -1};
+    CHECK(enc_graph_add_node(g, &cat, "cat") < 0);
+    enc_node act = {.op = ENC_ACT, .n_inputs = 1, .inputs = {in}, .act = (enc_act)9, .weight = -1, .bias = -1};
+    CHECK(enc_graph_add_node(g, &act, "x") < 0);
+    act.act = ENC_ACT_RELU;
+    act.weight = p_ok;
+    CHECK(enc_graph_add_node(g, &act, "x") < 0);
+    CHECK(enc_graph_set_output(g, "o", 99) != IMCAP_OK);
+    float x[75] = {0}, y[75];
+    float *o = y;
+    int bad_id = 99;
+    CHECK(enc_graph_run(g, x, 1, &bad_id, 1, &o) != IMCAP_OK);
+    CHECK(enc_graph_run(g, x, 0, &pv, 1, &o) != IMCAP_OK);
+    enc_graph_free(g);
+}

@@ -1,0 +1,466 @@
+#include "test.h"
+#include "imcap.h"
+
+#include <stdint.h>
+
+/* Writes text to a file in the test's temporary directory; returns its path. */
+static const char *write_tmp(const char *name, const char *text, size_t len)
+{
+    static char paths[8][700];
+    static int k;
+    char *p = paths[k++ & 7];
+    snprintf(p, 700, "%s/%s", test_tmpdir(), name);
+    FILE *fp = fopen(p, "wb");
+    REQUIRE(fp);
+    REQUIRE(fwrite(text, 1, len, fp) == len);
+    fclose(fp);
+    return p;
+}
+#define WRITE_TMP(name, lit) write_tmp(name, lit, sizeof(lit) - 1)
+
+/* Loads with fn and expects IMCAP_E_FORMAT with every needle in the message. */
+static void expect_format_error(imcap_status (*fn)(const char *, imcap_captions **), const char *path,
+                                const char *n1, const char *n2)
+{
+    imcap_captions *c = (imcap_captions *)1;
+    imcap_status st = fn(path, &c);
+    CHECK(st == IMCAP_E_FORMAT);
+    CHECK(c == NULL);
+    const char *msg = imcap_last_error();
+    if (!strstr(msg, path) || !strstr(msg, n1) || (n2 && !strstr(msg, n2)))
+        test_fail_at(__FILE__, __LINE__, "message '%s' lacks '%s' / '%s'", msg, n1, n2 ? n2 : "");
+}
+
+/* ------------------------------------------------------------ tokenizer */
+
+static void check_tokens(const char *text, size_t n, const char *const *want)
+{
+    char **tok;
+    size_t got;
+    REQUIRE_OK(imcap_tokenize(text, &tok, &got));
+    CHECK(got == n);
+    for (size_t i = 0; i < n && i < got; i++) CHECK_STR(tok[i], want[i]);
+    CHECK(tok[got] == NULL);
+    free(tok);
+}
+
+TEST(text_tokenizer_recipe_rules)
+{
+    check_tokens("A child in a pink dress .", 6, (const char *[]){"a", "child", "in", "a", "pink", "dress"});
+    check_tokens("  Hello,World!! it's  a_b-c 42x ", 7,
+                 (const char *[]){"hello", "world", "it", "s", "a_b", "c", "42x"});
+    check_tokens("", 0, NULL);
+    check_tokens(" .,;!? \t\r\n", 0, NULL);
+    check_tokens("DOG\nCat", 2, (const char *[]){"dog", "cat"});
+}
+
+TEST(text_tokenizer_utf8_is_never_split)
+{
+    /* "Caf\u00e9 na\u00efve \u00dcn\u00efcode \u65e5\u672c-\u30c6": non-ASCII bytes are word bytes,
+     * ASCII letters are lowercased, multi-byte characters are left as they are. */
+    check_tokens("Caf\xC3\xA9 na\xC3\xAFve \xC3\x9Cn\xC3\xAF" "code \xE6\x97\xA5\xE6\x9C\xAC-\xE3\x83\x86", 5,
+                 (const char *[]){"caf\xC3\xA9", "na\xC3\xAFve", "\xC3\x9Cn\xC3\xAF" "code", "\xE6\x97\xA5\xE6\x9C\xAC",
+                                  "\xE3\x83\x86"});
+    check_tokens("\xF0\x9F\x90\xB6 dog", 2, (const char *[]){"\xF0\x9F\x90\xB6", "dog"});
+}
+
+/* ------------------------------------------------------------- loaders */
+
+TEST(text_csv_rfc4180)
+{
+    const char *p = WRITE_TMP("c.csv", "image,caption\r\n"
+                                       "a.jpg,A dog runs .\r\n"
+                                       "b.jpg,\"Two dogs , one \"\"big\"\" .\"\r\n"
+                                       "\n"
+                                       "a.jpg,\"Line one\nline two\"\n"
+                                       "c.jpg,\n"
+                                       "b.jpg,Caf\xC3\xA9");
+    imcap_captions *c;
+    REQUIRE_OK(imcap_captions_load_csv(p, &c));
+    CHECK(imcap_captions_n_images(c) == 3);
+    CHECK(imcap_captions_n_total(c) == 5);
+    CHECK_STR(imcap_captions_image(c, 0), "a.jpg");
+    CHECK_STR(imcap_captions_image(c, 1), "b.jpg");
+    CHECK_STR(imcap_captions_image(c, 2), "c.jpg");
+    CHECK(imcap_captions_count(c, 0) == 2 && imcap_captions_count(c, 1) == 2 && imcap_captions_count(c, 2) == 1);
+    CHECK_STR(imcap_captions_text(c, 0, 0), "A dog runs .");
+    CHECK_STR(imcap_captions_text(c, 0, 1), "Line one\nline two");
+    CHECK_STR(imcap_captions_text(c, 1, 0), "Two dogs , one \"big\" .");
+    CHECK_STR(imcap_captions_text(c, 1, 1), "Caf\xC3\xA9");
+    CHECK_STR(imcap_captions_text(c, 2, 0), "");
+    CHECK(imcap_captions_text(c, 2, 1) == NULL);
+    CHECK(imcap_captions_find(c, "b.jpg") == 1);
+    CHECK(imcap_captions_find(c, "nope.jpg") == -1);
+    imcap_captions_free(c);
+    /* imcap_captions_load picks the CSV loader by extension. */
+    REQUIRE_OK(imcap_captions_load(p, &c));
+    CHECK(imcap_captions_n_total(c) == 5);
+    imcap_captions_free(c);
+}
+
+TEST(text_csv_malformed_inputs_name_file_line_problem)
+{
+    expect_format_error(imcap_captions_load_csv, WRITE_TMP("q.csv", "image,caption\na.jpg,ok\nb.jpg,\"open\nmore\n"),
+                        ":5:", "unterminated quoted field (opened on line 3)");
+    expect_format_error(imcap_captions_load_csv, WRITE_TMP("f.csv", "image,caption\na.jpg,x\nb.jpg,y,z\n"), ":3:",
+                        "expected 2 fields (image,caption), found 3");
+    expect_format_error(imcap_captions_load_csv, WRITE_TMP("g.csv", "image,caption\na.jpg\n"), ":2:", "found 1");
+    expect_format_error(imcap_captions_load_csv, WRITE_TMP("h.csv", "name,text\na.jpg,x\n"), ":1:",
+                        "header line 'image,caption'");
+    expect_format_error(imcap_captions_load_csv, WRITE_TMP("e.csv", ""), ":1:", "empty file");
+    expect_format_error(imcap_captions_load_csv, WRITE_TMP("a.csv", "image,caption\na.jpg,\"x\"y\n"), ":2:",
+                        "after a closing quote");
+    expect_format_error(imcap_captions_load_csv, WRITE_TMP("u.csv", "image,caption\na.jpg,say \"hi\"\n"), ":2:",
+                        "quote inside an unquoted field");
+    expect_format_error(imcap_captions_load_csv, WRITE_TMP("n.csv", "image,caption\n,x\n"), ":2:", "empty image name");
+    expect_format_error(imcap_captions_load_csv, WRITE_TMP("b.csv", "image,caption\na.jpg,caf\xC3(\n"), ":2:",
+                        "invalid UTF-8");
+    expect_format_error(imcap_captions_load_csv, write_tmp("z.csv", "image,caption\na.jpg,x\0y\n", 22), ":2:", "NUL byte");
+    expect_format_error(imcap_captions_load_csv, WRITE_TMP("o.csv", "image,caption\n"), "no captions", NULL);
+    /* A caption longer than the limit is refused, not truncated. */
+    size_t n = IMCAP_CAPTION_MAX + 100;
+    char *big = malloc(n + 40);
+    REQUIRE(big);
+    int h = sprintf(big, "image,caption\na.jpg,");
+    memset(big + h, 'x', n);
+    expect_format_error(imcap_captions_load_csv, write_tmp("l.csv", big, (size_t)h + n), ":2:", "longer than");
+    free(big);
+    imcap_captions *c;
+    CHECK(imcap_captions_load_csv("/nonexistent/x.csv", &c) == IMCAP_E_IO);
+    CHECK(strstr(imcap_last_error(), "/nonexistent/x.csv") != NULL);
+}
+
+TEST(text_token_file)
+{
+    const char *p = WRITE_TMP("t.txt", "a.jpg#0\tA dog .\r\n"
+                                       "a.jpg#1\tThe dog # runs\t!\r\n"
+                                       "\r\n"
+                                       "b#c.jpg#0\tCat\n");
+    imcap_captions *c;
+    REQUIRE_OK(imcap_captions_load_tokens(p, &c));
+    CHECK(imcap_captions_n_images(c) == 2);
+    CHECK_STR(imcap_captions_text(c, 0, 1), "The dog # runs\t!");
+    CHECK_STR(imcap_captions_image(c, 1), "b#c.jpg");
+    CHECK_STR(imcap_captions_text(c, 1, 0), "Cat");
+    imcap_captions_free(c);
+    expect_format_error(imcap_captions_load_tokens, WRITE_TMP("t1.txt", "a.jpg#0\tx\na.jpg#1 no tab\n"), ":2:",
+                        "missing tab");
+    expect_format_error(imcap_captions_load_tokens, WRITE_TMP("t2.txt", "a.jpg\tx\n"), ":1:", "expected 'image#index'");
+    expect_format_error(imcap_captions_load_tokens, WRITE_TMP("t3.txt", "\n\na.jpg#x\tx\n"), ":3:", "is not a number");
+    expect_format_error(imcap_captions_load_tokens, WRITE_TMP("t4.txt", "#0\tx\n"), ":1:", "empty image name");
+}
+
+TEST(text_coco_json)
+{
+    const char *p = WRITE_TMP("c.json",
+                              "{\"info\": {}, \"images\": [{\"id\": 42, \"file_name\": \"x.jpg\"},\n"
+                              " {\"id\": 7, \"file_name\": \"y.jpg\"}, {\"id\": 9, \"file_name\": \"unused.jpg\"}],\n"
+                              " \"annotations\": [{\"image_id\": 7, \"id\": 1, \"caption\": \"A \\\"cat\\\" \\u00e9.\"},\n"
+                              "  {\"image_id\": 42, \"caption\": \"first\"}, {\"image_id\": 7, \"caption\": \"second\"}]}");
+    imcap_captions *c;
+    REQUIRE_OK(imcap_captions_load(p, &c));
+    CHECK(imcap_captions_n_images(c) == 2);
+    CHECK_STR(imcap_captions_image(c, 0), "x.jpg");
+    CHECK_STR(imcap_captions_image(c, 1), "y.jpg");
+    CHECK(imcap_captions_count(c, 1) == 2);
+    CHECK_STR(imcap_captions_text(c, 1, 0), "A \"cat\" \xC3\xA9.");
+    CHECK_STR(imcap_captions_text(c, 1, 1), "second");
+    CHECK(imcap_captions_find(c, "unused.jpg") == -1);
+    imcap_captions_free(c);
+    expect_format_error(imcap_captions_load_coco, WRITE_TMP("b1.json", "{\"images\": [],\n \"annotations\": [,]}"),
+                        ":2:", "invalid JSON");
+    expect_format_error(imcap_captions_load_coco,
+                        WRITE_TMP("b2.json", "{\"images\": [{\"id\": 1, \"file_name\": \"a\"}], \"annotations\": "
+                                             "[{\"image_id\": 1, \"caption\": \"x\"}, {\"image_id\": 5, \"caption\": \"y\"}]}"),
+                        "annotations[1]", "unknown image_id 5");
+    expect_format_error(imcap_captions_load_coco, WRITE_TMP("b3.json", "{\"images\": [{\"id\": 1}], \"annotations\": []}"),
+                        "images[0]", "file_name");
+    expect_format_error(imcap_captions_load_coco, WRITE_TMP("b4.json", "{\"annotations\": []}"), "\"images\"", NULL);
+    expect_format_error(imcap_captions_load_coco,
+                        WRITE_TMP("b5.json", "{\"images\": [{\"id\": 1, \"file_name\": \"a\"}, {\"id\": 1, \"file_name\": "
+                                             "\"b\"}], \"annotations\": []}"),
+                        "same id 1", NULL);
+    expect_format_error(imcap_captions_load_coco,
+                        WRITE_TMP("b6.json", "{\"images\": [{\"id\": 1.5, \"file_name\": \"a\"}], \"annotations\": []}"),
+                        "non-integer \"id\"", NULL);
+    expect_format_error(imcap_captions_load_coco,
+                        WRITE_TMP("b7.json", "{\"images\": [{\"id\": 1, \"file_name\": \"a\"}, {\"id\": 2, \"file_name\": "
+                                             "\"a\"}], \"annotations\": [{\"image_id\": 1, \"caption\": \"x\"}, "
+                                             "{\"image_id\": 2, \"caption\": \"y\"}]}"),
+                        "same file_name 'a'", NULL);
+    expect_format_error(imcap_captions_load_coco, WRITE_TMP("b8.json", "[1,2]"), "top level", NULL);
+}
+
+TEST(text_split_and_restrict)
+{
+    const char *csv = WRITE_TMP("c.csv", "image,caption\na.jpg,one\nb.jpg,two\nc.jpg,three\nb.jpg,four\n");
+    const char *split = WRITE_TMP("s.txt", "c.jpg\r\n\r\n  b.jpg \n");
+    imcap_captions *all, *sub;
+    REQUIRE_OK(imcap_captions_load_csv(csv, &all));
+    char **names;
+    size_t n;
+    REQUIRE_OK(imcap_split_load(split, &names, &n));
+    CHECK(n == 2);
+    CHECK_STR(names[0], "c.jpg");
+    CHECK_STR(names[1], "b.jpg");
+    free(names);
+    REQUIRE_OK(imcap_captions_restrict(all, split, &sub));
+    CHECK(imcap_captions_n_images(sub) == 2 && imcap_captions_n_total(sub) == 3);
+    CHECK_STR(imcap_captions_image(sub, 0), "c.jpg");
+    CHECK_STR(imcap_captions_text(sub, 1, 1), "four");
+    imcap_captions_free(sub);
+    const char *bad = WRITE_TMP("bad.txt", "a.jpg\n\nzzz.jpg\n");
+    CHECK(imcap_captions_restrict(all, bad, &sub) == IMCAP_E_MISMATCH && sub == NULL);
+    CHECK(strstr(imcap_last_error(), "bad.txt:3: image 'zzz.jpg' has no captions in") != NULL);
+    const char *dup = WRITE_TMP("dup.txt", "a.jpg\nb.jpg\na.jpg\n");
+    CHECK(imcap_split_load(dup, &names, &n) == IMCAP_E_FORMAT);
+    CHECK(strstr(imcap_last_error(), "dup.txt:3: image 'a.jpg' is listed twice (first on line 1)") != NULL);
+    CHECK(imcap_split_load(WRITE_TMP("empty.txt", "\n\n"), &names, &n) == IMCAP_E_FORMAT);
+    CHECK(strstr(imcap_last_error(), "no image names") != NULL);
+    imcap_captions_free(all);
+}
+
+/* -------------------------------------------------------------- vocab */
+
+static imcap_captions *small_dataset(void)
+{
+    imcap_captions *c;
+    const char *p = WRITE_TMP("v.csv", "image,caption\n"
+                                       "a.jpg,The dog runs .\n"
+                                       "a.jpg,A dog runs fast\n"
+                                       "b.jpg,The cat sleeps\n"
+                                       "b.jpg,the Dog and the cat\n"
+                                       "c.jpg,Caf\xC3\xA9 dog\n");
+    if (imcap_captions_load_csv(p, &c)) {
+        test_fail_at(__FILE__, __LINE__, "%s", imcap_last_error());
+        exit(1);
+    }
+    return c;
+}
+
+TEST(text_vocab_build_sorted_with_specials)
+{
+    imcap_captions *c = small_dataset();
+    imcap_vocab *v;
+    /* counts: the 4, dog 4, runs 2, cat 2, a/fast/sleeps/and/café 1 */
+    REQUIRE_OK(imcap_vocab_build(c, 2, &v));
+    const char *want[] = {"#END#", "#PAD#", "#START#", "#UNK#", "cat", "dog", "runs", "the"};
+    REQUIRE(imcap_vocab_size(v) == 8);
+    for (int i = 0; i < 8; i++) {
+        CHECK_STR(imcap_vocab_words(v)[i], want[i]);
+        CHECK(imcap_vocab_find(v, want[i]) == i);
+    }
+    CHECK(imcap_vocab_end(v) == 0 && imcap_vocab_pad(v) == 1 && imcap_vocab_start(v) == 2 && imcap_vocab_unk(v) == 3);
+    CHECK(imcap_vocab_find(v, "fast") == -1);
+    CHECK(imcap_vocab_word(v, 8) == NULL && imcap_vocab_word(v, -1) == NULL);
+    int32_t *ids;
+    size_t n;
+    REQUIRE_OK(imcap_vocab_encode(v, "The DOG flies!", &ids, &n));
+    CHECK(n == 5);
+    int32_t expect[] = {2, 7, 5, 3, 0};
+    for (size_t i = 0; i < 5 && i < n; i++) CHECK(ids[i] == expect[i]);
+    char *text;
+    REQUIRE_OK(imcap_vocab_decode(v, ids, n, &text));
+    CHECK_STR(text, "the dog #UNK#");
+    free(text);
+    free(ids);
+    int32_t bad[] = {2, 99};
+    CHECK(imcap_vocab_decode(v, bad, 2, &text) == IMCAP_E_ARG);
+    imcap_vocab_free(v);
+    /* min_count 1 keeps everything; "caf\xC3\xA9" sorts before "cat" by bytes. */
+    REQUIRE_OK(imcap_vocab_build(c, 1, &v));
+    CHECK(imcap_vocab_size(v) == 13);
+    CHECK_STR(imcap_vocab_word(v, 6), "caf\xC3\xA9");
+    CHECK_STR(imcap_vocab_word(v, 7), "cat");
+    CHECK_STR(imcap_vocab_word(v, 12), "the");
+    imcap_vocab_free(v);
+    CHECK(imcap_vocab_build(c, 0, &v) == IMCAP_E_ARG);
+    imcap_captions_free(c);
+}
+
+TEST(text_vocab_words_roundtrip_and_validation)
+{
+    imcap_captions *c = small_dataset();
+    imcap_vocab *v, *w;
+    REQUIRE_OK(imcap_vocab_build(c, 2, &v));
+    REQUIRE_OK(imcap_vocab_from_words(imcap_vocab_words(v), imcap_vocab_size(v), &w));
+    CHECK(imcap_vocab_size(w) == imcap_vocab_size(v));
+    for (size_t i = 0; i < imcap_vocab_size(v); i++) CHECK_STR(imcap_vocab_word(w, (int32_t)i), imcap_vocab_word(v, (int32_t)i));
+    imcap_vocab_free(w);
+    char path[700];
+    snprintf(path, sizeof path, "%s/vocab.txt", test_tmpdir());
+    REQUIRE_OK(imcap_vocab_save_txt(v, path));
+    REQUIRE_OK(imcap_vocab_load_txt(path, &w));
+    CHECK(imcap_vocab_size(w) == 8 && imcap_vocab_find(w, "the") == 7);
+    imcap_vocab_free(w);
+    /* Order of a stored list is kept as is (indices must not move). */
+    const char *mixed[] = {"zebra", "#UNK#", "#PAD#", "#END#", "apple", "#START#"};
+    REQUIRE_OK(imcap_vocab_from_words(mixed, 6, &w));
+    CHECK(imcap_vocab_pad(w) == 2 && imcap_vocab_unk(w) == 1 && imcap_vocab_end(w) == 3 && imcap_vocab_start(w) == 5);
+    CHECK(imcap_vocab_find(w, "zebra") == 0);
+    imcap_vocab_free(w);
+    const char *dup[] = {"#PAD#", "#UNK#", "#START#", "#END#", "a", "a"};
+    CHECK(imcap_vocab_from_words(dup, 6, &w) == IMCAP_E_FORMAT && w == NULL);
+    CHECK(strstr(imcap_last_error(), "'a' appears twice") != NULL);
+    CHECK(imcap_vocab_from_words(dup + 1, 4, &w) == IMCAP_E_FORMAT);
+    CHECK(strstr(imcap_last_error(), "#PAD# is missing") != NULL);
+    const char *sp[] = {"#PAD#", "#UNK#", "#START#", "#END#", "a b"};
+    CHECK(imcap_vocab_from_words(sp, 5, &w) == IMCAP_E_FORMAT);
+    CHECK(imcap_vocab_load_txt(WRITE_TMP("v1.txt", "#PAD#\n#UNK#\n#START#\n#END#\ndog\n\ncat\n"), &w) == IMCAP_E_FORMAT);
+    CHECK(strstr(imcap_last_error(), "v1.txt:6: empty word") != NULL);
+    CHECK(imcap_vocab_load_txt(WRITE_TMP("v2.txt", "#PAD#\n#UNK#\n#START#\n#END#\ndog\ndog\n"), &w) == IMCAP_E_FORMAT);
+    CHECK(strstr(imcap_last_error(), "v2.txt:6: word 'dog' repeats line 5") != NULL);
+    CHECK(imcap_vocab_load_txt(WRITE_TMP("v3.txt", "#PAD#\r\n#UNK#\r\n#START#\r\n#END#\r\n"), &w) == IMCAP_OK);
+    CHECK(imcap_vocab_size(w) == 4);
+    imcap_vocab_free(w);
+    imcap_vocab_free(v);
+    imcap_captions_free(c);
+}
+
+/* ------------------------------------------------------------ batching */
+
+TEST(text_pad_batch_recipe_examples)
+{
+    const int32_t r0[] = {1, 2, 3}, r1[] = {4, 5};
+    const int32_t *rows[] = {r0, r1};
+    const size_t lens[] = {3, 2};
+    const int32_t PAD = 99;
+    int32_t out[6];
+    size_t w;
+    REQUIRE_OK(imcap_pad_batch(rows, lens, 2, 0, PAD, NULL, &w));
+    CHECK(w == 3);
+    REQUIRE_OK(imcap_pad_batch(rows, lens, 2, 0, PAD, out, &w));
+    const int32_t want[] = {1, 2, 3, 4, 5, PAD};
+    CHECK(w == 3 && memcmp(out, want, sizeof want) == 0);
+    REQUIRE_OK(imcap_pad_batch(rows, lens, 2, 2, PAD, out, &w));
+    const int32_t want2[] = {1, 2, 4, 5};
+    CHECK(w == 2 && memcmp(out, want2, sizeof want2) == 0);
+    /* max_len larger than the longest row does not widen the matrix. */
+    REQUIRE_OK(imcap_pad_batch(rows, lens, 2, 10, PAD, out, &w));
+    CHECK(w == 3 && memcmp(out, want, sizeof want) == 0);
+}
+
+TEST(text_batcher_samples_distinct_images_deterministically)
+{
+    imcap_captions *c = small_dataset();
+    imcap_vocab *v;
+    REQUIRE_OK(imcap_vocab_build(c, 2, &v));
+    imcap_batcher *b1, *b2;
+    REQUIRE_OK(imcap_batcher_new(c, v, 4, 1234, &b1));
+    REQUIRE_OK(imcap_batcher_new(c, v, 4, 1234, &b2));
+    CHECK(imcap_batcher_n_images(b1) == 3 && imcap_batcher_max_len(b1) == 4);
+    int32_t im1[3], im2[3], t1[3 * IMCAP_BATCH_MAX_LEN], t2[3 * IMCAP_BATCH_MAX_LEN];
+    size_t w1, w2;
+    int seen_caption[3][2] = {{0}};
+    for (int it = 0; it < 200; it++) {
+        REQUIRE_OK(imcap_batcher_next(b1, 3, im1, t1, &w1));
+        REQUIRE_OK(imcap_batcher_next(b2, 3, im2, t2, &w2));
+        CHECK(w1 == w2 && memcmp(im1, im2, sizeof im1) == 0 && memcmp(t1, t2, 3 * w1 * sizeof *t1) == 0);
+        CHECK(w1 <= 4 && w1 >= 3);
+        /* distinct images, each row a prefix of one of the image's encoded captions */
+        CHECK(im1[0] != im1[1] && im1[0] != im1[2] && im1[1] != im1[2]);
+        for (int r = 0; r < 3; r++) {
+            REQUIRE(im1[r] >= 0 && im1[r] < 3);
+            int match = 0;
+            for (size_t k = 0; k < imcap_captions_count(c, (size_t)im1[r]); k++) {
+                int32_t *ids;
+                size_t n;
+                REQUIRE_OK(imcap_vocab_encode(v, imcap_captions_text(c, (size_t)im1[r], k), &ids, &n));
+                int ok = 1;
+                for (size_t j = 0; j < w1; j++) {
+                    int32_t want = j < n ? ids[j] : imcap_vocab_pad(v);
+                    if (j < 4 && t1[r * (int)w1 + (int)j] != want) ok = 0;
+                }
+                if (ok) {
+                    match = 1;
+                    seen_caption[im1[r]][k] = 1;
+                }
+                free(ids);
+            }
+            CHECK(match);
+            CHECK(t1[r * (int)w1] == imcap_vocab_start(v));
+        }
+    }
+    /* Both captions of the two-caption images were drawn at some point. */
+    CHECK(seen_caption[0][0] && seen_caption[0][1] && seen_caption[1][0] && seen_caption[1][1]);
+    /* State save/restore replays the same batches; another seed differs. */
+    uint64_t st[4];
+    imcap_batcher_get_state(b1, st);
+    int32_t ref_t[10 * 2 * 4], ref_i[10 * 2];
+    for (int it = 0; it < 10; it++) REQUIRE_OK(imcap_batcher_next(b1, 2, ref_i + 2 * it, ref_t + 8 * it, &w1));
+    imcap_batcher_set_state(b2, st);
+    int32_t got_t[10 * 2 * 4], got_i[10 * 2];
+    for (int it = 0; it < 10; it++) REQUIRE_OK(imcap_batcher_next(b2, 2, got_i + 2 * it, got_t + 8 * it, &w2));
+    CHECK(memcmp(ref_i, got_i, sizeof ref_i) == 0);
+    imcap_batcher *b3;
+    REQUIRE_OK(imcap_batcher_new(c, v, 0, 99, &b3));
+    CHECK(imcap_batcher_max_len(b3) == IMCAP_BATCH_MAX_LEN);
+    int differs = 0;
+    imcap_batcher_set_state(b2, st);
+    for (int it = 0; it < 10; it++) {
+        REQUIRE_OK(imcap_batcher_next(b3, 2, im1, t1, &w1));
+        REQUIRE_OK(imcap_batcher_next(b2, 2, im2, t2, &w2));
+        differs |= memcmp(im1, im2, 2 * sizeof *im1) != 0;
+    }
+    CHECK(differs);
+    CHECK(imcap_batcher_next(b1, 4, im1, t1, &w1) == IMCAP_E_ARG);
+    CHECK(imcap_batcher_next(b1, 0, im1, t1, &w1) == IMCAP_E_ARG);
+    imcap_batcher_free(b1);
+    imcap_batcher_free(b2);
+    imcap_batcher_free(b3);
+    imcap_vocab_free(v);
+    imcap_captions_free(c);
+}
+
+/* ------------------------------------------------------ real Flickr8k */
+
+TEST(text_flickr8k_real_data)
+{
+    const char *csv = "data/flickr8k/captions.csv";
+    FILE *fp = fopen(csv, "rb");
+    if (!fp) SKIP("data/flickr8k not present (scripts/get-data.sh)");
+    fclose(fp);
+    imcap_captions *all, *train, *dev;
+    REQUIRE_OK(imcap_captions_load_csv(csv, &all));
+    CHECK(imcap_captions_n_total(all) == 35000);
+    CHECK(imcap_captions_n_images(all) == 7000);
+    REQUIRE_OK(imcap_captions_restrict(all, "data/flickr8k/train.txt", &train));
+    REQUIRE_OK(imcap_captions_restrict(all, "data/flickr8k/dev.txt", &dev));
+    CHECK(imcap_captions_n_images(train) == 6000);
+    CHECK(imcap_captions_n_images(dev) == 1000);
+    for (size_t i = 0; i < imcap_captions_n_images(dev); i++)
+        CHECK(imcap_captions_find(train, imcap_captions_image(dev, i)) < 0);
+    imcap_vocab *v;
+    REQUIRE_OK(imcap_vocab_build(train, IMCAP_VOCAB_MIN_COUNT, &v));
+    size_t nv = imcap_vocab_size(v);
+    fprintf(stderr, "    flickr8k: %zu captions, train %zu images / %zu captions, vocabulary %zu words (min_count %d)\n",
+            imcap_captions_n_total(all), imcap_captions_n_images(train), imcap_captions_n_total(train), nv,
+            IMCAP_VOCAB_MIN_COUNT);
+    /* The same list as the recipe's Python (scripts/golden-vocab.py). */
+    imcap_vocab *py;
+    REQUIRE_OK(imcap_vocab_load_txt("tests/data/flickr8k_vocab_min5.txt", &py));
+    CHECK(imcap_vocab_size(py) == nv);
+    for (size_t i = 0; i < nv && i < imcap_vocab_size(py); i++)
+        CHECK_STR(imcap_vocab_word(v, (int32_t)i), imcap_vocab_word(py, (int32_t)i));
+    imcap_vocab_free(py);
+    CHECK(nv >= 1900 && nv <= 3000);
+    CHECK(imcap_vocab_pad(v) == 1 && imcap_vocab_end(v) == 0);
+    /* Deterministic: a second build gives the same list. */
+    imcap_vocab *v2;
+    REQUIRE_OK(imcap_vocab_build(train, IMCAP_VOCAB_MIN_COUNT, &v2));
+    REQUIRE(imcap_vocab_size(v2) == nv);
+    for (size_t i = 0; i < nv; i++) CHECK(strcmp(imcap_vocab_words(v)[i], imcap_vocab_words(v2)[i]) == 0);
+    for (size_t i = 1; i < nv; i++) CHECK(strcmp(imcap_vocab_words(v)[i - 1], imcap_vocab_words(v)[i]) < 0);
+    imcap_batcher *b;
+    REQUIRE_OK(imcap_batcher_new(train, v, 0, 1, &b));
+    int32_t im[64], tok[64 * IMCAP_BATCH_MAX_LEN];
+    size_t w;
+    REQUIRE_OK(imcap_batcher_next(b, 64, im, tok, &w));
+    CHECK(w >= 8 && w <= IMCAP_BATCH_MAX_LEN);
+    imcap_batcher_free(b);
+    imcap_vocab_free(v);
+    imcap_vocab_free(v2);
+    imcap_captions_free(dev);
+    imcap_captions_free(train);
+    imcap_captions_free(all);
+}
