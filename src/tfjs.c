@@ -966,7 +966,7 @@ static imcap_status cfg_bool(ctx *c, const tl *l, const char *key, bool def, boo
 
 static imcap_status check_channels_last(ctx *c, const tl *l)
 {
-    const char *df;
+    const char *df = NULL;
     imcap_status st = cfg_str(c, l, "data_format", "channels_last", &df);
     if (st) return st;
     if (strcmp(df, "channels_last") != 0)
@@ -976,7 +976,7 @@ static imcap_status check_channels_last(ctx *c, const tl *l)
 
 static imcap_status get_padding(ctx *c, const tl *l, enc_pad *pad)
 {
-    const char *p;
+    const char *p = NULL;
     imcap_status st = cfg_str(c, l, "padding", "valid", &p);
     if (st) return st;
     if (!strcmp(p, "valid")) *pad = ENC_PAD_VALID;
@@ -1005,7 +1005,7 @@ static imcap_status layer_act(ctx *c, const tl *l, enc_act *act, bool *softmax)
 {
     imcap_status st;
     if (!strcmp(l->cls, "Activation")) {
-        const char *a;
+        const char *a = NULL;
         if ((st = cfg_str(c, l, "activation", NULL, &a))) return st;
         return parse_act(c, l, a, act, softmax);
     }
@@ -1136,7 +1136,7 @@ static imcap_status emit_weighted(ctx *c, int li)
     int cout, wdims, wshape[4], kshape[4], kdims;
     const char *kname = "kernel";
     bool use_bias;
-    const char *act_name;
+    const char *act_name = NULL;
     if ((st = cfg_bool(c, l, "use_bias", true, &use_bias)) || (st = cfg_str(c, l, "activation", "linear", &act_name)))
         return st;
     if (!strcmp(l->cls, "Dense")) {
@@ -1651,7 +1651,7 @@ static imcap_status build(ctx *c)
     } else {
         bool linear = !strcmp(out->cls, "Dense") || !strcmp(out->cls, "Conv2D");
         if (linear) {
-            const char *a;
+            const char *a = NULL;
             if ((st = cfg_str(c, out, "activation", "linear", &a))) return st;
             linear = !strcmp(a, "linear");
         }
