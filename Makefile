@@ -31,6 +31,16 @@ $(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h tools/*.h tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# Decoder training kernels: let GCC vectorize their elementwise loops.
+$(BUILD)/src/decoder.o $(BUILD)/src/optimizer.o: CFLAGS += -O3 -fno-math-errno -fno-trapping-math
+
+# Benchmark programs: bench/<name>.c -> build/<name> (make bench).
+BENCHSRC := $(wildcard bench/*.c)
+bench: $(BENCHSRC:bench/%.c=$(BUILD)/%)
+
+$(BUILD)/bench_%: bench/bench_%.c $(BUILD)/libimcap.a $(wildcard include/*.h src/*.h)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libimcap.a $(LDLIBS)
+
 asan:
 	$(MAKE) BUILD=build-asan OPT="$(SAN_FLAGS)" all
 
@@ -44,4 +54,4 @@ test: all
 clean:
 	rm -rf build build-asan
 
-.PHONY: all asan check test clean
+.PHONY: all asan bench check test clean

@@ -176,7 +176,83 @@ void imcap_batcher_set_state(imcap_batcher *b, const uint64_t state[4]);
 
 /* ------------------------------------------------------------ generation */
 
+/* How a caption is generated from the decoder (see docs/GENERATION.md):
+ *   greedy (beam 1, temperature 0, the default): the most probable word at
+ *     each step;
+ *   sampling (beam 1, temperature T > 0): each word drawn from the model's
+ *     distribution p^(1/T) renormalised, with a seeded PRNG (deterministic
+ *     for a given seed); n_best > 1 draws n_best independent captions;
+ *   beam search (beam K > 1): K hypotheses; finished ones are ranked by
+ *     logprob / len^length_alpha, len = words + the END token (0 = plain
+ *     log-probability, 1 = mean per-token log-probability); the n_best
+ *     (<= K) best are returned.
+ * PAD, START and UNK are never generated (their probability is masked out
+ * and the rest renormalised), END is not allowed as the first token.
+ * Reported log-probabilities are the model's (temperature 1) under that
+ * masking, summed over the words and the END token if the caption ended. */
+typedef struct imcap_gen_params {
+    int beam;           /* beam width K, 1..64 (default 1) */
+    float temperature;  /* 0 = greedy (default); > 0 sampling (requires beam 1), up to 100 */
+    uint64_t seed;      /* sampling seed (default 1) */
+    int max_len;        /* maximum number of words, 1..100 (default 20) */
+    int n_best;         /* captions returned, 1..64 (default 1); <= beam for beam search */
+    float length_alpha; /* beam length normalisation exponent, 0..2 (default 0.7) */
+} imcap_gen_params;
+
+imcap_gen_params imcap_gen_default_params(void);
+/* IMCAP_E_ARG with a message naming the bad field, or IMCAP_OK. */
+imcap_status imcap_gen_params_check(const imcap_gen_params *p);
+
 /* ------------------------------------------------------------- metrics */
+
+/* COCO caption toolkit scoring (coco-caption / pycocoevalcap), computed
+ * exactly: PTB tokenization, BLEU-1..4, ROUGE-L and CIDEr-D. */
+
+/* Tokenize a caption as the toolkit does before scoring (Stanford PTB
+ * tokenization, lower-cased, punctuation tokens removed). *out receives a
+ * malloc'ed string of tokens separated by single spaces (possibly ""); the
+ * caller releases it with free(). */
+imcap_status imcap_ptb_tokenize(const char *text, char **out);
+
+/* One evaluated image: a candidate caption and its reference captions. */
+typedef struct imcap_score_item {
+    const char *candidate;          /* the caption under test */
+    const char *const *refs;        /* n_refs reference captions, n_refs >= 1 */
+    size_t n_refs;
+} imcap_score_item;
+
+typedef struct imcap_scores {
+    double bleu[4];                 /* Bleu_1 .. Bleu_4 (corpus level) */
+    double rouge_l;                 /* ROUGE_L, mean over images */
+    double cider_d;                 /* CIDEr (the toolkit's CIDEr-D), mean over images */
+    size_t n_images;
+    /* BLEU internals as the toolkit's bleu_scorer reports them: total
+     * candidate length, total closest-reference length, and per n = 1..4 the
+     * number of candidate n-grams (guess) and of clipped matches (correct). */
+    uint64_t bleu_testlen, bleu_reflen;
+    uint64_t bleu_guess[4], bleu_correct[4];
+} imcap_scores;
+
+/* Metric names as the toolkit prints them, index 0..5: Bleu_1, Bleu_2,
+ * Bleu_3, Bleu_4, ROUGE_L, CIDEr; and the matching value of s. */
+#define IMCAP_N_METRICS 6
+const char *imcap_metric_name(int i);
+double imcap_metric_value(const imcap_scores *s, int i);
+
+/* Score n images. With tokenize != 0 the captions are raw text and are run
+ * through imcap_ptb_tokenize first (what the toolkit does); with 0 they are
+ * already tokenized (tokens separated by white space). per_image_cider, if
+ * not NULL, receives n per-image CIDEr-D values; per_image_rouge likewise. */
+imcap_status imcap_score(const imcap_score_item *items, size_t n, int tokenize, imcap_scores *out,
+                         double *per_image_cider, double *per_image_rouge);
+
+/* Score a COCO results file ([{"image_id", "caption"}, ...]) against a COCO
+ * captions annotation file ({"annotations": [{"image_id", "caption"}, ...]}),
+ * like the toolkit's COCOEvalCap: every result image must have references,
+ * each image at most one result; annotations of images without a result are
+ * ignored. Image ids may be integers or strings. Errors name the file and
+ * the problem. */
+imcap_status imcap_score_coco_files(const char *results_path, const char *refs_path, imcap_scores *out);
 
 /* -------------------------------------------------------------- images */
 

@@ -161,7 +161,33 @@ void dec_model_init(dec_model *m, imcap_rng *rng)
 
 /* ------------------------------------------------------------ elementwise */
 
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+/* e^x, x clamped to [-87, 88]: x = n ln2 + r with |r| <= ln2/2, e^r by
+ * the Cephes degree-7 polynomial, 2^n built in the exponent bits. Relative
+ * error about 2e-7. Branch-free and call-free so that loops calling it are
+ * vectorized (AVX2 with this build's flags). */
+static inline float exp_fast(float x)
+{
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round(x / ln2) */
+    const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+static inline float sigmoid_fast(float x) { return 1.0f / (1.0f + exp_fast(-x)); }
+
+/* tanh(x) = 1 - 2 / (e^{2x} + 1): absolute error about 2e-7. */
+static inline float tanh_fast(float x) { return 1.0f - 2.0f / (exp_fast(2.0f * x) + 1.0f); }
 
 /* y = x W^T + b for x [n][in], W [out][in], b [out] -> y [n][out]. */
 static void dense_forward(const float *x, const float *w, const float *b, int n, int in, int out, float *y)
@@ -185,7 +211,10 @@ static void dense_backward(const float *dy, const float *x, const float *w, int 
 
 static void elu_forward(float *y, size_t n)
 {
-    for (size_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : expm1f(y[i]);
+    for (size_t i = 0; i < n; i++) {
+        float e = exp_fast(y[i]) - 1.0f;
+        y[i] = y[i] > 0.0f ? y[i] : e;
+    }
 }
 
 /* dy *= ELU'(x) written with the ELU output y: 1 if y > 0 else y + 1. */
@@ -214,6 +243,7 @@ struct dec_work {
     float *dh;                    /* [max_n][H] d loss / d h_t from the output layers */
     float *dx;                    /* [max_n][E] d loss / d embedded inputs */
     float *dhn, *dcn;             /* [max_b][H] gradient carried to the previous step */
+    float *cend;                  /* [H] scratch for the last c of a sequence */
     float *da2, *da1;             /* [max_b][H], [max_b][n_img1] */
 };
 
@@ -221,7 +251,7 @@ void dec_work_free(dec_work *w)
 {
     if (!w) return;
     void *p[] = {w->len, w->perm, w->bt, w->off, w->xtok, w->tgt, w->a1, w->a2, w->x, w->g, w->hp, w->cp,
-                 w->tc, w->h, w->ximg, w->y1, w->dy1, w->lg, w->dh, w->dx, w->dhn, w->dcn, w->da2, w->da1};
+                 w->tc, w->h, w->ximg, w->y1, w->dy1, w->lg, w->dh, w->dx, w->dhn, w->dcn, w->da2, w->da1, w->cend};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) imcap_free(p[i]);
     imcap_free(w);
 }
@@ -257,7 +287,8 @@ imcap_status dec_work_new(const dec_config *c, int max_b, int max_t1, dec_work *
               (w->dhn = imcap_alloc((size_t)max_b * H, sizeof(float))) &&
               (w->dcn = imcap_alloc((size_t)max_b * H, sizeof(float))) &&
               (w->da2 = imcap_alloc((size_t)max_b * H, sizeof(float))) &&
-              (w->da1 = imcap_alloc((size_t)max_b * c->n_img1, sizeof(float)));
+              (w->da1 = imcap_alloc((size_t)max_b * c->n_img1, sizeof(float))) &&
+              (w->cend = imcap_alloc(H, sizeof(float)));
     if (!ok) {
         dec_work_free(w);
         return IMCAP_E_NOMEM;
@@ -266,23 +297,79 @@ imcap_status dec_work_new(const dec_config *c, int max_b, int max_t1, dec_work *
     return IMCAP_OK;
 }
 
+/* ---------------------------------------------------------------- LSTM cell */
+
+/* One row: g [4H] holds the gate pre-activations (i, f, g, o) and receives
+ * the activations; cp = c_{t-1}; out: cn = c_t, tc = tanh(c_t), h = h_t. */
+static void lstm_cell_forward(int H, float *restrict g, const float *restrict cp, float *restrict cn,
+                              float *restrict tc, float *restrict h)
+{
+    for (int k = 0; k < H; k++) {
+        const float i_ = sigmoid_fast(g[k]), f_ = sigmoid_fast(g[H + k]), g_ = tanh_fast(g[2 * H + k]),
+                    o_ = sigmoid_fast(g[3 * H + k]);
+        g[k] = i_;
+        g[H + k] = f_;
+        g[2 * H + k] = g_;
+        g[3 * H + k] = o_;
+        const float cc = f_ * cp[k] + i_ * g_;
+        const float th = tanh_fast(cc);
+        cn[k] = cc;
+        tc[k] = th;
+        h[k] = o_ * th;
+    }
+}
+
+/* Backward of one row: g [4H] holds the activations and receives d loss /
+ * d pre-activations; dho = d loss / d h_t from the outputs; dhn, dcn hold
+ * d h_t, d c_t from step t + 1 and receive (dhn: unchanged, the caller
+ * recomputes it with a GEMM) dcn = d c_{t-1}. */
+static void lstm_cell_backward(int H, float *restrict g, const float *restrict cp, const float *restrict tc,
+                               const float *restrict dho, const float *restrict dhn, float *restrict dcn)
+{
+    for (int k = 0; k < H; k++) {
+        const float i_ = g[k], f_ = g[H + k], g_ = g[2 * H + k], o_ = g[3 * H + k], th = tc[k];
+        const float dh = dho[k] + dhn[k];
+        const float dc = dcn[k] + dh * o_ * (1.0f - th * th);
+        dcn[k] = dc * f_;
+        g[k] = dc * g_ * i_ * (1.0f - i_);
+        g[H + k] = dc * cp[k] * f_ * (1.0f - f_);
+        g[2 * H + k] = dc * i_ * (1.0f - g_ * g_);
+        g[3 * H + k] = dh * th * o_ * (1.0f - o_);
+    }
+}
+
 /* --------------------------------------------------------- forward/backward */
 
 /* Softmax cross-entropy of one row of logits, in place: returns the loss and
  * leaves scale * (softmax - onehot(target)) in the row. */
-static double softmax_xent_row(float *z, int n, int target, float scale)
+static double softmax_xent_row(float *restrict z, int n, int target, float scale)
 {
-    float mx = z[0];
-    for (int j = 1; j < n; j++) mx = z[j] > mx ? z[j] : mx;
-    float zt = z[target];
+    /* 8 lanes of partial max / sum so that the reductions vectorize */
+    float lane[8];
+    for (int l = 0; l < 8; l++) lane[l] = z[0];
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) lane[l] = z[j + l] > lane[l] ? z[j + l] : lane[l];
+    float mx = lane[0];
+    for (int l = 1; l < 8; l++) mx = lane[l] > mx ? lane[l] : mx;
+    for (; j < n; j++) mx = z[j] > mx ? z[j] : mx;
+    const float zt = z[target];
+    for (int l = 0; l < 8; l++) lane[l] = 0.0f;
+    for (j = 0; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) {
+            float e = exp_fast(z[j + l] - mx);
+            z[j + l] = e;
+            lane[l] += e;
+        }
     float sum = 0.0f;
-    for (int j = 0; j < n; j++) {
-        float e = expf(z[j] - mx);
+    for (; j < n; j++) {
+        float e = exp_fast(z[j] - mx);
         z[j] = e;
         sum += e;
     }
-    float inv = scale / sum;
-    for (int j = 0; j < n; j++) z[j] *= inv;
+    for (int l = 0; l < 8; l++) sum += lane[l];
+    const float inv = scale / sum;
+    for (j = 0; j < n; j++) z[j] *= inv;
     z[target] -= scale;
     return log((double)sum) - (double)(zt - mx);
 }
@@ -365,26 +452,12 @@ imcap_status dec_forward_backward(dec_model *m, dec_work *w, const float *img, c
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bt, G4, H, 1.0f, w->hp + (size_t)o0 * H, H,
                     P->lstm_wh, H, 1.0f, g, G4);
         for (int j = 0; j < bt; j++) {
-            float *gi = g + (size_t)j * G4, *gf = gi + H, *gg = gf + H, *go = gg + H;
-            const float *cp = w->cp + (size_t)(o0 + j) * H;
-            float *tc = w->tc + (size_t)(o0 + j) * H, *h = w->h + (size_t)(o0 + j) * H;
-            float *cn = j < bn ? w->cp + (size_t)(o0 + bt + j) * H : NULL;
-            float *hn = j < bn ? w->hp + (size_t)(o0 + bt + j) * H : NULL;
-            for (int k = 0; k < H; k++) {
-                float i_ = sigmoidf(gi[k]), f_ = sigmoidf(gf[k]), g_ = tanhf(gg[k]), o_ = sigmoidf(go[k]);
-                gi[k] = i_;
-                gf[k] = f_;
-                gg[k] = g_;
-                go[k] = o_;
-                float cc = f_ * cp[k] + i_ * g_;
-                float th = tanhf(cc);
-                tc[k] = th;
-                h[k] = o_ * th;
-                if (cn) {
-                    cn[k] = cc;
-                    hn[k] = o_ * th;
-                }
-            }
+            /* c_t goes to the next step's c_{t-1} row, or to scratch when
+             * the sequence ends here; h_t likewise to h_{t-1} */
+            float *h = w->h + (size_t)(o0 + j) * H;
+            lstm_cell_forward(H, g + (size_t)j * G4, w->cp + (size_t)(o0 + j) * H,
+                              j < bn ? w->cp + (size_t)(o0 + bt + j) * H : w->cend, w->tc + (size_t)(o0 + j) * H, h);
+            if (j < bn) memcpy(w->hp + (size_t)(o0 + bt + j) * H, h, sizeof(float) * H);
         }
     }
 
@@ -420,22 +493,13 @@ imcap_status dec_forward_backward(dec_model *m, dec_work *w, const float *img, c
         const int bn = t + 1 < T ? w->bt[t + 1] : 0;
         float *g = w->g + (size_t)o0 * G4;
         for (int j = 0; j < bt; j++) {
-            float *gi = g + (size_t)j * G4, *gf = gi + H, *gg = gf + H, *go = gg + H;
-            const float *cp = w->cp + (size_t)(o0 + j) * H, *tc = w->tc + (size_t)(o0 + j) * H;
-            const float *dho = w->dh + (size_t)(o0 + j) * H;
             float *dhn = w->dhn + (size_t)j * H, *dcn = w->dcn + (size_t)j * H;
-            const bool carry = j < bn;
-            for (int k = 0; k < H; k++) {
-                float i_ = gi[k], f_ = gf[k], g_ = gg[k], o_ = go[k], th = tc[k];
-                float dh = dho[k] + (carry ? dhn[k] : 0.0f);
-                float dc = (carry ? dcn[k] : 0.0f) + dh * o_ * (1.0f - th * th);
-                float d_o = dh * th, d_i = dc * g_, d_g = dc * i_, d_f = dc * cp[k];
-                dcn[k] = dc * f_;
-                gi[k] = d_i * i_ * (1.0f - i_);
-                gf[k] = d_f * f_ * (1.0f - f_);
-                gg[k] = d_g * (1.0f - g_ * g_);
-                go[k] = d_o * o_ * (1.0f - o_);
+            if (j >= bn) { /* the sequence ends at t: nothing flows back from t + 1 */
+                memset(dhn, 0, sizeof(float) * H);
+                memset(dcn, 0, sizeof(float) * H);
             }
+            lstm_cell_backward(H, g + (size_t)j * G4, w->cp + (size_t)(o0 + j) * H, w->tc + (size_t)(o0 + j) * H,
+                               w->dh + (size_t)(o0 + j) * H, dhn, dcn);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bt, H, G4, 1.0f, g, G4, P->lstm_wh, H, 0.0f, w->dhn,
                     H);
@@ -482,7 +546,7 @@ imcap_status dec_init_state(const dec_model *m, const float *img, int n, float *
 
 size_t dec_step_scratch_floats(const dec_config *cfg, int n)
 {
-    return (size_t)n * ((size_t)cfg->n_emb + 4 * (size_t)cfg->n_hid + (size_t)cfg->n_hid + (size_t)cfg->n_out1);
+    return (size_t)n * ((size_t)cfg->n_emb + 6 * (size_t)cfg->n_hid + (size_t)cfg->n_out1) + (size_t)cfg->n_hid;
 }
 
 void dec_step(const dec_model *m, const int32_t *tokens, int n, const float *h, const float *c, float *logits,
@@ -490,21 +554,16 @@ void dec_step(const dec_model *m, const int32_t *tokens, int n, const float *h, 
 {
     const dec_config *cf = &m->cfg;
     const int H = cf->n_hid, E = cf->n_emb, G4 = 4 * H, O = cf->n_out1;
-    float *x = scratch, *g = x + (size_t)n * E, *hn = g + (size_t)n * G4, *y1 = hn + (size_t)n * H;
+    /* scratch: x [n][E], g [n][4H], hn [n][H], cn [n][H], y1 [n][O], tc [H] */
+    float *x = scratch, *g = x + (size_t)n * E, *hn = g + (size_t)n * G4, *cn = hn + (size_t)n * H;
+    float *y1 = cn + (size_t)n * H, *tc = y1 + (size_t)n * O;
     for (int r = 0; r < n; r++) memcpy(x + (size_t)r * E, m->p.emb + (size_t)tokens[r] * E, sizeof(float) * E);
     dense_forward(x, m->p.lstm_wx, m->p.lstm_b, n, E, G4, g);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, G4, H, 1.0f, h, H, m->p.lstm_wh, H, 1.0f, g, G4);
-    for (int r = 0; r < n; r++) {
-        const float *gi = g + (size_t)r * G4, *gf = gi + H, *gg = gf + H, *go = gg + H;
-        const float *cp = c + (size_t)r * H;
-        float *co = c_out + (size_t)r * H, *ho = hn + (size_t)r * H;
-        for (int k = 0; k < H; k++) {
-            float cc = sigmoidf(gf[k]) * cp[k] + sigmoidf(gi[k]) * tanhf(gg[k]);
-            co[k] = cc;
-            ho[k] = sigmoidf(go[k]) * tanhf(cc);
-        }
-    }
+    for (int r = 0; r < n; r++)
+        lstm_cell_forward(H, g + (size_t)r * G4, c + (size_t)r * H, cn + (size_t)r * H, tc, hn + (size_t)r * H);
     memcpy(h_out, hn, sizeof(float) * (size_t)n * H);
+    memcpy(c_out, cn, sizeof(float) * (size_t)n * H);
     dense_forward(hn, m->p.out1_w, m->p.out1_b, n, H, O, y1);
     elu_forward(y1, (size_t)n * O);
     dense_forward(y1, m->p.out2_w, m->p.out2_b, n, O, cf->n_vocab, logits);

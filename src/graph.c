@@ -105,6 +105,7 @@ static int add_param_common(enc_graph *g, const char *name, int n_dims, const in
         }
     }
     if (!grow((void **)&g->params, &g->cap_params, g->n_params + 1, sizeof *g->params)) return -1;
+    g->has_checksum = false;
     enc_param *p = &g->params[g->n_params];
     memset(p, 0, sizeof *p);
     copy_name(p->name, name);
@@ -347,6 +348,7 @@ int enc_graph_add_node(enc_graph *g, const enc_node *node, const char *out_name)
     if (out < 0) return -1;
     nd.output = out;
     g->nodes[g->n_nodes++] = nd;
+    g->has_checksum = false;
     return out;
 }
 
@@ -380,6 +382,7 @@ void enc_graph_set_preproc(enc_graph *g, const enc_preproc *p)
 {
     g->pre = *p;
     g->has_pre = true;
+    g->has_checksum = false;
 }
 
 const enc_preproc *enc_graph_preproc(const enc_graph *g) { return g->has_pre ? &g->pre : NULL; }

@@ -26,6 +26,9 @@ struct enc_graph {
     int n_outputs, cap_outputs;
     enc_preproc pre;
     bool has_pre;
+    /* A loaded file's stored checksum; cleared by any later edit. */
+    uint32_t checksum;
+    bool has_checksum;
     /* Called by enc_graph_free (closes a loaded file's mapping). */
     void (*on_free)(void *ctx);
     void *on_free_ctx;

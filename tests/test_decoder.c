@@ -199,3 +199,111 @@ TEST(adam_matches_pytorch_formula_and_clips)
     p.lr = -1;
     CHECK(adam_init(&a, &p, 2) == IMCAP_E_ARG);
 }
+
+/* ---- PyTorch golden file (scripts/golden_decoder.py) ---- */
+
+typedef struct reader { const char *p, *end; } reader;
+
+static const void *take(reader *r, size_t n)
+{
+    REQUIRE((size_t)(r->end - r->p) >= n);
+    const void *q = r->p;
+    r->p += n;
+    return q;
+}
+
+static int32_t take_i32(reader *r)
+{
+    int32_t v;
+    memcpy(&v, take(r, 4), 4);
+    return v;
+}
+
+static float take_f32(reader *r)
+{
+    float v;
+    memcpy(&v, take(r, 4), 4);
+    return v;
+}
+
+/* Tolerances: float32 on both sides with different summation orders.
+ * loss: 1e-5 relative; gradients: |c - torch| <= 2e-6 + 1e-4 * |torch|
+ * (plus 1e-4 * the tensor's largest gradient); Adam losses 1e-5 relative,
+ * weights after 10 steps 1e-5 absolute. */
+TEST(decoder_matches_pytorch_golden)
+{
+    char *data;
+    size_t len;
+    REQUIRE_OK(imcap_read_file(test_path("tests/data/decoder_golden.bin"), 1 << 20, &data, &len));
+    reader r = {data, data + len};
+    REQUIRE(memcmp(take(&r, 8), "IMCDGLD1", 8) == 0);
+    dec_config c;
+    c.n_img = take_i32(&r);
+    c.n_img1 = take_i32(&r);
+    c.n_hid = take_i32(&r);
+    c.n_emb = take_i32(&r);
+    c.n_out1 = take_i32(&r);
+    c.n_vocab = take_i32(&r);
+    c.pad_id = take_i32(&r);
+    int B = take_i32(&r), T1 = take_i32(&r), n_steps = take_i32(&r);
+    float lr = take_f32(&r), clip = take_f32(&r);
+    REQUIRE(B > 0 && B < 100 && T1 > 1 && T1 < 100 && n_steps > 0 && n_steps < 100);
+    dec_model *m;
+    dec_work *w;
+    REQUIRE_OK(dec_model_new(&c, true, &m));
+    REQUIRE_OK(dec_work_new(&c, B, T1, &w));
+    const int32_t *tokens = take(&r, sizeof(int32_t) * B * T1);
+    int32_t *tok = malloc(sizeof(int32_t) * B * T1);
+    float *img = malloc(sizeof(float) * B * c.n_img), *dimg = malloc(sizeof(float) * B * c.n_img);
+    REQUIRE(tok && img && dimg);
+    memcpy(tok, tokens, sizeof(int32_t) * B * T1);
+    memcpy(img, take(&r, sizeof(float) * B * c.n_img), sizeof(float) * B * c.n_img);
+    for (int i = 0; i < DEC_N_TENSORS; i++) {
+        dec_tensor_info ti = dec_tensor_at(&c, i);
+        memcpy(m->params + ti.offset, take(&r, sizeof(float) * ti.size), sizeof(float) * ti.size);
+    }
+    float loss, ref_loss = take_f32(&r);
+    REQUIRE_OK(dec_forward_backward(m, w, img, tok, B, T1, true, dimg, &loss, NULL));
+    CHECK_NEAR(loss, ref_loss, 1e-5 * fabs(ref_loss));
+    for (int i = 0; i <= DEC_N_TENSORS; i++) {
+        const char *name = i < DEC_N_TENSORS ? dec_tensor_at(&c, i).name : "d_img";
+        size_t n = i < DEC_N_TENSORS ? dec_tensor_at(&c, i).size : (size_t)B * c.n_img;
+        const float *ref = take(&r, sizeof(float) * n);
+        const float *got = i < DEC_N_TENSORS ? m->grads + dec_tensor_at(&c, i).offset : dimg;
+        double gmax = 0;
+        for (size_t k = 0; k < n; k++) gmax = fmax(gmax, fabs(ref[k]));
+        REQUIRE(gmax > 1e-4);
+        for (size_t k = 0; k < n; k++)
+            if (!(fabs(got[k] - ref[k]) <= 2e-6 + 1e-4 * (fabs(ref[k]) + gmax)))
+                test_fail_at(__FILE__, __LINE__, "gradient %s[%zu]: %.9g, torch %.9g", name, k, got[k], ref[k]);
+    }
+    adam a;
+    adam_params ap = adam_default_params();
+    ap.lr = lr;
+    ap.clip = clip;
+    REQUIRE_OK(adam_init(&a, &ap, m->n_params));
+    int clipped = 0;
+    for (int s = 0; s < n_steps; s++) {
+        float ref = take_f32(&r);
+        REQUIRE_OK(dec_forward_backward(m, w, img, tok, B, T1, true, NULL, &loss, NULL));
+        CHECK_NEAR(loss, ref, 1e-5 * fabs(ref));
+        clipped += adam_step(&a, m->params, m->grads) > clip;
+    }
+    CHECK(clipped > 0 && clipped < n_steps); /* the golden run clips some steps, not all */
+    for (int i = 0; i < DEC_N_TENSORS; i++) {
+        dec_tensor_info ti = dec_tensor_at(&c, i);
+        const float *ref = take(&r, sizeof(float) * ti.size);
+        for (size_t k = 0; k < ti.size; k++)
+            if (!(fabs(m->params[ti.offset + k] - ref[k]) <= 1e-5))
+                test_fail_at(__FILE__, __LINE__, "%s[%zu] after Adam: %.9g, torch %.9g", ti.name, k,
+                             m->params[ti.offset + k], ref[k]);
+    }
+    CHECK(r.p == r.end);
+    adam_free(&a);
+    free(tok);
+    free(img);
+    free(dimg);
+    free(data);
+    dec_work_free(w);
+    dec_model_free(m);
+}

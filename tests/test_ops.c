@@ -6,6 +6,7 @@
  * multi-op graph.
  */
 #include "test.h"
+#include "../src/gguf.h"
 #include "../src/graph.h"
 #include "../src/ops.h"
 
@@ -520,4 +521,140 @@ TEST(ops_builder_rejects_bad_nodes)
     CHECK(enc_graph_run(g, x, 1, &bad_id, 1, &o) != IMCAP_OK);
     CHECK(enc_graph_run(g, x, 0, &pv, 1, &o) != IMCAP_OK);
     enc_graph_free(g);
+}
+
+/* ------------------------------------------------------ native file (GGUF) */
+
+static void mini_with_outputs(mini *m)
+{
+    *m = build_mini();
+    REQUIRE(m->v_probs > 0);
+    REQUIRE_OK(enc_graph_set_output(m->g, "embedding", m->v_gap));
+    REQUIRE_OK(enc_graph_set_output(m->g, "probs", m->v_probs));
+    enc_preproc pre = {9, 7, {2.0f, 2.0f, 2.0f}, {-1.0f, -1.0f, -1.0f}};
+    enc_graph_set_preproc(m->g, &pre);
+}
+
+TEST(graph_save_load_round_trip_is_bit_identical)
+{
+    imcap_rng_seed(&g_rng, 7);
+    mini m;
+    mini_with_outputs(&m);
+    char path[600];
+    snprintf(path, sizeof path, "%s/enc.gguf", test_tmpdir());
+    REQUIRE_OK(enc_graph_save(m.g, path));
+    enc_graph *l = NULL;
+    REQUIRE_OK(enc_graph_load(path, &l));
+    CHECK_STR(enc_graph_name(l), "mini");
+    CHECK(enc_graph_n_nodes(l) == enc_graph_n_nodes(m.g) && enc_graph_n_params(l) == enc_graph_n_params(m.g));
+    CHECK(enc_graph_output(l, "embedding") == m.v_gap && enc_graph_output(l, "probs") == m.v_probs);
+    CHECK(enc_graph_checksum(l) == enc_graph_checksum(m.g));
+    const enc_preproc *pre = enc_graph_preproc(l);
+    REQUIRE(pre);
+    CHECK(pre->in_h == 9 && pre->in_w == 7 && pre->scale[1] == 2.0f && pre->bias[2] == -1.0f);
+    CHECK_STR(enc_graph_value(l, m.v_dw)->name, "dw");
+    CHECK_STR(enc_graph_node(l, 1)->name, enc_graph_node(m.g, 1)->name);
+    float *x = rand_buf(2 * 9 * 7 * 3);
+    float a[2 * 5], b[2 * 5], ea[2 * 19], eb[2 * 19];
+    float *oa[2] = {a, ea}, *ob[2] = {b, eb};
+    int ids[2] = {m.v_probs, m.v_gap};
+    REQUIRE_OK(enc_graph_run(m.g, x, 2, ids, 2, oa));
+    REQUIRE_OK(enc_graph_run(l, x, 2, ids, 2, ob));
+    CHECK(memcmp(a, b, sizeof a) == 0 && memcmp(ea, eb, sizeof ea) == 0);
+    /* Saving the loaded graph again gives the same bytes. */
+    char path2[600];
+    snprintf(path2, sizeof path2, "%s/enc2.gguf", test_tmpdir());
+    REQUIRE_OK(enc_graph_save(l, path2));
+    char *d1, *d2;
+    size_t n1, n2;
+    REQUIRE_OK(imcap_read_file(path, 1 << 24, &d1, &n1));
+    REQUIRE_OK(imcap_read_file(path2, 1 << 24, &d2, &n2));
+    CHECK(n1 == n2 && memcmp(d1, d2, n1) == 0);
+    /* A changed weight changes the checksum. */
+    enc_graph *g2 = build_mini().g;
+    CHECK(enc_graph_checksum(g2) != enc_graph_checksum(m.g));
+    enc_graph_free(g2);
+    free(d1);
+    free(d2);
+    free(x);
+    enc_graph_free(l);
+    enc_graph_free(m.g);
+}
+
+/* Offset of the payload of KV key in a GGUF image (after key, type and,
+ * for arrays, element type and count). */
+static size_t kv_payload(const char *buf, size_t len, const char *key, int is_arr)
+{
+    size_t kl = strlen(key);
+    for (size_t i = 8; i + kl + 8 < len; i++) {
+        uint64_t l;
+        memcpy(&l, buf + i - 8, 8);
+        if (l == kl && memcmp(buf + i, key, kl) == 0) return i + kl + 4 + (is_arr ? 12 : 0);
+    }
+    return 0;
+}
+
+static void expect_load_fails(const char *path, const char *buf, size_t len, const char *what)
+{
+    FILE *fp = fopen(path, "wb");
+    REQUIRE(fp && fwrite(buf, 1, len, fp) == len && fclose(fp) == 0);
+    enc_graph *l = (enc_graph *)1;
+    imcap_status s = enc_graph_load(path, &l);
+    if (s == IMCAP_OK || l != NULL || !strstr(imcap_last_error(), path))
+        test_fail_at(__FILE__, __LINE__, "%s: load gave %d, message '%s'", what, s, imcap_last_error());
+    if (what[0] == '!' && !strstr(imcap_last_error(), what + 1))
+        test_fail_at(__FILE__, __LINE__, "message '%s' lacks '%s'", imcap_last_error(), what + 1);
+}
+
+TEST(graph_load_refuses_truncated_and_edited_files)
+{
+    imcap_rng_seed(&g_rng, 8);
+    mini m;
+    mini_with_outputs(&m);
+    char path[600], bad[600];
+    snprintf(path, sizeof path, "%s/enc.gguf", test_tmpdir());
+    snprintf(bad, sizeof bad, "%s/bad.gguf", test_tmpdir());
+    REQUIRE_OK(enc_graph_save(m.g, path));
+    char *orig;
+    size_t len;
+    REQUIRE_OK(imcap_read_file(path, 1 << 24, &orig, &len));
+    char *buf = malloc(len);
+    for (size_t cut = 0; cut < len; cut += len / 37 + 1) expect_load_fails(bad, orig, cut, "truncated");
+    size_t nodes = kv_payload(orig, len, "imcap.encoder.nodes", 1);
+    size_t ver = kv_payload(orig, len, "imcap.encoder.version", 0);
+    size_t shapes = kv_payload(orig, len, "imcap.encoder.value_shapes", 1);
+    size_t outs = kv_payload(orig, len, "imcap.encoder.output_values", 1);
+    REQUIRE(nodes && ver && shapes && outs);
+    struct { size_t off; int32_t v; const char *what; } edits[] = {
+        {ver, 2, "!version 2"},
+        {nodes + 0 * 4, 77, "!op 77"},                    /* node 0 op */
+        {nodes + 2 * 4, 40, "!not defined yet"},          /* node 0 input */
+        {nodes + 11 * 4, 5, "!weight"},                   /* node 0 kh */
+        {nodes + 18 * 4, 1000, "!weight parameter"},      /* node 0 weight id */
+        {nodes + 19 * 4, 0, "!bias"},                     /* node 0 bias -> the weight */
+        {nodes + (20 + 17) * 4, 2, "!weight"},            /* node 1 (dw) multiplier */
+        {nodes + (40 + 1) * 4, 1, "!inputs"},             /* node 2 (add) n_inputs */
+        {nodes + (20 + 13) * 4, 2, "!stored as"},         /* node 1 stride: shape changes */
+        {nodes + (20 + 12) * 4, 0, "!bad window"},        /* node 1 kw */
+        {nodes + 17 * 4, 3, "!inconsistent"},             /* node 0 (conv) multiplier: not as the builder stores it */
+        {nodes + (20 + 16) * 4, 0, "!checksum"},          /* node 1 act: valid but edited */
+        {shapes + 4 * 4, 3, "!stored as"},                /* value 1 width */
+        {outs + 4, 1234, "!output"},
+    };
+    for (size_t i = 0; i < sizeof edits / sizeof *edits; i++) {
+        memcpy(buf, orig, len);
+        memcpy(buf + edits[i].off, &edits[i].v, 4);
+        expect_load_fails(bad, buf, len, edits[i].what);
+    }
+    /* A GGUF file that is not an encoder. */
+    gguf_writer *w = gguf_writer_new();
+    gguf_set_str(w, "general.architecture", "imcap.decoder");
+    REQUIRE_OK(gguf_write(w, bad));
+    gguf_writer_free(w);
+    enc_graph *l = NULL;
+    CHECK(enc_graph_load(bad, &l) != IMCAP_OK && strstr(imcap_last_error(), "not an imcap encoder"));
+    CHECK(enc_graph_load("/nonexistent/enc.gguf", &l) == IMCAP_E_IO);
+    free(buf);
+    free(orig);
+    enc_graph_free(m.g);
 }

@@ -1,0 +1,454 @@
+/*
+ * generate.c - captions from the decoder, one token at a time, through the
+ * inference step API only (dec_init_state, dec_step).
+ *
+ * Every step turns the logits into log-probabilities over the allowed
+ * tokens (log-softmax in double; PAD/START/UNK masked; END masked at the
+ * first step so a caption has at least one word). Greedy takes the argmax
+ * (lowest id on exact ties); sampling draws from softmax(logp / T); beam
+ * search keeps K prefixes ranked by summed log-probability and ranks the
+ * finished captions by logprob / len^alpha (len = words + END).
+ *
+ * Beam step, precisely: all (prefix, token) extensions are ordered by
+ * summed log-probability (ties: lower prefix index, then lower token id).
+ * Walking that order, an END extension among the first K becomes a finished
+ * caption; other extensions become the next prefixes until there are K.
+ * A prefix that reaches max_len words is finished without END. The search
+ * stops early once K captions are finished and no prefix can still beat the
+ * K-th: a prefix's best possible score is lp / (max_len + 1)^alpha, since
+ * lp can only fall and len is at most max_len + 1.
+ */
+#include "generate.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+imcap_gen_params imcap_gen_default_params(void)
+{
+    imcap_gen_params p = {.beam = 1, .temperature = 0.0f, .seed = 1, .max_len = 20, .n_best = 1,
+                          .length_alpha = 0.7f};
+    return p;
+}
+
+imcap_status imcap_gen_params_check(const imcap_gen_params *p)
+{
+    if (!p) return imcap_fail(IMCAP_E_ARG, "generation: no parameters");
+    if (p->beam < 1 || p->beam > GEN_MAX_BEAM)
+        return imcap_fail(IMCAP_E_ARG, "generation: beam width %d is outside [1, %d]", p->beam, GEN_MAX_BEAM);
+    if (!(p->temperature >= 0.0f && p->temperature <= 100.0f))
+        return imcap_fail(IMCAP_E_ARG, "generation: temperature %g is outside [0, 100]", (double)p->temperature);
+    if (p->temperature > 0.0f && p->beam > 1)
+        return imcap_fail(IMCAP_E_ARG, "generation: sampling (temperature %g) needs beam 1, not %d",
+                          (double)p->temperature, p->beam);
+    if (p->max_len < 1 || p->max_len > GEN_MAX_LEN)
+        return imcap_fail(IMCAP_E_ARG, "generation: max length %d is outside [1, %d]", p->max_len, GEN_MAX_LEN);
+    if (p->n_best < 1 || p->n_best > GEN_MAX_BEAM)
+        return imcap_fail(IMCAP_E_ARG, "generation: n-best %d is outside [1, %d]", p->n_best, GEN_MAX_BEAM);
+    if (p->beam > 1 && p->n_best > p->beam)
+        return imcap_fail(IMCAP_E_ARG, "generation: n-best %d is more than the beam width %d", p->n_best,
+                          p->beam);
+    if (p->beam == 1 && p->temperature == 0.0f && p->n_best > 1)
+        return imcap_fail(IMCAP_E_ARG,
+                          "generation: greedy decoding gives one caption; n-best %d needs beam search "
+                          "(beam >= %d) or sampling (temperature > 0)",
+                          p->n_best, p->n_best);
+    if (!(p->length_alpha >= 0.0f && p->length_alpha <= 2.0f))
+        return imcap_fail(IMCAP_E_ARG, "generation: length alpha %g is outside [0, 2]", (double)p->length_alpha);
+    return IMCAP_OK;
+}
+
+typedef struct gen_ctx {
+    const dec_model *m;
+    const gen_special *sp;
+    int V, H;
+    unsigned char *allowed; /* [V] */
+    float *scratch;
+    float *logits;          /* [n][V] */
+    double *logp;           /* [n][V] */
+} gen_ctx;
+
+static void ctx_free(gen_ctx *g)
+{
+    free(g->allowed);
+    imcap_free(g->scratch);
+    imcap_free(g->logits);
+    imcap_free(g->logp);
+}
+
+static imcap_status ctx_init(gen_ctx *g, const dec_model *m, const gen_special *sp, int n_rows)
+{
+    memset(g, 0, sizeof *g);
+    g->m = m;
+    g->sp = sp;
+    g->V = m->cfg.n_vocab;
+    g->H = m->cfg.n_hid;
+    if (sp->start_id < 0 || sp->start_id >= g->V || sp->end_id < 0 || sp->end_id >= g->V ||
+        sp->n_masked < 0 || sp->n_masked > GEN_MAX_MASKED)
+        return imcap_fail(IMCAP_E_ARG, "generation: special token ids out of range for a vocabulary of %d",
+                          g->V);
+    g->allowed = malloc((size_t)g->V);
+    g->scratch = imcap_alloc(dec_step_scratch_floats(&m->cfg, n_rows), sizeof(float));
+    g->logits = imcap_alloc((size_t)n_rows * g->V, sizeof(float));
+    g->logp = imcap_alloc((size_t)n_rows * g->V, sizeof(double));
+    if (!g->allowed || !g->scratch || !g->logits || !g->logp) {
+        ctx_free(g);
+        return imcap_fail(IMCAP_E_NOMEM, "generation: out of memory for %d hypotheses of %d tokens", n_rows,
+                          g->V);
+    }
+    memset(g->allowed, 1, (size_t)g->V);
+    for (int i = 0; i < sp->n_masked; i++) {
+        if (sp->masked[i] < 0 || sp->masked[i] >= g->V) {
+            ctx_free(g);
+            return imcap_fail(IMCAP_E_ARG, "generation: masked token id %d out of range", sp->masked[i]);
+        }
+        g->allowed[sp->masked[i]] = 0;
+    }
+    if (!g->allowed[sp->end_id]) {
+        ctx_free(g);
+        return imcap_fail(IMCAP_E_ARG, "generation: the END token is masked");
+    }
+    int n_words = 0;
+    for (int v = 0; v < g->V; v++) n_words += g->allowed[v] && v != sp->end_id;
+    if (n_words == 0) {
+        ctx_free(g);
+        return imcap_fail(IMCAP_E_ARG, "generation: the vocabulary has no words besides special tokens");
+    }
+    return IMCAP_OK;
+}
+
+/* Masked log-softmax of n rows of logits into g->logp; END allowed unless
+ * first. Disallowed tokens get -INFINITY. */
+static void log_softmax_rows(gen_ctx *g, int n, bool first)
+{
+    const int V = g->V, end = g->sp->end_id;
+    for (int r = 0; r < n; r++) {
+        const float *l = g->logits + (size_t)r * V;
+        double *o = g->logp + (size_t)r * V;
+        double mx = -INFINITY;
+        for (int v = 0; v < V; v++)
+            if (g->allowed[v] && !(first && v == end) && l[v] > mx) mx = l[v];
+        double s = 0;
+        for (int v = 0; v < V; v++)
+            if (g->allowed[v] && !(first && v == end)) s += exp((double)l[v] - mx);
+        double lse = mx + log(s);
+        for (int v = 0; v < V; v++)
+            o[v] = (g->allowed[v] && !(first && v == end)) ? (double)l[v] - lse : -INFINITY;
+    }
+}
+
+static double hyp_score(double lp, int len, float alpha)
+{
+    if (alpha == 0.0f || len <= 0) return lp;
+    return lp / pow((double)len, (double)alpha);
+}
+
+/* Greedy (temperature 0) or one sample (temperature > 0, rng) into *h. */
+static imcap_status run_single(gen_ctx *g, const float *img, const imcap_gen_params *p, imcap_rng *rng,
+                               gen_hyp *out)
+{
+    const int H = g->H, V = g->V;
+    float *hc = imcap_alloc(2 * (size_t)H, sizeof(float));
+    if (!hc) return IMCAP_E_NOMEM;
+    float *h = hc, *c = hc + H;
+    imcap_status st = dec_init_state(g->m, img, 1, h, c);
+    if (st) {
+        imcap_free(hc);
+        return st;
+    }
+    memset(out, 0, sizeof *out);
+    int32_t tok = g->sp->start_id;
+    double lp = 0;
+    const double T = p->temperature;
+    for (int t = 0; t < p->max_len; t++) {
+        dec_step(g->m, &tok, 1, h, c, g->logits, h, c, g->scratch);
+        log_softmax_rows(g, 1, t == 0);
+        const double *q = g->logp;
+        int pick = -1;
+        if (T == 0.0) {
+            for (int v = 0; v < V; v++)
+                if (q[v] > -INFINITY && (pick < 0 || q[v] > q[pick])) pick = v;
+        } else {
+            /* p^(1/T) renormalised = softmax(logp / T). */
+            double mx = -INFINITY, s = 0;
+            for (int v = 0; v < V; v++)
+                if (q[v] > mx) mx = q[v];
+            for (int v = 0; v < V; v++)
+                if (q[v] > -INFINITY) s += exp((q[v] - mx) / T);
+            double u = imcap_rng_uniform(rng) * s, acc = 0;
+            for (int v = 0; v < V; v++) {
+                if (q[v] == -INFINITY) continue;
+                pick = v; /* the last allowed token absorbs rounding */
+                acc += exp((q[v] - mx) / T);
+                if (u < acc) break;
+            }
+        }
+        lp += q[pick];
+        if (pick == g->sp->end_id) {
+            out->ended = true;
+            break;
+        }
+        out->words[out->n_words++] = pick;
+        tok = pick;
+    }
+    out->logprob = lp;
+    out->score = hyp_score(lp, out->n_words + out->ended, p->length_alpha);
+    imcap_free(hc);
+    return IMCAP_OK;
+}
+
+/* Finished list: best first by score, stable (earlier insertions win ties),
+ * at most cap entries. */
+static void finished_insert(gen_hyp *fin, int *n, int cap, const gen_hyp *h)
+{
+    int pos = *n;
+    while (pos > 0 && fin[pos - 1].score < h->score) pos--;
+    if (pos >= cap) return;
+    int last = *n < cap ? *n : cap - 1;
+    memmove(fin + pos + 1, fin + pos, sizeof *fin * (size_t)(last - pos));
+    fin[pos] = *h;
+    if (*n < cap) (*n)++;
+}
+
+typedef struct cand {
+    double lp;
+    int row, tok;
+} cand;
+
+/* a ranks before b: higher lp, then lower row, then lower token. */
+static bool cand_before(const cand *a, const cand *b)
+{
+    if (a->lp != b->lp) return a->lp > b->lp;
+    if (a->row != b->row) return a->row < b->row;
+    return a->tok < b->tok;
+}
+
+static imcap_status run_beam(gen_ctx *g, const float *img, const imcap_gen_params *p, gen_hyp *out, int *n_out)
+{
+    const int K = p->beam, H = g->H, V = g->V, C = 2 * K;
+    const size_t hk = (size_t)K * H;
+    imcap_status st = IMCAP_OK;
+    float *states = imcap_alloc(4 * hk, sizeof(float));
+    gen_hyp *live = calloc((size_t)K, sizeof *live), *next = calloc((size_t)K, sizeof *next);
+    gen_hyp *fin = calloc((size_t)K, sizeof *fin);
+    cand *top = malloc(sizeof *top * (size_t)C);
+    int32_t *tok = malloc(sizeof *tok * (size_t)K);
+    if (!states || !live || !next || !fin || !top || !tok) {
+        st = imcap_fail(IMCAP_E_NOMEM, "beam search: out of memory for beam %d", K);
+        goto done;
+    }
+    float *h = states, *c = h + hk, *h2 = c + hk, *c2 = h2 + hk;
+    if ((st = dec_init_state(g->m, img, 1, h, c))) goto done;
+    int n_live = 1, n_fin = 0;
+    tok[0] = g->sp->start_id;
+    const double bound_div = p->length_alpha == 0.0f ? 1.0 : pow((double)p->max_len + 1, p->length_alpha);
+
+    for (int t = 0; t < p->max_len && n_live > 0; t++) {
+        dec_step(g->m, tok, n_live, h, c, g->logits, h, c, g->scratch);
+        log_softmax_rows(g, n_live, t == 0);
+        /* The C best extensions, sorted. */
+        int n_top = 0;
+        for (int r = 0; r < n_live; r++) {
+            const double *q = g->logp + (size_t)r * V;
+            for (int v = 0; v < V; v++) {
+                if (q[v] == -INFINITY) continue;
+                cand x = {live[r].logprob + q[v], r, v};
+                if (n_top == C && !cand_before(&x, &top[C - 1])) continue;
+                int pos = n_top < C ? n_top++ : C - 1;
+                while (pos > 0 && cand_before(&x, &top[pos - 1])) {
+                    top[pos] = top[pos - 1];
+                    pos--;
+                }
+                top[pos] = x;
+            }
+        }
+        int n_next = 0;
+        for (int i = 0; i < n_top && n_next < K; i++) {
+            const cand *x = &top[i];
+            if (x->tok == g->sp->end_id) {
+                if (i >= K) continue;
+                gen_hyp f = live[x->row];
+                f.ended = true;
+                f.logprob = x->lp;
+                f.score = hyp_score(x->lp, f.n_words + 1, p->length_alpha);
+                finished_insert(fin, &n_fin, K, &f);
+                continue;
+            }
+            gen_hyp *nh = &next[n_next];
+            *nh = live[x->row];
+            nh->words[nh->n_words++] = x->tok;
+            nh->logprob = x->lp;
+            memcpy(h2 + (size_t)n_next * H, h + (size_t)x->row * H, sizeof(float) * H);
+            memcpy(c2 + (size_t)n_next * H, c + (size_t)x->row * H, sizeof(float) * H);
+            tok[n_next] = x->tok;
+            n_next++;
+        }
+        gen_hyp *sw = live;
+        live = next;
+        next = sw;
+        float *fs = h;
+        h = h2;
+        h2 = fs;
+        fs = c;
+        c = c2;
+        c2 = fs;
+        n_live = n_next;
+        if (n_fin == K && n_live > 0 && live[0].logprob / bound_div <= fin[K - 1].score) n_live = 0;
+    }
+    /* Prefixes that reached max_len words end without END. */
+    for (int r = 0; r < n_live; r++) {
+        live[r].ended = false;
+        live[r].score = hyp_score(live[r].logprob, live[r].n_words, p->length_alpha);
+        finished_insert(fin, &n_fin, K, &live[r]);
+    }
+    *n_out = n_fin < p->n_best ? n_fin : p->n_best;
+    memcpy(out, fin, sizeof *out * (size_t)*n_out);
+done:
+    imcap_free(states);
+    free(live);
+    free(next);
+    free(fin);
+    free(top);
+    free(tok);
+    return st;
+}
+
+static int cmp_score_desc(const void *a, const void *b)
+{
+    const gen_hyp *x = a, *y = b;
+    return (x->score < y->score) - (x->score > y->score);
+}
+
+imcap_status gen_caption(const dec_model *m, const float *img, const gen_special *sp, const imcap_gen_params *p,
+                         gen_hyp *out, int *n_out)
+{
+    *n_out = 0;
+    imcap_status st = imcap_gen_params_check(p);
+    if (st) return st;
+    gen_ctx g;
+    if ((st = ctx_init(&g, m, sp, p->beam))) return st;
+    if (p->beam > 1) {
+        st = run_beam(&g, img, p, out, n_out);
+    } else {
+        imcap_rng rng;
+        imcap_rng_seed(&rng, p->seed);
+        for (int i = 0; i < p->n_best && !st; i++) st = run_single(&g, img, p, &rng, &out[i]);
+        if (!st) {
+            *n_out = p->n_best;
+            qsort(out, (size_t)p->n_best, sizeof *out, cmp_score_desc);
+        }
+    }
+    ctx_free(&g);
+    return st;
+}
+
+imcap_status gen_beam_search(const dec_model *m, const float *img, const gen_special *sp,
+                             const imcap_gen_params *p, gen_hyp *out, int *n_out)
+{
+    *n_out = 0;
+    imcap_gen_params q = *p;
+    q.temperature = 0.0f;
+    if (q.beam == 1 && q.n_best > 1)
+        return imcap_fail(IMCAP_E_ARG, "generation: n-best %d is more than the beam width 1", q.n_best);
+    q.n_best = 1;
+    imcap_status st = imcap_gen_params_check(&q);
+    if (st) return st;
+    q.n_best = p->n_best;
+    gen_ctx g;
+    if ((st = ctx_init(&g, m, sp, q.beam))) return st;
+    st = run_beam(&g, img, &q, out, n_out);
+    ctx_free(&g);
+    return st;
+}
+
+imcap_status gen_greedy_batch(const dec_model *m, const float *img, int n, const gen_special *sp, int max_len,
+                              int32_t *out, int *lens)
+{
+    if (n < 1 || max_len < 1 || max_len > GEN_MAX_LEN)
+        return imcap_fail(IMCAP_E_ARG, "greedy decoding: %d images, max length %d", n, max_len);
+    gen_ctx g;
+    imcap_status st = ctx_init(&g, m, sp, n);
+    if (st) return st;
+    const size_t H = (size_t)g.H, V = (size_t)g.V;
+    float *h = imcap_alloc((size_t)n * H, sizeof(float)), *c = imcap_alloc((size_t)n * H, sizeof(float));
+    int32_t *tok = imcap_alloc((size_t)n, sizeof(int32_t));
+    char *done = imcap_calloc((size_t)n, 1);
+    if (!h || !c || !tok || !done) {
+        st = IMCAP_E_NOMEM;
+        goto out;
+    }
+    if ((st = dec_init_state(m, img, n, h, c))) goto out;
+    for (int i = 0; i < n; i++) {
+        tok[i] = sp->start_id;
+        lens[i] = 0;
+    }
+    for (int t = 0, left = n; t < max_len && left > 0; t++) {
+        dec_step(m, tok, n, h, c, g.logits, h, c, g.scratch);
+        for (int i = 0; i < n; i++) {
+            if (done[i]) continue;
+            const float *z = g.logits + (size_t)i * V;
+            int32_t best = -1;
+            for (size_t v = 0; v < V; v++) {
+                if (!g.allowed[v] || (t == 0 && (int32_t)v == sp->end_id)) continue;
+                if (best < 0 || z[v] > z[best]) best = (int32_t)v;
+            }
+            if (best == sp->end_id) {
+                done[i] = 1;
+                left--;
+                continue;
+            }
+            out[(size_t)i * max_len + lens[i]++] = best;
+            tok[i] = best;
+        }
+    }
+out:
+    imcap_free(h);
+    imcap_free(c);
+    imcap_free(tok);
+    imcap_free(done);
+    ctx_free(&g);
+    return st;
+}
+
+imcap_status gen_greedy(const dec_model *m, const float *img, int n, int32_t start_id, int32_t end_id, int max_len,
+                        int32_t *out, int *lens)
+{
+    gen_special sp = {.start_id = start_id, .end_id = end_id, .n_masked = 0};
+    return gen_greedy_batch(m, img, n, &sp, max_len, out, lens);
+}
+
+imcap_status gen_sequence_logprob(const dec_model *m, const float *img, const gen_special *sp,
+                                  const int32_t *words, int n_words, bool ended, double *logprob)
+{
+    *logprob = 0;
+    if (n_words < 0 || n_words > GEN_MAX_LEN)
+        return imcap_fail(IMCAP_E_ARG, "generation: sequence of %d words", n_words);
+    gen_ctx g;
+    imcap_status st = ctx_init(&g, m, sp, 1);
+    if (st) return st;
+    float *hc = imcap_alloc(2 * (size_t)g.H, sizeof(float));
+    if (!hc) {
+        ctx_free(&g);
+        return IMCAP_E_NOMEM;
+    }
+    float *h = hc, *c = hc + g.H;
+    if ((st = dec_init_state(m, img, 1, h, c))) goto done;
+    int32_t tok = sp->start_id;
+    double lp = 0;
+    for (int t = 0; t < n_words + (ended ? 1 : 0); t++) {
+        int32_t next = t < n_words ? words[t] : sp->end_id;
+        if (next < 0 || next >= g.V) {
+            st = imcap_fail(IMCAP_E_ARG, "generation: token id %d out of range", next);
+            goto done;
+        }
+        dec_step(m, &tok, 1, h, c, g.logits, h, c, g.scratch);
+        log_softmax_rows(&g, 1, t == 0);
+        lp += g.logp[next];
+        tok = next;
+    }
+    *logprob = lp;
+done:
+    imcap_free(hc);
+    ctx_free(&g);
+    return st;
+}
