@@ -38,4 +38,9 @@ bash scripts/get-data.sh "$SHARED"
 log "build"
 make -j"$(nproc)" all >/dev/null
 
+log "encoders"
+mkdir -p models/encoders
+# Keras InceptionV3 of nsfwjs (TF.js layers bundle) -> native encoder file.
+./build/imcap convert --tfjs data/nsfwjs/dist/models/inception_v3 --out models/encoders/inception_v3.gguf >/dev/null
+
 if [ "$DEPS_ONLY" = 1 ]; then exit 0; fi

@@ -5,6 +5,7 @@
 
 /* One line per subcommand; keep alphabetical. */
 static const struct { const char *name; cli_cmd_fn fn; const char *help; } commands[] = {
+    {"convert", cmd_convert, "import a pretrained encoder (TF.js layers model) into a native encoder file"},
     {"score", cmd_score, "COCO caption metrics (BLEU, ROUGE-L, CIDEr-D) of a results file"},
     {NULL, NULL, NULL},
 };
