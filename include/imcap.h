@@ -172,6 +172,63 @@ void imcap_batcher_set_state(imcap_batcher *b, const uint64_t state[4]);
 
 /* ------------------------------------------------------- embeddings file */
 
+/* The file `imcap extract` writes and `imcap train` reads: one float32
+ * embedding row per image, keyed by image name. Layout (little-endian) in
+ * docs/FORMATS.md "Embeddings file": a 128-byte header (magic "IMCAPEMB",
+ * version, dim, name width, row count, encoder id, CRC-32) then fixed-size
+ * records (NUL-padded name, float32[dim], CRC-32 of the record). */
+#define IMCAP_EMB_NAME_WIDTH 64    /* default name field width (names up to 63 bytes) */
+#define IMCAP_EMB_NAME_WIDTH_MAX 1024
+#define IMCAP_EMB_DIM_MAX 65536
+#define IMCAP_EMB_ENCODER_MAX 63   /* bytes of the encoder id string */
+
+/* Reader: the whole file in memory, every size and CRC validated; values
+ * must be finite. A file with bytes beyond the rows its header counts (an
+ * interrupted writer) is refused: resume the writer to repair it. */
+typedef struct imcap_embfile imcap_embfile;
+imcap_status imcap_embfile_open(const char *path, imcap_embfile **out);
+void imcap_embfile_close(imcap_embfile *f);
+size_t imcap_embfile_count(const imcap_embfile *f);
+size_t imcap_embfile_dim(const imcap_embfile *f);
+const char *imcap_embfile_encoder(const imcap_embfile *f);     /* "" when not set */
+const char *imcap_embfile_name(const imcap_embfile *f, size_t row);
+const float *imcap_embfile_row(const imcap_embfile *f, size_t row);  /* [dim] */
+const float *imcap_embfile_data(const imcap_embfile *f);       /* [count][dim], 64-byte aligned */
+int64_t imcap_embfile_find(const imcap_embfile *f, const char *name); /* row or -1 */
+/* rows[i] = the row of image i of the dataset (for training); an image
+ * without an embedding is IMCAP_E_MISMATCH naming it and the count missing. */
+imcap_status imcap_embfile_match(const imcap_embfile *f, const imcap_captions *c, int32_t *rows);
+
+/* Writer: rows are appended; the header's row count is brought up to date
+ * (after an fdatasync of the rows) every flush_every rows (default 64), on
+ * imcap_embfile_flush and on close, so a writer killed at any moment leaves
+ * a file that imcap_embfile_resume repairs. */
+typedef struct imcap_embfile_writer imcap_embfile_writer;
+/* New file (an existing one is replaced). name_width 0 = IMCAP_EMB_NAME_WIDTH
+ * (else a multiple of 4 in 8..IMCAP_EMB_NAME_WIDTH_MAX); encoder may be NULL. */
+imcap_status imcap_embfile_create(const char *path, size_t dim, size_t name_width, const char *encoder,
+                                  imcap_embfile_writer **out);
+/* Reopen to continue: keeps the longest prefix of complete, CRC-valid rows,
+ * drops the rest (a torn last row; *n_dropped counts dropped records, a
+ * partial one included) and truncates the file there. dim (unless 0) and
+ * encoder (unless NULL) must match the file's (else IMCAP_E_MISMATCH). */
+imcap_status imcap_embfile_resume(const char *path, size_t dim, const char *encoder, imcap_embfile_writer **out,
+                                  size_t *n_dropped);
+void imcap_embfile_writer_set_flush_every(imcap_embfile_writer *w, size_t rows);
+/* Name: 1 .. name_width-1 bytes, not yet in the file; row: dim finite floats. */
+imcap_status imcap_embfile_append(imcap_embfile_writer *w, const char *name, const float *row);
+imcap_status imcap_embfile_flush(imcap_embfile_writer *w);
+size_t imcap_embfile_writer_count(const imcap_embfile_writer *w);
+/* Whether a row for name is already in the file (resume skips those). */
+int imcap_embfile_writer_has(const imcap_embfile_writer *w, const char *name);
+/* Flushes, closes and frees (also on failure). */
+imcap_status imcap_embfile_writer_close(imcap_embfile_writer *w);
+
+/* A whole file at once, atomically (temp + rename): n rows [n][dim]. */
+imcap_status imcap_embfile_write(const char *path, size_t dim, const char *encoder, size_t n,
+                                 const char *const *names, const float *rows);
+
+
 /* ------------------------------------------------ decoder and training */
 
 /* ------------------------------------------------------------ generation */
@@ -305,6 +362,43 @@ imcap_status imcap_image_prepare(const imcap_image *img, int out_h, int out_w, u
 /* out[i*3+c] = hwc[i*3+c] / 255 * scale[c] + bias[c] (a model's normalization). */
 void imcap_image_to_float(const uint8_t *hwc, size_t n_pixels, const float scale[3], const float bias[3],
                           float *out);
+
+/* Feature extraction (`imcap extract`): runs an encoder model file over the
+ * images named in a list (one name per line, relative to image_dir) and
+ * appends one row per image to an embeddings file (see "embeddings file").
+ * Decoding and preprocessing run on `threads` worker threads while the
+ * network runs batches of `batch` images. An existing output file is
+ * resumed: its complete rows are kept (a torn last row is cut) and those
+ * images skipped; it must come from the same encoder and output. Images
+ * that cannot be read get no row and are listed in the report; the others
+ * go on. Progress: done/total "images"; returning non-zero from it stops
+ * after the current batch (IMCAP_E_ARG, rows so far kept). */
+typedef struct imcap_extract_params {
+    const char *encoder;   /* encoder model file */
+    const char *image_dir;
+    const char *list;
+    const char *out;       /* embeddings file, created or resumed */
+    const char *output;    /* encoder output stored: "embedding" (default), "mixed5", ... */
+    int threads;           /* decoding threads (default 2) */
+    int batch;             /* images per network run (default 8, at most 256) */
+    imcap_progress_fn progress;
+    void *progress_user;
+} imcap_extract_params;
+
+typedef struct imcap_extract_report {
+    uint64_t total;        /* images listed */
+    uint64_t resumed;      /* already in the file when this run started */
+    uint64_t done;         /* rows written by this run */
+    uint64_t dropped;      /* torn/invalid records cut from the file's end on resume */
+    uint64_t n_failed;
+    char **failed;         /* n_failed messages "<path>: <problem>" */
+    double seconds;
+} imcap_extract_report;
+
+imcap_extract_params imcap_extract_default_params(void);
+/* rep is filled also on failure (free it with imcap_extract_report_free). */
+imcap_status imcap_extract(const imcap_extract_params *p, imcap_extract_report *rep);
+void imcap_extract_report_free(imcap_extract_report *rep);
 
 
 /* ------------------------------------------------------------- encoder */

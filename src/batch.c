@@ -52,7 +52,7 @@ imcap_status imcap_batcher_new(const imcap_captions *data, const imcap_vocab *v,
     if (max_len == 0) max_len = IMCAP_BATCH_MAX_LEN;
     size_t ni = imcap_captions_n_images(data), nc = imcap_captions_n_total(data);
     if (ni == 0) return imcap_fail(IMCAP_E_ARG, "batcher: the dataset has no images");
-    if (ni > UINT32_MAX) return imcap_fail(IMCAP_E_ARG, "batcher: %zu images is too many", ni);
+    if (ni > INT32_MAX) return imcap_fail(IMCAP_E_ARG, "batcher: %zu images is too many", ni);
     imcap_batcher *b = calloc(1, sizeof *b);
     if (!b) return imcap_fail(IMCAP_E_NOMEM, "out of memory for a batcher");
     b->n_images = ni;

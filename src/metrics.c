@@ -50,7 +50,11 @@ static uint64_t hash_bytes(const void *p, size_t n)
     const unsigned char *b = p;
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
-    return h ^ (h >> 29);
+    h ^= h >> 33; /* final avalanche (murmur3 fmix64) so that low bits index well */
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    return h ^ (h >> 33);
 }
 
 /* Token strings -> ids. */
@@ -176,7 +180,7 @@ static uint32_t tok_intern(tok_table *t, const char *s, size_t n)
 
 static uint64_t ng_hash(const uint32_t *ids, uint32_t n)
 {
-    return hash_bytes(ids, n * sizeof *ids) * 31 + n;
+    return hash_bytes(ids, n * sizeof *ids) + n;
 }
 
 static uint64_t ng_hash_of(const void *ctx, uint32_t i)

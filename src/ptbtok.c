@@ -11,7 +11,7 @@
  *     ("refrigerator/freezer", "1/2"), '&' between capitals ("AT&T") and an
  *     apostrophe that does not start a clitic ("o'clock");
  *   - clitics are split off: 's 'm 'd 're 've 'll and n't ("does n't",
- *     "ca n't", "horse 's"); "cannot", "gonna", "gotta", "wanna", "lemme",
+ *     "ca n't", "horse 's", "'em"); "cannot", "gonna", "gotta", "wanna", "lemme",
  *     "gimme" are split ("can not", "gon na");
  *   - a final period stays on known abbreviations and acronyms ("st.",
  *     "etc.", "u.s.") and on any word right before , ; : ("bat.,");
@@ -19,8 +19,12 @@
  *   - ( ) [ ] { } become -LRB- -RRB- -LRB- -RRB- -LCB- -RCB-; curly and
  *     straight quotes become `` '' ` '; dashes and runs of hyphens become --;
  *     "..." and U+2026 become ...; &amp; &lt; &gt; &quot; are decoded;
- *   - other symbols ($ # % & @ * / + = ...) are tokens of their own; symbols
- *     PTB cannot tokenize (emoji, controls, private use) are dropped.
+ *   - other symbols ($ # % & @ * / + = ...) are tokens of their own (a run
+ *     of ? and ! is one token, so "?!" or "!!" is not a removed punctuation
+ *     token, as in the toolkit); symbols PTB cannot tokenize (emoji,
+ *     controls, private use) are dropped;
+ *   - like PTBTokenizer 3.4.1's output seen through the toolkit, British
+ *     spellings are kept ("grey" stays "grey") and / and * are not escaped.
  * Tokens are then lower-cased (ASCII, Latin-1, Latin Extended-A, Greek,
  * Cyrillic) and the toolkit's punctuation tokens '' ' `` ` . ? ! , : - -- ...
  * ; are removed. As in the toolkit, the list is compared after lower-casing,
@@ -328,7 +332,7 @@ static size_t clitic_len(const lexer *lx, size_t i)
     uint32_t a = peek(lx, i, &al);
     if (!is_apos(a)) return 0;
     size_t j = i + al;
-    static const char *const forms[] = {"s", "m", "d", "re", "ve", "ll"};
+    static const char *const forms[] = {"s", "m", "d", "re", "ve", "ll", "em"};
     for (size_t f = 0; f < sizeof forms / sizeof forms[0]; f++) {
         size_t fl = strlen(forms[f]);
         if (j + fl > lx->n) continue;
@@ -567,10 +571,16 @@ static void tokenize(const lexer *lx, tokbuf *tb)
             i = j;
             continue;
         }
-        if (c == '*' || c == '#' || c == '@' || c == '_' || c == '?' || c == '!') {
+        if (c == '?' || c == '!') {
+            size_t j = i; /* a run of ? and ! is one token: only "?" and "!" alone are removed */
+            while (j < lx->n && (lx->s[j] == '?' || lx->s[j] == '!')) j++;
+            emit(tb, lx->s + i, j - i);
+            i = j;
+            continue;
+        }
+        if (c == '*' || c == '#' || c == '@' || c == '_' || c == '=') {
             size_t j = i; /* runs of the same mark are one token */
             while (j < lx->n && (unsigned char)lx->s[j] == c) j++;
-            if (c == '?' || c == '!') j = i + 1; /* each ? and ! is a sentence mark */
             emit(tb, lx->s + i, j - i);
             i = j;
             continue;

@@ -771,3 +771,39 @@ TEST(image_random_corruptions_fail_cleanly)
     CHECK(fails > total / 10); /* the corruption does reach the decoders */
     free(pix);
 }
+
+/* Decoded pixels and the 224/299 preprocessing of every sample photo equal
+ * OpenCV's cv2.imread + crop + cv2.resize, by CRC-32 (scripts/golden_photos.py). */
+TEST(image_sample_photos_match_opencv_golden)
+{
+    FILE *fp = fopen("tests/data/photos_golden.txt", "r");
+    REQUIRE(fp);
+    char line[1024], name[900];
+    int n = 0;
+    while (fgets(line, sizeof line, fp)) {
+        int w, h;
+        unsigned crc[3];
+        if (line[0] == '#') continue;
+        REQUIRE(sscanf(line, "%899s %d %d %x %x %x", name, &w, &h, &crc[0], &crc[1], &crc[2]) == 6);
+        imcap_image img;
+        REQUIRE_OK(imcap_image_load(name, &img));
+        CHECK(img.w == w && img.h == h);
+        if (img.w == w && img.h == h) {
+            unsigned got[3];
+            got[0] = imcap_crc32(0, img.rgb, (size_t)w * h * 3);
+            static uint8_t out[299 * 299 * 3];
+            REQUIRE_OK(imcap_image_prepare(&img, 224, 224, out));
+            got[1] = imcap_crc32(0, out, 224 * 224 * 3);
+            REQUIRE_OK(imcap_image_prepare(&img, 299, 299, out));
+            got[2] = imcap_crc32(0, out, 299 * 299 * 3);
+            for (int k = 0; k < 3; k++)
+                if (got[k] != crc[k])
+                    test_fail_at(__FILE__, __LINE__, "%s: %s CRC %08x, OpenCV %08x", name,
+                                 k == 0 ? "decoded" : k == 1 ? "prep224" : "prep299", got[k], crc[k]);
+        }
+        imcap_image_free(&img);
+        n++;
+    }
+    fclose(fp);
+    CHECK(n >= 17);
+}

@@ -116,6 +116,7 @@ TEST(ptb_tokenizer_rules)
     CHECK_TOK("It doesn't matter; the dog's bone.", "it does n't matter the dog 's bone");
     CHECK_TOK("I can't and won't, they're here, we'll see", "i ca n't and wo n't they 're here we 'll see");
     CHECK_TOK("The dogs' toys", "the dogs toys");
+    CHECK_TOK("Tell 'em", "tell 'em");
     CHECK_TOK("I cannot", "i can not");
     /* hyphens, numbers, times, slashes, ampersands */
     CHECK_TOK("A twin-hulled boat at 1:20 costs $3.50 (or 1,000 yen)",
@@ -128,13 +129,14 @@ TEST(ptb_tokenizer_rules)
     CHECK_TOK("A cat. A dog.", "a cat a dog");
     CHECK_TOK("I wash. He is from Wash.", "i wash he is from wash.");
     /* quotes, brackets, ellipses, other marks */
-    CHECK_TOK("\"Hello,\" she said... `ok' [yes] {no}!?", "hello she said ok -lrb- yes -rrb- -lcb- no -rcb-");
+    CHECK_TOK("\"Hello,\" she said... `ok' [yes] {no}!", "hello she said ok -lrb- yes -rrb- -lcb- no -rcb-");
+    CHECK_TOK("What?! Wow!!", "what ?! wow !!");
     CHECK_TOK("#25 @home *star*", "# 25 @ home * star *");
     CHECK_TOK("&amp; &lt;3", "& < 3");
     /* white space, empty input */
     CHECK_TOK("", "");
     CHECK_TOK("  \t\n ", "");
-    CHECK_TOK(" ... !!! ", "");
+    CHECK_TOK(" ... ! ? ; : - ", "");
     CHECK_TOK("two\nlines\r\n", "two lines");
     /* Unicode: curly quotes and apostrophes, dashes, letters of other
      * scripts lower-cased, emoji dropped, invalid UTF-8 survives */

@@ -1,6 +1,7 @@
 #include "test.h"
 #include "imcap.h"
 
+#include <cjson/cJSON.h>
 #include <stdint.h>
 
 /* Writes text to a file in the test's temporary directory; returns its path. */
@@ -463,4 +464,71 @@ TEST(text_flickr8k_real_data)
     imcap_captions_free(dev);
     imcap_captions_free(train);
     imcap_captions_free(all);
+}
+
+/* The real Flickr8k captions written as a token file and as COCO JSON load
+ * back to the same dataset as from the CSV. */
+TEST(text_flickr8k_formats_agree)
+{
+    const char *csv = "data/flickr8k/captions.csv";
+    FILE *fp = fopen(csv, "rb");
+    if (!fp) SKIP("data/flickr8k not present (scripts/get-data.sh)");
+    fclose(fp);
+    imcap_captions *a, *t, *j;
+    REQUIRE_OK(imcap_captions_load_csv(csv, &a));
+    char tok_path[700], json_path[700];
+    snprintf(tok_path, sizeof tok_path, "%s/Flickr8k.token.txt", test_tmpdir());
+    snprintf(json_path, sizeof json_path, "%s/captions.json", test_tmpdir());
+    fp = fopen(tok_path, "wb");
+    REQUIRE(fp);
+    cJSON *root = cJSON_CreateObject(), *images = cJSON_AddArrayToObject(root, "images"),
+          *anns = cJSON_AddArrayToObject(root, "annotations");
+    REQUIRE(root && images && anns);
+    size_t n = imcap_captions_n_images(a);
+    for (size_t i = 0; i < n; i++) {
+        cJSON *im = cJSON_CreateObject();
+        cJSON_AddNumberToObject(im, "id", (double)(1000 + 7 * (n - i)));
+        cJSON_AddStringToObject(im, "file_name", imcap_captions_image(a, i));
+        cJSON_AddItemToArray(images, im);
+    }
+    /* Annotations interleaved across images (k outer): grouping must restore file order. */
+    for (size_t k = 0; k < 5; k++)
+        for (size_t i = 0; i < n; i++) {
+            if (k >= imcap_captions_count(a, i)) continue;
+            fprintf(fp, "%s#%zu\t%s\r\n", imcap_captions_image(a, i), k, imcap_captions_text(a, i, k));
+            cJSON *an = cJSON_CreateObject();
+            cJSON_AddNumberToObject(an, "image_id", (double)(1000 + 7 * (n - i)));
+            cJSON_AddStringToObject(an, "caption", imcap_captions_text(a, i, k));
+            cJSON_AddItemToArray(anns, an);
+        }
+    fclose(fp);
+    char *text = cJSON_PrintUnformatted(root);
+    REQUIRE(text);
+    fp = fopen(json_path, "wb");
+    REQUIRE(fp);
+    fputs(text, fp);
+    fclose(fp);
+    free(text);
+    cJSON_Delete(root);
+    REQUIRE_OK(imcap_captions_load(tok_path, &t));
+    REQUIRE_OK(imcap_captions_load(json_path, &j));
+    const imcap_captions *other[2] = {t, j};
+    for (int o = 0; o < 2; o++) {
+        const imcap_captions *b = other[o];
+        REQUIRE(imcap_captions_n_images(b) == n);
+        CHECK(imcap_captions_n_total(b) == imcap_captions_n_total(a));
+        size_t diffs = 0;
+        for (size_t i = 0; i < n; i++) {
+            diffs += strcmp(imcap_captions_image(a, i), imcap_captions_image(b, i)) != 0;
+            diffs += imcap_captions_count(a, i) != imcap_captions_count(b, i);
+            for (size_t k = 0; k < imcap_captions_count(a, i); k++) {
+                const char *y = imcap_captions_text(b, i, k);
+                diffs += !y || strcmp(imcap_captions_text(a, i, k), y) != 0;
+            }
+        }
+        CHECK(diffs == 0);
+    }
+    imcap_captions_free(a);
+    imcap_captions_free(t);
+    imcap_captions_free(j);
 }
