@@ -486,3 +486,65 @@ TEST(score_cli_errors_name_file_and_problem)
     CHECK(run_cmd(cmd, out, sizeof out) == 2);
     CHECK(strstr(out, "--refs") != NULL);
 }
+
+/* Valid UTF-8 check for the tokenizer's output. */
+static int valid_utf8(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    while (*u) {
+        int k = *u < 0x80 ? 0 : (*u >= 0xC2 && *u <= 0xDF) ? 1 : (*u >= 0xE0 && *u <= 0xEF) ? 2
+              : (*u >= 0xF0 && *u <= 0xF4) ? 3 : -1;
+        if (k < 0) return 0;
+        for (int j = 1; j <= k; j++)
+            if ((u[j] & 0xC0) != 0x80) return 0;
+        u += k + 1;
+    }
+    return 1;
+}
+
+TEST(ptb_tokenizer_random_input_invariants)
+{
+    static const char *const frags[] = {
+        "a", "Dog", "n't", "'s", "'", "\"", "`", ".", "..", "...", ",", ":", ";", "!", "?", "-", "--", "(",
+        ")", "[", "]", "{", "}", "&", "&amp;", "#", "$", "%", "/", "*", "1", "1:20", "3.5", "u.s.", "St.",
+        "etc.", " ", "  ", "\t", "\n", "o'clock", "can't", "cannot", "-lrb-", "\xe2\x80\x99", "\xe2\x80\x94",
+        "\xe2\x80\xa6", "\xc3\xa9", "\xce\xa3", "\xf0\x9f\x90\xb6", "\xff", "\xc3", "\xe2\x80", "\x01", "_",
+        "=", "+", "@", "x-ray", "AT&T", "A.", "\xc2\xa0",
+    };
+    const size_t nf = sizeof frags / sizeof frags[0];
+    imcap_rng rng;
+    imcap_rng_seed(&rng, 1234);
+    int iters = getenv("IMCAP_SANITIZED") ? 2000 : 20000;
+    char buf[512];
+    for (int it = 0; it < iters; it++) {
+        size_t len = 0, parts = 1 + (size_t)imcap_rng_below(&rng, 24);
+        for (size_t p = 0; p < parts; p++) {
+            const char *f = frags[imcap_rng_below(&rng, nf)];
+            size_t fl = strlen(f);
+            if (len + fl >= sizeof buf) break;
+            memcpy(buf + len, f, fl);
+            len += fl;
+        }
+        buf[len] = 0;
+        char *t = tok(buf);
+        size_t tl = strlen(t);
+        int ok = valid_utf8(t) && (tl == 0 || (t[0] != ' ' && t[tl - 1] != ' ')) && !strstr(t, "  ");
+        /* no removed punctuation token survives */
+        char *copy = imcap_strdup(t);
+        REQUIRE(copy);
+        for (char *save = NULL, *w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+            static const char *const punct[] = {"''", "'", "``", "`", ".", "?", "!", ",", ":", "-", "--", "...", ";"};
+            for (size_t q = 0; q < sizeof punct / sizeof punct[0]; q++)
+                if (!strcmp(w, punct[q])) ok = 0;
+        }
+        free(copy);
+        if (!ok) {
+            test_fail_at(__FILE__, __LINE__, "bad output \"%s\" for input \"%s\"", t, buf);
+            free(t);
+            return;
+        }
+        char *t2 = tok(t);
+        free(t2);
+        free(t);
+    }
+}
