@@ -5,7 +5,8 @@
 
 /* One line per subcommand; keep alphabetical. */
 static const struct { const char *name; cli_cmd_fn fn; const char *help; } commands[] = {
-    {"convert", cmd_convert, "import a pretrained encoder (TF.js layers model) into a native encoder file"},
+    {"classify", cmd_classify, "top-5 ImageNet classes of photos (TFLite MobileNets)"},
+    {"convert", cmd_convert, "import a pretrained encoder (TFLite, TF.js layers model) as a native encoder file"},
     {"extract", cmd_extract, "embeddings of a list of images with an encoder (resumable)"},
     {"score", cmd_score, "COCO caption metrics (BLEU, ROUGE-L, CIDEr-D) of a results file"},
     {"vocab", cmd_vocab, "build the vocabulary of a caption split (one word a line)"},
