@@ -5,6 +5,7 @@
 
 /* One line per subcommand; keep alphabetical. */
 static const struct { const char *name; cli_cmd_fn fn; const char *help; } commands[] = {
+    {"caption", cmd_caption, "caption photos (text, JSON, speech, WAV)"},
     {"classify", cmd_classify, "top-5 ImageNet classes of photos (TFLite MobileNets)"},
     {"convert", cmd_convert, "import a TFLite model as a native encoder file"},
     {"extract", cmd_extract, "embeddings of a list of images with an encoder (resumable)"},
