@@ -165,6 +165,13 @@ size_t imcap_batcher_max_len(const imcap_batcher *b);
  * 1..n_images. Pad value is the vocabulary's PAD. */
 imcap_status imcap_batcher_next(imcap_batcher *b, size_t batch_size, int32_t *images, int32_t *tokens,
                                 size_t *width);
+/* Every caption in a fixed order (for validation passes): captions
+ * [first, first + count) of the dataset, numbered image by image in file
+ * order (0 .. imcap_batcher_n_captions - 1), into images[count] and
+ * tokens[count][*width] as imcap_batcher_next does; draws no random numbers. */
+size_t imcap_batcher_n_captions(const imcap_batcher *b);
+imcap_status imcap_batcher_get(const imcap_batcher *b, size_t first, size_t count, int32_t *images, int32_t *tokens,
+                               size_t *width);
 /* The sampler's random state, to store in checkpoints and resume exactly. */
 void imcap_batcher_get_state(const imcap_batcher *b, uint64_t state[4]);
 void imcap_batcher_set_state(imcap_batcher *b, const uint64_t state[4]);
@@ -443,6 +450,59 @@ void imcap_extract_report_free(imcap_extract_report *rep);
 /* ------------------------------------------------------------- encoder */
 
 /* ----------------------------------------------------------- captioner */
+
+/* A captioner: one model file (docs/FORMATS.md, "Captioner file") holding
+ * the decoder weights, vocabulary, hyper-parameters, the preprocessing and
+ * the name and checksum of the encoder it was trained with, plus that
+ * encoder's own file. Loaded once, it captions any number of images; all
+ * caption calls may run concurrently on one loaded captioner. */
+typedef struct imcap_captioner imcap_captioner;
+
+/* Loads and validates both files. encoder_path NULL: the file named in the
+ * model, looked for in <model dir>/encoders/, <model dir>/ and
+ * models/encoders/ (in that order). A model file of another version, a
+ * truncated or edited file, or an encoder whose checksum, output size or
+ * preprocessing differ from what the model expects is refused with a
+ * message naming the file and the problem. */
+imcap_status imcap_captioner_load(const char *model_path, const char *encoder_path, imcap_captioner **out);
+void imcap_captioner_free(imcap_captioner *c);
+
+/* The generation settings stored in the model (chosen when it was made). */
+imcap_gen_params imcap_captioner_gen_params(const imcap_captioner *c);
+const char *imcap_captioner_encoder_name(const imcap_captioner *c);
+/* Path of the encoder file actually loaded. */
+const char *imcap_captioner_encoder_path(const imcap_captioner *c);
+int imcap_captioner_vocab_size(const imcap_captioner *c);
+
+/* One caption and its alternatives, best first. */
+typedef struct imcap_caption_alt {
+    char *text;      /* words joined by spaces */
+    double logprob;  /* model log-probability (words + END if ended) */
+    double score;    /* ranking score (logprob / len^alpha) */
+    int n_words;
+    int ended;       /* 1 if the model ended the caption, 0 if cut at max_len */
+} imcap_caption_alt;
+
+typedef struct imcap_caption {
+    int n_alt;
+    imcap_caption_alt *alt;
+    double t_decode, t_encode, t_generate; /* seconds spent on each stage */
+} imcap_caption;
+
+/* Caption an image file / an encoded image in memory (JPEG, PNG or BMP;
+ * name is used in messages) / decoded RGB pixels. p NULL: the model's
+ * settings. *out is released with imcap_caption_free(). */
+imcap_status imcap_caption_file(const imcap_captioner *c, const char *path, const imcap_gen_params *p,
+                                imcap_caption **out);
+imcap_status imcap_caption_memory(const imcap_captioner *c, const void *data, size_t len, const char *name,
+                                  const imcap_gen_params *p, imcap_caption **out);
+imcap_status imcap_caption_image(const imcap_captioner *c, const imcap_image *img, const imcap_gen_params *p,
+                                 imcap_caption **out);
+void imcap_caption_free(imcap_caption *cap);
+
+/* The image embedding the decoder sees ([embedding_size] floats). */
+int imcap_captioner_embedding_size(const imcap_captioner *c);
+imcap_status imcap_captioner_embed(const imcap_captioner *c, const imcap_image *img, float *embedding);
 
 /* -------------------------------------------------------------- speech */
 

@@ -98,6 +98,22 @@ imcap_status imcap_batcher_new(const imcap_captions *data, const imcap_vocab *v,
 size_t imcap_batcher_n_images(const imcap_batcher *b) { return b->n_images; }
 size_t imcap_batcher_max_len(const imcap_batcher *b) { return b->max_len; }
 
+/* tokens[n][*width] from the encoded captions chosen[n]. */
+static void fill_rows(const imcap_batcher *b, const size_t *chosen, size_t n, int32_t *tokens, size_t *width)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = b->off[chosen[i] + 1] - b->off[chosen[i]];
+        if (l > w) w = l;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t c = chosen[i], l = b->off[c + 1] - b->off[c];
+        memcpy(tokens + i * w, b->ids + b->off[c], l * sizeof *tokens);
+        for (size_t j = l; j < w; j++) tokens[i * w + j] = b->pad;
+    }
+    *width = w;
+}
+
 imcap_status imcap_batcher_next(imcap_batcher *b, size_t batch_size, int32_t *images, int32_t *tokens, size_t *width)
 {
     if (batch_size == 0 || batch_size > b->n_images)
@@ -105,7 +121,6 @@ imcap_status imcap_batcher_next(imcap_batcher *b, size_t batch_size, int32_t *im
                           batch_size, b->n_images);
     /* Distinct images: the first batch_size steps of a Fisher-Yates shuffle. */
     for (size_t i = 0; i < b->n_images; i++) b->perm[i] = (uint32_t)i;
-    size_t w = 0;
     for (size_t i = 0; i < batch_size; i++) {
         size_t j = i + (size_t)imcap_rng_below(&b->rng, b->n_images - i);
         uint32_t t = b->perm[i];
@@ -118,18 +133,38 @@ imcap_status imcap_batcher_next(imcap_batcher *b, size_t batch_size, int32_t *im
     if (!chosen) return imcap_fail(IMCAP_E_NOMEM, "out of memory for a batch of %zu", batch_size);
     for (size_t i = 0; i < batch_size; i++) {
         size_t im = (size_t)images[i];
-        size_t c = b->first[im] + (size_t)imcap_rng_below(&b->rng, b->first[im + 1] - b->first[im]);
-        chosen[i] = c;
-        size_t l = b->off[c + 1] - b->off[c];
-        if (l > w) w = l;
+        chosen[i] = b->first[im] + (size_t)imcap_rng_below(&b->rng, b->first[im + 1] - b->first[im]);
     }
-    for (size_t i = 0; i < batch_size; i++) {
-        size_t c = chosen[i], l = b->off[c + 1] - b->off[c];
-        memcpy(tokens + i * w, b->ids + b->off[c], l * sizeof *tokens);
-        for (size_t j = l; j < w; j++) tokens[i * w + j] = b->pad;
-    }
+    fill_rows(b, chosen, batch_size, tokens, width);
     free(chosen);
-    *width = w;
+    return IMCAP_OK;
+}
+
+size_t imcap_batcher_n_captions(const imcap_batcher *b) { return b->n_caps; }
+
+imcap_status imcap_batcher_get(const imcap_batcher *b, size_t first, size_t count, int32_t *images, int32_t *tokens,
+                               size_t *width)
+{
+    if (count == 0 || first > b->n_caps || count > b->n_caps - first)
+        return imcap_fail(IMCAP_E_ARG, "batcher: captions %zu..%zu are outside the %zu captions of the split", first,
+                          first + count, b->n_caps);
+    size_t *chosen = malloc(count * sizeof *chosen);
+    if (!chosen) return imcap_fail(IMCAP_E_NOMEM, "out of memory for a batch of %zu", count);
+    /* The image of caption `first`: the last image whose first caption is <= it. */
+    size_t lo = 0, hi = b->n_images;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (b->first[mid] <= first) lo = mid;
+        else hi = mid;
+    }
+    for (size_t i = 0; i < count; i++) {
+        size_t c = first + i;
+        while (b->first[lo + 1] <= c) lo++;
+        images[i] = (int32_t)lo;
+        chosen[i] = c;
+    }
+    fill_rows(b, chosen, count, tokens, width);
+    free(chosen);
     return IMCAP_OK;
 }
 

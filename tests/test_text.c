@@ -532,3 +532,51 @@ TEST(text_flickr8k_formats_agree)
     imcap_captions_free(t);
     imcap_captions_free(j);
 }
+
+TEST(text_batcher_get_walks_every_caption_in_order)
+{
+    imcap_captions *c = small_dataset();
+    imcap_vocab *v;
+    REQUIRE_OK(imcap_vocab_build(c, 2, &v));
+    imcap_batcher *b;
+    REQUIRE_OK(imcap_batcher_new(c, v, 5, 7, &b));
+    REQUIRE(imcap_batcher_n_captions(b) == 5);
+    uint64_t before[4], after[4];
+    imcap_batcher_get_state(b, before);
+    /* Captions in order: (image, k) = (0,0) (0,1) (1,0) (1,1) (2,0); read in chunks of 2. */
+    const size_t pairs[5][2] = {{0, 0}, {0, 1}, {1, 0}, {1, 1}, {2, 0}};
+    int32_t *ids[5];
+    size_t lens[5], seen = 0;
+    for (int q = 0; q < 5; q++) {
+        REQUIRE_OK(imcap_vocab_encode(v, imcap_captions_text(c, pairs[q][0], pairs[q][1]), &ids[q], &lens[q]));
+        if (lens[q] > 5) lens[q] = 5;
+    }
+    for (size_t first = 0; first < 5; first += 2) {
+        size_t count = first + 2 <= 5 ? 2 : 1, w, want_w = 0;
+        int32_t im[2], tok[2 * 5];
+        REQUIRE_OK(imcap_batcher_get(b, first, count, im, tok, &w));
+        for (size_t r = 0; r < count; r++)
+            if (lens[first + r] > want_w) want_w = lens[first + r];
+        CHECK(w == want_w);
+        for (size_t r = 0; r < count; r++, seen++) {
+            CHECK(im[r] == (int32_t)pairs[seen][0]);
+            for (size_t j = 0; j < w; j++)
+                CHECK(tok[r * w + j] == (j < lens[seen] ? ids[seen][j] : imcap_vocab_pad(v)));
+        }
+    }
+    for (int q = 0; q < 5; q++) free(ids[q]);
+    CHECK(seen == 5);
+    imcap_batcher_get_state(b, after);
+    CHECK(memcmp(before, after, sizeof before) == 0);
+    int32_t im[8], tok[8 * 5];
+    size_t w;
+    CHECK(imcap_batcher_get(b, 4, 2, im, tok, &w) == IMCAP_E_ARG);
+    CHECK(imcap_batcher_get(b, 0, 0, im, tok, &w) == IMCAP_E_ARG);
+    CHECK(imcap_batcher_get(b, 6, 1, im, tok, &w) == IMCAP_E_ARG);
+    REQUIRE_OK(imcap_batcher_get(b, 0, 5, im, tok, &w));
+    CHECK(w == 5); /* "a dog runs fast" = 6 tokens, cut at max_len 5 */
+    CHECK(tok[1 * 5 + 4] != imcap_vocab_end(v) && tok[1 * 5 + 4] != imcap_vocab_pad(v));
+    imcap_batcher_free(b);
+    imcap_vocab_free(v);
+    imcap_captions_free(c);
+}

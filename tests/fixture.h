@@ -1,0 +1,19 @@
+/*
+ * fixture.h - small model files built by the tests themselves: a tiny
+ * encoder graph and a random captioner over a ten-word vocabulary.
+ */
+#ifndef IMCAP_TEST_FIXTURE_H
+#define IMCAP_TEST_FIXTURE_H
+
+#include "../src/captioner.h"
+
+/* The tiny encoder: 16x16x3 input, conv 3x3/2 + ReLU, global average pool,
+ * dense to n_img = 6 floats named "embedding"; preprocessing x/255*2-1. */
+enc_graph *fixture_encoder(const char *name, uint64_t seed);
+
+/* Writes <dir>/encoders/tiny.gguf and <dir>/model.imcap (decoder with random
+ * weights, vocabulary of the four specials + 10 words, the given default
+ * beam). Paths are returned in model_path / enc_path (>= 600 bytes). */
+void fixture_captioner(const char *dir, uint64_t seed, int beam, char *model_path, char *enc_path);
+
+#endif
