@@ -238,6 +238,58 @@ imcap_status imcap_embfile_write(const char *path, size_t dim, const char *encod
 
 /* ------------------------------------------------ decoder and training */
 
+/* Training of the LSTM decoder (src/train.c) on an embeddings file and a
+ * caption dataset: epochs x batches of random images with one random caption
+ * each (imcap_batcher), Adam, validation loss each epoch, loss history CSV +
+ * SVG plot, atomic GGUF checkpoints (docs/FORMATS.md "Decoder checkpoint")
+ * and exact resumption: a run stopped at any moment and resumed from its
+ * last checkpoint ends with the same weights as an uninterrupted run. */
+typedef struct imcap_train_report {
+    int epoch, epochs;          /* current epoch (1-based) of epochs */
+    int batch, batches;         /* batch within the epoch (1-based) of batches */
+    uint64_t step, total_steps; /* batches done in the whole run, of total */
+    float loss;                 /* this batch's mean loss */
+    float epoch_loss;           /* mean batch loss of this epoch so far */
+    float val_loss;             /* end of epoch: validation loss; else (or without a split) NaN */
+    int epoch_end;              /* 1 on the report that ends an epoch */
+    double tokens_per_s;        /* target tokens trained per second in this process */
+    double eta_s;               /* estimated seconds to the end */
+    const char *checkpoint;     /* path when a checkpoint was just written, else NULL */
+} imcap_train_report;
+/* Called after every batch and at each epoch end; non-zero stops training
+ * (imcap_train then returns IMCAP_E_ARG "interrupted"). */
+typedef int (*imcap_train_report_fn)(void *user, const imcap_train_report *r);
+
+typedef struct imcap_train_params {
+    const char *embeddings;     /* embeddings file (imcap extract) */
+    const char *captions;       /* captions: CSV, token file or COCO JSON */
+    const char *train_split;    /* split file of training images */
+    const char *val_split;      /* split file of validation images, or NULL */
+    const char *checkpoint;     /* checkpoint path (GGUF), written atomically */
+    const char *history_csv;    /* loss history CSV, rewritten each epoch, or NULL */
+    const char *plot_svg;       /* loss plot SVG, rewritten each epoch, or NULL */
+    int resume;                 /* continue from `checkpoint` if it exists (its settings win,
+                                   except epochs, which may be raised) */
+    int epochs;                 /* 12 (the recipe's) */
+    int batches_per_epoch;      /* 1000 */
+    int batch_size;             /* 64 */
+    int max_len;                /* 20 tokens including START and END */
+    int min_count;              /* vocabulary: words seen >= 5 times in the training captions */
+    int val_batches;            /* validation batches per epoch: 100 (same batches every epoch) */
+    int checkpoint_every;       /* also checkpoint every N batches (200); 0: only at epoch ends */
+    float lr;                   /* Adam learning rate 1e-3 (betas 0.9, 0.999, eps 1e-8) */
+    float clip;                 /* global gradient-norm clipping; 0 = off (default) */
+    int n_img1, n_hid, n_emb, n_out1; /* model sizes: 120, 300, 100, 120 */
+    uint64_t seed;              /* 1: initialisation, batches and validation batches */
+    imcap_progress_fn progress; /* batches done / total; may be NULL */
+    void *progress_user;
+    imcap_train_report_fn report; /* per batch and per epoch details; may be NULL */
+    void *report_user;
+} imcap_train_params;
+
+imcap_train_params imcap_train_default_params(void);
+imcap_status imcap_train(const imcap_train_params *p);
+
 /* ------------------------------------------------------------ generation */
 
 /* How a caption is generated from the decoder (see docs/GENERATION.md):

@@ -17,6 +17,7 @@
 #ifndef IMCAP_DECODER_H
 #define IMCAP_DECODER_H
 
+#include "gguf.h"
 #include "internal.h"
 
 typedef struct dec_config {
@@ -110,5 +111,19 @@ size_t dec_step_scratch_floats(const dec_config *cfg, int n);
  * dec_step_scratch_floats(n) floats. */
 void dec_step(const dec_model *m, const int32_t *tokens, int n, const float *h, const float *c,
               float *logits, float *h_out, float *c_out, float *scratch);
+
+/* ---- model files (GGUF, docs/FORMATS.md "Decoder checkpoint") ---- */
+
+/* Adds the decoder's keys (config, vocabulary) and weight tensors to w; the
+ * tensors reference m->params, which must stay valid until gguf_write. */
+imcap_status dec_gguf_add(gguf_writer *w, const dec_model *m, const imcap_vocab *v);
+/* Reads the decoder from an open GGUF file: validates the architecture,
+ * version, sizes, vocabulary (special tokens agree with the stored ids) and
+ * every tensor's shape; errors name the file and key or tensor. */
+imcap_status dec_gguf_read(const gguf_file *f, dec_model **m, imcap_vocab **v);
+/* A decoder model file alone (no training state), written atomically. */
+imcap_status dec_save(const char *path, const dec_model *m, const imcap_vocab *v);
+/* Loads a decoder model file or a training checkpoint (weights only). */
+imcap_status dec_load(const char *path, dec_model **m, imcap_vocab **v);
 
 #endif

@@ -9,6 +9,7 @@ static const struct { const char *name; cli_cmd_fn fn; const char *help; } comma
     {"convert", cmd_convert, "import a TFLite model as a native encoder file"},
     {"extract", cmd_extract, "embeddings of a list of images with an encoder (resumable)"},
     {"score", cmd_score, "COCO caption metrics (BLEU, ROUGE-L, CIDEr-D) of a results file"},
+    {"train", cmd_train, "train the caption decoder on image embeddings and captions"},
     {"vocab", cmd_vocab, "build the vocabulary of a caption split (one word a line)"},
     {NULL, NULL, NULL},
 };

@@ -1,0 +1,266 @@
+/*
+ * test_train.c - decoder training: exact resumption after an interruption
+ * (a stop requested mid-run, and SIGKILL at arbitrary moments), history
+ * files, and clear errors for bad inputs.
+ */
+#define _GNU_SOURCE
+#include "test.h"
+#include "../src/decoder.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { N_IMG = 16, DIM = 8 };
+
+static const char *words[] = {"a", "dog", "runs", "on", "the", "grass", "cat", "sits", "red", "ball", "man", "rides"};
+
+/* A small dataset in dir: captions.csv (16 images x 3 captions), train.txt
+ * (12 images), val.txt (4), emb.bin (dim DIM, all 16 images, or only the
+ * first n_emb). */
+static void make_dataset(const char *dir, int n_emb, int dim)
+{
+    char path[1024];
+    imcap_rng rng;
+    imcap_rng_seed(&rng, 5);
+    snprintf(path, sizeof path, "%s/captions.csv", dir);
+    FILE *fp = fopen(path, "w");
+    REQUIRE(fp);
+    fprintf(fp, "image,caption\n");
+    for (int i = 0; i < N_IMG; i++)
+        for (int k = 0; k < 3; k++) {
+            fprintf(fp, "img%02d.jpg,", i);
+            int n = 3 + (int)imcap_rng_below(&rng, 8);
+            for (int w = 0; w < n; w++)
+                fprintf(fp, "%s%s", w ? " " : "", words[(i + w * (k + 1)) % (sizeof words / sizeof *words)]);
+            fprintf(fp, " .\n");
+        }
+    fclose(fp);
+    snprintf(path, sizeof path, "%s/train.txt", dir);
+    fp = fopen(path, "w");
+    REQUIRE(fp);
+    for (int i = 0; i < 12; i++) fprintf(fp, "img%02d.jpg\n", i);
+    fclose(fp);
+    snprintf(path, sizeof path, "%s/val.txt", dir);
+    fp = fopen(path, "w");
+    REQUIRE(fp);
+    for (int i = 12; i < N_IMG; i++) fprintf(fp, "img%02d.jpg\n", i);
+    fclose(fp);
+    char names[N_IMG][16];
+    const char *np[N_IMG];
+    float rows[N_IMG * 64];
+    REQUIRE(dim <= 64);
+    for (int i = 0; i < N_IMG; i++) {
+        snprintf(names[i], sizeof names[i], "img%02d.jpg", i);
+        np[i] = names[i];
+        for (int k = 0; k < dim; k++) rows[i * dim + k] = (float)imcap_rng_normal(&rng);
+    }
+    snprintf(path, sizeof path, "%s/emb.bin", dir);
+    REQUIRE_OK(imcap_embfile_write(path, (size_t)dim, "test", (size_t)n_emb, np, rows));
+}
+
+static char g_paths[6][1024];
+
+static imcap_train_params small_params(const char *dir, const char *ckpt_name)
+{
+    imcap_train_params p = imcap_train_default_params();
+    snprintf(g_paths[0], 1024, "%s/emb.bin", dir);
+    snprintf(g_paths[1], 1024, "%s/captions.csv", dir);
+    snprintf(g_paths[2], 1024, "%s/train.txt", dir);
+    snprintf(g_paths[3], 1024, "%s/val.txt", dir);
+    p.embeddings = g_paths[0];
+    p.captions = g_paths[1];
+    p.train_split = g_paths[2];
+    p.val_split = g_paths[3];
+    static char ckpt[3][1024];
+    static int k;
+    char *c = ckpt[k++ % 3];
+    snprintf(c, 1024, "%s/%s", dir, ckpt_name);
+    p.checkpoint = c;
+    p.epochs = 3;
+    p.batches_per_epoch = 5;
+    p.batch_size = 4;
+    p.max_len = 12;
+    p.min_count = 1;
+    p.val_batches = 2;
+    p.checkpoint_every = 2;
+    p.lr = 1e-2f;
+    p.clip = 1.0f;
+    p.n_img1 = 6;
+    p.n_hid = 10;
+    p.n_emb = 7;
+    p.n_out1 = 9;
+    p.seed = 99;
+    return p;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    char *d;
+    REQUIRE_OK(imcap_read_file(path, 64u << 20, &d, len));
+    return d;
+}
+
+static void require_same_file(const char *a, const char *b)
+{
+    size_t la, lb;
+    char *da = slurp(a, &la), *db = slurp(b, &lb);
+    if (la != lb || memcmp(da, db, la) != 0)
+        test_fail_at(__FILE__, __LINE__, "%s (%zu bytes) differs from %s (%zu bytes)", a, la, b, lb);
+    free(da);
+    free(db);
+}
+
+static int stop_at_step(void *user, const imcap_train_report *r)
+{
+    return r->step >= *(const uint64_t *)user;
+}
+
+TEST(train_stopped_mid_run_resumes_to_the_same_result)
+{
+    const char *dir = test_tmpdir();
+    make_dataset(dir, N_IMG, DIM);
+    /* uninterrupted */
+    imcap_train_params a = small_params(dir, "a.gguf");
+    char ha[1100], hb[1100], sa[1100], sb[1100];
+    snprintf(ha, sizeof ha, "%s/a.csv", dir);
+    snprintf(hb, sizeof hb, "%s/b.csv", dir);
+    snprintf(sa, sizeof sa, "%s/a.svg", dir);
+    snprintf(sb, sizeof sb, "%s/b.svg", dir);
+    a.history_csv = ha;
+    a.plot_svg = sa;
+    REQUIRE_OK(imcap_train(&a));
+    /* stopped at steps 8 and 13 (after checkpoints at 6 and 12), resumed */
+    imcap_train_params b = small_params(dir, "b.gguf");
+    b.history_csv = hb;
+    b.plot_svg = sb;
+    uint64_t stop = 8;
+    b.report = stop_at_step;
+    b.report_user = &stop;
+    CHECK(imcap_train(&b) == IMCAP_E_ARG);
+    CHECK(strstr(imcap_last_error(), "interrupted") != NULL);
+    b.resume = 1;
+    stop = 13;
+    CHECK(imcap_train(&b) == IMCAP_E_ARG);
+    b.report = NULL;
+    REQUIRE_OK(imcap_train(&b));
+    require_same_file(a.checkpoint, b.checkpoint);
+    require_same_file(ha, hb);
+    require_same_file(sa, sb);
+    /* the history: header + 3 epochs, losses falling */
+    size_t len;
+    char *csv = slurp(ha, &len);
+    int lines = 0;
+    for (size_t i = 0; i < len; i++) lines += csv[i] == '\n';
+    CHECK(lines == 4);
+    CHECK(strncmp(csv, "epoch,step,train_loss,val_loss\n1,5,", 35) == 0);
+    float t1, v1, t3, v3;
+    REQUIRE(sscanf(strchr(csv, '\n') + 1, "1,5,%f,%f", &t1, &v1) == 2);
+    REQUIRE(sscanf(strstr(csv, "\n3,15,") + 1, "3,15,%f,%f", &t3, &v3) == 2);
+    CHECK(t3 < t1);
+    free(csv);
+    char *svg = slurp(sa, &len);
+    CHECK(strstr(svg, "<svg") && strstr(svg, "<polyline") && strstr(svg, "validation") && strstr(svg, "</svg>"));
+    free(svg);
+    /* the checkpoint is a decoder model file too */
+    dec_model *m;
+    imcap_vocab *v;
+    REQUIRE_OK(dec_load(a.checkpoint, &m, &v));
+    CHECK(m->cfg.n_img == DIM && m->cfg.n_hid == 10 && m->cfg.n_vocab == (int)imcap_vocab_size(v));
+    dec_model_free(m);
+    imcap_vocab_free(v);
+    /* resuming a finished run does nothing */
+    REQUIRE_OK(imcap_train(&b));
+    require_same_file(a.checkpoint, b.checkpoint);
+}
+
+/* A child process trains and is killed with SIGKILL at arbitrary moments
+ * (checkpoints are written after every batch, so some kills land during a
+ * write); each time the run is resumed; the end result equals an
+ * uninterrupted run. */
+TEST(train_killed_at_any_moment_resumes_to_the_same_result)
+{
+    const char *dir = test_tmpdir();
+    make_dataset(dir, N_IMG, DIM);
+    imcap_train_params a = small_params(dir, "a.gguf");
+    const int big = getenv("IMCAP_SANITIZED") ? 24 : 64;
+    a.n_hid = big;
+    a.n_emb = big;
+    a.epochs = 4;
+    a.batches_per_epoch = 40;
+    a.checkpoint_every = 1;
+    REQUIRE_OK(imcap_train(&a));
+    imcap_train_params b = a;
+    char ck[1100];
+    snprintf(ck, sizeof ck, "%s/b.gguf", dir);
+    b.checkpoint = ck;
+    b.resume = 1;
+    const long delays_us[] = {30000, 70000, 5000, 110000, 1000, 50000};
+    int kills = 0;
+    for (size_t k = 0; k < sizeof delays_us / sizeof *delays_us; k++) {
+        pid_t pid = fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) _exit(imcap_train(&b) == IMCAP_OK ? 0 : 3);
+        struct timespec ts = {0, delays_us[k] * 1000};
+        nanosleep(&ts, NULL);
+        kill(pid, SIGKILL);
+        int st;
+        REQUIRE(waitpid(pid, &st, 0) == pid);
+        if (WIFSIGNALED(st)) kills++;
+        else REQUIRE(WIFEXITED(st) && WEXITSTATUS(st) == 0); /* finished before the kill */
+    }
+    CHECK(kills >= 3);
+    REQUIRE_OK(imcap_train(&b));
+    require_same_file(a.checkpoint, b.checkpoint);
+}
+
+TEST(train_bad_inputs_give_clear_errors)
+{
+    const char *dir = test_tmpdir();
+    /* embeddings missing for 2 training images */
+    make_dataset(dir, 10, DIM);
+    imcap_train_params p = small_params(dir, "c.gguf");
+    CHECK(imcap_train(&p) == IMCAP_E_MISMATCH);
+    CHECK(strstr(imcap_last_error(), "img10.jpg") != NULL);
+    CHECK(strstr(imcap_last_error(), "train.txt") != NULL);
+
+    /* a checkpoint trained on dimension 8 resumed with dimension 12 */
+    make_dataset(dir, N_IMG, DIM);
+    p.epochs = 1;
+    REQUIRE_OK(imcap_train(&p));
+    make_dataset(dir, N_IMG, 12);
+    p.resume = 1;
+    p.epochs = 2;
+    CHECK(imcap_train(&p) == IMCAP_E_MISMATCH);
+    CHECK(strstr(imcap_last_error(), "dimension 12") && strstr(imcap_last_error(), "c.gguf"));
+
+    /* a corrupt checkpoint: truncated, and with a flipped byte in the state */
+    make_dataset(dir, N_IMG, DIM);
+    size_t len;
+    char *d = slurp(p.checkpoint, &len);
+    FILE *fp = fopen(p.checkpoint, "wb");
+    REQUIRE(fp);
+    fwrite(d, 1, len / 2, fp);
+    fclose(fp);
+    imcap_status s = imcap_train(&p);
+    CHECK(s == IMCAP_E_FORMAT);
+    CHECK(strstr(imcap_last_error(), "c.gguf") != NULL);
+    char *key = memmem(d, len, "imcap.train.batches_per_epoch", 29);
+    REQUIRE(key);
+    key[29 + 4] ^= 0x40; /* the u32 value after the type: 5 -> 0x40000005 batches */
+    fp = fopen(p.checkpoint, "wb");
+    REQUIRE(fp);
+    fwrite(d, 1, len, fp);
+    fclose(fp);
+    CHECK(imcap_train(&p) == IMCAP_E_FORMAT);
+    CHECK(strstr(imcap_last_error(), "inconsistent training state") || strstr(imcap_last_error(), "outside"));
+    free(d);
+
+    /* a batch larger than the training split */
+    p = small_params(dir, "d.gguf");
+    p.batch_size = 13;
+    CHECK(imcap_train(&p) == IMCAP_E_ARG);
+    CHECK(strstr(imcap_last_error(), "batch size 13") != NULL);
+}
