@@ -409,6 +409,13 @@ imcap_eval_params imcap_eval_default_params(void);
 imcap_status imcap_eval(const imcap_eval_params *p, imcap_eval_result *out);
 void imcap_eval_result_free(imcap_eval_result *r);
 
+/* Concatenate embeddings files (`imcap embcat`): for each image of the first
+ * file (in its order), the rows of all inputs side by side (dim = sum of the
+ * inputs' dims), written atomically to out. Every input must have the same
+ * images (IMCAP_E_MISMATCH naming a missing one). The encoder id is the
+ * inputs' ids joined with '+' (cut to IMCAP_EMB_ENCODER_MAX bytes). */
+imcap_status imcap_embfile_concat(const char *const *inputs, size_t n_inputs, const char *out);
+
 /* -------------------------------------------------------------- images */
 
 /* A decoded image: 8-bit RGB, rows top to bottom, pixels rgb[(y*w + x)*3 + c].

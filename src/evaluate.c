@@ -35,7 +35,7 @@ void imcap_eval_result_free(imcap_eval_result *r)
     if (!r) return;
     if (r->captions)
         for (size_t i = 0; i < r->n; i++) free(r->captions[i]);
-    free(r->captions);
+    imcap_free(r->captions);
     free(r->names);
     memset(r, 0, sizeof *r);
 }
@@ -200,8 +200,8 @@ static imcap_status score_all(const imcap_captions *refs, char **captions, imcap
     }
     st = imcap_score(items, n, 1, out, NULL, NULL);
 out:
-    free(items);
-    free(texts);
+    imcap_free(items);
+    imcap_free(texts);
     return st;
 }
 
@@ -313,10 +313,10 @@ imcap_status imcap_eval(const imcap_eval_params *p, imcap_eval_result *out)
 fail:
     if (j.captions) {
         for (size_t i = 0; i < imcap_captions_n_images(refs); i++) free(j.captions[i]);
-        free(j.captions);
+        imcap_free(j.captions);
     }
     free(image_dir);
-    free(rows);
+    imcap_free(rows);
     imcap_embfile_close(emb);
     imcap_vocab_free(vocab);
     dec_model_free(dec);

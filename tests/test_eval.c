@@ -314,3 +314,41 @@ TEST(eval_cli_table_json_and_results_file)
     CHECK(strstr(text, "nope.imcap") != NULL);
     free(text);
 }
+
+TEST(embcat_joins_rows_by_name)
+{
+    const char *dir = test_tmpdir();
+    char a[600], b[600], c[600], out[600];
+    snprintf(a, sizeof a, "%s/a.f32", dir);
+    snprintf(b, sizeof b, "%s/b.f32", dir);
+    snprintf(c, sizeof c, "%s/c.f32", dir);
+    snprintf(out, sizeof out, "%s/out.f32", dir);
+    const char *na[] = {"x.jpg", "y.jpg", "z.jpg"}, *nb[] = {"z.jpg", "x.jpg", "y.jpg"};
+    float ra[] = {1, 2, 3, 4, 5, 6}, rb[] = {30, 31, 32, 10, 11, 12, 20, 21, 22};
+    REQUIRE_OK(imcap_embfile_write(a, 2, "enc_a", 3, na, ra));
+    REQUIRE_OK(imcap_embfile_write(b, 3, "enc_b", 3, nb, rb));
+    const char *in[] = {a, b};
+    REQUIRE_OK(imcap_embfile_concat(in, 2, out));
+    imcap_embfile *f;
+    REQUIRE_OK(imcap_embfile_open(out, &f));
+    REQUIRE(imcap_embfile_count(f) == 3 && imcap_embfile_dim(f) == 5);
+    CHECK_STR(imcap_embfile_encoder(f), "enc_a+enc_b");
+    const float want[3][5] = {{1, 2, 10, 11, 12}, {3, 4, 20, 21, 22}, {5, 6, 30, 31, 32}};
+    for (int r = 0; r < 3; r++) {
+        CHECK_STR(imcap_embfile_name(f, (size_t)r), na[r]);
+        for (int k = 0; k < 5; k++) CHECK(imcap_embfile_row(f, (size_t)r)[k] == want[r][k]);
+    }
+    imcap_embfile_close(f);
+
+    /* An image missing from the second file; a different row count; output = input. */
+    const char *nc[] = {"x.jpg", "y.jpg", "w.jpg"};
+    REQUIRE_OK(imcap_embfile_write(c, 3, "enc_c", 3, nc, rb));
+    const char *in2[] = {a, c};
+    CHECK(imcap_embfile_concat(in2, 2, out) == IMCAP_E_MISMATCH);
+    CHECK(strstr(imcap_last_error(), "z.jpg") != NULL);
+    REQUIRE_OK(imcap_embfile_write(c, 3, "enc_c", 2, nc, rb));
+    CHECK(imcap_embfile_concat(in2, 2, out) == IMCAP_E_MISMATCH);
+    CHECK(strstr(imcap_last_error(), "2 rows") != NULL);
+    const char *in3[] = {a, out};
+    CHECK(imcap_embfile_concat(in3, 2, out) == IMCAP_E_ARG);
+}

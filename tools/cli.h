@@ -25,6 +25,7 @@ int cli_parse_double(const char *flag, const char *s, double lo, double hi, doub
 typedef int (*cli_cmd_fn)(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_embcat(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
 int cmd_score(int argc, char **argv);

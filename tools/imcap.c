@@ -7,6 +7,7 @@
 static const struct { const char *name; cli_cmd_fn fn; const char *help; } commands[] = {
     {"classify", cmd_classify, "top-5 ImageNet classes of photos (TFLite MobileNets)"},
     {"convert", cmd_convert, "import a TFLite model as a native encoder file"},
+    {"embcat", cmd_embcat, "concatenate embeddings files row by row (two encoders as one input)"},
     {"eval", cmd_eval, "caption a split and print the COCO metrics (BLEU, ROUGE-L, CIDEr-D)"},
     {"extract", cmd_extract, "embeddings of a list of images with an encoder (resumable)"},
     {"score", cmd_score, "COCO caption metrics (BLEU, ROUGE-L, CIDEr-D) of a results file"},
