@@ -255,6 +255,7 @@ typedef struct imcap_train_report {
     double tokens_per_s;        /* target tokens trained per second in this process */
     double eta_s;               /* estimated seconds to the end */
     const char *checkpoint;     /* path when a checkpoint was just written, else NULL */
+    int best;                   /* 1 when the best-validation model was just written */
 } imcap_train_report;
 /* Called after every batch and at each epoch end; non-zero stops training
  * (imcap_train then returns IMCAP_E_ARG "interrupted"). */
@@ -268,6 +269,10 @@ typedef struct imcap_train_params {
     const char *checkpoint;     /* checkpoint path (GGUF), written atomically */
     const char *history_csv;    /* loss history CSV, rewritten each epoch, or NULL */
     const char *plot_svg;       /* loss plot SVG, rewritten each epoch, or NULL */
+    const char *best_model;     /* early stopping: decoder model file (weights and vocabulary, no
+                                   training state) of the epoch with the lowest validation loss so
+                                   far, rewritten atomically when it improves; NULL = none; needs
+                                   val_split */
     int resume;                 /* continue from `checkpoint` if it exists (its settings win,
                                    except epochs, which may be raised) */
     int epochs;                 /* 12 (the recipe's) */
