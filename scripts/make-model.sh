@@ -18,7 +18,10 @@
 #   IMCAP_ENCODERS    encoders to compare [mobilenet_v2 mobilenet_edgetpu inception_v3
 #                     inception_v3_mixed5 mobilenet_v2+mobilenet_edgetpu]; A+B = concatenation
 #   IMCAP_EPOCHS, IMCAP_BATCHES   training length [12 epochs of 1000 batches: the recipe's]
+#   IMCAP_VAL_BATCHES validation batches of 64 per epoch [100]
 #   IMCAP_BEAM        beam width compared with greedy [3]
+#   IMCAP_STAGE       "all", or "train" to stop after the evaluations (to run encoders in parallel,
+#                     one invocation each, then one "all" invocation that reuses their results)
 #   IMCAP_OUT         the exported model [models/default.imcap]
 # Encoders whose model file cannot be prepared (e.g. the InceptionV3 converter is missing)
 # are skipped with a message; the table says which were run.
@@ -29,7 +32,9 @@ WORK=${IMCAP_MODEL_DIR:-out/model}
 ENCODERS=${IMCAP_ENCODERS:-"mobilenet_v2 mobilenet_edgetpu inception_v3 inception_v3_mixed5 mobilenet_v2+mobilenet_edgetpu"}
 EPOCHS=${IMCAP_EPOCHS:-12}
 BATCHES=${IMCAP_BATCHES:-1000}
+VAL_BATCHES=${IMCAP_VAL_BATCHES:-100}
 BEAM=${IMCAP_BEAM:-3}
+STAGE=${IMCAP_STAGE:-all}
 OUT=${IMCAP_OUT:-models/default.imcap}
 D=data/flickr8k
 IMCAP=./build/imcap
@@ -99,21 +104,29 @@ for name in $ENCODERS; do
 done
 [ ${#RUN[@]} -gt 0 ] || { echo "make-model.sh: no encoder could be prepared" >&2; exit 1; }
 
+# A finished training leaves NAME.train.seconds (delete the model directory to retrain);
+# an interrupted one is resumed from its checkpoint.
 for name in "${RUN[@]}"; do
   ck="$WORK/$name.gguf"
-  log "train: $name ($EPOCHS epochs x $BATCHES batches; log $WORK/$name.train.log)"
-  t0=$(date +%s)
-  $NICE $IMCAP train --embeddings "$EMB/$name.f32" --captions $D/captions.csv --train-split $D/train.txt \
-    --val-split $D/dev.txt --checkpoint "$ck" --best "$WORK/$name.best.gguf" --resume \
-    --epochs "$EPOCHS" --batches "$BATCHES" 2> "$WORK/$name.train.log" || { tail -3 "$WORK/$name.train.log" >&2; exit 1; }
-  echo $(( $(date +%s) - t0 )) > "$WORK/$name.train.seconds"
+  if [ ! -s "$WORK/$name.train.seconds" ]; then
+    log "train: $name ($EPOCHS epochs x $BATCHES batches; log $WORK/$name.train.log)"
+    t0=$(date +%s)
+    $NICE $IMCAP train --embeddings "$EMB/$name.f32" --captions $D/captions.csv --train-split $D/train.txt \
+      --val-split $D/dev.txt --checkpoint "$ck" --best "$WORK/$name.best.gguf" --resume --epochs "$EPOCHS" \
+      --batches "$BATCHES" --val-batches "$VAL_BATCHES" 2>> "$WORK/$name.train.log" ||
+      { tail -3 "$WORK/$name.train.log" >&2; exit 1; }
+    echo $(( $(date +%s) - t0 )) > "$WORK/$name.train.seconds"
+  fi
   for b in 1 "$BEAM"; do
+    [ "$WORK/$name.beam$b.json" -nt "$WORK/$name.best.gguf" ] && continue
     log "eval: $name, beam $b"
     $NICE $IMCAP eval --model "$WORK/$name.best.gguf" --embeddings "$EMB/$name.f32" --split $D/dev.txt \
       --captions $D/captions.csv --beam "$b" --quiet --json --results-out "$WORK/$name.beam$b.results.json" \
       > "$WORK/$name.beam$b.json"
   done
 done
+
+[ "$STAGE" = all ] || exit 0
 
 # Choose, write the table, export.
 CHOICE=$(/usr/bin/python3 scripts/ablation.py --work "$WORK" --beam "$BEAM" --epochs "$EPOCHS" --batches "$BATCHES" \
