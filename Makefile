@@ -34,6 +34,9 @@ $(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h tools/*.h tests/*.h)
 # Decoder training kernels: let GCC vectorize their elementwise loops.
 $(BUILD)/src/decoder.o $(BUILD)/src/optimizer.o: CFLAGS += -O3 -fno-math-errno -fno-trapping-math
 
+# Image resize loops: let GCC vectorize them (integer math, results unchanged).
+$(BUILD)/src/image.o: CFLAGS += -O3
+
 # Benchmark programs: bench/<name>.c -> build/<name> (make bench).
 BENCHSRC := $(wildcard bench/*.c)
 bench: $(BENCHSRC:bench/%.c=$(BUILD)/%)

@@ -135,5 +135,5 @@ read -r name beam <<< "$CHOICE"
 log "default model: $name, beam $beam -> $OUT"
 mkdir -p "$(dirname "$OUT")"
 $IMCAP export --checkpoint "$WORK/$name.best.gguf" --encoder "$(enc_file "$name")" --output "$(enc_output "$name")" \
-  --beam "$beam" --out "$OUT"
+  --embeddings "$EMB/$name.f32" --beam "$beam" --out "$OUT"
 ls -l "$OUT" >&2

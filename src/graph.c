@@ -475,6 +475,15 @@ static void run_node(const enc_graph *g, const enc_node *nd, int n, float *const
     if (!act_done) ops_bias_act(pix, yv->c, NULL, nd->act, y);
 }
 
+static enc_profile_fn g_profile;
+static void *g_profile_user;
+
+void enc_graph_set_profiler(enc_profile_fn fn, void *user)
+{
+    g_profile = fn;
+    g_profile_user = user;
+}
+
 imcap_status enc_graph_run(const enc_graph *g, const float *input, int n, const int *ids, int n_ids,
                            float *const *outs)
 {
@@ -532,7 +541,9 @@ imcap_status enc_graph_run(const enc_graph *g, const float *input, int n, const 
                             g->values[o].name, cnt);
             break;
         }
+        double t0 = g_profile ? imcap_now() : 0.0;
         run_node(g, nd, n, buf, scratch);
+        if (g_profile) g_profile(g_profile_user, g, i, n, imcap_now() - t0);
         for (int k = 0; k < n_ids; k++)
             if (ids[k] == o) memcpy(outs[k], buf[o], cnt * sizeof(float));
         for (int k = 0; k < nd->n_inputs; k++) {

@@ -105,6 +105,11 @@ const char *enc_op_name(enc_op op);
  * graph) instead of copying it; a graph uses either this or copies. */
 int enc_graph_add_param_view(enc_graph *g, const char *name, int n_dims, const int *shape, const float *data);
 
+/* Profiling hook (benchmarks): when set, enc_graph_run reports each node's
+ * wall time. Process-wide; set it before running, not during runs. */
+typedef void (*enc_profile_fn)(void *user, const enc_graph *g, int node, int batch, double seconds);
+void enc_graph_set_profiler(enc_profile_fn fn, void *user);
+
 /* Native model file (GGUF, see docs/FORMATS.md). */
 imcap_status enc_graph_save(const enc_graph *g, const char *path);
 imcap_status enc_graph_load(const char *path, enc_graph **out);

@@ -23,10 +23,12 @@ int cli_parse_double(const char *flag, const char *s, double lo, double hi, doub
 
 /* Subcommands (argv[0] is the subcommand name). */
 typedef int (*cli_cmd_fn)(int argc, char **argv);
+int cmd_caption(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_embcat(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_train(int argc, char **argv);

@@ -29,9 +29,28 @@ static void on_sigint(int sig)
     signal(SIGINT, SIG_DFL); /* a second Ctrl-C kills at once (resume cuts a torn row) */
 }
 
+/* The first report gives the rows found from an earlier run; the line then
+ * counts (and times) only the images of this run. */
+typedef struct extract_progress {
+    cli_progress line;
+    int started;
+    uint64_t base;
+    char label[64];
+} extract_progress;
+
 static int progress(void *user, uint64_t done, uint64_t total, const char *what)
 {
-    cli_progress_fn(user, done, total, what);
+    extract_progress *p = user;
+    if (!p->started) {
+        p->started = 1;
+        p->base = done;
+        if (done) {
+            snprintf(p->label, sizeof p->label, "extract (%llu already done)", (unsigned long long)done);
+            p->line.label = p->label;
+        }
+        cli_progress_init(&p->line, p->line.label);
+    }
+    cli_progress_fn(&p->line, done - p->base, total - p->base, what);
     return g_interrupted != 0;
 }
 
@@ -70,8 +89,9 @@ int cmd_extract(int argc, char **argv)
         fprintf(stderr, "imcap extract: --encoder, --images, --list and --out are required\n%s", EXTRACT_HELP);
         return 2;
     }
-    cli_progress prog;
-    cli_progress_init(&prog, "extract");
+    extract_progress prog;
+    memset(&prog, 0, sizeof prog);
+    prog.line.label = "extract";
     p.progress = progress;
     p.progress_user = &prog;
     signal(SIGINT, on_sigint);

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# bench-encoder.sh - images/s of the C encoder next to PyTorch CPU and ONNX Runtime CPU running
+# the same network with the same weights, at batch 1 and 8, in one run.
+#   scripts/bench-encoder.sh [--seconds S] [ENCODER.gguf ...]
+# Without files: the converted encoders in models/encoders/ if present, else synthetic
+# MobileNetV2 and InceptionV3 (random weights, same architecture) made by bench_encoder.
+# Peers read OUR encoder file: scripts/encoder_peer.py builds the PyTorch module from it and
+# exports ONNX for scripts/encoder_ort.js. Each peer's output is first checked against ours.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER=5
+files=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seconds) SECONDS_PER=$2; shift 2 ;;
+    *) files+=("$1"); shift ;;
+  esac
+done
+WORK=${IMCAP_BENCH_DIR:-/tmp/imcap-bench-encoder}
+mkdir -p "$WORK"
+make -s -j2 bench >/dev/null
+if [ ! -d peers/node_modules/onnxruntime-node ]; then
+  echo "installing onnxruntime-node into peers/node_modules" >&2
+  (cd peers && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund >/dev/null)
+fi
+if [ ${#files[@]} -eq 0 ]; then
+  for f in models/encoders/*.gguf; do [ -e "$f" ] && files+=("$f"); done
+fi
+if [ ${#files[@]} -eq 0 ]; then
+  for a in mobilenet_v2 inception_v3; do
+    ./build/bench_encoder --synth $a --save "$WORK/$a.gguf" >/dev/null
+    files+=("$WORK/$a.gguf")
+  done
+fi
+export OPENBLAS_NUM_THREADS=1   # PyTorch peer: torch.set_num_threads(2) inside
+PY=/usr/bin/python3
+peak=$(./build/bench_encoder --peak | sed -E 's/peak: ([0-9.]+).*/\1/')
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, measured FMA peak ${peak} GFLOP/s"
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-28s %5s %10s %10s %10s %8s %8s %7s\n' encoder batch "C img/s" "torch" "ORT" "C/torch" "C/ORT" "%peak"
+for f in "${files[@]}"; do
+  base=$(basename "$f" .gguf)
+  out=$(unset OPENBLAS_NUM_THREADS; ./build/bench_encoder --model "$f" --dump "$WORK/$base.in" "$WORK/$base.out")
+  shape=$(./build/bench_encoder --model "$f" --batch 1 --seconds 0 | sed -nE 's/.*input ([0-9]+)x([0-9]+)x([0-9]+),.*/\1 \2 \3/p')
+  gflop=$(./build/bench_encoder --model "$f" --batch 1 --seconds 0 | sed -nE 's/.*, ([0-9.]+) GFLOP\/image.*/\1/p')
+  $PY scripts/encoder_peer.py "$f" --check "$WORK/$base.in" "$WORK/$base.out" --onnx "$WORK/$base.onnx" 2>/dev/null | sed "s/^/  /" >&2
+  node scripts/encoder_ort.js "$WORK/$base.onnx" $shape --check "$WORK/$base.in" "$WORK/$base.out" | sed "s/^/  /" >&2
+  for b in 1 8; do
+    c=$(unset OPENBLAS_NUM_THREADS; ./build/bench_encoder --model "$f" --batch $b --seconds "$SECONDS_PER" | sed -nE 's/^batch [0-9]+: ([0-9.]+) images.*/\1/p')
+    t=$($PY scripts/encoder_peer.py "$f" --bench --batch $b --seconds "$SECONDS_PER" | sed -nE 's/^batch [0-9]+: ([0-9.]+) images.*/\1/p')
+    o=$(node scripts/encoder_ort.js "$WORK/$base.onnx" $shape --bench --batch $b --seconds "$SECONDS_PER" | sed -nE 's/^batch [0-9]+: ([0-9.]+) images.*/\1/p')
+    awk -v n="$base" -v b=$b -v c="$c" -v t="$t" -v o="$o" -v g="$gflop" -v p="$peak" 'BEGIN {
+      printf "%-28s %5d %10.2f %10.2f %10.2f %8.2f %8.2f %6.1f%%\n", n, b, c, t, o, c/t, c/o, 100*c*g/p }'
+  done
+done
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
