@@ -485,6 +485,17 @@ imcap_gen_params imcap_captioner_gen_params(const imcap_captioner *c);
 const char *imcap_captioner_encoder_name(const imcap_captioner *c);
 /* Path of the encoder file actually loaded. */
 const char *imcap_captioner_encoder_path(const imcap_captioner *c);
+/* The training checkpoint the model was exported from, as given then ("" if unknown). */
+const char *imcap_captioner_checkpoint(const imcap_captioner *c);
+
+/* Make a captioner file from a decoder checkpoint (or decoder model file,
+ * docs/FORMATS.md "Decoder checkpoint") and the encoder whose `output` the
+ * decoder was trained on. embeddings (optional, may be NULL): the
+ * embeddings file used for training; its encoder id must name this encoder,
+ * output and checksum. gen: the default generation settings to store
+ * (NULL: imcap_gen_default_params()). Written atomically. */
+imcap_status imcap_captioner_export(const char *checkpoint, const char *encoder_path, const char *output,
+                                    const char *embeddings, const imcap_gen_params *gen, const char *out_path);
 int imcap_captioner_vocab_size(const imcap_captioner *c);
 
 /* One caption and its alternatives, best first. */

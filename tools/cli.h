@@ -26,6 +26,7 @@ typedef int (*cli_cmd_fn)(int argc, char **argv);
 int cmd_caption(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_train(int argc, char **argv);

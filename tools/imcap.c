@@ -8,6 +8,7 @@ static const struct { const char *name; cli_cmd_fn fn; const char *help; } comma
     {"caption", cmd_caption, "caption photos (text, JSON, speech, WAV)"},
     {"classify", cmd_classify, "top-5 ImageNet classes of photos (TFLite MobileNets)"},
     {"convert", cmd_convert, "import a pretrained encoder (TFLite, TF.js layers model) as a native encoder file"},
+    {"export", cmd_export, "make a captioning model file from a decoder checkpoint + encoder"},
     {"extract", cmd_extract, "embeddings of a list of images with an encoder (resumable)"},
     {"score", cmd_score, "COCO caption metrics (BLEU, ROUGE-L, CIDEr-D) of a results file"},
     {"train", cmd_train, "train the caption decoder on image embeddings and captions"},
