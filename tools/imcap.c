@@ -10,6 +10,7 @@ static const struct { const char *name; cli_cmd_fn fn; const char *help; } comma
     {"convert", cmd_convert, "import a pretrained encoder (TFLite, TF.js layers model) as a native encoder file"},
     {"export", cmd_export, "make a captioning model file from a decoder checkpoint + encoder"},
     {"extract", cmd_extract, "embeddings of a list of images with an encoder (resumable)"},
+    {"report", cmd_report, "HTML page of a model's captions on a split, with loss curves"},
     {"score", cmd_score, "COCO caption metrics (BLEU, ROUGE-L, CIDEr-D) of a results file"},
     {"train", cmd_train, "train the caption decoder on image embeddings and captions"},
     {"vocab", cmd_vocab, "build the vocabulary of a caption split (one word a line)"},
