@@ -26,6 +26,8 @@ typedef int (*cli_cmd_fn)(int argc, char **argv);
 int cmd_caption(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_embcat(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
 int cmd_report(int argc, char **argv);
