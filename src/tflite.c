@@ -680,10 +680,14 @@ static imcap_status op_options(builder *bd, int want, const fbtab **opt)
     return IMCAP_OK;
 }
 
+/* The tensor's name; converters join fused names with ';': when the whole
+ * does not fit, the first part; else "t<index>". */
 static void value_name(const tfl_model *m, int ti, char *dst)
 {
     const char *n = m->t[ti].name;
+    size_t first = strcspn(n, ";");
     if (n[0] && strlen(n) < ENC_NAME_LEN - 1) snprintf(dst, ENC_NAME_LEN, "%s", n);
+    else if (first > 0 && first < ENC_NAME_LEN - 1) snprintf(dst, ENC_NAME_LEN, "%.*s", (int)first, n);
     else snprintf(dst, ENC_NAME_LEN, "t%d", ti);
 }
 
