@@ -168,11 +168,12 @@ static imcap_status read_text(const char *path, char **data, size_t *len, size_t
 
 typedef struct field_buf { char *p; size_t n, cap; } field_buf;
 
-static imcap_status field_put(field_buf *f, char ch)
+static imcap_status field_add(field_buf *f, const char *s, size_t n)
 {
-    imcap_status st = imcap_grow((void **)&f->p, &f->cap, f->n + 1, 1);
+    imcap_status st = imcap_grow((void **)&f->p, &f->cap, f->n + n + 1, 1);
     if (st) return st;
-    f->p[f->n++] = ch;
+    memcpy(f->p + f->n, s, n);
+    f->n += n;
     return IMCAP_OK;
 }
 
@@ -198,25 +199,19 @@ static imcap_status parse_csv(const char *path, const char *d, size_t len, size_
                 size_t open_line = line;
                 pos++;
                 for (;;) {
+                    /* A run up to the next quote, then the quote itself. */
+                    size_t s = pos;
+                    while (pos < len && d[pos] != '"') line += d[pos++] == '\n';
                     if (pos >= len) CSV_FAIL("%s:%zu: unterminated quoted field (opened on line %zu)", path, line, open_line);
-                    char ch = d[pos];
-                    if (ch == '"') {
-                        if (pos + 1 < len && d[pos + 1] == '"') {
-                            pos += 2;
-                        } else {
-                            pos++;
-                            break;
-                        }
-                    } else {
-                        pos++;
-                        if (ch == '\n') line++;
-                    }
+                    int doubled = pos + 1 < len && d[pos + 1] == '"';
                     if (fb) {
-                        if (fb->n > IMCAP_CAPTION_MAX)
+                        if (fb->n + (pos - s) + (size_t)doubled > IMCAP_CAPTION_MAX)
                             CSV_FAIL("%s:%zu: quoted field longer than %d bytes (unterminated quote opened on line %zu?)",
                                      path, line, IMCAP_CAPTION_MAX, open_line);
-                        if ((st = field_put(fb, ch))) goto done;
+                        if ((st = field_add(fb, d + s, pos - s + (size_t)doubled))) goto done;
                     }
+                    pos += doubled ? 2 : 1;
+                    if (!doubled) break;
                 }
                 if (pos < len && d[pos] != ',' && d[pos] != '\n' && !(d[pos] == '\r' && pos + 1 < len && d[pos + 1] == '\n'))
                     CSV_FAIL("%s:%zu: unexpected character '%c' after a closing quote", path, line, d[pos]);
@@ -230,8 +225,7 @@ static imcap_status parse_csv(const char *path, const char *d, size_t len, size_
                     CSV_FAIL("%s:%zu: stray carriage return", path, line);
                 if (fb) {
                     if (pos - s > IMCAP_CAPTION_MAX) CSV_FAIL("%s:%zu: field longer than %d bytes", path, line, IMCAP_CAPTION_MAX);
-                    for (size_t i = s; i < pos; i++)
-                        if ((st = field_put(fb, d[i]))) goto done;
+                    if ((st = field_add(fb, d + s, pos - s))) goto done;
                 }
             }
             nf++;

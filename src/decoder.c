@@ -11,6 +11,7 @@
  * the recurrent product h_{t-1} Wh^T is done per step.
  */
 #include "decoder.h"
+#include "ops.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -227,10 +228,18 @@ static void elu_backward(float *dy, const float *y, size_t n)
 
 struct dec_work {
     dec_config cfg;
-    int max_b, max_t1;
+    int max_b, max_t1, nsub;
     size_t max_n;
-    int *len, *perm, *bt, *off;   /* [max_b], [max_b], [max_t1], [max_t1 + 1] */
+    /* batch layout: the active sequences sorted by decreasing length are
+     * dealt round-robin to nsub sub-batches (one per thread) so that their
+     * recurrences run independently; sequence k of the packed order belongs
+     * to sub-batch s for base[s] <= k < base[s + 1] */
+    int *len, *perm;              /* [max_b] length of each row, packed order -> batch row */
+    int *base;                    /* [nsub + 1] */
+    int *bt, *off;                /* [nsub][max_t1]: active rows and first packed row of each step */
+    int *rows;                    /* [nsub + 1] first packed row of each sub-batch */
     int32_t *xtok, *tgt;          /* [max_n] input token and target of each packed row */
+    double *rowloss;              /* [max_n] loss of each packed row */
     float *a1;                    /* [max_b][n_img1] image dense 1, after ELU */
     float *a2;                    /* [max_b][H] image dense 2, after ELU = h0 = c0 */
     float *x;                     /* [max_n][E] embedded inputs */
@@ -243,15 +252,16 @@ struct dec_work {
     float *dh;                    /* [max_n][H] d loss / d h_t from the output layers */
     float *dx;                    /* [max_n][E] d loss / d embedded inputs */
     float *dhn, *dcn;             /* [max_b][H] gradient carried to the previous step */
-    float *cend;                  /* [H] scratch for the last c of a sequence */
+    float *cend;                  /* [nsub][H] scratch for the last c of a sequence */
     float *da2, *da1;             /* [max_b][H], [max_b][n_img1] */
 };
 
 void dec_work_free(dec_work *w)
 {
     if (!w) return;
-    void *p[] = {w->len, w->perm, w->bt, w->off, w->xtok, w->tgt, w->a1, w->a2, w->x, w->g, w->hp, w->cp,
-                 w->tc, w->h, w->ximg, w->y1, w->dy1, w->lg, w->dh, w->dx, w->dhn, w->dcn, w->da2, w->da1, w->cend};
+    void *p[] = {w->len, w->perm, w->base, w->bt,  w->off, w->rows, w->xtok, w->tgt, w->rowloss,
+                 w->a1,  w->a2,   w->x,    w->g,   w->hp,  w->cp,   w->tc,   w->h,   w->ximg,
+                 w->y1,  w->dy1,  w->lg,   w->dh,  w->dx,  w->dhn,  w->dcn,  w->da2, w->da1, w->cend};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) imcap_free(p[i]);
     imcap_free(w);
 }
@@ -268,11 +278,14 @@ imcap_status dec_work_new(const dec_config *c, int max_b, int max_t1, dec_work *
     w->cfg = *c;
     w->max_b = max_b;
     w->max_t1 = max_t1;
-    size_t n = (size_t)max_b * (size_t)(max_t1 - 1), H = c->n_hid;
+    w->nsub = ops_threads();
+    const size_t n = (size_t)max_b * (size_t)(max_t1 - 1), H = c->n_hid, ns = (size_t)w->nsub;
     w->max_n = n;
     bool ok = (w->len = imcap_alloc(max_b, sizeof(int))) && (w->perm = imcap_alloc(max_b, sizeof(int))) &&
-              (w->bt = imcap_alloc(max_t1, sizeof(int))) && (w->off = imcap_alloc(max_t1 + 1, sizeof(int))) &&
+              (w->base = imcap_alloc(ns + 1, sizeof(int))) && (w->bt = imcap_alloc(ns * max_t1, sizeof(int))) &&
+              (w->off = imcap_alloc(ns * max_t1, sizeof(int))) && (w->rows = imcap_alloc(ns + 1, sizeof(int))) &&
               (w->xtok = imcap_alloc(n, sizeof(int32_t))) && (w->tgt = imcap_alloc(n, sizeof(int32_t))) &&
+              (w->rowloss = imcap_alloc(n, sizeof(double))) &&
               (w->a1 = imcap_alloc((size_t)max_b * c->n_img1, sizeof(float))) &&
               (w->a2 = imcap_alloc((size_t)max_b * H, sizeof(float))) &&
               (w->x = imcap_alloc(n, sizeof(float) * c->n_emb)) &&
@@ -288,7 +301,7 @@ imcap_status dec_work_new(const dec_config *c, int max_b, int max_t1, dec_work *
               (w->dcn = imcap_alloc((size_t)max_b * H, sizeof(float))) &&
               (w->da2 = imcap_alloc((size_t)max_b * H, sizeof(float))) &&
               (w->da1 = imcap_alloc((size_t)max_b * c->n_img1, sizeof(float))) &&
-              (w->cend = imcap_alloc(H, sizeof(float)));
+              (w->cend = imcap_alloc(ns * H, sizeof(float)));
     if (!ok) {
         dec_work_free(w);
         return IMCAP_E_NOMEM;
@@ -374,12 +387,231 @@ static double softmax_xent_row(float *restrict z, int n, int target, float scale
     return log((double)sum) - (double)(zt - mx);
 }
 
+/* Everything the parallel parts of one forward/backward pass share. Each
+ * part is a function of a range [b, e) of rows (or of output features, or
+ * of sub-batches) run by ops_parallel; ranges never overlap in what they
+ * write, and no result depends on how the ranges are split across threads
+ * except through OpenBLAS's blocking of a GEMM's rows (deterministic for a
+ * given thread count). */
+typedef struct fb_ctx {
+    dec_model *m;
+    dec_work *w;
+    const float *img;
+    int N, n_active, T;
+    float scale; /* 1 / number of targets */
+    int32_t pad;
+} fb_ctx;
+
+/* The number of items each ops_parallel chunk gets: one chunk per thread. */
+static size_t per_thread(size_t n)
+{
+    size_t nt = (size_t)ops_threads();
+    return (n + nt - 1) / nt;
+}
+
+/* rows [b, e) of the packed images: gather, dense ELU, dense ELU */
+static void part_img_forward(void *vc, size_t b, size_t e, int tid)
+{
+    fb_ctx *c = vc;
+    dec_work *w = c->w;
+    const dec_config *cf = &c->m->cfg;
+    const int D = cf->n_img, A = cf->n_img1, H = cf->n_hid, n = (int)(e - b);
+    for (size_t j = b; j < e; j++)
+        memcpy(w->ximg + j * D, c->img + (size_t)w->perm[j] * D, sizeof(float) * D);
+    dense_forward(w->ximg + b * D, c->m->p.img1_w, c->m->p.img1_b, n, D, A, w->a1 + b * A);
+    elu_forward(w->a1 + b * A, (size_t)n * A);
+    dense_forward(w->a1 + b * A, c->m->p.img2_w, c->m->p.img2_b, n, A, H, w->a2 + b * H);
+    elu_forward(w->a2 + b * H, (size_t)n * H);
+}
+
+/* packed rows [b, e): embeddings and the input projection g = x Wx^T + b */
+static void part_input_projection(void *vc, size_t b, size_t e, int tid)
+{
+    fb_ctx *c = vc;
+    dec_work *w = c->w;
+    const int E = c->m->cfg.n_emb, G4 = 4 * c->m->cfg.n_hid;
+    for (size_t r = b; r < e; r++)
+        memcpy(w->x + r * E, c->m->p.emb + (size_t)w->xtok[r] * E, sizeof(float) * E);
+    dense_forward(w->x + b * E, c->m->p.lstm_wx, c->m->p.lstm_b, (int)(e - b), E, G4, w->g + b * G4);
+}
+
+/* sub-batches [b, e): the recurrence. Step t adds h_{t-1} Wh^T to its gates,
+ * then the cell; the new h and c of the rows still active at t + 1 go to
+ * their hp/cp rows. */
+static void part_recurrence(void *vc, size_t b, size_t e, int tid)
+{
+    fb_ctx *c = vc;
+    dec_work *w = c->w;
+    const int H = c->m->cfg.n_hid, G4 = 4 * H, T = c->T;
+    for (size_t s = b; s < e; s++) {
+        const int *bts = w->bt + s * w->max_t1, *offs = w->off + s * w->max_t1;
+        const int k0 = w->base[s];
+        if (bts[0] == 0) continue;
+        memcpy(w->hp + (size_t)offs[0] * H, w->a2 + (size_t)k0 * H, sizeof(float) * (size_t)bts[0] * H);
+        memcpy(w->cp + (size_t)offs[0] * H, w->a2 + (size_t)k0 * H, sizeof(float) * (size_t)bts[0] * H);
+        for (int t = 0; t < T && bts[t] > 0; t++) {
+            const int bt = bts[t], o0 = offs[t];
+            const int bn = t + 1 < T ? bts[t + 1] : 0, o1 = t + 1 < T ? offs[t + 1] : 0;
+            float *g = w->g + (size_t)o0 * G4;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bt, G4, H, 1.0f, w->hp + (size_t)o0 * H, H,
+                        c->m->p.lstm_wh, H, 1.0f, g, G4);
+            for (int j = 0; j < bt; j++) {
+                float *h = w->h + (size_t)(o0 + j) * H;
+                lstm_cell_forward(H, g + (size_t)j * G4, w->cp + (size_t)(o0 + j) * H,
+                                  j < bn ? w->cp + (size_t)(o1 + j) * H : w->cend + s * H,
+                                  w->tc + (size_t)(o0 + j) * H, h);
+                if (j < bn) memcpy(w->hp + (size_t)(o1 + j) * H, h, sizeof(float) * H);
+            }
+        }
+    }
+}
+
+/* packed rows [b, e): output layers, softmax cross-entropy, d logits */
+static void part_output_forward(void *vc, size_t b, size_t e, int tid)
+{
+    fb_ctx *c = vc;
+    dec_work *w = c->w;
+    const dec_tensors *P = &c->m->p;
+    const int H = c->m->cfg.n_hid, O = c->m->cfg.n_out1, V = c->m->cfg.n_vocab, n = (int)(e - b);
+    dense_forward(w->h + b * H, P->out1_w, P->out1_b, n, H, O, w->y1 + b * O);
+    elu_forward(w->y1 + b * O, (size_t)n * O);
+    dense_forward(w->y1 + b * O, P->out2_w, P->out2_b, n, O, V, w->lg + b * V);
+    for (size_t r = b; r < e; r++) {
+        float *z = w->lg + r * V;
+        if (w->tgt[r] == c->pad) {
+            memset(z, 0, sizeof(float) * V);
+            w->rowloss[r] = 0.0;
+        } else {
+            w->rowloss[r] = softmax_xent_row(z, V, w->tgt[r], c->scale);
+        }
+    }
+}
+
+/* dW += dy^T x and db += colsum dy for output features [b, e) of a dense
+ * layer over n rows (dy [n][out], x [n][in], dw [out][in]). */
+static void dense_weight_grad(const float *dy, const float *x, int n, int in, int out, size_t b, size_t e,
+                              float *dw, float *db)
+{
+    const int k = (int)(e - b);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, in, n, 1.0f, dy + b, out, x, in, 1.0f, dw + b * in, in);
+    for (int r = 0; r < n; r++) {
+        const float *d = dy + (size_t)r * out;
+        for (size_t j = b; j < e; j++) db[j] += d[j];
+    }
+}
+
+/* output features [b, e) of out2: its weight gradient */
+static void part_out2_weights(void *vc, size_t b, size_t e, int tid)
+{
+    fb_ctx *c = vc;
+    const dec_config *cf = &c->m->cfg;
+    dense_weight_grad(c->w->lg, c->w->y1, c->N, cf->n_out1, cf->n_vocab, b, e, c->m->g.out2_w, c->m->g.out2_b);
+}
+
+/* packed rows [b, e): d y1 = d logits W2, ELU', d h = d y1' W1 */
+static void part_output_backward(void *vc, size_t b, size_t e, int tid)
+{
+    fb_ctx *c = vc;
+    dec_work *w = c->w;
+    const dec_config *cf = &c->m->cfg;
+    const int H = cf->n_hid, O = cf->n_out1, V = cf->n_vocab, n = (int)(e - b);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, O, V, 1.0f, w->lg + b * V, V, c->m->p.out2_w, O, 0.0f,
+                w->dy1 + b * O, O);
+    elu_backward(w->dy1 + b * O, w->y1 + b * O, (size_t)n * O);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, H, O, 1.0f, w->dy1 + b * O, O, c->m->p.out1_w, H, 0.0f,
+                w->dh + b * H, H);
+}
+
+/* output features [b, e) of out1: its weight gradient */
+static void part_out1_weights(void *vc, size_t b, size_t e, int tid)
+{
+    fb_ctx *c = vc;
+    const dec_config *cf = &c->m->cfg;
+    dense_weight_grad(c->w->dy1, c->w->h, c->N, cf->n_hid, cf->n_out1, b, e, c->m->g.out1_w, c->m->g.out1_b);
+}
+
+/* sub-batches [b, e): back through time; g becomes d loss / d gate
+ * pre-activations. dhn/dcn carry d h_t and d c_t of step t + 1's rows back
+ * to step t; after step 0 they hold d h0 and d c0. */
+static void part_bptt(void *vc, size_t b, size_t e, int tid)
+{
+    fb_ctx *c = vc;
+    dec_work *w = c->w;
+    const int H = c->m->cfg.n_hid, G4 = 4 * H, T = c->T;
+    for (size_t s = b; s < e; s++) {
+        const int *bts = w->bt + s * w->max_t1, *offs = w->off + s * w->max_t1;
+        float *dhn0 = w->dhn + (size_t)w->base[s] * H, *dcn0 = w->dcn + (size_t)w->base[s] * H;
+        int tl = T - 1;
+        while (tl > 0 && bts[tl] == 0) tl--;
+        for (int t = tl; t >= 0 && bts[0] > 0; t--) {
+            const int bt = bts[t], o0 = offs[t];
+            const int bn = t + 1 < T ? bts[t + 1] : 0;
+            float *g = w->g + (size_t)o0 * G4;
+            for (int j = 0; j < bt; j++) {
+                float *dhn = dhn0 + (size_t)j * H, *dcn = dcn0 + (size_t)j * H;
+                if (j >= bn) { /* the sequence ends at t: nothing flows back from t + 1 */
+                    memset(dhn, 0, sizeof(float) * H);
+                    memset(dcn, 0, sizeof(float) * H);
+                }
+                lstm_cell_backward(H, g + (size_t)j * G4, w->cp + (size_t)(o0 + j) * H,
+                                   w->tc + (size_t)(o0 + j) * H, w->dh + (size_t)(o0 + j) * H, dhn, dcn);
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bt, H, G4, 1.0f, g, G4, c->m->p.lstm_wh, H, 0.0f,
+                        dhn0, H);
+        }
+    }
+}
+
+/* gate rows [b, e) of the LSTM weights: dWh += dG^T h_{t-1}, dWx += dG^T x,
+ * db += colsum dG */
+static void part_lstm_weights(void *vc, size_t b, size_t e, int tid)
+{
+    fb_ctx *c = vc;
+    dec_work *w = c->w;
+    const int H = c->m->cfg.n_hid, E = c->m->cfg.n_emb, G4 = 4 * H, k = (int)(e - b);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, H, c->N, 1.0f, w->g + b, G4, w->hp, H, 1.0f,
+                c->m->g.lstm_wh + b * H, H);
+    dense_weight_grad(w->g, w->x, c->N, E, G4, b, e, c->m->g.lstm_wx, c->m->g.lstm_b);
+}
+
+/* packed rows [b, e): d x = dG Wx */
+static void part_lstm_inputs(void *vc, size_t b, size_t e, int tid)
+{
+    fb_ctx *c = vc;
+    const int E = c->m->cfg.n_emb, G4 = 4 * c->m->cfg.n_hid;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(e - b), E, G4, 1.0f, c->w->g + b * G4, G4,
+                c->m->p.lstm_wx, E, 0.0f, c->w->dx + b * E, E);
+}
+
+/* vocabulary ids [b, e): d x rows of those tokens added to the embedding */
+static void part_embedding_grad(void *vc, size_t b, size_t e, int tid)
+{
+    fb_ctx *c = vc;
+    const int E = c->m->cfg.n_emb;
+    for (int r = 0; r < c->N; r++) {
+        const size_t id = (size_t)c->w->xtok[r];
+        if (id < b || id >= e) continue;
+        float *restrict de = c->m->g.emb + id * E;
+        const float *restrict d = c->w->dx + (size_t)r * E;
+        for (int k = 0; k < E; k++) de[k] += d[k];
+    }
+}
+
+/* output features [b, e) of img1: its weight gradient */
+static void part_img1_weights(void *vc, size_t b, size_t e, int tid)
+{
+    fb_ctx *c = vc;
+    const dec_config *cf = &c->m->cfg;
+    dense_weight_grad(c->w->da1, c->w->ximg, c->n_active, cf->n_img, cf->n_img1, b, e, c->m->g.img1_w,
+                      c->m->g.img1_b);
+}
+
 imcap_status dec_forward_backward(dec_model *m, dec_work *w, const float *img, const int32_t *tokens, int b,
                                   int t1, bool backward, float *d_img, float *loss, int64_t *n_targets)
 {
     const dec_config *c = &m->cfg;
-    const int D = c->n_img, A = c->n_img1, H = c->n_hid, E = c->n_emb, O = c->n_out1, V = c->n_vocab;
-    const int G4 = 4 * H, T = t1 - 1;
+    const int D = c->n_img, A = c->n_img1, H = c->n_hid, V = c->n_vocab;
+    const int T = t1 - 1, ns = w->nsub;
     *loss = 0.0f;
     if (n_targets) *n_targets = 0;
     if (memcmp(&w->cfg, c, sizeof *c) != 0)
@@ -393,7 +625,8 @@ imcap_status dec_forward_backward(dec_model *m, dec_work *w, const float *img, c
             return imcap_fail(IMCAP_E_ARG, "token id %d at batch row %zu, position %zu outside the vocabulary of %d",
                               (int)tokens[i], i / t1, i % t1, V);
 
-    /* Lengths, order by decreasing length (stable), active rows per step. */
+    /* Lengths; active sequences by decreasing length (stable) dealt to the
+     * sub-batches round-robin; each sub-batch packed step after step. */
     int n_active = 0;
     for (int r = 0; r < b; r++) {
         int L = 0;
@@ -406,124 +639,71 @@ imcap_status dec_forward_backward(dec_model *m, dec_work *w, const float *img, c
         int k = 0;
         for (int L = T; L >= 1; L--)
             for (int r = 0; r < b; r++)
-                if (w->len[r] == L) w->perm[k++] = r;
+                if (w->len[r] == L) w->xtok[k++] = r; /* sorted order; xtok is free until the rows are packed */
+        for (int s = 0, q = 0; s < ns; s++) {
+            w->base[s] = q;
+            for (int i = s; i < n_active; i += ns) w->perm[q++] = w->xtok[i];
+        }
+        w->base[ns] = n_active;
     }
     int N = 0, n_tgt = 0;
-    for (int t = 0; t < T; t++) {
-        int bt = 0;
-        while (bt < n_active && w->len[w->perm[bt]] > t) bt++;
-        w->bt[t] = bt;
-        w->off[t] = N;
-        for (int j = 0; j < bt; j++) {
-            const int32_t *row = tokens + (size_t)w->perm[j] * t1;
-            w->xtok[N + j] = row[t];
-            w->tgt[N + j] = row[t + 1];
-            n_tgt += row[t + 1] != c->pad_id;
+    for (int s = 0; s < ns; s++) {
+        int *bts = w->bt + (size_t)s * w->max_t1, *offs = w->off + (size_t)s * w->max_t1;
+        const int k0 = w->base[s], cnt = w->base[s + 1] - k0;
+        w->rows[s] = N;
+        for (int t = 0; t < T; t++) {
+            int bt = 0;
+            while (bt < cnt && w->len[w->perm[k0 + bt]] > t) bt++;
+            bts[t] = bt;
+            offs[t] = N;
+            for (int j = 0; j < bt; j++) {
+                const int32_t *row = tokens + (size_t)w->perm[k0 + j] * t1;
+                w->xtok[N + j] = row[t];
+                w->tgt[N + j] = row[t + 1];
+                n_tgt += row[t + 1] != c->pad_id;
+            }
+            N += bt;
         }
-        N += bt;
     }
-    w->off[T] = N;
+    w->rows[ns] = N;
     if (n_targets) *n_targets = n_tgt;
     if (backward) memset(m->grads, 0, m->n_params * sizeof(float));
     if (backward && d_img) memset(d_img, 0, sizeof(float) * (size_t)b * D);
     if (N == 0) return IMCAP_OK;
 
-    /* Image MLP for the active rows, in packed order: a2 = h0 = c0. */
-    const dec_tensors *P = &m->p;
-    for (int j = 0; j < n_active; j++)
-        memcpy(w->ximg + (size_t)j * D, img + (size_t)w->perm[j] * D, sizeof(float) * D);
-    dense_forward(w->ximg, P->img1_w, P->img1_b, n_active, D, A, w->a1);
-    elu_forward(w->a1, (size_t)n_active * A);
-    dense_forward(w->a1, P->img2_w, P->img2_b, n_active, A, H, w->a2);
-    elu_forward(w->a2, (size_t)n_active * H);
-
-    /* Embeddings and the input projection of every step: g = x Wx^T + b. */
-    for (int r = 0; r < N; r++) memcpy(w->x + (size_t)r * E, P->emb + (size_t)w->xtok[r] * E, sizeof(float) * E);
-    dense_forward(w->x, P->lstm_wx, P->lstm_b, N, E, G4, w->g);
-
-    /* Recurrence: step t adds h_{t-1} Wh^T to its gates, then the cell. The
-     * new h and c of the rows still active at t + 1 go to their hp/cp rows. */
-    memcpy(w->hp, w->a2, sizeof(float) * (size_t)w->bt[0] * H);
-    memcpy(w->cp, w->a2, sizeof(float) * (size_t)w->bt[0] * H);
-    for (int t = 0; t < T && w->bt[t] > 0; t++) {
-        const int bt = w->bt[t], o0 = w->off[t];
-        const int bn = t + 1 < T ? w->bt[t + 1] : 0;
-        float *g = w->g + (size_t)o0 * G4;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bt, G4, H, 1.0f, w->hp + (size_t)o0 * H, H,
-                    P->lstm_wh, H, 1.0f, g, G4);
-        for (int j = 0; j < bt; j++) {
-            /* c_t goes to the next step's c_{t-1} row, or to scratch when
-             * the sequence ends here; h_t likewise to h_{t-1} */
-            float *h = w->h + (size_t)(o0 + j) * H;
-            lstm_cell_forward(H, g + (size_t)j * G4, w->cp + (size_t)(o0 + j) * H,
-                              j < bn ? w->cp + (size_t)(o0 + bt + j) * H : w->cend, w->tc + (size_t)(o0 + j) * H, h);
-            if (j < bn) memcpy(w->hp + (size_t)(o0 + bt + j) * H, h, sizeof(float) * H);
-        }
-    }
-
-    /* Output layers over all N rows and the loss. */
-    dense_forward(w->h, P->out1_w, P->out1_b, N, H, O, w->y1);
-    elu_forward(w->y1, (size_t)N * O);
-    dense_forward(w->y1, P->out2_w, P->out2_b, N, O, V, w->lg);
-    const float scale = n_tgt > 0 ? 1.0f / (float)n_tgt : 0.0f;
+    fb_ctx cx = {.m = m, .w = w, .img = img, .N = N, .n_active = n_active, .T = T,
+                 .scale = n_tgt > 0 ? 1.0f / (float)n_tgt : 0.0f, .pad = c->pad_id};
+    ops_blas_enter();
+    ops_parallel((size_t)n_active, per_thread((size_t)n_active), part_img_forward, &cx);
+    ops_parallel((size_t)N, per_thread((size_t)N), part_input_projection, &cx);
+    ops_parallel((size_t)ns, 1, part_recurrence, &cx);
+    ops_parallel((size_t)N, per_thread((size_t)N), part_output_forward, &cx);
     double total = 0.0;
-    for (int r = 0; r < N; r++) {
-        float *z = w->lg + (size_t)r * V;
-        if (w->tgt[r] == c->pad_id) {
-            memset(z, 0, sizeof(float) * V);
-            continue;
-        }
-        total += softmax_xent_row(z, V, w->tgt[r], scale);
-    }
+    for (int r = 0; r < N; r++) total += w->rowloss[r];
     *loss = n_tgt > 0 ? (float)(total / n_tgt) : 0.0f;
-    if (!backward) return IMCAP_OK;
-
-    /* ---- backward: lg holds d loss / d logits ---- */
-    dec_tensors *Gd = &m->g;
-    dense_backward(w->lg, w->y1, P->out2_w, N, O, V, Gd->out2_w, Gd->out2_b, w->dy1);
-    elu_backward(w->dy1, w->y1, (size_t)N * O);
-    dense_backward(w->dy1, w->h, P->out1_w, N, H, O, Gd->out1_w, Gd->out1_b, w->dh);
-
-    /* Back through time; g becomes d loss / d gate pre-activations. dhn/dcn
-     * carry d h_{t} and d c_{t} of step t + 1's rows back to step t. */
-    int tl = T - 1;
-    while (tl > 0 && w->bt[tl] == 0) tl--;
-    for (int t = tl; t >= 0; t--) {
-        const int bt = w->bt[t], o0 = w->off[t];
-        const int bn = t + 1 < T ? w->bt[t + 1] : 0;
-        float *g = w->g + (size_t)o0 * G4;
-        for (int j = 0; j < bt; j++) {
-            float *dhn = w->dhn + (size_t)j * H, *dcn = w->dcn + (size_t)j * H;
-            if (j >= bn) { /* the sequence ends at t: nothing flows back from t + 1 */
-                memset(dhn, 0, sizeof(float) * H);
-                memset(dcn, 0, sizeof(float) * H);
-            }
-            lstm_cell_backward(H, g + (size_t)j * G4, w->cp + (size_t)(o0 + j) * H, w->tc + (size_t)(o0 + j) * H,
-                               w->dh + (size_t)(o0 + j) * H, dhn, dcn);
+    if (backward) {
+        ops_parallel((size_t)V, per_thread((size_t)V), part_out2_weights, &cx);
+        ops_parallel((size_t)N, per_thread((size_t)N), part_output_backward, &cx);
+        ops_parallel((size_t)c->n_out1, per_thread((size_t)c->n_out1), part_out1_weights, &cx);
+        ops_parallel((size_t)ns, 1, part_bptt, &cx);
+        ops_parallel((size_t)4 * H, per_thread((size_t)4 * H), part_lstm_weights, &cx);
+        ops_parallel((size_t)N, per_thread((size_t)N), part_lstm_inputs, &cx);
+        ops_parallel((size_t)V, per_thread((size_t)V), part_embedding_grad, &cx);
+        /* image MLP (small): h0 and c0 are both a2 */
+        for (size_t i = 0; i < (size_t)n_active * H; i++) w->da2[i] = w->dhn[i] + w->dcn[i];
+        elu_backward(w->da2, w->a2, (size_t)n_active * H);
+        dense_backward(w->da2, w->a1, m->p.img2_w, n_active, A, H, m->g.img2_w, m->g.img2_b, w->da1);
+        elu_backward(w->da1, w->a1, (size_t)n_active * A);
+        ops_parallel((size_t)A, per_thread((size_t)A), part_img1_weights, &cx);
+        if (d_img) {
+            /* d img overwrites the gathered images (no longer needed) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_active, D, A, 1.0f, w->da1, A, m->p.img1_w, D,
+                        0.0f, w->ximg, D);
+            for (int j = 0; j < n_active; j++)
+                memcpy(d_img + (size_t)w->perm[j] * D, w->ximg + (size_t)j * D, sizeof(float) * D);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bt, H, G4, 1.0f, g, G4, P->lstm_wh, H, 0.0f, w->dhn,
-                    H);
     }
-    /* LSTM weights: dWh += dG^T h_{t-1}, dWx += dG^T x, db += colsum dG,
-     * d x = dG Wx scattered into the embedding rows. */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, G4, H, N, 1.0f, w->g, G4, w->hp, H, 1.0f, Gd->lstm_wh, H);
-    dense_backward(w->g, w->x, P->lstm_wx, N, E, G4, Gd->lstm_wx, Gd->lstm_b, w->dx);
-    for (int r = 0; r < N; r++) {
-        float *de = Gd->emb + (size_t)w->xtok[r] * E;
-        const float *d = w->dx + (size_t)r * E;
-        for (int k = 0; k < E; k++) de[k] += d[k];
-    }
-
-    /* Image MLP: h0 and c0 are both a2. */
-    for (size_t i = 0; i < (size_t)n_active * H; i++) w->da2[i] = w->dhn[i] + w->dcn[i];
-    elu_backward(w->da2, w->a2, (size_t)n_active * H);
-    dense_backward(w->da2, w->a1, P->img2_w, n_active, A, H, Gd->img2_w, Gd->img2_b, w->da1);
-    elu_backward(w->da1, w->a1, (size_t)n_active * A);
-    /* d img overwrites the gathered images (their use for d W1 comes first). */
-    dense_backward(w->da1, w->ximg, P->img1_w, n_active, D, A, Gd->img1_w, Gd->img1_b, d_img ? w->ximg : NULL);
-    if (d_img)
-        for (int j = 0; j < n_active; j++)
-            memcpy(d_img + (size_t)w->perm[j] * D, w->ximg + (size_t)j * D, sizeof(float) * D);
+    ops_blas_leave();
     return IMCAP_OK;
 }
 

@@ -19,6 +19,7 @@
  * lp can only fall and len is at most max_len + 1.
  */
 #include "generate.h"
+#include "ops.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -327,6 +328,7 @@ imcap_status gen_caption(const dec_model *m, const float *img, const gen_special
     if (st) return st;
     gen_ctx g;
     if ((st = ctx_init(&g, m, sp, p->beam))) return st;
+    ops_blas_enter(); /* one-row GEMMs: OpenBLAS threads only cost synchronisation */
     if (p->beam > 1) {
         st = run_beam(&g, img, p, out, n_out);
     } else {
@@ -338,6 +340,7 @@ imcap_status gen_caption(const dec_model *m, const float *img, const gen_special
             qsort(out, (size_t)p->n_best, sizeof *out, cmp_score_desc);
         }
     }
+    ops_blas_leave();
     ctx_free(&g);
     return st;
 }
@@ -356,7 +359,9 @@ imcap_status gen_beam_search(const dec_model *m, const float *img, const gen_spe
     q.n_best = p->n_best;
     gen_ctx g;
     if ((st = ctx_init(&g, m, sp, q.beam))) return st;
+    ops_blas_enter();
     st = run_beam(&g, img, &q, out, n_out);
+    ops_blas_leave();
     ctx_free(&g);
     return st;
 }

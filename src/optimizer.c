@@ -8,8 +8,10 @@
  * clip / (norm + 1e-6) < 1 every gradient is multiplied by it.
  */
 #include "optimizer.h"
+#include "ops.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 adam_params adam_default_params(void)
@@ -42,27 +44,67 @@ void adam_free(adam *a)
     a->m = a->v = NULL;
 }
 
+/* The parameters are processed in fixed blocks (so the norm's summation
+ * order, and hence every result, does not depend on the thread count),
+ * spread over the worker threads. */
+enum { ADAM_BLOCK = 1 << 15 };
+
+typedef struct adam_ctx {
+    adam *a;
+    float *params, *grads;
+    double *partial; /* [n_blocks] sum of squares */
+    float gscale, step, rbc2;
+} adam_ctx;
+
+static void adam_sumsq(void *vc, size_t b, size_t e, int tid)
+{
+    adam_ctx *c = vc;
+    for (size_t k = b; k < e; k++) {
+        const size_t i0 = k * ADAM_BLOCK, i1 = i0 + ADAM_BLOCK < c->a->n ? i0 + ADAM_BLOCK : c->a->n;
+        double ss = 0.0;
+        for (size_t i = i0; i < i1; i++) ss += (double)c->grads[i] * c->grads[i];
+        c->partial[k] = ss;
+    }
+}
+
+static void adam_update(void *vc, size_t b, size_t e, int tid)
+{
+    adam_ctx *c = vc;
+    const float b1 = c->a->p.beta1, b2 = c->a->p.beta2, eps = c->a->p.eps, gs = c->gscale, step = c->step,
+                rbc2 = c->rbc2;
+    float *restrict m = c->a->m, *restrict v = c->a->v, *restrict p = c->params, *restrict gr = c->grads;
+    const size_t i0 = b * ADAM_BLOCK, i1 = e * ADAM_BLOCK < c->a->n ? e * ADAM_BLOCK : c->a->n;
+    for (size_t i = i0; i < i1; i++) {
+        const float g = gr[i] * gs;
+        gr[i] = g;
+        m[i] = b1 * m[i] + (1.0f - b1) * g;
+        v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+        p[i] -= step * m[i] / (sqrtf(v[i]) * rbc2 + eps);
+    }
+}
+
 float adam_step(adam *a, float *params, float *grads)
 {
-    const size_t n = a->n;
+    const size_t nb = (a->n + ADAM_BLOCK - 1) / ADAM_BLOCK;
+    double stack[64], *partial = nb <= 64 ? stack : malloc(sizeof(double) * nb);
+    adam_ctx c = {.a = a, .params = params, .grads = grads, .partial = partial, .gscale = 1.0f};
     double ss = 0.0;
-    for (size_t i = 0; i < n; i++) ss += (double)grads[i] * grads[i];
+    if (partial) {
+        ops_parallel(nb, 1, adam_sumsq, &c);
+        for (size_t k = 0; k < nb; k++) ss += partial[k];
+    } else {
+        for (size_t i = 0; i < a->n; i++) ss += (double)grads[i] * grads[i];
+    }
+    if (partial != stack) free(partial);
     const float norm = (float)sqrt(ss);
     if (a->p.clip > 0) {
         double coef = a->p.clip / (sqrt(ss) + 1e-6);
-        if (coef < 1.0)
-            for (size_t i = 0; i < n; i++) grads[i] = (float)(grads[i] * coef);
+        if (coef < 1.0) c.gscale = (float)coef;
     }
     a->t++;
-    const float b1 = a->p.beta1, b2 = a->p.beta2;
-    const double bc1 = 1.0 - pow(b1, (double)a->t), bc2 = 1.0 - pow(b2, (double)a->t);
-    const float step = (float)(a->p.lr / bc1), rbc2 = (float)(1.0 / sqrt(bc2)), eps = a->p.eps;
-    float *m = a->m, *v = a->v;
-    for (size_t i = 0; i < n; i++) {
-        float g = grads[i];
-        m[i] = b1 * m[i] + (1.0f - b1) * g;
-        v[i] = b2 * v[i] + (1.0f - b2) * g * g;
-        params[i] -= step * m[i] / (sqrtf(v[i]) * rbc2 + eps);
-    }
+    const double bc1 = 1.0 - pow(a->p.beta1, (double)a->t), bc2 = 1.0 - pow(a->p.beta2, (double)a->t);
+    c.step = (float)(a->p.lr / bc1);
+    c.rbc2 = (float)(1.0 / sqrt(bc2));
+    ops_parallel(nb, 1, adam_update, &c);
     return norm;
 }

@@ -1,8 +1,13 @@
+#define _DEFAULT_SOURCE
 #include "test.h"
 #include "imcap.h"
+#include "../src/internal.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <stdint.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* Writes text to a file in the test's temporary directory; returns its path. */
 static const char *write_tmp(const char *name, const char *text, size_t len)
@@ -93,9 +98,19 @@ TEST(text_csv_rfc4180)
     CHECK(imcap_captions_find(c, "b.jpg") == 1);
     CHECK(imcap_captions_find(c, "nope.jpg") == -1);
     imcap_captions_free(c);
+    /* Quotes at the edges of a quoted field, an empty quoted field, no final newline. */
+    p = WRITE_TMP("d.csv", "image,caption\n\"x.jpg\",\"\"\"Hi\"\"\"\n\"y,z.jpg\",\"\"\n\"w.jpg\",\"\"\"\"");
+    REQUIRE_OK(imcap_captions_load_csv(p, &c));
+    CHECK(imcap_captions_n_images(c) == 3);
+    CHECK_STR(imcap_captions_text(c, 0, 0), "\"Hi\"");
+    CHECK_STR(imcap_captions_image(c, 1), "y,z.jpg");
+    CHECK_STR(imcap_captions_text(c, 1, 0), "");
+    CHECK_STR(imcap_captions_text(c, 2, 0), "\"");
+    imcap_captions_free(c);
+    p = WRITE_TMP("c2.csv", "image,caption\r\na.jpg,A dog runs .\r\n");
     /* imcap_captions_load picks the CSV loader by extension. */
     REQUIRE_OK(imcap_captions_load(p, &c));
-    CHECK(imcap_captions_n_total(c) == 5);
+    CHECK(imcap_captions_n_total(c) == 1);
     imcap_captions_free(c);
 }
 
@@ -579,4 +594,114 @@ TEST(text_batcher_get_walks_every_caption_in_order)
     imcap_batcher_free(b);
     imcap_vocab_free(v);
     imcap_captions_free(c);
+}
+
+/* Random byte edits, insertions and cuts of valid files: every loader either
+ * succeeds or fails with IMCAP_E_FORMAT and a message naming the file (the
+ * ASan build checks that nothing reads or writes out of bounds). */
+
+static void mutate_and_load(const char *name, const char *good, imcap_status (*fn)(const char *, imcap_captions **),
+                            int rounds)
+{
+    static const char alphabet[] = "\",\n\r\t#:{}[]\"0aZ \x80\xC3\xA9\xFF";
+    imcap_rng rng;
+    imcap_rng_seed(&rng, 12345);
+    size_t n = strlen(good);
+    char *buf = malloc(n + 16);
+    REQUIRE(buf);
+    int ok = 0, bad = 0;
+    for (int r = 0; r < rounds; r++) {
+        memcpy(buf, good, n);
+        size_t len = n;
+        int edits = 1 + (int)imcap_rng_below(&rng, 3);
+        for (int e = 0; e < edits; e++) {
+            size_t at = (size_t)imcap_rng_below(&rng, len);
+            char ch = alphabet[imcap_rng_below(&rng, sizeof alphabet - 1)];
+            switch (imcap_rng_below(&rng, 3)) {
+            case 0: buf[at] = ch; break;
+            case 1:
+                if (len < n + 15) {
+                    memmove(buf + at + 1, buf + at, len - at);
+                    buf[at] = ch;
+                    len++;
+                }
+                break;
+            default: len = at + 1; break;
+            }
+        }
+        const char *p = write_tmp(name, buf, len);
+        imcap_captions *c = NULL;
+        imcap_status st = fn(p, &c);
+        if (st == IMCAP_OK) {
+            ok++;
+            CHECK(c != NULL && imcap_captions_n_total(c) > 0);
+            imcap_captions_free(c);
+        } else {
+            bad++;
+            CHECK(st == IMCAP_E_FORMAT && c == NULL);
+            CHECK(strstr(imcap_last_error(), p) != NULL);
+        }
+    }
+    fprintf(stderr, "    %s: %d mutants loaded, %d refused\n", name, ok, bad);
+    free(buf);
+}
+
+TEST(text_loaders_survive_mutations)
+{
+    int rounds = getenv("IMCAP_SANITIZED") ? 100 : 250;
+    mutate_and_load("m.csv", "image,caption\na.jpg,A dog .\nb.jpg,\"Two, \"\"big\"\"\ndogs\"\r\nc.jpg,x\n", imcap_captions_load_csv,
+                    rounds);
+    mutate_and_load("m.txt", "a.jpg#0\tA dog .\r\na.jpg#1\tTwo\nb.jpg#0\tCat\n", imcap_captions_load_tokens, rounds);
+    mutate_and_load("m.json",
+                    "{\"images\": [{\"id\": 1, \"file_name\": \"a.jpg\"}, {\"id\": 2, \"file_name\": \"b.jpg\"}], "
+                    "\"annotations\": [{\"image_id\": 2, \"caption\": \"x \\u00e9\"}, {\"image_id\": 1, \"caption\": \"y\"}]}",
+                    imcap_captions_load_coco, rounds);
+}
+
+/* `imcap vocab` end to end (the binary next to this test runner). */
+static int run_imcap(const char *args, char *out, size_t cap)
+{
+    char bin[PATH_MAX], cmd[4096];
+    ssize_t n = readlink("/proc/self/exe", bin, sizeof bin - 16);
+    REQUIRE(n > 0);
+    bin[n] = 0;
+    char *slash = strrchr(bin, '/');
+    REQUIRE(slash);
+    strcpy(slash + 1, "imcap");
+    REQUIRE(access(bin, X_OK) == 0);
+    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", bin, args);
+    FILE *fp = popen(cmd, "r");
+    REQUIRE(fp);
+    size_t got = fread(out, 1, cap - 1, fp);
+    out[got] = 0;
+    int st = pclose(fp);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+TEST(text_cli_vocab)
+{
+    imcap_captions *c = small_dataset(); /* writes v.csv */
+    imcap_captions_free(c);
+    const char *split = WRITE_TMP("split.txt", "a.jpg\nb.jpg\n");
+    char args[3000], out[4096];
+    snprintf(args, sizeof args, "vocab --captions '%s/v.csv' --split '%s' --min-count 2 --out '%s/w.txt'", test_tmpdir(),
+             split, test_tmpdir());
+    CHECK(run_imcap(args, out, sizeof out) == 0);
+    CHECK(strstr(out, "8 words (min count 2, 4 special tokens) from 2 images / 4 captions") != NULL);
+    char path[700];
+    snprintf(path, sizeof path, "%s/w.txt", test_tmpdir());
+    imcap_vocab *v;
+    REQUIRE_OK(imcap_vocab_load_txt(path, &v));
+    /* a.jpg, b.jpg: the 4, dog 3, runs 2, cat 2 -> 4 words + 4 specials */
+    CHECK(imcap_vocab_size(v) == 8 && imcap_vocab_find(v, "runs") == 6);
+    imcap_vocab_free(v);
+    const char *bad = WRITE_TMP("bad.txt", "a.jpg\nq.jpg\n");
+    snprintf(args, sizeof args, "vocab --captions '%s/v.csv' --split '%s' --out '%s/x.txt'", test_tmpdir(), bad,
+             test_tmpdir());
+    CHECK(run_imcap(args, out, sizeof out) == 1);
+    CHECK(strstr(out, "bad.txt:2: image 'q.jpg' has no captions in") != NULL);
+    CHECK(run_imcap("vocab --captions x.csv --min-count 0 --out y", out, sizeof out) == 2);
+    CHECK(strstr(out, "--min-count") != NULL);
+    CHECK(run_imcap("vocab --out y", out, sizeof out) == 2);
+    CHECK(run_imcap("vocab --help", out, sizeof out) == 0 && strstr(out, "usage: imcap vocab") != NULL);
 }

@@ -7,8 +7,12 @@
 static const struct { const char *name; cli_cmd_fn fn; const char *help; } commands[] = {
     {"caption", cmd_caption, "caption photos (text, JSON, speech, WAV)"},
     {"classify", cmd_classify, "top-5 ImageNet classes of photos (TFLite MobileNets)"},
-    {"convert", cmd_convert, "import a TFLite model as a native encoder file"},
+    {"convert", cmd_convert, "import a pretrained encoder (TFLite, TF.js layers model) as a native encoder file"},
+    {"embcat", cmd_embcat, "concatenate embeddings files row by row (two encoders as one input)"},
+    {"eval", cmd_eval, "caption a split and print the COCO metrics (BLEU, ROUGE-L, CIDEr-D)"},
+    {"export", cmd_export, "make a captioning model file from a decoder checkpoint + encoder"},
     {"extract", cmd_extract, "embeddings of a list of images with an encoder (resumable)"},
+    {"report", cmd_report, "HTML page of a model's captions on a split, with loss curves"},
     {"score", cmd_score, "COCO caption metrics (BLEU, ROUGE-L, CIDEr-D) of a results file"},
     {"train", cmd_train, "train the caption decoder on image embeddings and captions"},
     {"vocab", cmd_vocab, "build the vocabulary of a caption split (one word a line)"},
