@@ -297,7 +297,7 @@ imcap_status imcap_train(const imcap_train_params *p);
 
 /* ------------------------------------------------------------ generation */
 
-/* How a caption is generated from the decoder (see docs/GENERATION.md):
+/* How a caption is generated from the decoder (README.md, "Captioning photos"):
  *   greedy (beam 1, temperature 0, the default): the most probable word at
  *     each step;
  *   sampling (beam 1, temperature T > 0): each word drawn from the model's
