@@ -23,6 +23,9 @@
 #   IMCAP_STAGE       "all", or "train" to stop after the evaluations (to run encoders in parallel,
 #                     one invocation each, then one "all" invocation that reuses their results)
 #   IMCAP_OUT         the exported model [models/default.imcap]
+#   IMCAP_EXTRA       more result sets in IMCAP_MODEL_DIR to list in the table, not eligible as the
+#                     default (e.g. a copy of a run at a shorter schedule: NAME.{history.csv,
+#                     train.seconds,beam1.json,beamK.json}, and torch/NAME.* from torch-compare.sh)
 # Encoders whose model file cannot be prepared (e.g. the InceptionV3 converter is missing)
 # are skipped with a message; the table says which were run.
 set -euo pipefail
@@ -129,8 +132,10 @@ done
 [ "$STAGE" = all ] || exit 0
 
 # Choose, write the table, export.
+EXTRA=()
+for x in ${IMCAP_EXTRA:-}; do EXTRA+=(--extra "$x"); done
 CHOICE=$(/usr/bin/python3 scripts/ablation.py --work "$WORK" --beam "$BEAM" --epochs "$EPOCHS" --batches "$BATCHES" \
-           --out docs/ABLATION.md "${RUN[@]}")
+           --out docs/ABLATION.md "${EXTRA[@]}" "${RUN[@]}")
 read -r name beam <<< "$CHOICE"
 log "default model: $name, beam $beam -> $OUT"
 mkdir -p "$(dirname "$OUT")"

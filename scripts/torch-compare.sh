@@ -23,6 +23,7 @@ OPENBLAS_NUM_THREADS=1 nice -n 10 /usr/bin/python3 scripts/train_torch.py --emb 
   --captions $D/captions.csv --train $D/train.txt --val $D/dev.txt --out "$T" \
   --epochs "$EPOCHS" --batches "$BATCHES" --beam "$BEAM" > "$T/$name.log"
 echo $(( $(date +%s) - t0 )) > "$T/$name.seconds"
+cp "$T/torch_history.csv" "$T/$name.history.csv"
 ./build/imcap score --results "$T/torch_results_greedy.json" --refs "$T/refs.json" --json > "$T/$name.beam1.json"
 ./build/imcap score --results "$T/torch_results_beam$BEAM.json" --refs "$T/refs.json" --json > "$T/$name.beam$BEAM.json"
 cat "$T/$name.beam1.json" "$T/$name.beam$BEAM.json"
