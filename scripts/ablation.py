@@ -9,7 +9,7 @@ and, when present, the PyTorch peer's scores (scripts/torch-compare.sh):
   torch/NAME.beam1.json, torch/NAME.beamK.json, torch/torch_history.csv
 writes docs/ABLATION.md (--out) and prints the choice "NAME BEAM": the best dev CIDEr-D among
 the single-encoder models (a captioner file runs one encoder; concatenations are reported only).
---extra NAME: result sets listed in the table but not eligible (e.g. a shorter schedule's run).
+--extra NAME: more result sets (e.g. ENCODER@LABEL, the same encoder at another schedule).
 """
 import argparse, csv, json, os, sys
 
@@ -62,7 +62,7 @@ def main():
                   "beam": load(os.path.join(w, f"{n}.beam{k}.json"))}
         for dec, b in (("greedy", 1), ("beam", k)):
             c = res[n][dec]["CIDEr"]
-            if "+" not in n and n not in a.extra and (best is None or c > best[2]):
+            if "+" not in n and (best is None or c > best[2]):
                 best = (n, b, c)
     if best is None:
         sys.exit("ablation.py: no single-encoder model to choose")
