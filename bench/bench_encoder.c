@@ -324,7 +324,7 @@ static void prof_cb(void *user, const enc_graph *g, int node, int batch, double 
 {
     if (g_cpu_mode) {
         double now = thread_cpu();
-        sec = node == 0 ? sec : now - g_cpu_last;
+        sec = now - g_cpu_last;
         g_cpu_last = now;
     }
     const enc_node *nd = enc_graph_node(g, node);
@@ -458,6 +458,7 @@ int main(int argc, char **argv)
         double t0 = imcap_now(), t;
         double c0 = thread_cpu();
         do {
+            g_cpu_last = thread_cpu();
             enc_graph_run(g, x, n, &out, 1, &y);
             runs++;
             t = imcap_now() - t0;

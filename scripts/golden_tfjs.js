@@ -37,7 +37,9 @@ const ROOT = path.resolve(__dirname, '..');
 const PEERS = path.join(ROOT, 'peers');
 if (!fs.existsSync(path.join(PEERS, 'node_modules', '@tensorflow', 'tfjs'))) {
   console.error('golden_tfjs: installing peers/package.json');
-  execFileSync('npm', ['install', '--no-audit', '--no-fund', '--silent'], { cwd: PEERS, stdio: 'inherit' });
+  /* onnxruntime-node (another script's peer) would otherwise fetch optional GPU binaries */
+  execFileSync('npm', ['install', '--no-audit', '--no-fund', '--silent'],
+    { cwd: PEERS, stdio: 'inherit', env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' } });
 }
 const tf = require(path.join(PEERS, 'node_modules', '@tensorflow', 'tfjs'));
 

@@ -63,7 +63,7 @@ static void *pool_worker(void *arg)
     unsigned seen = 0;
     for (;;) {
         /* Spin briefly (jobs of one run follow each other closely), then sleep. */
-        for (int spin = 0; spin < 20000 && atomic_load(&g_pool.agen) == seen; spin++) _mm_pause();
+        for (int spin = 0; spin < 4000 && atomic_load(&g_pool.agen) == seen; spin++) _mm_pause();
         pthread_mutex_lock(&g_pool.mu);
         while (g_pool.gen == seen) pthread_cond_wait(&g_pool.cv_work, &g_pool.mu);
         seen = g_pool.gen;
@@ -293,10 +293,45 @@ static inline void kernel_6x16(int kc, const float *const *ar, const float *bp, 
     c[3][0] = c30, c[3][1] = c31, c[4][0] = c40, c[4][1] = c41, c[5][0] = c50, c[5][1] = c51;
 }
 
-static void own_gemm(const float *a, size_t lda, const float *w, size_t ldw, const float *bias, enc_act act,
-                     float *y, size_t ldy, int m, int k, int n)
+/* Row r of the im2col matrix of convolution cv over x, columns [k0, k0+kc)
+ * (k = (ky*kw + kx)*c + ci), into dst: implicit GEMM, nothing materialised. */
+static void im2col_gather(const ops_win *cv, const float *x, size_t r, int k0, int kc, float *dst)
+{
+    int ox = (int)(r % (size_t)cv->ow);
+    size_t q = r / (size_t)cv->ow;
+    int oy = (int)(q % (size_t)cv->oh);
+    size_t img = q / (size_t)cv->oh;
+    int iy0 = oy * cv->sh - cv->pt, ix0 = ox * cv->sw - cv->pl, C = cv->c;
+    const float *xi = x + img * (size_t)cv->h * cv->w * C;
+    int rowlen = cv->kw * C; /* one kernel row of taps is contiguous in NHWC */
+    for (int k = k0, end = k0 + kc; k < end;) {
+        int ky = k / rowlen, rem = k - ky * rowlen, kx = rem / C, iy = iy0 + ky, ix = ix0 + kx, len;
+        if (iy < 0 || iy >= cv->h) {
+            len = rowlen - rem;
+            if (len > end - k) len = end - k;
+            memset(dst, 0, (size_t)len * sizeof(float));
+        } else if (ix < 0 || ix >= cv->w) {
+            len = C - (rem - kx * C);
+            if (len > end - k) len = end - k;
+            memset(dst, 0, (size_t)len * sizeof(float));
+        } else {
+            int kx_end = cv->w - ix0 < cv->kw ? cv->w - ix0 : cv->kw; /* first tap past the image */
+            len = kx_end * C - rem;
+            if (len > end - k) len = end - k;
+            memcpy(dst, xi + ((size_t)iy * cv->w + (size_t)ix) * C + (rem - kx * C), (size_t)len * sizeof(float));
+        }
+        dst += len;
+        k += len;
+    }
+}
+
+/* a: rows of A with stride lda, or (cv != NULL) the implicit im2col rows
+ * row0.. of convolution cv over cx. */
+static void own_gemm(const float *a, size_t lda, const ops_win *cv, const float *cx, size_t row0, const float *w,
+                     size_t ldw, const float *bias, enc_act act, float *y, size_t ldy, int m, int k, int n)
 {
     _Alignas(64) float bp[GEMM_KC * GEMM_NC];
+    _Alignas(64) float abuf[GEMM_MR * GEMM_KC];
     for (int k0 = 0; k0 < k; k0 += GEMM_KC) {
         int kc = k - k0 < GEMM_KC ? k - k0 : GEMM_KC;
         bool first = k0 == 0, last = k0 + kc >= k;
@@ -320,7 +355,12 @@ static void own_gemm(const float *a, size_t lda, const float *w, size_t ldw, con
             for (int i0 = 0; i0 < m; i0 += GEMM_MR) {
                 int mr = m - i0 < GEMM_MR ? m - i0 : GEMM_MR;
                 const float *ar[GEMM_MR];
-                for (int i = 0; i < GEMM_MR; i++) ar[i] = a + (size_t)(i0 + (i < mr ? i : 0)) * lda + k0;
+                if (cv) {
+                    for (int i = 0; i < mr; i++) im2col_gather(cv, cx, row0 + (size_t)(i0 + i), k0, kc, abuf + i * GEMM_KC);
+                    for (int i = 0; i < GEMM_MR; i++) ar[i] = abuf + (i < mr ? i : 0) * GEMM_KC;
+                } else {
+                    for (int i = 0; i < GEMM_MR; i++) ar[i] = a + (size_t)(i0 + (i < mr ? i : 0)) * lda + k0;
+                }
                 for (int p = 0; p < panels; p++) {
                     int j0 = n0 + p * GEMM_NR, nr = n - j0 < GEMM_NR ? n - j0 : GEMM_NR;
                     __m256 c[GEMM_MR][2];
@@ -332,15 +372,19 @@ static void own_gemm(const float *a, size_t lda, const float *w, size_t ldw, con
     }
 }
 
-static int g_use_openblas = -1;
+static pthread_once_t g_gemm_once = PTHREAD_ONCE_INIT;
+static bool g_use_openblas;
+
+static void gemm_choose(void)
+{
+    const char *e = getenv("IMCAP_GEMM");
+    g_use_openblas = e && !strcmp(e, "openblas");
+}
 
 static bool use_openblas(void)
 {
-    if (g_use_openblas < 0) {
-        const char *e = getenv("IMCAP_GEMM");
-        g_use_openblas = e && !strcmp(e, "openblas");
-    }
-    return g_use_openblas == 1;
+    pthread_once(&g_gemm_once, gemm_choose);
+    return g_use_openblas;
 }
 
 /* Tiled y[m][n] = a[m][k] w[k][n] (+ b, act), a with row stride lda. */
@@ -350,6 +394,7 @@ typedef struct gemm_ctx {
     int m, k, n, lda;
     enc_act act;
     int by_cols;
+    const ops_win *cv; /* implicit im2col of this conv over a (own GEMM only) */
 } gemm_ctx;
 
 static void gemm_block(const gemm_ctx *g, int r0, int mr, int c0, int nc)
@@ -361,7 +406,8 @@ static void gemm_block(const gemm_ctx *g, int r0, int mr, int c0, int nc)
                     g->n);
         bias_act_rows(y, 0, (size_t)mr, nc, g->n, b, g->act);
     } else {
-        own_gemm(a, (size_t)g->lda, w, (size_t)g->n, b, g->act, y, (size_t)g->n, mr, g->k, nc);
+        own_gemm(g->cv ? g->a : a, (size_t)g->lda, g->cv, g->a, (size_t)r0, w, (size_t)g->n, b, g->act, y,
+                 (size_t)g->n, mr, g->k, nc);
     }
 }
 
@@ -374,11 +420,11 @@ static void gemm_task(void *vctx, size_t i0, size_t i1, int tid)
         gemm_block(g, (int)i0, (int)(i1 - i0), 0, g->n);
 }
 
-static void gemm_par(const float *a, int lda, const float *w, const float *b, enc_act act, float *y, int m,
-                     int k, int n)
+static void gemm_par(const float *a, int lda, const ops_win *cv, const float *w, const float *b, enc_act act,
+                     float *y, int m, int k, int n)
 {
     int nt = ops_threads();
-    gemm_ctx ctx = {a, w, b, y, m, k, n, lda, act, 0};
+    gemm_ctx ctx = {a, w, b, y, m, k, n, lda, act, 0, cv};
     if (nt > 1 && m < nt * 48 && n >= nt * 32) {
         ctx.by_cols = 1;
         size_t per = ((size_t)n + (size_t)nt - 1) / (size_t)nt;
@@ -396,7 +442,7 @@ static void gemm_par(const float *a, int lda, const float *w, const float *b, en
 void ops_dense(int m, int cin, int cout, const float *x, const float *w, const float *b, enc_act act,
                float *y)
 {
-    gemm_par(x, cin, w, b, act, y, m, cin, cout);
+    gemm_par(x, cin, NULL, w, b, act, y, m, cin, cout);
 }
 
 /* ------------------------------------------------------------ convolution */
@@ -419,7 +465,7 @@ static size_t conv_rows_per_block(const ops_win *g)
 
 size_t ops_conv2d_scratch(const ops_win *g)
 {
-    if (conv_direct(g)) return 0;
+    if (conv_direct(g) || !use_openblas()) return 0;
     size_t m = (size_t)g->n * g->oh * g->ow, rows = conv_rows_per_block(g);
     if (rows > m) rows = m;
     return rows * (size_t)g->kh * g->kw * g->c;
@@ -475,7 +521,11 @@ void ops_conv2d(const ops_win *g, const float *x, const float *w, const float *b
     int k = g->kh * g->kw * g->c;
     size_t m = (size_t)g->n * g->oh * g->ow;
     if (conv_direct(g)) {
-        gemm_par(x, g->c, w, b, act, y, (int)m, k, g->oc);
+        gemm_par(x, g->c, NULL, w, b, act, y, (int)m, k, g->oc);
+        return;
+    }
+    if (!use_openblas()) {
+        gemm_par(x, k, g, w, b, act, y, (int)m, k, g->oc);
         return;
     }
     size_t rows = conv_rows_per_block(g);
@@ -483,7 +533,7 @@ void ops_conv2d(const ops_win *g, const float *x, const float *w, const float *b
         size_t nr = m - r0 < rows ? m - r0 : rows;
         im2col_ctx ctx = {g, x, scratch, r0};
         ops_parallel(nr, 8, im2col_task, &ctx);
-        gemm_par(scratch, k, w, b, act, y + r0 * (size_t)g->oc, (int)nr, k, g->oc);
+        gemm_par(scratch, k, NULL, w, b, act, y + r0 * (size_t)g->oc, (int)nr, k, g->oc);
     }
 }
 

@@ -705,3 +705,32 @@ TEST(text_cli_vocab)
     CHECK(run_imcap("vocab --out y", out, sizeof out) == 2);
     CHECK(run_imcap("vocab --help", out, sizeof out) == 0 && strstr(out, "usage: imcap vocab") != NULL);
 }
+
+/* The tokenizer against the recipe's Python on 1207 captions (raw COCO
+ * references and UTF-8 cases; scripts/golden-tokens.py). */
+TEST(text_tokenizer_matches_python)
+{
+    char *data;
+    size_t len;
+    REQUIRE_OK(imcap_read_file("tests/data/recipe_tokens.json", 1 << 22, &data, &len));
+    cJSON *root = cJSON_ParseWithLength(data, len);
+    free(data);
+    REQUIRE(cJSON_IsArray(root));
+    int n = 0, mismatches = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, root) {
+        const cJSON *raw = cJSON_GetArrayItem(it, 0), *want = cJSON_GetArrayItem(it, 1);
+        REQUIRE(cJSON_IsString(raw) && cJSON_IsArray(want));
+        char **tok;
+        size_t nt;
+        REQUIRE_OK(imcap_tokenize(raw->valuestring, &tok, &nt));
+        int same = (int)nt == cJSON_GetArraySize(want);
+        for (size_t i = 0; same && i < nt; i++) same = strcmp(tok[i], cJSON_GetArrayItem(want, (int)i)->valuestring) == 0;
+        if (!same && mismatches++ < 5) test_fail_at(__FILE__, __LINE__, "tokens of \"%s\" differ", raw->valuestring);
+        free(tok);
+        n++;
+    }
+    CHECK(n == 1207);
+    CHECK(mismatches == 0);
+    cJSON_Delete(root);
+}

@@ -241,7 +241,7 @@ TEST(tflite_ops_tiny_model_matches_naive_reference)
     int32_t newshape[2] = {1, -1};
     float s1[6] = {0.011f, 0.02f, 0.005f, 0.03f, 0.017f, 0.008f};
     const float xs = 0.02f, s2 = 0.01f, s3 = 6.0f / 255;
-    ttensor t[17] = {
+    ttensor t[18] = {
         [0] = {T_U8, 4, {1, 5, 7, 3}, NULL, 0, 1, 0, {xs}, {100}},
         [1] = {T_I8, 4, {1, 3, 3, 6}, w1, sizeof w1, 6, 3, {0}, {0}},
         [2] = {T_I32, 1, {6}, b1, sizeof b1, 0, 0, {0}, {0}},
@@ -259,23 +259,29 @@ TEST(tflite_ops_tiny_model_matches_naive_reference)
         [14] = {T_F32, 0, {0}, NULL, 0, 0, 0, {0}, {0}},
         [15] = {T_F32, 2, {1, 3}, NULL, 0, 0, 0, {0}, {0}},
         [16] = {T_I32, 1, {2}, newshape, sizeof newshape, 0, 0, {0}, {0}},
+        [17] = {T_U8, 4, {1, 1, 2, 4}, NULL, 0, 1, 0, {0.04f}, {3}},
     };
     memcpy(t[1].scale, s1, sizeof s1);
     /* options: padding SAME=0 VALID=1; activation RELU=1 RELU6=3 */
-    top ops[9] = {
+    top ops[10] = {
         {4, 2, {0, 1, 2}, 3, 3, 5, {1, 1, 1, 1, 1}, {0, 1, 2, 2, 3}},  /* pad, sw, sh, mult, act */
         {3, 1, {3, 4, 5}, 3, 6, 4, {1, 1, 1, 1}, {1, 1, 1, 1}},        /* pad, sw, sh, act */
         {0, 11, {6, 6}, 2, 7, 1, {1}, {3}},
         {1, 5, {7}, 1, 8, 6, {1, 1, 1, 1, 1, 1}, {0, 2, 2, 2, 2, 0}},  /* pad, sw, sh, fw, fh, act */
         {17, 5, {8}, 1, 9, 6, {1, 1, 1, 1, 1, 1}, {1, 1, 1, 2, 1, 0}},
-        {1, 5, {9}, 1, 10, 6, {1, 1, 1, 1, 1, 1}, {1, 1, 1, 2, 1, 0}},
+        {1, 5, {17}, 1, 10, 6, {1, 1, 1, 1, 1, 1}, {1, 1, 1, 2, 1, 0}},
         {3, 1, {10, 11, 12}, 3, 13, 4, {1, 1, 1, 1}, {1, 1, 1, 0}},
         {22, 0, {13, 16}, 2, 14, 0, {0}, {0}},
         {25, 9, {14}, 1, 15, 1, {1}, {0x3f800000u}},                   /* beta 1.0f */
+        {114, 0, {9}, 1, 17, 0, {0}, {0}},                             /* QUANTIZE: a renaming in float */
     };
+    /* operators in execution order: the QUANTIZE goes between the max and the average pool */
+    top q = ops[9];
+    memmove(ops + 6, ops + 5, 4 * sizeof ops[0]);
+    ops[5] = q;
 
     static fbw w;
-    size_t len = build(&w, t, 17, ops, 9, 0, 15);
+    size_t len = build(&w, t, 18, ops, 10, 0, 15);
     enc_graph *g;
     REQUIRE_OK(tflite_import_mem(w.b, len, "tiny.tflite", &g));
     const enc_preproc *pp = enc_graph_preproc(g);
@@ -327,16 +333,27 @@ TEST(tflite_ops_tiny_model_matches_naive_reference)
     for (int i = 0; i < 3; i++) CHECK_NEAR(gp[i], probs[i], 1e-5);
     enc_graph_free(g);
 
+    /* An int8 input (q = pixel - 128) with zero point -28 means the same normalisation. */
+    t[0].type = T_I8;
+    t[0].zp[0] = -28;
+    len = build(&w, t, 18, ops, 10, 0, 15);
+    REQUIRE_OK(tflite_import_mem(w.b, len, "tiny.tflite", &g));
+    imcap_image_to_float(px, 35, enc_graph_preproc(g)->scale, enc_graph_preproc(g)->bias, xin);
+    for (int i = 0; i < 105; i++) CHECK_NEAR(xin[i], x[i], 1e-5);
+    enc_graph_free(g);
+    t[0].type = T_U8;
+    t[0].zp[0] = 100;
+
     /* The same model with dilation 2 on the conv, or a TANH activation, is refused by name. */
     ops[1].n_opt = 5;
     ops[1].opt_present[4] = 1;
     ops[1].opt[4] = 2;
-    len = build(&w, t, 17, ops, 9, 0, 15);
+    len = build(&w, t, 18, ops, 10, 0, 15);
     CHECK(tflite_import_mem(w.b, len, "tiny.tflite", &g) == IMCAP_E_UNSUPPORTED);
     CHECK(strstr(imcap_last_error(), "tiny.tflite: operator 1 (CONV_2D): dilation") != NULL);
     ops[1].n_opt = 4;
-    ops[3].opt[5] = 4;
-    len = build(&w, t, 17, ops, 9, 0, 15);
+    ops[3].opt[5] = 4; /* the first AVERAGE_POOL_2D is still operator 3 */
+    len = build(&w, t, 18, ops, 10, 0, 15);
     CHECK(tflite_import_mem(w.b, len, "tiny.tflite", &g) == IMCAP_E_UNSUPPORTED);
     CHECK(strstr(imcap_last_error(), "operator 3 (AVERAGE_POOL_2D): fused activation TANH") != NULL);
 }
