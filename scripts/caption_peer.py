@@ -28,33 +28,115 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from encoder_peer import Encoder, Gguf  # noqa: E402
 
 
+class Decoder:
+    """The decoder of docs/FORMATS.md ("Decoder checkpoint" tensors) with the generation rules of
+    src/generate.c. t: dict of torch tensors by tensor name (without a "decoder." prefix)."""
+
+    def __init__(self, t, words, max_len, alpha):
+        self.img1_w, self.img1_b = t["img1.weight"], t["img1.bias"]
+        self.img2_w, self.img2_b = t["img2.weight"], t["img2.bias"]
+        self.emb = t["embed.weight"]
+        self.wih, self.whh, self.b = t["lstm.weight_ih"], t["lstm.weight_hh"], t["lstm.bias"]
+        self.out1_w, self.out1_b = t["out1.weight"], t["out1.bias"]
+        self.out2_w, self.out2_b = t["out2.weight"], t["out2.bias"]
+        self.words = list(words)
+        ix = {w: i for i, w in enumerate(self.words)}
+        self.start, self.end = ix["#START#"], ix["#END#"]
+        self.mask = torch.zeros(len(self.words), dtype=torch.float64)
+        for w in ("#PAD#", "#START#", "#UNK#"):
+            self.mask[ix[w]] = float("-inf")
+        self.first_mask = self.mask.clone()
+        self.first_mask[self.end] = float("-inf")
+        self.max_len, self.alpha = max_len, alpha
+
+    def init_state(self, img):
+        a = F.elu(img @ self.img1_w.T + self.img1_b)
+        h = F.elu(a @ self.img2_w.T + self.img2_b)
+        return h, h.clone()
+
+    def step(self, tok, h, c):
+        g = self.emb[tok] @ self.wih.T + h @ self.whh.T + self.b
+        i, f, gg, o = g.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        logits = F.elu(h @ self.out1_w.T + self.out1_b) @ self.out2_w.T + self.out2_b
+        return logits, h, c
+
+    def logp(self, logits, t):
+        return torch.log_softmax(logits.double() + (self.first_mask if t == 0 else self.mask), -1)
+
+    def greedy(self, img):
+        """-> (word ids, logprob, ended)"""
+        h, c = self.init_state(img)
+        tok, out, total, ended = torch.tensor([self.start]), [], 0.0, False
+        for t in range(self.max_len):
+            logits, h, c = self.step(tok, h, c)
+            lp = self.logp(logits[0], t)
+            k = int(torch.argmax(lp))
+            total += float(lp[k])
+            if k == self.end:
+                ended = True
+                break
+            out.append(k)
+            tok = torch.tensor([k])
+        return out, total, ended
+
+    def beam(self, img, K=3, n_best=1):
+        """The C algorithm (src/generate.c): extensions ranked by summed log-probability; an END
+        extension among the first K finishes a caption, others fill the K prefixes; finished
+        captions ranked by logprob / len^alpha; early stop once K are finished and no prefix can
+        beat the K-th. -> n_best of (score, word ids, logprob, ended), best first."""
+        h, c = self.init_state(img)
+        live = [([], 0.0)]
+        tok = torch.tensor([self.start])
+        fin = []
+        bound_div = (self.max_len + 1) ** self.alpha
+        for t in range(self.max_len):
+            logits, h, c = self.step(tok, h, c)
+            lp = self.logp(logits, t)
+            tot = lp + torch.tensor([s for _, s in live], dtype=torch.float64).unsqueeze(1)
+            vals, idx = torch.topk(tot.reshape(-1), min(2 * K, tot.numel()))
+            nxt, rows, toks = [], [], []
+            for r, (v, i) in enumerate(zip(vals.tolist(), idx.tolist())):
+                if v == float("-inf") or len(nxt) == K:
+                    break
+                row, k = divmod(i, lp.shape[1])
+                if k == self.end:
+                    if r < K:
+                        words = live[row][0]
+                        fin.append((v / (len(words) + 1) ** self.alpha, words, v, True))
+                    continue
+                nxt.append((live[row][0] + [k], v))
+                rows.append(row)
+                toks.append(k)
+            fin.sort(key=lambda x: -x[0])
+            fin = fin[:K]
+            live = nxt
+            if not live:
+                break
+            h, c, tok = h[rows], c[rows], torch.tensor(toks)
+            if len(fin) == K and live[0][1] / bound_div <= fin[-1][0]:
+                live = []
+                break
+        for words, s in live:
+            fin.append((s / len(words) ** self.alpha, words, s, False))
+        fin.sort(key=lambda x: -x[0])
+        return fin[:n_best]
+
+
 class Captioner:
     def __init__(self, model_path, encoder_path):
         g = Gguf(model_path)
         kv = g.kv
         if kv.get("general.architecture") != "imcap.captioner":
             raise ValueError(f"{model_path}: not an imcap captioner file")
-        t = {k: torch.from_numpy(v.copy()) for k, v in g.tensors.items()}
-        self.img1_w, self.img1_b = t["decoder.img1.weight"], t["decoder.img1.bias"]
-        self.img2_w, self.img2_b = t["decoder.img2.weight"], t["decoder.img2.bias"]
-        self.emb = t["decoder.embed.weight"]
-        self.wih, self.whh, self.b = t["decoder.lstm.weight_ih"], t["decoder.lstm.weight_hh"], t["decoder.lstm.bias"]
-        self.out1_w, self.out1_b = t["decoder.out1.weight"], t["decoder.out1.bias"]
-        self.out2_w, self.out2_b = t["decoder.out2.weight"], t["decoder.out2.bias"]
-        self.words = list(kv["imcap.captioner.vocab"])
-        ix = {w: i for i, w in enumerate(self.words)}
-        self.start, self.end = ix["#START#"], ix["#END#"]
-        self.mask = torch.zeros(len(self.words))
-        for w in ("#PAD#", "#START#", "#UNK#"):
-            self.mask[ix[w]] = float("-inf")
-        self.first_mask = self.mask.clone()
-        self.first_mask[self.end] = float("-inf")
+        t = {k[len("decoder."):]: torch.from_numpy(v.copy()) for k, v in g.tensors.items()}
+        self.dec = Decoder(t, kv["imcap.captioner.vocab"], int(kv["imcap.captioner.gen.max_len"]),
+                           float(kv["imcap.captioner.gen.length_alpha"]))
         self.size = [int(v) for v in kv["imcap.captioner.preproc.size"]]
         self.scale = np.asarray(kv["imcap.captioner.preproc.scale"], dtype=np.float32)
         self.bias = np.asarray(kv["imcap.captioner.preproc.bias"], dtype=np.float32)
         self.output = kv["imcap.captioner.encoder.output"]
-        self.max_len = int(kv["imcap.captioner.gen.max_len"])
-        self.alpha = float(kv["imcap.captioner.gen.length_alpha"])
         self.encoder = Encoder(encoder_path).eval()
 
     def preprocess(self, path):
@@ -74,73 +156,14 @@ class Captioner:
     def embed(self, x):
         return self.encoder(x, self.output).reshape(1, -1)
 
-    def init_state(self, img):
-        a = F.elu(img @ self.img1_w.T + self.img1_b)
-        h = F.elu(a @ self.img2_w.T + self.img2_b)
-        return h, h.clone()
-
-    def step(self, tok, h, c):
-        g = self.emb[tok] @ self.wih.T + h @ self.whh.T + self.b
-        i, f, gg, o = g.chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        logits = F.elu(h @ self.out1_w.T + self.out1_b) @ self.out2_w.T + self.out2_b
-        return logits, h, c
+    def text(self, ids):
+        return " ".join(self.dec.words[k] for k in ids)
 
     def greedy(self, img):
-        h, c = self.init_state(img)
-        tok, out = torch.tensor([self.start]), []
-        for t in range(self.max_len):
-            logits, h, c = self.step(tok, h, c)
-            lp = torch.log_softmax(logits[0].double() + (self.first_mask if t == 0 else self.mask).double(), 0)
-            k = int(torch.argmax(lp))
-            if k == self.end:
-                break
-            out.append(k)
-            tok = torch.tensor([k])
-        return " ".join(self.words[k] for k in out)
+        return self.text(self.dec.greedy(img)[0])
 
     def beam(self, img, K=3):
-        """The C algorithm (src/generate.c): extensions ranked by summed log-probability; an END
-        extension among the first K finishes a caption, others fill the K prefixes; finished
-        captions ranked by logprob / len^alpha; early stop once K are finished and no prefix can
-        beat the K-th."""
-        h, c = self.init_state(img)
-        live = [([], 0.0)]
-        tok = torch.tensor([self.start])
-        fin = []
-        bound_div = (self.max_len + 1) ** self.alpha
-        for t in range(self.max_len):
-            logits, h, c = self.step(tok, h, c)
-            lp = torch.log_softmax(logits.double() + (self.first_mask if t == 0 else self.mask).double(), 1)
-            tot = lp + torch.tensor([s for _, s in live], dtype=torch.float64).unsqueeze(1)
-            vals, idx = torch.topk(tot.reshape(-1), min(2 * K, tot.numel()))
-            nxt, rows, toks = [], [], []
-            for r, (v, i) in enumerate(zip(vals.tolist(), idx.tolist())):
-                if v == float("-inf") or len(nxt) == K:
-                    break
-                row, k = divmod(i, lp.shape[1])
-                if k == self.end:
-                    if r < K:
-                        words = live[row][0]
-                        fin.append((v / (len(words) + 1) ** self.alpha, words))
-                    continue
-                nxt.append((live[row][0] + [k], v))
-                rows.append(row)
-                toks.append(k)
-            fin.sort(key=lambda x: -x[0])
-            fin = fin[:K]
-            live = nxt
-            if not live:
-                break
-            h, c, tok = h[rows], c[rows], torch.tensor(toks)
-            if len(fin) == K and live[0][1] / bound_div <= fin[-1][0]:
-                live = []
-                break
-        for words, s in live:
-            fin.append((s / len(words) ** self.alpha, words))
-        fin.sort(key=lambda x: -x[0])
-        return " ".join(self.words[k] for k in fin[0][1])
+        return self.text(self.dec.beam(img, K)[0][1])
 
 
 def main():
