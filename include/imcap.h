@@ -255,6 +255,7 @@ typedef struct imcap_train_report {
     double tokens_per_s;        /* target tokens trained per second in this process */
     double eta_s;               /* estimated seconds to the end */
     const char *checkpoint;     /* path when a checkpoint was just written, else NULL */
+    int best;                   /* 1 when the best-validation model was just written */
 } imcap_train_report;
 /* Called after every batch and at each epoch end; non-zero stops training
  * (imcap_train then returns IMCAP_E_ARG "interrupted"). */
@@ -268,6 +269,10 @@ typedef struct imcap_train_params {
     const char *checkpoint;     /* checkpoint path (GGUF), written atomically */
     const char *history_csv;    /* loss history CSV, rewritten each epoch, or NULL */
     const char *plot_svg;       /* loss plot SVG, rewritten each epoch, or NULL */
+    const char *best_model;     /* early stopping: decoder model file (weights and vocabulary, no
+                                   training state) of the epoch with the lowest validation loss so
+                                   far, rewritten atomically when it improves; NULL = none; needs
+                                   val_split */
     int resume;                 /* continue from `checkpoint` if it exists (its settings win,
                                    except epochs, which may be raised) */
     int epochs;                 /* 12 (the recipe's) */
@@ -369,6 +374,52 @@ imcap_status imcap_score(const imcap_score_item *items, size_t n, int tokenize, 
  * ignored. Image ids may be integers or strings. Errors name the file and
  * the problem. */
 imcap_status imcap_score_coco_files(const char *results_path, const char *refs_path, imcap_scores *out);
+
+/* ---------------------------------------------------------- evaluation */
+
+/* Caption every image of a split and score the captions against the split's
+ * reference captions with imcap_score (toolkit PTB tokenization of both
+ * sides). The images are either captioned end to end by a captioner model
+ * file (section "captioner"), or, when `embeddings` is set, generated from
+ * the precomputed embedding rows of the split's images (imcap extract) with
+ * a decoder model or training checkpoint as `model` (no encoder run: quick
+ * model selection). Generation is deterministic (greedy or beam search). */
+typedef struct imcap_eval_params {
+    const char *model;      /* captioner model file; with embeddings: decoder model/checkpoint */
+    const char *encoder;    /* captioner's encoder file (NULL: the one the model names) */
+    const char *embeddings; /* NULL: caption the photos; else an embeddings file */
+    const char *images;     /* photo directory (NULL: "images" beside the split file) */
+    const char *split;      /* images evaluated: split file, one name a line */
+    const char *captions;   /* references: Flickr8k CSV, token file or COCO JSON */
+    int beam;               /* 0: the model's setting (captioner) or greedy (decoder) */
+    int max_len;            /* 0: the model's setting or the default (20 words) */
+    float length_alpha;     /* < 0 (default): the model's setting or the default */
+    int threads;            /* captioning threads (default 2) */
+    imcap_progress_fn progress; /* images done / total; non-zero stops (IMCAP_E_ARG) */
+    void *progress_user;
+} imcap_eval_params;
+
+typedef struct imcap_eval_result {
+    imcap_scores scores;
+    size_t n;               /* images evaluated, in split order */
+    char **names;           /* [n] image names */
+    char **captions;        /* [n] generated captions (raw, before PTB tokenization) */
+    imcap_gen_params gen;   /* the generation settings used */
+    double seconds;         /* wall time of the whole evaluation */
+} imcap_eval_result;
+
+imcap_eval_params imcap_eval_default_params(void);
+/* An image that cannot be captioned (unreadable photo, missing embedding)
+ * fails the evaluation with a message naming it. */
+imcap_status imcap_eval(const imcap_eval_params *p, imcap_eval_result *out);
+void imcap_eval_result_free(imcap_eval_result *r);
+
+/* Concatenate embeddings files (`imcap embcat`): for each image of the first
+ * file (in its order), the rows of all inputs side by side (dim = sum of the
+ * inputs' dims), written atomically to out. Every input must have the same
+ * images (IMCAP_E_MISMATCH naming a missing one). The encoder id is the
+ * inputs' ids joined with '+' (cut to IMCAP_EMB_ENCODER_MAX bytes). */
+imcap_status imcap_embfile_concat(const char *const *inputs, size_t n_inputs, const char *out);
 
 /* -------------------------------------------------------------- images */
 
@@ -485,6 +536,17 @@ imcap_gen_params imcap_captioner_gen_params(const imcap_captioner *c);
 const char *imcap_captioner_encoder_name(const imcap_captioner *c);
 /* Path of the encoder file actually loaded. */
 const char *imcap_captioner_encoder_path(const imcap_captioner *c);
+/* The training checkpoint the model was exported from, as given then ("" if unknown). */
+const char *imcap_captioner_checkpoint(const imcap_captioner *c);
+
+/* Make a captioner file from a decoder checkpoint (or decoder model file,
+ * docs/FORMATS.md "Decoder checkpoint") and the encoder whose `output` the
+ * decoder was trained on. embeddings (optional, may be NULL): the
+ * embeddings file used for training; its encoder id must name this encoder,
+ * output and checksum. gen: the default generation settings to store
+ * (NULL: imcap_gen_default_params()). Written atomically. */
+imcap_status imcap_captioner_export(const char *checkpoint, const char *encoder_path, const char *output,
+                                    const char *embeddings, const imcap_gen_params *gen, const char *out_path);
 int imcap_captioner_vocab_size(const imcap_captioner *c);
 
 /* One caption and its alternatives, best first. */

@@ -8,11 +8,13 @@
  * 1. tests/data/tfjs_tiny/: a small random Keras functional model built with
  *    tf.layers (Conv2D+BN+Activation, DepthwiseConv2D+BN+ReLU6, a conv with
  *    its own relu followed by BN, Add, Max/AveragePooling2D SAME, Concatenate,
- *    BN+sigmoid, a VALID strided conv, GlobalAveragePooling2D, Dense, Dropout,
- *    Dense softmax), saved in the plain layout (model.json + two .bin shards
+ *    BN+sigmoid, a per-pixel Dense, a VALID strided conv, GlobalAveragePooling2D,
+ *    Dense, Dropout, Dense softmax), saved in the plain layout (model.json + two .bin shards
  *    split mid-tensor) with weights stored as float32, uint8, uint16 and
  *    float16. TF.js itself loads that quantized file back and computes the
  *    outputs of two random 17x15 inputs -> golden.bin.
+ *    tests/data/tfjs_seq/: a small Sequential model (no InputLayer; float32
+ *    weights in one shard) and its outputs -> golden.bin.
  * 2. tests/data/tfjs_inception_golden.bin: nsfwjs's InceptionV3
  *    (data/nsfwjs/dist/models/inception_v3) on sample photos in data/images.
  *    The input tensors come from imcap's own decoding and preprocessing
@@ -35,7 +37,9 @@ const ROOT = path.resolve(__dirname, '..');
 const PEERS = path.join(ROOT, 'peers');
 if (!fs.existsSync(path.join(PEERS, 'node_modules', '@tensorflow', 'tfjs'))) {
   console.error('golden_tfjs: installing peers/package.json');
-  execFileSync('npm', ['install', '--no-audit', '--no-fund', '--silent'], { cwd: PEERS, stdio: 'inherit' });
+  /* onnxruntime-node (another script's peer) would otherwise fetch optional GPU binaries */
+  execFileSync('npm', ['install', '--no-audit', '--no-fund', '--silent'],
+    { cwd: PEERS, stdio: 'inherit', env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip' } });
 }
 const tf = require(path.join(PEERS, 'node_modules', '@tensorflow', 'tfjs'));
 
@@ -105,8 +109,9 @@ function buildTiny() {
   let cat = L.concatenate({ name: 'cat' }).apply([s, m, p]);
   cat = L.batchNormalization({ name: 'bn_cat' }).apply(cat);
   cat = L.activation({ activation: 'sigmoid', name: 'sig' }).apply(cat);
+  const pix = L.dense({ units: 6, name: 'pix' }).apply(cat); /* Dense on a 4-D value: per pixel */
   const e = L.conv2d({ filters: 12, kernelSize: 2, strides: 2, padding: 'valid', activation: 'relu', name: 'c3' })
-    .apply(cat);
+    .apply(pix);
   const q = L.maxPooling2d({ poolSize: 2, padding: 'valid', name: 'mp2' }).apply(e);
   const g = L.globalAveragePooling2d({ name: 'gap' }).apply(q);
   let f = L.dense({ units: 10, activation: 'relu', name: 'fc1' }).apply(g);
@@ -118,21 +123,7 @@ function buildTiny() {
 async function tinyGolden() {
   const rnd = mulberry32(1234);
   const model = buildTiny();
-  for (const layer of model.layers) {
-    const ws = layer.weights;
-    if (!ws.length) continue;
-    layer.setWeights(ws.map((w) => {
-      const n = w.shape.reduce((u, v) => u * v, 1);
-      const vals = new Float32Array(n);
-      for (let i = 0; i < n; i++) {
-        const r = rnd();
-        if (w.name.includes('moving_variance')) vals[i] = 0.3 + 1.5 * r;
-        else if (w.name.includes('gamma')) vals[i] = 0.5 + r;
-        else vals[i] = (r - 0.5) * (w.name.includes('kernel') ? 0.9 : 0.6);
-      }
-      return tf.tensor(vals, w.shape);
-    }));
-  }
+  await randomize(model, rnd);
   let art;
   await model.save(tf.io.withSaveHandler(async (a) => { art = a; return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }; }));
   const src = new Float32Array(art.weightData);
@@ -144,7 +135,7 @@ async function tinyGolden() {
     const v = src.subarray(off, off + n);
     off += n;
     let kind = 'float32';
-    if (/^c\d\/kernel$/.test(sp.name) || sp.name === 'c1/bias') kind = 'uint8';
+    if (/^c\d\/kernel$/.test(sp.name) || sp.name === 'c1/bias' || sp.name === 'pix/kernel') kind = 'uint8';
     else if (sp.name === 'dw/depthwise_kernel') kind = 'uint16';
     else if (/^fc\d\/kernel$/.test(sp.name)) kind = 'float16';
     const spec = { name: sp.name, shape: sp.shape, dtype: 'float32' };
@@ -200,6 +191,60 @@ async function tinyGolden() {
   ]);
 }
 
+async function randomize(model, rnd) {
+  for (const layer of model.layers) {
+    const ws = layer.weights;
+    if (!ws.length) continue;
+    layer.setWeights(ws.map((w) => {
+      const n = w.shape.reduce((u, v) => u * v, 1);
+      const vals = new Float32Array(n);
+      for (let i = 0; i < n; i++) {
+        const r = rnd();
+        if (w.name.includes('moving_variance')) vals[i] = 0.3 + 1.5 * r;
+        else if (w.name.includes('gamma')) vals[i] = 0.5 + r;
+        else vals[i] = (r - 0.5) * (w.name.includes('kernel') ? 0.9 : 0.6);
+      }
+      return tf.tensor(vals, w.shape);
+    }));
+  }
+}
+
+async function seqGolden() {
+  const rnd = mulberry32(99);
+  const L = tf.layers;
+  const model = tf.sequential({
+    name: 'seq',
+    layers: [
+      L.conv2d({ inputShape: [9, 11, 3], filters: 5, kernelSize: 3, strides: 2, padding: 'same', name: 's_conv' }),
+      L.batchNormalization({ name: 's_bn' }),
+      L.reLU({ name: 's_relu' }),
+      L.averagePooling2d({ poolSize: 2, strides: 1, padding: 'valid', name: 's_pool' }),
+      L.globalAveragePooling2d({ name: 's_gap' }),
+      L.dense({ units: 3, name: 's_fc' }),
+      L.activation({ activation: 'softmax', name: 's_sm' }),
+    ],
+  });
+  await randomize(model, rnd);
+  let art;
+  await model.save(tf.io.withSaveHandler(async (a) => { art = a; return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }; }));
+  const dir = path.join(ROOT, 'tests', 'data', 'tfjs_seq');
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'weights.bin'), Buffer.from(art.weightData));
+  fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify({
+    format: 'layers-model', generatedBy: `TensorFlow.js tfjs-layers v${tf.version.tfjs}`, convertedBy: null,
+    modelTopology: art.modelTopology, weightsManifest: [{ paths: ['weights.bin'], weights: art.weightSpecs }],
+  }));
+  const probe = tf.model({ inputs: model.inputs, outputs: [model.getLayer('s_pool').output, model.output] });
+  const inp = new Float32Array(2 * 9 * 11 * 3);
+  for (let i = 0; i < inp.length; i++) inp[i] = rnd();
+  const [pool, probs] = probe.predict(tf.tensor(inp, [2, 9, 11, 3]));
+  writeGolden(path.join(dir, 'golden.bin'), [
+    ['input', inp],
+    ['embedding', await tf.mean(pool, [1, 2]).data()],
+    ['probs', await probs.data()],
+  ]);
+}
+
 /* ------------------------------------------------------------- InceptionV3 */
 
 async function inceptionGolden() {
@@ -248,6 +293,7 @@ async function inceptionGolden() {
 (async () => {
   await tf.setBackend('cpu');
   await tinyGolden();
+  await seqGolden();
   if (!process.argv.includes('--tiny-only')) await inceptionGolden();
 })().catch((e) => {
   console.error(e);

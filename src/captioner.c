@@ -25,6 +25,7 @@
 #define K_ARCH "general.architecture"
 #define K_VERSION "imcap.captioner.version"
 #define K_SOURCE "imcap.captioner.source"
+#define K_CHECKPOINT "imcap.captioner.checkpoint"
 #define K_ENC_NAME "imcap.captioner.encoder.name"
 #define K_ENC_FILE "imcap.captioner.encoder.file"
 #define K_ENC_OUTPUT "imcap.captioner.encoder.output"
@@ -50,7 +51,7 @@ static const struct { const char *key; size_t off; } dec_keys[] = {
 enum { N_DEC_KEYS = sizeof dec_keys / sizeof dec_keys[0] };
 
 struct imcap_captioner {
-    char *model_path, *encoder_path, *encoder_name;
+    char *model_path, *encoder_path, *encoder_name, *checkpoint;
     dec_model *dec;
     imcap_vocab *vocab;
     enc_graph *enc;
@@ -101,6 +102,7 @@ imcap_status captioner_write(const captioner_spec *s, const char *path)
     const char *file = base_name(s->encoder_file);
     if ((st = gguf_set_str(w, K_ARCH, ARCH)) || (st = gguf_set_u32(w, K_VERSION, CAPTIONER_VERSION)) ||
         (st = gguf_set_str(w, K_SOURCE, s->source ? s->source : "")) ||
+        (st = gguf_set_str(w, K_CHECKPOINT, s->checkpoint ? s->checkpoint : "")) ||
         (st = gguf_set_str(w, K_ENC_NAME, enc_graph_name(g))) || (st = gguf_set_str(w, K_ENC_FILE, file)) ||
         (st = gguf_set_str(w, K_ENC_OUTPUT, s->encoder_output)) ||
         (st = gguf_set_u32(w, K_ENC_CHECKSUM, enc_graph_checksum(g))) ||
@@ -136,6 +138,7 @@ void imcap_captioner_free(imcap_captioner *c)
     free(c->model_path);
     free(c->encoder_path);
     free(c->encoder_name);
+    free(c->checkpoint);
     dec_model_free(c->dec);
     imcap_vocab_free(c->vocab);
     enc_graph_free(c->enc);
@@ -304,7 +307,9 @@ imcap_status imcap_captioner_load(const char *model_path, const char *encoder_pa
     if ((st = gguf_get_str(f, K_ENC_NAME, &enc_name)) || (st = gguf_get_str(f, K_ENC_FILE, &enc_file)) ||
         (st = gguf_get_str(f, K_ENC_OUTPUT, &enc_output)) || (st = gguf_get_u32(f, K_ENC_CHECKSUM, &enc_sum)))
         goto fail;
-    if (!(c->encoder_name = imcap_strdup(enc_name))) {
+    const char *ckpt;
+    if ((st = gguf_get_str(f, K_CHECKPOINT, &ckpt))) goto fail;
+    if (!(c->checkpoint = imcap_strdup(ckpt)) || !(c->encoder_name = imcap_strdup(enc_name))) {
         st = IMCAP_E_NOMEM;
         goto fail;
     }
@@ -358,6 +363,7 @@ fail:
 imcap_gen_params imcap_captioner_gen_params(const imcap_captioner *c) { return c->gen; }
 const char *imcap_captioner_encoder_name(const imcap_captioner *c) { return c->encoder_name; }
 const char *imcap_captioner_encoder_path(const imcap_captioner *c) { return c->encoder_path; }
+const char *imcap_captioner_checkpoint(const imcap_captioner *c) { return c->checkpoint; }
 int imcap_captioner_vocab_size(const imcap_captioner *c) { return c->dec->cfg.n_vocab; }
 int imcap_captioner_embedding_size(const imcap_captioner *c) { return c->emb_size; }
 
@@ -488,4 +494,61 @@ imcap_status imcap_caption_file(const imcap_captioner *c, const char *path, cons
     if (st) return imcap_fail_prefix(st, "%s", path);
     (*out)->t_decode = t1 - t0;
     return IMCAP_OK;
+}
+
+/* ----------------------------------------------------------------- export */
+
+imcap_status imcap_captioner_export(const char *checkpoint, const char *encoder_path, const char *output,
+                                    const char *embeddings, const imcap_gen_params *gen, const char *out_path)
+{
+    if (!checkpoint || !encoder_path || !out_path)
+        return imcap_fail(IMCAP_E_ARG, "export: a checkpoint, an encoder and an output path are needed");
+    if (!output) output = "embedding";
+    dec_model *m = NULL;
+    imcap_vocab *v = NULL;
+    enc_graph *g = NULL;
+    gguf_file *f = NULL;
+    imcap_embfile *ef = NULL;
+    imcap_status st;
+    if ((st = dec_load(checkpoint, &m, &v)) || (st = enc_graph_load(encoder_path, &g))) goto out;
+    char id[160];
+    snprintf(id, sizeof id, "%s %s %08x", enc_graph_name(g), output, (unsigned)enc_graph_checksum(g));
+    if (embeddings) {
+        if ((st = imcap_embfile_open(embeddings, &ef))) goto out;
+        const char *eid = imcap_embfile_encoder(ef);
+        if (strcmp(eid, id) != 0) {
+            st = imcap_fail(IMCAP_E_MISMATCH,
+                            "%s: the embeddings were made by encoder '%s', not by %s ('%s'): the decoder was "
+                            "trained on another encoder's features",
+                            embeddings, eid[0] ? eid : "(unknown)", encoder_path, id);
+            goto out;
+        }
+        if ((int64_t)imcap_embfile_dim(ef) != m->cfg.n_img) {
+            st = imcap_fail(IMCAP_E_MISMATCH, "%s: %zu-float embeddings, but the decoder %s reads %d", embeddings,
+                            imcap_embfile_dim(ef), checkpoint, m->cfg.n_img);
+            goto out;
+        }
+    }
+    char source[1200];
+    uint64_t step = 0;
+    if (!gguf_open(checkpoint, &f) && gguf_has_key(f, "imcap.train.step") &&
+        !gguf_get_u64(f, "imcap.train.step", &step))
+        snprintf(source, sizeof source, "imcap export of %s (training step %llu) with %s", checkpoint,
+                 (unsigned long long)step, id);
+    else
+        snprintf(source, sizeof source, "imcap export of %s with %s", checkpoint, id);
+    imcap_clear_error();
+    captioner_spec s = {.dec = m, .vocab = v, .encoder = g, .encoder_file = encoder_path,
+                        .encoder_output = output, .gen = gen ? *gen : imcap_gen_default_params(),
+                        .source = source, .checkpoint = checkpoint};
+    s.gen.n_best = 1;
+    s.gen.temperature = 0.0f;
+    st = captioner_write(&s, out_path);
+out:
+    gguf_close(f);
+    imcap_embfile_close(ef);
+    dec_model_free(m);
+    imcap_vocab_free(v);
+    enc_graph_free(g);
+    return st;
 }

@@ -17,7 +17,9 @@ typedef struct captioner_spec {
     const char *encoder_file;   /* file name looked up at load time (basename is kept) */
     const char *encoder_output; /* the graph output the decoder was trained on */
     imcap_gen_params gen;       /* default generation settings */
-    const char *source;         /* provenance text (checkpoint path, step), may be NULL */
+    const char *source;         /* provenance text, may be NULL */
+    const char *checkpoint;     /* the training checkpoint it came from (its loss history sits
+                                   next to it: X.history.csv, X.loss.svg), may be NULL */
 } captioner_spec;
 
 /* Validates that the parts fit together (vocabulary size, embedding size)

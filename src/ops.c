@@ -1,12 +1,16 @@
 /*
- * ops.c - float NHWC kernels: convolution as im2col + OpenBLAS sgemm (1x1
- * stride-1 convolutions multiply the input directly), AVX2/FMA loops for
- * depthwise convolution, pools and elementwise ops, and the worker pool that
- * splits every kernel (GEMMs included) over the cores.
+ * ops.c - float NHWC kernels: convolution as im2col + GEMM (1x1 stride-1
+ * convolutions multiply the input directly), AVX2/FMA loops for depthwise
+ * convolution, pools and elementwise ops, and the worker pool that splits
+ * every kernel (GEMMs included) over the cores.
+ *
+ * GEMM: our AVX2/FMA kernel (own_gemm: 6x16 register tile, bias and
+ * activation fused into the store); IMCAP_GEMM=openblas switches to OpenBLAS
+ * cblas_sgemm + a bias/activation pass (both are benchmarked, both tested).
  *
  * Threading: one process-wide pool of ops_threads()-1 pthreads plus the
  * calling thread. During a graph run OpenBLAS is set to one thread and each
- * of our threads calls sgemm on its own tile, so OpenBLAS's pool and ours
+ * of our threads computes its own GEMM tile, so OpenBLAS's pool and ours
  * never compete for the cores.
  */
 #define _GNU_SOURCE
@@ -15,6 +19,7 @@
 #include <cblas.h>
 #include <immintrin.h>
 #include <math.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -212,6 +217,176 @@ void ops_bias_act(size_t m, int c, const float *b, enc_act act, float *y)
 
 /* ------------------------------------------------------------------ GEMM */
 
+/* Our GEMM: y[m][n] = act(a[m][k] w[k][n] + b), a with row stride lda, w and
+ * y with row stride ldw / ldy. Goto-style blocking without packing A: w is
+ * packed per KC x NC block into 16-column panels (on the stack, L2-sized),
+ * a 6x16 register tile accumulates over KC with broadcasts from 6 rows of a.
+ * Bias and activation are applied when the tile is stored after the last K
+ * block, so y is written once (no beta pass, no separate bias pass). */
+enum { GEMM_MR = 6, GEMM_NR = 16, GEMM_KC = 256, GEMM_NC = 240 };
+
+static inline void tile_store(float *y, size_t ldy, int mr, int nr, __m256 c[GEMM_MR][2], const float *bias,
+                              bool first, bool last, enc_act act)
+{
+    for (int i = 0; i < mr; i++) {
+        float *yr = y + (size_t)i * ldy;
+        if (nr == GEMM_NR) {
+            __m256 v0 = c[i][0], v1 = c[i][1];
+            if (!first) {
+                v0 = _mm256_add_ps(v0, _mm256_loadu_ps(yr));
+                v1 = _mm256_add_ps(v1, _mm256_loadu_ps(yr + 8));
+            }
+            if (last) {
+                if (bias) {
+                    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(bias));
+                    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(bias + 8));
+                }
+                v0 = act8(v0, act);
+                v1 = act8(v1, act);
+            }
+            _mm256_storeu_ps(yr, v0);
+            _mm256_storeu_ps(yr + 8, v1);
+            if (last && act == ENC_ACT_SIGMOID)
+                for (int j = 0; j < GEMM_NR; j++) yr[j] = act1(yr[j], act);
+        } else {
+            float tmp[GEMM_NR];
+            _mm256_storeu_ps(tmp, c[i][0]);
+            _mm256_storeu_ps(tmp + 8, c[i][1]);
+            for (int j = 0; j < nr; j++) {
+                float v = tmp[j] + (first ? 0.0f : yr[j]);
+                if (last) v = act1(v + (bias ? bias[j] : 0.0f), act);
+                yr[j] = v;
+            }
+        }
+    }
+}
+
+/* 6x16 tile over kc: rows a[i] + k, panel bp[k][16]. */
+static inline void kernel_6x16(int kc, const float *const *ar, const float *bp, __m256 c[GEMM_MR][2])
+{
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const float *a0 = ar[0], *a1 = ar[1], *a2 = ar[2], *a3 = ar[3], *a4 = ar[4], *a5 = ar[5];
+    for (int k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8), x;
+        bp += GEMM_NR;
+        x = _mm256_broadcast_ss(a0 + k);
+        c00 = _mm256_fmadd_ps(x, b0, c00);
+        c01 = _mm256_fmadd_ps(x, b1, c01);
+        x = _mm256_broadcast_ss(a1 + k);
+        c10 = _mm256_fmadd_ps(x, b0, c10);
+        c11 = _mm256_fmadd_ps(x, b1, c11);
+        x = _mm256_broadcast_ss(a2 + k);
+        c20 = _mm256_fmadd_ps(x, b0, c20);
+        c21 = _mm256_fmadd_ps(x, b1, c21);
+        x = _mm256_broadcast_ss(a3 + k);
+        c30 = _mm256_fmadd_ps(x, b0, c30);
+        c31 = _mm256_fmadd_ps(x, b1, c31);
+        x = _mm256_broadcast_ss(a4 + k);
+        c40 = _mm256_fmadd_ps(x, b0, c40);
+        c41 = _mm256_fmadd_ps(x, b1, c41);
+        x = _mm256_broadcast_ss(a5 + k);
+        c50 = _mm256_fmadd_ps(x, b0, c50);
+        c51 = _mm256_fmadd_ps(x, b1, c51);
+    }
+    c[0][0] = c00, c[0][1] = c01, c[1][0] = c10, c[1][1] = c11, c[2][0] = c20, c[2][1] = c21;
+    c[3][0] = c30, c[3][1] = c31, c[4][0] = c40, c[4][1] = c41, c[5][0] = c50, c[5][1] = c51;
+}
+
+/* Row r of the im2col matrix of convolution cv over x, columns [k0, k0+kc)
+ * (k = (ky*kw + kx)*c + ci), into dst: implicit GEMM, nothing materialised. */
+static void im2col_gather(const ops_win *cv, const float *x, size_t r, int k0, int kc, float *dst)
+{
+    int ox = (int)(r % (size_t)cv->ow);
+    size_t q = r / (size_t)cv->ow;
+    int oy = (int)(q % (size_t)cv->oh);
+    size_t img = q / (size_t)cv->oh;
+    int iy0 = oy * cv->sh - cv->pt, ix0 = ox * cv->sw - cv->pl, C = cv->c;
+    const float *xi = x + img * (size_t)cv->h * cv->w * C;
+    int rowlen = cv->kw * C; /* one kernel row of taps is contiguous in NHWC */
+    for (int k = k0, end = k0 + kc; k < end;) {
+        int ky = k / rowlen, rem = k - ky * rowlen, kx = rem / C, iy = iy0 + ky, ix = ix0 + kx, len;
+        if (iy < 0 || iy >= cv->h) {
+            len = rowlen - rem;
+            if (len > end - k) len = end - k;
+            memset(dst, 0, (size_t)len * sizeof(float));
+        } else if (ix < 0 || ix >= cv->w) {
+            len = C - (rem - kx * C);
+            if (len > end - k) len = end - k;
+            memset(dst, 0, (size_t)len * sizeof(float));
+        } else {
+            int kx_end = cv->w - ix0 < cv->kw ? cv->w - ix0 : cv->kw; /* first tap past the image */
+            len = kx_end * C - rem;
+            if (len > end - k) len = end - k;
+            memcpy(dst, xi + ((size_t)iy * cv->w + (size_t)ix) * C + (rem - kx * C), (size_t)len * sizeof(float));
+        }
+        dst += len;
+        k += len;
+    }
+}
+
+/* a: rows of A with stride lda, or (cv != NULL) the implicit im2col rows
+ * row0.. of convolution cv over cx. */
+static void own_gemm(const float *a, size_t lda, const ops_win *cv, const float *cx, size_t row0, const float *w,
+                     size_t ldw, const float *bias, enc_act act, float *y, size_t ldy, int m, int k, int n)
+{
+    _Alignas(64) float bp[GEMM_KC * GEMM_NC];
+    _Alignas(64) float abuf[GEMM_MR * GEMM_KC];
+    for (int k0 = 0; k0 < k; k0 += GEMM_KC) {
+        int kc = k - k0 < GEMM_KC ? k - k0 : GEMM_KC;
+        bool first = k0 == 0, last = k0 + kc >= k;
+        for (int n0 = 0; n0 < n; n0 += GEMM_NC) {
+            int nc = n - n0 < GEMM_NC ? n - n0 : GEMM_NC;
+            int panels = (nc + GEMM_NR - 1) / GEMM_NR;
+            for (int p = 0; p < panels; p++) {
+                int j0 = n0 + p * GEMM_NR, nr = n - j0 < GEMM_NR ? n - j0 : GEMM_NR;
+                float *dst = bp + (size_t)p * kc * GEMM_NR;
+                for (int kk = 0; kk < kc; kk++) {
+                    const float *src = w + (size_t)(k0 + kk) * ldw + j0;
+                    float *d = dst + (size_t)kk * GEMM_NR;
+                    if (nr == GEMM_NR) {
+                        _mm256_store_ps(d, _mm256_loadu_ps(src));
+                        _mm256_store_ps(d + 8, _mm256_loadu_ps(src + 8));
+                    } else {
+                        for (int j = 0; j < GEMM_NR; j++) d[j] = j < nr ? src[j] : 0.0f;
+                    }
+                }
+            }
+            for (int i0 = 0; i0 < m; i0 += GEMM_MR) {
+                int mr = m - i0 < GEMM_MR ? m - i0 : GEMM_MR;
+                const float *ar[GEMM_MR];
+                if (cv) {
+                    for (int i = 0; i < mr; i++) im2col_gather(cv, cx, row0 + (size_t)(i0 + i), k0, kc, abuf + i * GEMM_KC);
+                    for (int i = 0; i < GEMM_MR; i++) ar[i] = abuf + (i < mr ? i : 0) * GEMM_KC;
+                } else {
+                    for (int i = 0; i < GEMM_MR; i++) ar[i] = a + (size_t)(i0 + (i < mr ? i : 0)) * lda + k0;
+                }
+                for (int p = 0; p < panels; p++) {
+                    int j0 = n0 + p * GEMM_NR, nr = n - j0 < GEMM_NR ? n - j0 : GEMM_NR;
+                    __m256 c[GEMM_MR][2];
+                    kernel_6x16(kc, ar, bp + (size_t)p * kc * GEMM_NR, c);
+                    tile_store(y + (size_t)i0 * ldy + j0, ldy, mr, nr, c, bias ? bias + j0 : NULL, first, last, act);
+                }
+            }
+        }
+    }
+}
+
+static pthread_once_t g_gemm_once = PTHREAD_ONCE_INIT;
+static bool g_use_openblas;
+
+static void gemm_choose(void)
+{
+    const char *e = getenv("IMCAP_GEMM");
+    g_use_openblas = e && !strcmp(e, "openblas");
+}
+
+static bool use_openblas(void)
+{
+    pthread_once(&g_gemm_once, gemm_choose);
+    return g_use_openblas;
+}
+
 /* Tiled y[m][n] = a[m][k] w[k][n] (+ b, act), a with row stride lda. */
 typedef struct gemm_ctx {
     const float *a, *w, *b;
@@ -219,36 +394,47 @@ typedef struct gemm_ctx {
     int m, k, n, lda;
     enc_act act;
     int by_cols;
+    const ops_win *cv; /* implicit im2col of this conv over a (own GEMM only) */
 } gemm_ctx;
+
+static void gemm_block(const gemm_ctx *g, int r0, int mr, int c0, int nc)
+{
+    const float *a = g->a + (size_t)r0 * g->lda, *w = g->w + c0, *b = g->b ? g->b + c0 : NULL;
+    float *y = g->y + (size_t)r0 * g->n + c0;
+    if (use_openblas()) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mr, nc, g->k, 1.0f, a, g->lda, w, g->n, 0.0f, y,
+                    g->n);
+        bias_act_rows(y, 0, (size_t)mr, nc, g->n, b, g->act);
+    } else {
+        own_gemm(g->cv ? g->a : a, (size_t)g->lda, g->cv, g->a, (size_t)r0, w, (size_t)g->n, b, g->act, y,
+                 (size_t)g->n, mr, g->k, nc);
+    }
+}
 
 static void gemm_task(void *vctx, size_t i0, size_t i1, int tid)
 {
     gemm_ctx *g = vctx;
-    if (g->by_cols) {
-        int c0 = (int)i0, nc = (int)(i1 - i0);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->m, nc, g->k, 1.0f, g->a, g->lda,
-                    g->w + c0, g->n, 0.0f, g->y + c0, g->n);
-        bias_act_rows(g->y + c0, 0, (size_t)g->m, nc, g->n, g->b ? g->b + c0 : NULL, g->act);
-    } else {
-        int mr = (int)(i1 - i0);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mr, g->n, g->k, 1.0f,
-                    g->a + i0 * (size_t)g->lda, g->lda, g->w, g->n, 0.0f, g->y + i0 * (size_t)g->n, g->n);
-        bias_act_rows(g->y + i0 * (size_t)g->n, 0, (size_t)mr, g->n, g->n, g->b, g->act);
-    }
+    if (g->by_cols)
+        gemm_block(g, 0, g->m, (int)i0, (int)(i1 - i0));
+    else
+        gemm_block(g, (int)i0, (int)(i1 - i0), 0, g->n);
 }
 
-static void gemm_par(const float *a, int lda, const float *w, const float *b, enc_act act, float *y, int m,
-                     int k, int n)
+static void gemm_par(const float *a, int lda, const ops_win *cv, const float *w, const float *b, enc_act act,
+                     float *y, int m, int k, int n)
 {
     int nt = ops_threads();
-    gemm_ctx ctx = {a, w, b, y, m, k, n, lda, act, 0};
-    if (nt > 1 && m < nt * 32 && n >= nt * 32) {
+    gemm_ctx ctx = {a, w, b, y, m, k, n, lda, act, 0, cv};
+    if (nt > 1 && m < nt * 48 && n >= nt * 32) {
         ctx.by_cols = 1;
         size_t per = ((size_t)n + (size_t)nt - 1) / (size_t)nt;
         per = (per + 15) & ~(size_t)15;
         ops_parallel((size_t)n, per, gemm_task, &ctx);
     } else {
-        size_t per = ((size_t)m + (size_t)nt - 1) / (size_t)nt;
+        /* Row blocks of whole 6-row tiles, a few per thread for balance. */
+        size_t per = ((size_t)m + (size_t)nt * 2 - 1) / ((size_t)nt * 2);
+        if (per < 24) per = 24;
+        per = (per + 5) / 6 * 6;
         ops_parallel((size_t)m, per, gemm_task, &ctx);
     }
 }
@@ -256,7 +442,7 @@ static void gemm_par(const float *a, int lda, const float *w, const float *b, en
 void ops_dense(int m, int cin, int cout, const float *x, const float *w, const float *b, enc_act act,
                float *y)
 {
-    gemm_par(x, cin, w, b, act, y, m, cin, cout);
+    gemm_par(x, cin, NULL, w, b, act, y, m, cin, cout);
 }
 
 /* ------------------------------------------------------------ convolution */
@@ -279,7 +465,7 @@ static size_t conv_rows_per_block(const ops_win *g)
 
 size_t ops_conv2d_scratch(const ops_win *g)
 {
-    if (conv_direct(g)) return 0;
+    if (conv_direct(g) || !use_openblas()) return 0;
     size_t m = (size_t)g->n * g->oh * g->ow, rows = conv_rows_per_block(g);
     if (rows > m) rows = m;
     return rows * (size_t)g->kh * g->kw * g->c;
@@ -335,7 +521,11 @@ void ops_conv2d(const ops_win *g, const float *x, const float *w, const float *b
     int k = g->kh * g->kw * g->c;
     size_t m = (size_t)g->n * g->oh * g->ow;
     if (conv_direct(g)) {
-        gemm_par(x, g->c, w, b, act, y, (int)m, k, g->oc);
+        gemm_par(x, g->c, NULL, w, b, act, y, (int)m, k, g->oc);
+        return;
+    }
+    if (!use_openblas()) {
+        gemm_par(x, k, g, w, b, act, y, (int)m, k, g->oc);
         return;
     }
     size_t rows = conv_rows_per_block(g);
@@ -343,7 +533,7 @@ void ops_conv2d(const ops_win *g, const float *x, const float *w, const float *b
         size_t nr = m - r0 < rows ? m - r0 : rows;
         im2col_ctx ctx = {g, x, scratch, r0};
         ops_parallel(nr, 8, im2col_task, &ctx);
-        gemm_par(scratch, k, w, b, act, y + r0 * (size_t)g->oc, (int)nr, k, g->oc);
+        gemm_par(scratch, k, NULL, w, b, act, y + r0 * (size_t)g->oc, (int)nr, k, g->oc);
     }
 }
 
@@ -364,85 +554,173 @@ static inline void tap_range(int o, int s, int pad, int k, int in, int *k0, int 
     *k1 = in - i0 < k ? in - i0 : k;
 }
 
+/* One output pixel of a depthwise conv, all channels, any window (borders
+ * and the general case). */
+static void dw_pixel(const win_ctx *t, const float *xi, int oy, int ox, float *yo)
+{
+    const ops_win *g = t->g;
+    int c = g->c, oc = g->oc, mult = g->mult;
+    int ky0, ky1, kx0, kx1;
+    tap_range(oy, g->sh, g->pt, g->kh, g->h, &ky0, &ky1);
+    tap_range(ox, g->sw, g->pl, g->kw, g->w, &kx0, &kx1);
+    int iy0 = oy * g->sh - g->pt, ix0 = ox * g->sw - g->pl;
+    if (mult != 1) {
+        for (int o = 0; o < oc; o++) {
+            int ci = o / mult;
+            float a = t->b ? t->b[o] : 0.0f;
+            for (int ky = ky0; ky < ky1; ky++)
+                for (int kx = kx0; kx < kx1; kx++)
+                    a += xi[((size_t)(iy0 + ky) * g->w + (size_t)(ix0 + kx)) * c + ci] *
+                         t->w[((size_t)ky * g->kw + kx) * oc + o];
+            yo[o] = act1(a, t->act);
+        }
+        return;
+    }
+    int o = 0;
+    for (; o + 32 <= oc; o += 32) {
+        __m256 a0, a1, a2, a3;
+        if (t->b) {
+            a0 = _mm256_loadu_ps(t->b + o);
+            a1 = _mm256_loadu_ps(t->b + o + 8);
+            a2 = _mm256_loadu_ps(t->b + o + 16);
+            a3 = _mm256_loadu_ps(t->b + o + 24);
+        } else {
+            a0 = a1 = a2 = a3 = _mm256_setzero_ps();
+        }
+        for (int ky = ky0; ky < ky1; ky++) {
+            const float *xr = xi + ((size_t)(iy0 + ky) * g->w) * c + o;
+            const float *wr = t->w + (size_t)ky * g->kw * oc + o;
+            for (int kx = kx0; kx < kx1; kx++) {
+                const float *xp = xr + (size_t)(ix0 + kx) * c;
+                const float *wp = wr + (size_t)kx * oc;
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(xp), _mm256_loadu_ps(wp), a0);
+                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 8), _mm256_loadu_ps(wp + 8), a1);
+                a2 = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 16), _mm256_loadu_ps(wp + 16), a2);
+                a3 = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 24), _mm256_loadu_ps(wp + 24), a3);
+            }
+        }
+        _mm256_storeu_ps(yo + o, act8(a0, t->act));
+        _mm256_storeu_ps(yo + o + 8, act8(a1, t->act));
+        _mm256_storeu_ps(yo + o + 16, act8(a2, t->act));
+        _mm256_storeu_ps(yo + o + 24, act8(a3, t->act));
+    }
+    for (; o + 8 <= oc; o += 8) {
+        __m256 a0 = t->b ? _mm256_loadu_ps(t->b + o) : _mm256_setzero_ps();
+        for (int ky = ky0; ky < ky1; ky++) {
+            const float *xr = xi + ((size_t)(iy0 + ky) * g->w) * c + o;
+            const float *wr = t->w + (size_t)ky * g->kw * oc + o;
+            for (int kx = kx0; kx < kx1; kx++)
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(xr + (size_t)(ix0 + kx) * c), _mm256_loadu_ps(wr + (size_t)kx * oc),
+                                     a0);
+        }
+        _mm256_storeu_ps(yo + o, act8(a0, t->act));
+    }
+    for (; o < oc; o++) {
+        float a = t->b ? t->b[o] : 0.0f;
+        for (int ky = ky0; ky < ky1; ky++)
+            for (int kx = kx0; kx < kx1; kx++)
+                a += xi[((size_t)(iy0 + ky) * g->w + (size_t)(ix0 + kx)) * c + o] * t->w[((size_t)ky * g->kw + kx) * oc + o];
+        yo[o] = act1(a, t->act);
+    }
+    if (t->act == ENC_ACT_SIGMOID)
+        for (int i = 0; i < oc - oc % 8; i++) yo[i] = act1(yo[i], t->act);
+}
+
+/* 3x3 depthwise, multiplier 1, channels a multiple of 8: one output row.
+ * Per 8 channels the 9 taps stay in registers (taps of rows outside the
+ * image are zeroed and read a valid row instead), 4 output pixels at a time
+ * for independent FMA chains; border columns go through dw_pixel. */
+static void dw3x3_row(const win_ctx *t, const float *xi, int oy, float *yrow)
+{
+    const ops_win *g = t->g;
+    int C = g->c, W = g->w, sw = g->sw;
+    int iy0 = oy * g->sh - g->pt;
+    const float *rows[3];
+    int valid[3];
+    for (int ky = 0; ky < 3; ky++) {
+        int iy = iy0 + ky;
+        valid[ky] = iy >= 0 && iy < g->h;
+        int use = valid[ky] ? iy : (iy0 + 1 >= 0 && iy0 + 1 < g->h ? iy0 + 1 : (iy < 0 ? 0 : g->h - 1));
+        rows[ky] = xi + (size_t)use * W * C;
+    }
+    int oxa = (g->pl + sw - 1) / sw, oxb = W - 3 + g->pl >= 0 ? (W - 3 + g->pl) / sw + 1 : 0;
+    if (oxa > g->ow) oxa = g->ow;
+    if (oxb > g->ow) oxb = g->ow;
+    if (oxb < oxa) oxb = oxa;
+    for (int ox = 0; ox < oxa; ox++) dw_pixel(t, xi, oy, ox, yrow + (size_t)ox * C);
+    for (int ox = oxb; ox < g->ow; ox++) dw_pixel(t, xi, oy, ox, yrow + (size_t)ox * C);
+    const __m256 zero = _mm256_setzero_ps();
+    for (int c = 0; c < C; c += 8) {
+        __m256 w[9];
+        for (int k = 0; k < 9; k++) w[k] = valid[k / 3] ? _mm256_loadu_ps(t->w + (size_t)k * C + c) : zero;
+        __m256 bias = t->b ? _mm256_loadu_ps(t->b + c) : zero;
+        const float *r0 = rows[0] + c, *r1 = rows[1] + c, *r2 = rows[2] + c;
+        int ox = oxa;
+        size_t step = (size_t)sw * C;
+        for (; ox + 4 <= oxb; ox += 4) {
+            size_t b0 = (size_t)(ox * sw - g->pl) * C;
+            __m256 acc[4];
+            for (int p = 0; p < 4; p++) {
+                size_t b = b0 + (size_t)p * step;
+                __m256 a = _mm256_fmadd_ps(_mm256_loadu_ps(r0 + b), w[0], bias);
+                a = _mm256_fmadd_ps(_mm256_loadu_ps(r0 + b + C), w[1], a);
+                a = _mm256_fmadd_ps(_mm256_loadu_ps(r0 + b + 2 * C), w[2], a);
+                a = _mm256_fmadd_ps(_mm256_loadu_ps(r1 + b), w[3], a);
+                a = _mm256_fmadd_ps(_mm256_loadu_ps(r1 + b + C), w[4], a);
+                a = _mm256_fmadd_ps(_mm256_loadu_ps(r1 + b + 2 * C), w[5], a);
+                a = _mm256_fmadd_ps(_mm256_loadu_ps(r2 + b), w[6], a);
+                a = _mm256_fmadd_ps(_mm256_loadu_ps(r2 + b + C), w[7], a);
+                acc[p] = _mm256_fmadd_ps(_mm256_loadu_ps(r2 + b + 2 * C), w[8], a);
+            }
+            for (int p = 0; p < 4; p++) {
+                __m256 v = act8(acc[p], t->act);
+                if (t->act == ENC_ACT_SIGMOID) {
+                    float tmp[8];
+                    _mm256_storeu_ps(tmp, v);
+                    for (int i = 0; i < 8; i++) tmp[i] = act1(tmp[i], t->act);
+                    v = _mm256_loadu_ps(tmp);
+                }
+                _mm256_storeu_ps(yrow + (size_t)(ox + p) * C + c, v);
+            }
+        }
+        for (; ox < oxb; ox++) {
+            size_t b = (size_t)(ox * sw - g->pl) * C;
+            __m256 a = _mm256_fmadd_ps(_mm256_loadu_ps(r0 + b), w[0], bias);
+            __m256 a1 = _mm256_mul_ps(_mm256_loadu_ps(r1 + b), w[3]);
+            __m256 a2 = _mm256_mul_ps(_mm256_loadu_ps(r2 + b), w[6]);
+            a = _mm256_fmadd_ps(_mm256_loadu_ps(r0 + b + C), w[1], a);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(r1 + b + C), w[4], a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(r2 + b + C), w[7], a2);
+            a = _mm256_fmadd_ps(_mm256_loadu_ps(r0 + b + 2 * C), w[2], a);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(r1 + b + 2 * C), w[5], a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(r2 + b + 2 * C), w[8], a2);
+            __m256 v = act8(_mm256_add_ps(_mm256_add_ps(a, a1), a2), t->act);
+            if (t->act == ENC_ACT_SIGMOID) {
+                float tmp[8];
+                _mm256_storeu_ps(tmp, v);
+                for (int i = 0; i < 8; i++) tmp[i] = act1(tmp[i], t->act);
+                v = _mm256_loadu_ps(tmp);
+            }
+            _mm256_storeu_ps(yrow + (size_t)ox * C + c, v);
+        }
+    }
+}
+
 static void dw_task(void *vctx, size_t r0, size_t r1, int tid)
 {
     win_ctx *t = vctx;
     const ops_win *g = t->g;
-    int c = g->c, oc = g->oc, mult = g->mult;
+    bool fast = g->mult == 1 && g->kh == 3 && g->kw == 3 && g->c % 8 == 0;
     for (size_t r = r0; r < r1; r++) {
         int oy = (int)(r % (size_t)g->oh);
         size_t img = r / (size_t)g->oh;
-        const float *xi = t->x + img * (size_t)g->h * g->w * c;
-        int ky0, ky1;
-        tap_range(oy, g->sh, g->pt, g->kh, g->h, &ky0, &ky1);
-        int iy0 = oy * g->sh - g->pt;
-        for (int ox = 0; ox < g->ow; ox++) {
-            float *yo = t->y + (r * (size_t)g->ow + (size_t)ox) * oc;
-            int kx0, kx1;
-            tap_range(ox, g->sw, g->pl, g->kw, g->w, &kx0, &kx1);
-            int ix0 = ox * g->sw - g->pl;
-            if (mult == 1) {
-                int o = 0;
-                for (; o + 32 <= oc; o += 32) {
-                    __m256 a0, a1, a2, a3;
-                    if (t->b) {
-                        a0 = _mm256_loadu_ps(t->b + o);
-                        a1 = _mm256_loadu_ps(t->b + o + 8);
-                        a2 = _mm256_loadu_ps(t->b + o + 16);
-                        a3 = _mm256_loadu_ps(t->b + o + 24);
-                    } else {
-                        a0 = a1 = a2 = a3 = _mm256_setzero_ps();
-                    }
-                    for (int ky = ky0; ky < ky1; ky++) {
-                        const float *xr = xi + ((size_t)(iy0 + ky) * g->w) * c + o;
-                        const float *wr = t->w + (size_t)ky * g->kw * oc + o;
-                        for (int kx = kx0; kx < kx1; kx++) {
-                            const float *xp = xr + (size_t)(ix0 + kx) * c;
-                            const float *wp = wr + (size_t)kx * oc;
-                            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(xp), _mm256_loadu_ps(wp), a0);
-                            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 8), _mm256_loadu_ps(wp + 8), a1);
-                            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 16), _mm256_loadu_ps(wp + 16), a2);
-                            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(xp + 24), _mm256_loadu_ps(wp + 24), a3);
-                        }
-                    }
-                    _mm256_storeu_ps(yo + o, act8(a0, t->act));
-                    _mm256_storeu_ps(yo + o + 8, act8(a1, t->act));
-                    _mm256_storeu_ps(yo + o + 16, act8(a2, t->act));
-                    _mm256_storeu_ps(yo + o + 24, act8(a3, t->act));
-                }
-                for (; o + 8 <= oc; o += 8) {
-                    __m256 a0 = t->b ? _mm256_loadu_ps(t->b + o) : _mm256_setzero_ps();
-                    for (int ky = ky0; ky < ky1; ky++) {
-                        const float *xr = xi + ((size_t)(iy0 + ky) * g->w) * c + o;
-                        const float *wr = t->w + (size_t)ky * g->kw * oc + o;
-                        for (int kx = kx0; kx < kx1; kx++)
-                            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(xr + (size_t)(ix0 + kx) * c),
-                                                 _mm256_loadu_ps(wr + (size_t)kx * oc), a0);
-                    }
-                    _mm256_storeu_ps(yo + o, act8(a0, t->act));
-                }
-                for (; o < oc; o++) {
-                    float a = t->b ? t->b[o] : 0.0f;
-                    for (int ky = ky0; ky < ky1; ky++)
-                        for (int kx = kx0; kx < kx1; kx++)
-                            a += xi[((size_t)(iy0 + ky) * g->w + (size_t)(ix0 + kx)) * c + o] *
-                                 t->w[((size_t)ky * g->kw + kx) * oc + o];
-                    yo[o] = act1(a, t->act);
-                }
-                if (t->act == ENC_ACT_SIGMOID)
-                    for (int i = 0; i < oc - oc % 8; i++) yo[i] = act1(yo[i], t->act);
-            } else {
-                for (int o = 0; o < oc; o++) {
-                    int ci = o / mult;
-                    float a = t->b ? t->b[o] : 0.0f;
-                    for (int ky = ky0; ky < ky1; ky++)
-                        for (int kx = kx0; kx < kx1; kx++)
-                            a += xi[((size_t)(iy0 + ky) * g->w + (size_t)(ix0 + kx)) * c + ci] *
-                                 t->w[((size_t)ky * g->kw + kx) * oc + o];
-                    yo[o] = act1(a, t->act);
-                }
-            }
+        const float *xi = t->x + img * (size_t)g->h * g->w * g->c;
+        float *yrow = t->y + r * (size_t)g->ow * g->oc;
+        if (fast) {
+            dw3x3_row(t, xi, oy, yrow);
+            continue;
         }
+        for (int ox = 0; ox < g->ow; ox++) dw_pixel(t, xi, oy, ox, yrow + (size_t)ox * g->oc);
     }
 }
 

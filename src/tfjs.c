@@ -15,7 +15,8 @@
 enum {
     MAX_MODEL_BYTES = 256 << 20,   /* model.json / model.min.js */
     MAX_DEPTH = 256,               /* JS literal nesting */
-    MAX_LAYERS = 100000,
+    MAX_LAYERS = 10000,
+    MAX_WEIGHT_SPECS = 100000,
     MAX_CONCAT = ENC_MAX_INPUTS,
 };
 #define MAX_SHARD_BYTES ((size_t)1 << 32)        /* one shard file (base64 text included) */
@@ -514,12 +515,16 @@ imcap_status tfjs_find_base64_literal(const char *path, const char *text, size_t
 
 /* ----------------------------------------------------------------- weights */
 
+typedef enum wkind { W_F32, W_U8, W_U16, W_F16 } wkind;
+
 typedef struct wspec {
-    const char *name;  /* points into the cJSON tree */
+    const char *name;     /* points into the cJSON tree */
     int n_dims;
     int shape[4];
     size_t count, offset; /* floats, into ctx->w */
-    const char *group_path; /* first shard of its group, for messages */
+    int group;            /* manifest group */
+    wkind kind;           /* storage in the shard */
+    double qmin, qscale;  /* uint8/uint16: value = q * qscale + qmin */
 } wspec;
 
 typedef struct tl {
@@ -585,8 +590,10 @@ static float half_to_float(uint16_t h)
     return f;
 }
 
-/* Reads one shard named by the manifest and appends its bytes to buf. */
-static imcap_status read_shard(ctx *c, const char *rel, unsigned char **buf, size_t *len, size_t *cap)
+/* Reads one shard named by the manifest and appends its bytes to buf;
+ * the group may hold at most limit bytes. */
+static imcap_status read_shard(ctx *c, const char *rel, size_t limit, unsigned char **buf, size_t *len,
+                                size_t *cap)
 {
     if (!*rel || rel[0] == '/' || strstr(rel, "..") || strlen(rel) > 1024)
         return imcap_fail(IMCAP_E_FORMAT, "%s: weightsManifest: refusing shard path \"%s\" (empty, absolute or "
@@ -604,6 +611,12 @@ static imcap_status read_shard(ctx *c, const char *rel, unsigned char **buf, siz
                               c->path, rel, c->dir, rel, rel);
         b64 = true;
     }
+    /* refuse a file far larger than what the group still needs before reading it */
+    struct stat sb;
+    size_t room = limit - *len, max_file = b64 ? room / 3 * 4 + 4 + (1 << 20) : room;
+    if (stat(p, &sb) == 0 && (uint64_t)sb.st_size > (uint64_t)max_file)
+        return imcap_fail(IMCAP_E_FORMAT, "%s: %lld bytes, more than the %zu bytes of weights its group still needs "
+                          "(%s)", p, (long long)sb.st_size, room, c->path);
     char *data;
     size_t n;
     imcap_status st = imcap_read_file(p, MAX_SHARD_BYTES, &data, &n);
@@ -621,8 +634,9 @@ static imcap_status read_shard(ctx *c, const char *rel, unsigned char **buf, siz
         bytes = dec;
     }
     size_t need;
-    if (!imcap_add_size(*len, n, &need)) {
-        st = imcap_fail(IMCAP_E_NOMEM, "%s: weight data too large", p);
+    if (!imcap_add_size(*len, n, &need) || need > limit) {
+        st = imcap_fail(IMCAP_E_FORMAT, "%s: the shards of its group hold more than the %zu bytes its weights "
+                        "need (%s)", p, limit, c->path);
     } else {
         if (need > *cap) {
             size_t nc = *cap ? *cap : (1 << 20);
@@ -666,12 +680,14 @@ static imcap_status get_dims(ctx *c, const cJSON *arr, int max_dims, int *n_dims
     return IMCAP_OK;
 }
 
-/* Reads the weightsManifest: every group's shards, checked against its specs,
- * decoded to float32 in c->w. */
+/* Reads the weightsManifest: the specs (names, shapes, storage), then every
+ * group's shards (never more bytes than its specs need), checked to hold
+ * exactly its weights, then decodes all of them to float32 in c->w. */
 static imcap_status load_weights(ctx *c)
 {
     const cJSON *man = cJSON_GetObjectItemCaseSensitive(c->root, "weightsManifest");
     size_t n_specs = 0, total = 0;
+    int n_groups = cJSON_GetArraySize(man);
     const cJSON *grp;
     cJSON_ArrayForEach(grp, man)
     {
@@ -682,9 +698,18 @@ static imcap_status load_weights(ctx *c)
                               "array", c->path);
         n_specs += (size_t)cJSON_GetArraySize(wts);
     }
+    if (n_specs > MAX_WEIGHT_SPECS)
+        return imcap_fail(IMCAP_E_UNSUPPORTED, "%s: weightsManifest lists %zu weights (at most %d)", c->path, n_specs,
+                          MAX_WEIGHT_SPECS);
     c->ws = imcap_calloc(n_specs ? n_specs : 1, sizeof *c->ws);
-    if (!c->ws) return IMCAP_E_NOMEM;
-    /* first pass: specs and sizes */
+    size_t *need = imcap_calloc((size_t)n_groups + 1, sizeof *need);
+    unsigned char **bufs = imcap_calloc((size_t)n_groups + 1, sizeof *bufs);
+    imcap_status st = IMCAP_OK;
+    if (!c->ws || !need || !bufs) {
+        st = IMCAP_E_NOMEM;
+        goto done;
+    }
+    /* pass 1: specs, storage and the bytes each group needs */
     int gi = 0;
     cJSON_ArrayForEach(grp, man)
     {
@@ -693,144 +718,141 @@ static imcap_status load_weights(ctx *c)
         {
             wspec *w = &c->ws[c->n_ws];
             const cJSON *nm = cJSON_GetObjectItemCaseSensitive(wt, "name");
-            if (!cJSON_IsString(nm))
-                return imcap_fail(IMCAP_E_FORMAT, "%s: weightsManifest group %d: weight %zu has no name", c->path,
-                                  gi, c->n_ws);
+            const cJSON *dt = cJSON_GetObjectItemCaseSensitive(wt, "dtype");
+            const cJSON *q = cJSON_GetObjectItemCaseSensitive(wt, "quantization");
+            if (!cJSON_IsString(nm)) {
+                st = imcap_fail(IMCAP_E_FORMAT, "%s: weightsManifest group %d: weight %zu has no name", c->path, gi,
+                                c->n_ws);
+                goto done;
+            }
             w->name = nm->valuestring;
             char what[300];
             snprintf(what, sizeof what, "weightsManifest: weight \"%s\"", w->name);
-            imcap_status st = get_dims(c, cJSON_GetObjectItemCaseSensitive(wt, "shape"), 4, &w->n_dims, w->shape,
-                                       &w->count, what);
-            if (st) return st;
-            w->offset = total;
-            total += w->count;
-            if (total > MAX_WEIGHT_ELEMS)
-                return imcap_fail(IMCAP_E_FORMAT, "%s: weightsManifest: more than %zu weights in all", c->path,
-                                  MAX_WEIGHT_ELEMS);
-            c->n_ws++;
-        }
-        gi++;
-    }
-    c->w = imcap_alloc(total ? total : 1, sizeof(float));
-    if (!c->w) return imcap_fail_prefix(IMCAP_E_NOMEM, "%s", c->path);
-    /* second pass: read and decode each group */
-    size_t k = 0;
-    gi = 0;
-    cJSON_ArrayForEach(grp, man)
-    {
-        unsigned char *buf = NULL;
-        size_t len = 0, cap = 0, need = 0;
-        imcap_status st = IMCAP_OK;
-        char first[1100] = "";
-        const cJSON *p;
-        cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(grp, "paths"))
-        {
-            if (!cJSON_IsString(p)) {
-                st = imcap_fail(IMCAP_E_FORMAT, "%s: weightsManifest group %d: a path is not a string", c->path,
-                                gi);
-                break;
-            }
-            if (!first[0]) snprintf(first, sizeof first, "%s", p->valuestring);
-            if ((st = read_shard(c, p->valuestring, &buf, &len, &cap))) break;
-        }
-        size_t k0 = k;
-        const cJSON *wt;
-        /* sizes of this group's weights */
-        cJSON_ArrayForEach(wt, cJSON_GetObjectItemCaseSensitive(grp, "weights"))
-        {
-            if (st) break;
-            wspec *w = &c->ws[k];
-            const cJSON *dt = cJSON_GetObjectItemCaseSensitive(wt, "dtype");
-            const cJSON *q = cJSON_GetObjectItemCaseSensitive(wt, "quantization");
+            if ((st = get_dims(c, cJSON_GetObjectItemCaseSensitive(wt, "shape"), 4, &w->n_dims, w->shape, &w->count,
+                               what)))
+                goto done;
             if (!cJSON_IsString(dt)) {
                 st = imcap_fail(IMCAP_E_FORMAT, "%s: weight \"%s\": no dtype", c->path, w->name);
-                break;
+                goto done;
             }
             if (strcmp(dt->valuestring, "float32") != 0) {
                 st = imcap_fail(IMCAP_E_UNSUPPORTED, "%s: weight \"%s\": dtype %s (only float32 weights are "
                                 "supported)", c->path, w->name, dt->valuestring);
-                break;
+                goto done;
             }
-            size_t per = 4;
+            w->kind = W_F32;
             if (q && !cJSON_IsNull(q)) {
                 const cJSON *qd = cJSON_GetObjectItemCaseSensitive(q, "dtype");
                 if (!cJSON_IsObject(q) || !cJSON_IsString(qd)) {
                     st = imcap_fail(IMCAP_E_FORMAT, "%s: weight \"%s\": quantization without a dtype", c->path,
                                     w->name);
-                    break;
+                    goto done;
                 }
-                if (!strcmp(qd->valuestring, "uint8")) per = 1;
-                else if (!strcmp(qd->valuestring, "uint16") || !strcmp(qd->valuestring, "float16")) per = 2;
+                if (!strcmp(qd->valuestring, "uint8")) w->kind = W_U8;
+                else if (!strcmp(qd->valuestring, "uint16")) w->kind = W_U16;
+                else if (!strcmp(qd->valuestring, "float16")) w->kind = W_F16;
                 else {
                     st = imcap_fail(IMCAP_E_UNSUPPORTED, "%s: weight \"%s\": quantization dtype %s (supported: "
                                     "uint8, uint16, float16)", c->path, w->name, qd->valuestring);
-                    break;
+                    goto done;
                 }
-            }
-            size_t b;
-            if (!imcap_mul_size(w->count, per, &b) || !imcap_add_size(need, b, &need)) {
-                st = imcap_fail(IMCAP_E_FORMAT, "%s: weights too large", c->path);
-                break;
-            }
-            k++;
-        }
-        if (!st && need != len)
-            st = imcap_fail(IMCAP_E_FORMAT, "%s: weightsManifest group %d: its weights need %zu bytes but its "
-                            "shards (%s...) hold %zu", c->path, gi, need, first, len);
-        /* decode */
-        size_t off = 0;
-        k = k0;
-        cJSON_ArrayForEach(wt, cJSON_GetObjectItemCaseSensitive(grp, "weights"))
-        {
-            if (st) break;
-            wspec *w = &c->ws[k++];
-            float *dst = c->w + w->offset;
-            const cJSON *q = cJSON_GetObjectItemCaseSensitive(wt, "quantization");
-            const unsigned char *src = buf + off;
-            if (!q || cJSON_IsNull(q)) {
-                for (size_t i = 0; i < w->count; i++) {
-                    uint32_t u = (uint32_t)src[4 * i] | (uint32_t)src[4 * i + 1] << 8 |
-                                 (uint32_t)src[4 * i + 2] << 16 | (uint32_t)src[4 * i + 3] << 24;
-                    memcpy(&dst[i], &u, 4);
-                }
-                off += 4 * w->count;
-            } else {
-                const char *qd = cJSON_GetObjectItemCaseSensitive(q, "dtype")->valuestring;
-                if (!strcmp(qd, "float16")) {
-                    for (size_t i = 0; i < w->count; i++)
-                        dst[i] = half_to_float((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
-                    off += 2 * w->count;
-                } else {
+                if (w->kind != W_F16) {
+                    /* as TF.js: value = float32(q * scale + min) computed in double */
                     const cJSON *mn = cJSON_GetObjectItemCaseSensitive(q, "min");
                     const cJSON *sc = cJSON_GetObjectItemCaseSensitive(q, "scale");
                     if (!cJSON_IsNumber(mn) || !cJSON_IsNumber(sc) || !isfinite(mn->valuedouble) ||
                         !isfinite(sc->valuedouble)) {
                         st = imcap_fail(IMCAP_E_FORMAT, "%s: weight \"%s\": %s quantization needs numeric \"min\" "
-                                        "and \"scale\"", c->path, w->name, qd);
-                        break;
+                                        "and \"scale\"", c->path, w->name, qd->valuestring);
+                        goto done;
                     }
-                    /* as TF.js: float32(q * scale + min) computed in double */
-                    double m = mn->valuedouble, s = sc->valuedouble;
-                    if (!strcmp(qd, "uint8")) {
-                        for (size_t i = 0; i < w->count; i++) dst[i] = (float)((double)src[i] * s + m);
-                        off += w->count;
-                    } else {
-                        for (size_t i = 0; i < w->count; i++)
-                            dst[i] = (float)((double)(src[2 * i] | src[2 * i + 1] << 8) * s + m);
-                        off += 2 * w->count;
-                    }
+                    w->qmin = mn->valuedouble;
+                    w->qscale = sc->valuedouble;
                 }
             }
-            for (size_t i = 0; i < w->count && !st; i++)
-                if (!isfinite(dst[i]))
-                    st = imcap_fail(IMCAP_E_FORMAT, "%s: weight \"%s\": element %zu is not finite", c->path,
-                                    w->name, i);
+            static const size_t per[] = {[W_F32] = 4, [W_U8] = 1, [W_U16] = 2, [W_F16] = 2};
+            w->group = gi;
+            w->offset = total;
+            total += w->count;
+            need[gi] += w->count * per[w->kind]; /* count <= 2^31, groups' sum bounded below */
+            if (total > MAX_WEIGHT_ELEMS) {
+                st = imcap_fail(IMCAP_E_FORMAT, "%s: weightsManifest: more than %zu weights in all", c->path,
+                                MAX_WEIGHT_ELEMS);
+                goto done;
+            }
+            c->n_ws++;
         }
-        free(buf);
-        if (st) return st;
         gi++;
     }
-    return IMCAP_OK;
+    /* pass 2: each group's shards, concatenated, exactly its weights */
+    gi = 0;
+    cJSON_ArrayForEach(grp, man)
+    {
+        size_t len = 0, cap = 0;
+        char first[1100] = "";
+        const cJSON *p;
+        cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(grp, "paths"))
+        {
+            if (!cJSON_IsString(p)) {
+                st = imcap_fail(IMCAP_E_FORMAT, "%s: weightsManifest group %d: a path is not a string", c->path, gi);
+                goto done;
+            }
+            if (!first[0]) snprintf(first, sizeof first, "%s", p->valuestring);
+            if ((st = read_shard(c, p->valuestring, need[gi], &bufs[gi], &len, &cap))) goto done;
+        }
+        if (len != need[gi]) {
+            st = imcap_fail(IMCAP_E_FORMAT, "%s: weightsManifest group %d: its weights need %zu bytes but its shards "
+                            "(%s...) hold %zu", c->path, gi, need[gi], first[0] ? first : "none", len);
+            goto done;
+        }
+        gi++;
+    }
+    /* pass 3: decode */
+    c->w = imcap_alloc(total ? total : 1, sizeof(float));
+    if (!c->w) {
+        st = imcap_fail_prefix(IMCAP_E_NOMEM, "%s", c->path);
+        goto done;
+    }
+    size_t off = 0;
+    for (size_t k = 0; k < c->n_ws; k++) {
+        wspec *w = &c->ws[k];
+        if (k == 0 || w->group != c->ws[k - 1].group) off = 0;
+        const unsigned char *src = bufs[w->group] + off;
+        float *dst = c->w + w->offset;
+        switch (w->kind) {
+        case W_F32:
+            for (size_t i = 0; i < w->count; i++) {
+                uint32_t u = (uint32_t)src[4 * i] | (uint32_t)src[4 * i + 1] << 8 | (uint32_t)src[4 * i + 2] << 16 |
+                             (uint32_t)src[4 * i + 3] << 24;
+                memcpy(&dst[i], &u, 4);
+            }
+            off += 4 * w->count;
+            break;
+        case W_U8:
+            for (size_t i = 0; i < w->count; i++) dst[i] = (float)((double)src[i] * w->qscale + w->qmin);
+            off += w->count;
+            break;
+        case W_U16:
+            for (size_t i = 0; i < w->count; i++)
+                dst[i] = (float)((double)(src[2 * i] | src[2 * i + 1] << 8) * w->qscale + w->qmin);
+            off += 2 * w->count;
+            break;
+        case W_F16:
+            for (size_t i = 0; i < w->count; i++) dst[i] = half_to_float((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+            off += 2 * w->count;
+            break;
+        }
+        for (size_t i = 0; i < w->count; i++)
+            if (!isfinite(dst[i])) {
+                st = imcap_fail(IMCAP_E_FORMAT, "%s: weight \"%s\": element %zu is not finite", c->path, w->name, i);
+                goto done;
+            }
+    }
+done:
+    for (int i = 0; bufs && i < n_groups; i++) free(bufs[i]);
+    imcap_free(bufs);
+    imcap_free(need);
+    return st;
 }
 
 /* The weight "<layer>/<suffix>" (or ".../<layer>/<suffix>"), or NULL. */
@@ -1141,10 +1163,7 @@ static imcap_status emit_weighted(ctx *c, int li)
         return st;
     if (!strcmp(l->cls, "Dense")) {
         nd = node_new(ENC_DENSE, l->name);
-        if ((st = cfg_int(c, l, "units", NAN, 1, 1 << 24, &cout))) return st;
-        if (iv->h != 1 || iv->w != 1)
-            return lfail(c, l, IMCAP_E_UNSUPPORTED, "dense layer on a %dx%dx%d value (only on 1x1xC)", iv->h, iv->w,
-                         iv->c);
+        if ((st = cfg_int(c, l, "units", NAN, 1, 1 << 24, &cout))) return st; /* per pixel, as Keras */
         kdims = wdims = 2;
         kshape[0] = wshape[0] = iv->c;
         kshape[1] = wshape[1] = cout;

@@ -335,7 +335,10 @@ static imcap_status parse_tensor(tfl_model *m, const fbtab *tt, const fbvec *buf
         int32_t x = rd_i32(b->p + shape.pos + 4 * (size_t)d);
         if (x < 1 || x > TFL_MAX_DIM) return fb_bad(b, "tensor dimension out of range", shape.pos + 4 * (size_t)d);
         t->shape[d] = x;
-        t->count *= (size_t)x; /* <= 2^64 cannot overflow for 4 dims of <= 2^16 */
+        t->count *= (size_t)x; /* each factor <= 2^16 and the product is kept <= 2^32 */
+        if (t->count > ((size_t)1 << 32))
+            return imcap_fail(IMCAP_E_FORMAT, "%s: tensor %d '%s' has more than 2^32 elements", b->path, idx,
+                              t->name);
     }
     if ((s = fb_i8(b, tt, 1, 0, &t->type))) return s;
     int is_var;
@@ -677,10 +680,14 @@ static imcap_status op_options(builder *bd, int want, const fbtab **opt)
     return IMCAP_OK;
 }
 
+/* The tensor's name; converters join fused names with ';': when the whole
+ * does not fit, the first part; else "t<index>". */
 static void value_name(const tfl_model *m, int ti, char *dst)
 {
     const char *n = m->t[ti].name;
+    size_t first = strcspn(n, ";");
     if (n[0] && strlen(n) < ENC_NAME_LEN - 1) snprintf(dst, ENC_NAME_LEN, "%s", n);
+    else if (first > 0 && first < ENC_NAME_LEN - 1) snprintf(dst, ENC_NAME_LEN, "%.*s", (int)first, n);
     else snprintf(dst, ENC_NAME_LEN, "t%d", ti);
 }
 
@@ -764,6 +771,8 @@ static imcap_status conv(builder *bd, bool depthwise)
         return s;
     if (dw != 1 || dh != 1) return op_unsupported(bd, "dilation %dx%d", dh, dw);
 
+    if (wt->n_q > 1 && wt->qdim != (depthwise ? 3 : 0))
+        return op_unsupported(bd, "weights quantized per channel along dimension %d", wt->qdim);
     int kh = wt->shape[1], kw = wt->shape[2], cout;
     if (depthwise) {
         /* weights [1][KH][KW][Cin*mult] = the graph's [KH][KW][Cin*mult] */
@@ -909,8 +918,8 @@ static imcap_status reshape_target(builder *bd, size_t count, int *h, int *w, in
     for (size_t i = 0; i < n; i++) {
         d[i] = rd_i32(dims + 4 * i);
         if (d[i] == -1 && unknown < 0) unknown = (int)i;
-        else if (d[i] < 1 || d[i] > TFL_MAX_DIM * 64) return op_bad(bd, "reshape dimension %d", d[i]);
-        else known *= (size_t)d[i];
+        else if (d[i] < 1 || (size_t)d[i] > count) return op_bad(bd, "reshape dimension %d", d[i]);
+        else if ((known *= (size_t)d[i]) > count) return op_bad(bd, "reshape of %zu elements to more", count);
     }
     if (unknown >= 0) {
         if (count % known) return op_bad(bd, "reshape of %zu elements to a shape of %zu x ?", count, known);

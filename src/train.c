@@ -98,6 +98,12 @@ static imcap_status check_params(const imcap_train_params *p)
                           p->val_batches, p->checkpoint_every);
     if (!(p->lr > 0 && p->lr < 10) || !(p->clip >= 0 && isfinite(p->clip)))
         return imcap_fail(IMCAP_E_ARG, "training: learning rate %g or clipping %g out of range", p->lr, p->clip);
+    if (p->best_model && (!p->val_split || p->val_batches < 1))
+        return imcap_fail(IMCAP_E_ARG, "training: keeping the best model (%s) needs a validation split and "
+                                       "validation batches", p->best_model);
+    if (p->best_model && !strcmp(p->best_model, p->checkpoint))
+        return imcap_fail(IMCAP_E_ARG, "training: the best model and the checkpoint are the same file %s",
+                          p->checkpoint);
     return IMCAP_OK;
 }
 
@@ -448,6 +454,17 @@ static imcap_status load_data(trainer *t)
     return IMCAP_OK;
 }
 
+/* Whether the epoch just finished has the lowest validation loss so far
+ * (the first of equal ones wins); derived from the history, so a resumed run
+ * decides as an uninterrupted one. */
+static bool is_best_epoch(const trainer *t)
+{
+    const float v = t->hist_val[t->epoch - 1];
+    for (int e = 0; e < t->epoch - 1; e++)
+        if (isfinite(t->hist_val[e]) && t->hist_val[e] <= v) return false;
+    return true;
+}
+
 static uint64_t val_seed(uint64_t seed) { return seed ^ 0x76616c6964617465ULL; /* "validate" */ }
 
 static imcap_status train_run(trainer *t, const imcap_train_params *req)
@@ -549,6 +566,10 @@ static imcap_status train_run(trainer *t, const imcap_train_params *req)
             if (p->plot_svg && (s = write_history_svg(t, p->plot_svg))) return s;
             if ((s = save_checkpoint(t))) return s;
             r.checkpoint = p->checkpoint;
+            if (p->best_model && isfinite(val) && is_best_epoch(t)) {
+                if ((s = dec_save(p->best_model, t->m, t->vocab))) return s;
+                r.best = 1;
+            }
         }
         const double el = imcap_now() - t0;
         const uint64_t done = t->step - step0;

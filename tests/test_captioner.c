@@ -7,6 +7,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "fixture.h"
 #include "test.h"
+#include "../src/generate.h"
 #include "../src/gguf.h"
 
 #include <pthread.h>
@@ -301,4 +302,75 @@ TEST(captioner_concurrent_calls_on_one_model)
         for (int i = 0; i < N_PHOTOS; i++) CHECK_STR(jobs[t].text[i], ref[t % 2].text[i]);
     }
     imcap_captioner_free(c);
+}
+
+TEST(captioner_export_from_checkpoint)
+{
+    need_photos();
+    static const char *const words[] = {"#END#", "#PAD#", "#START#", "#UNK#", "a", "dog", "runs"};
+    imcap_vocab *v;
+    REQUIRE_OK(imcap_vocab_from_words(words, 7, &v));
+    dec_config cf = {.n_img = 6, .n_img1 = 5, .n_hid = 8, .n_emb = 4, .n_out1 = 7, .n_vocab = 7,
+                     .pad_id = imcap_vocab_pad(v)};
+    dec_model *m;
+    REQUIRE_OK(dec_model_new(&cf, false, &m));
+    imcap_rng rng;
+    imcap_rng_seed(&rng, 5);
+    dec_model_init(m, &rng);
+    char ckpt[700], enc[700], out[700], emb[700];
+    snprintf(ckpt, sizeof ckpt, "%s/decoder.gguf", test_tmpdir());
+    snprintf(enc, sizeof enc, "%s/tiny.gguf", test_tmpdir());
+    snprintf(out, sizeof out, "%s/model.imcap", test_tmpdir());
+    snprintf(emb, sizeof emb, "%s/emb.f32", test_tmpdir());
+    REQUIRE_OK(dec_save(ckpt, m, v));
+    enc_graph *g = fixture_encoder("tiny", 8);
+    REQUIRE_OK(enc_graph_save(g, enc));
+
+    /* Embeddings made by another encoder are refused, and nothing is written. */
+    const char *names[1] = {"x.jpg"};
+    float row[6] = {0};
+    REQUIRE_OK(imcap_embfile_write(emb, 6, "inception_v3 embedding 12345678", 1, names, row));
+    imcap_gen_params gp = imcap_gen_default_params();
+    gp.beam = 3;
+    CHECK(imcap_captioner_export(ckpt, enc, "embedding", emb, &gp, out) == IMCAP_E_MISMATCH);
+    CHECK(strstr(imcap_last_error(), "inception_v3") != NULL);
+    struct stat st;
+    CHECK(stat(out, &st) != 0);
+    char id[100];
+    snprintf(id, sizeof id, "tiny embedding %08x", (unsigned)enc_graph_checksum(g));
+    REQUIRE_OK(imcap_embfile_write(emb, 6, id, 1, names, row));
+    REQUIRE_OK(imcap_captioner_export(ckpt, enc, "embedding", emb, &gp, out));
+
+    imcap_captioner *c;
+    REQUIRE_OK(imcap_captioner_load(out, enc, &c));
+    CHECK_STR(imcap_captioner_checkpoint(c), ckpt);
+    CHECK(imcap_captioner_gen_params(c).beam == 3);
+    /* The stored decoder is the checkpoint's: same caption as generating directly. */
+    imcap_image img;
+    REQUIRE_OK(imcap_image_load(photos[0], &img));
+    float e[6];
+    REQUIRE_OK(imcap_captioner_embed(c, &img, e));
+    imcap_caption *cap;
+    REQUIRE_OK(imcap_caption_image(c, &img, NULL, &cap));
+    gen_special sp = {.start_id = imcap_vocab_start(v), .end_id = imcap_vocab_end(v), .n_masked = 3,
+                      .masked = {imcap_vocab_pad(v), imcap_vocab_start(v), imcap_vocab_unk(v)}};
+    gen_hyp h;
+    int n;
+    REQUIRE_OK(gen_caption(m, e, &sp, &gp, &h, &n));
+    CHECK(cap->alt[0].n_words == h.n_words && cap->alt[0].logprob == h.logprob);
+    imcap_caption_free(cap);
+    imcap_image_free(&img);
+    imcap_captioner_free(c);
+
+    /* A decoder whose input size is not the encoder's output is refused. */
+    cf.n_img = 9;
+    dec_model *m9;
+    REQUIRE_OK(dec_model_new(&cf, false, &m9));
+    REQUIRE_OK(dec_save(ckpt, m9, v));
+    CHECK(imcap_captioner_export(ckpt, enc, "embedding", NULL, NULL, out) == IMCAP_E_MISMATCH);
+    CHECK(strstr(imcap_last_error(), "9-float") != NULL);
+    dec_model_free(m9);
+    dec_model_free(m);
+    imcap_vocab_free(v);
+    enc_graph_free(g);
 }

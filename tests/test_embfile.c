@@ -1,6 +1,7 @@
 #define _DEFAULT_SOURCE
 #include "test.h"
 #include "imcap.h"
+#include "../src/internal.h"
 
 #include <stdint.h>
 #include <signal.h>
@@ -390,7 +391,6 @@ TEST(embfile_atomic_whole_file_and_match)
 /* Random byte flips and cuts of a valid file: the reader refuses every one
  * with a message naming the file; resume, when it accepts the header, always
  * leaves a file the reader accepts. */
-#include "../src/internal.h"
 
 TEST(embfile_mutations_are_caught)
 {

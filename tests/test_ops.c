@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 /*
  * test_ops.c - every encoder op against a naive reference loop written here
  * (double accumulation, padding computed from TF's definition), through the
@@ -141,11 +142,8 @@ static void run_window_case(const wcase *t)
     enc_graph_free(g);
 }
 
-TEST(ops_conv2d_matches_reference)
-{
-    imcap_rng_seed(&g_rng, 1);
-    static const wcase cases[] = {
-        {ENC_CONV2D, 1, 7, 5, 3, 4, 3, 3, 1, 1, 1, 0, ENC_ACT_NONE, 1},
+static const wcase conv_cases[] = {
+    {ENC_CONV2D, 1, 7, 5, 3, 4, 3, 3, 1, 1, 1, 0, ENC_ACT_NONE, 1},
         {ENC_CONV2D, 1, 7, 5, 3, 4, 3, 3, 1, 1, 0, 0, ENC_ACT_RELU, 1},
         {ENC_CONV2D, 2, 7, 5, 3, 4, 3, 3, 2, 2, 1, 0, ENC_ACT_RELU6, 0},
         {ENC_CONV2D, 1, 7, 5, 3, 4, 3, 3, 2, 2, 0, 0, ENC_ACT_NONE, 1},
@@ -160,8 +158,21 @@ TEST(ops_conv2d_matches_reference)
         {ENC_CONV2D, 1, 4, 3, 70, 90, 3, 3, 1, 1, 1, 0, ENC_ACT_NONE, 1},  /* few rows: split by columns */
         {ENC_CONV2D, 2, 64, 40, 32, 24, 3, 3, 1, 1, 1, 0, ENC_ACT_RELU, 1},/* im2col in several blocks */
         {ENC_CONV2D, 1, 1, 1, 16, 10, 1, 1, 1, 1, 0, 0, ENC_ACT_NONE, 1},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_window_case(&cases[i]);
+        {ENC_CONV2D, 1, 9, 11, 300, 37, 1, 1, 1, 1, 1, 0, ENC_ACT_RELU, 1}, /* K > one GEMM K block, N tail */
+        {ENC_CONV2D, 1, 5, 5, 40, 250, 3, 3, 1, 1, 1, 0, ENC_ACT_RELU6, 1},/* N > one GEMM N block */
+};
+
+TEST(ops_conv2d_matches_reference)
+{
+    imcap_rng_seed(&g_rng, 1);
+    for (size_t i = 0; i < sizeof conv_cases / sizeof *conv_cases; i++) run_window_case(&conv_cases[i]);
+}
+
+TEST(ops_conv2d_openblas_path_matches_reference)
+{
+    setenv("IMCAP_GEMM", "openblas", 1);
+    imcap_rng_seed(&g_rng, 1);
+    for (size_t i = 0; i < sizeof conv_cases / sizeof *conv_cases; i++) run_window_case(&conv_cases[i]);
 }
 
 TEST(ops_dwconv2d_matches_reference)
@@ -179,6 +190,15 @@ TEST(ops_dwconv2d_matches_reference)
         {ENC_DWCONV2D, 1, 8, 7, 16, 0, 7, 1, 1, 1, 1, 1, ENC_ACT_NONE, 1},
         {ENC_DWCONV2D, 1, 6, 6, 24, 0, 1, 1, 1, 1, 0, 1, ENC_ACT_NONE, 1},
         {ENC_DWCONV2D, 1, 10, 10, 40, 0, 3, 3, 2, 2, 1, 1, ENC_ACT_RELU6, 1},
+        /* the 3x3 multiplier-1 row kernel: wide rows, borders, tiny images */
+        {ENC_DWCONV2D, 2, 13, 17, 16, 0, 3, 3, 1, 1, 1, 1, ENC_ACT_RELU6, 1},
+        {ENC_DWCONV2D, 1, 13, 17, 24, 0, 3, 3, 2, 2, 1, 1, ENC_ACT_SIGMOID, 1},
+        {ENC_DWCONV2D, 1, 14, 18, 8, 0, 3, 3, 2, 2, 1, 1, ENC_ACT_NONE, 0},
+        {ENC_DWCONV2D, 1, 13, 17, 16, 0, 3, 3, 1, 1, 0, 1, ENC_ACT_RELU, 1},
+        {ENC_DWCONV2D, 1, 13, 17, 16, 0, 3, 3, 2, 2, 0, 1, ENC_ACT_NONE, 1},
+        {ENC_DWCONV2D, 1, 2, 9, 8, 0, 3, 3, 1, 1, 1, 1, ENC_ACT_NONE, 1},
+        {ENC_DWCONV2D, 1, 1, 1, 8, 0, 3, 3, 1, 1, 1, 1, ENC_ACT_NONE, 1},
+        {ENC_DWCONV2D, 1, 2, 2, 8, 0, 3, 3, 2, 2, 1, 1, ENC_ACT_NONE, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_window_case(&cases[i]);
 }

@@ -1,8 +1,13 @@
+#define _DEFAULT_SOURCE
 #include "test.h"
 #include "imcap.h"
+#include "../src/internal.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <stdint.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* Writes text to a file in the test's temporary directory; returns its path. */
 static const char *write_tmp(const char *name, const char *text, size_t len)
@@ -594,7 +599,6 @@ TEST(text_batcher_get_walks_every_caption_in_order)
 /* Random byte edits, insertions and cuts of valid files: every loader either
  * succeeds or fails with IMCAP_E_FORMAT and a message naming the file (the
  * ASan build checks that nothing reads or writes out of bounds). */
-#include "../src/internal.h"
 
 static void mutate_and_load(const char *name, const char *good, imcap_status (*fn)(const char *, imcap_captions **),
                             int rounds)
@@ -652,4 +656,81 @@ TEST(text_loaders_survive_mutations)
                     "{\"images\": [{\"id\": 1, \"file_name\": \"a.jpg\"}, {\"id\": 2, \"file_name\": \"b.jpg\"}], "
                     "\"annotations\": [{\"image_id\": 2, \"caption\": \"x \\u00e9\"}, {\"image_id\": 1, \"caption\": \"y\"}]}",
                     imcap_captions_load_coco, rounds);
+}
+
+/* `imcap vocab` end to end (the binary next to this test runner). */
+static int run_imcap(const char *args, char *out, size_t cap)
+{
+    char bin[PATH_MAX], cmd[4096];
+    ssize_t n = readlink("/proc/self/exe", bin, sizeof bin - 16);
+    REQUIRE(n > 0);
+    bin[n] = 0;
+    char *slash = strrchr(bin, '/');
+    REQUIRE(slash);
+    strcpy(slash + 1, "imcap");
+    REQUIRE(access(bin, X_OK) == 0);
+    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", bin, args);
+    FILE *fp = popen(cmd, "r");
+    REQUIRE(fp);
+    size_t got = fread(out, 1, cap - 1, fp);
+    out[got] = 0;
+    int st = pclose(fp);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+TEST(text_cli_vocab)
+{
+    imcap_captions *c = small_dataset(); /* writes v.csv */
+    imcap_captions_free(c);
+    const char *split = WRITE_TMP("split.txt", "a.jpg\nb.jpg\n");
+    char args[3000], out[4096];
+    snprintf(args, sizeof args, "vocab --captions '%s/v.csv' --split '%s' --min-count 2 --out '%s/w.txt'", test_tmpdir(),
+             split, test_tmpdir());
+    CHECK(run_imcap(args, out, sizeof out) == 0);
+    CHECK(strstr(out, "8 words (min count 2, 4 special tokens) from 2 images / 4 captions") != NULL);
+    char path[700];
+    snprintf(path, sizeof path, "%s/w.txt", test_tmpdir());
+    imcap_vocab *v;
+    REQUIRE_OK(imcap_vocab_load_txt(path, &v));
+    /* a.jpg, b.jpg: the 4, dog 3, runs 2, cat 2 -> 4 words + 4 specials */
+    CHECK(imcap_vocab_size(v) == 8 && imcap_vocab_find(v, "runs") == 6);
+    imcap_vocab_free(v);
+    const char *bad = WRITE_TMP("bad.txt", "a.jpg\nq.jpg\n");
+    snprintf(args, sizeof args, "vocab --captions '%s/v.csv' --split '%s' --out '%s/x.txt'", test_tmpdir(), bad,
+             test_tmpdir());
+    CHECK(run_imcap(args, out, sizeof out) == 1);
+    CHECK(strstr(out, "bad.txt:2: image 'q.jpg' has no captions in") != NULL);
+    CHECK(run_imcap("vocab --captions x.csv --min-count 0 --out y", out, sizeof out) == 2);
+    CHECK(strstr(out, "--min-count") != NULL);
+    CHECK(run_imcap("vocab --out y", out, sizeof out) == 2);
+    CHECK(run_imcap("vocab --help", out, sizeof out) == 0 && strstr(out, "usage: imcap vocab") != NULL);
+}
+
+/* The tokenizer against the recipe's Python on 1207 captions (raw COCO
+ * references and UTF-8 cases; scripts/golden-tokens.py). */
+TEST(text_tokenizer_matches_python)
+{
+    char *data;
+    size_t len;
+    REQUIRE_OK(imcap_read_file("tests/data/recipe_tokens.json", 1 << 22, &data, &len));
+    cJSON *root = cJSON_ParseWithLength(data, len);
+    free(data);
+    REQUIRE(cJSON_IsArray(root));
+    int n = 0, mismatches = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, root) {
+        const cJSON *raw = cJSON_GetArrayItem(it, 0), *want = cJSON_GetArrayItem(it, 1);
+        REQUIRE(cJSON_IsString(raw) && cJSON_IsArray(want));
+        char **tok;
+        size_t nt;
+        REQUIRE_OK(imcap_tokenize(raw->valuestring, &tok, &nt));
+        int same = (int)nt == cJSON_GetArraySize(want);
+        for (size_t i = 0; same && i < nt; i++) same = strcmp(tok[i], cJSON_GetArrayItem(want, (int)i)->valuestring) == 0;
+        if (!same && mismatches++ < 5) test_fail_at(__FILE__, __LINE__, "tokens of \"%s\" differ", raw->valuestring);
+        free(tok);
+        n++;
+    }
+    CHECK(n == 1207);
+    CHECK(mismatches == 0);
+    cJSON_Delete(root);
 }

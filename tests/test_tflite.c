@@ -175,7 +175,7 @@ static void fuzz(const char *path, size_t lo_len, size_t hi_len, int trials, uin
 
 TEST(tflite_corrupted_bytes_fail_cleanly)
 {
-    int trials = getenv("IMCAP_SANITIZED") ? 25 : 80;
+    int trials = getenv("IMCAP_SANITIZED") ? 15 : 80;
     fuzz(V2, 1024, 65000, trials, 1);
     fuzz(TPU, 2860, 256, trials, 2);
 }

@@ -264,3 +264,74 @@ TEST(train_bad_inputs_give_clear_errors)
     CHECK(imcap_train(&p) == IMCAP_E_ARG);
     CHECK(strstr(imcap_last_error(), "batch size 13") != NULL);
 }
+
+/* Validation losses of the history CSV (epoch,step,train_loss,val_loss). */
+static int read_val_losses(const char *csv, double *val, int max)
+{
+    size_t len;
+    char *d = slurp(csv, &len);
+    int n = 0;
+    for (char *line = strchr(d, '\n'); line && line[1] && n < max; line = strchr(line + 1, '\n')) {
+        int e;
+        unsigned long long step;
+        double tr, v;
+        REQUIRE(sscanf(line + 1, "%d,%llu,%lf,%lf", &e, &step, &tr, &v) == 4 && e == n + 1);
+        val[n++] = v;
+    }
+    free(d);
+    return n;
+}
+
+TEST(train_keeps_the_best_validation_model)
+{
+    const char *dir = test_tmpdir();
+    make_dataset(dir, N_IMG, DIM);
+    imcap_train_params p = small_params(dir, "run.gguf");
+    p.epochs = 6;
+    p.lr = 3e-2f; /* fast enough to overfit 12 images, so the best epoch need not be the last */
+    char best[1200], hist[1200];
+    snprintf(best, sizeof best, "%s/best.gguf", dir);
+    snprintf(hist, sizeof hist, "%s/run.history.csv", dir);
+    p.best_model = best;
+    p.history_csv = hist;
+    REQUIRE_OK(imcap_train(&p));
+    double val[6];
+    REQUIRE(read_val_losses(hist, val, 6) == 6);
+    int k = 0;
+    for (int e = 1; e < 6; e++)
+        if (val[e] < val[k]) k = e;
+
+    /* The same run stopped after epoch k+1 has exactly the best model's weights. */
+    imcap_train_params q = small_params(dir, "short.gguf");
+    q.epochs = k + 1;
+    q.lr = p.lr;
+    REQUIRE_OK(imcap_train(&q));
+    dec_model *a, *b;
+    imcap_vocab *va, *vb;
+    REQUIRE_OK(dec_load(best, &a, &va));
+    REQUIRE_OK(dec_load(q.checkpoint, &b, &vb));
+    REQUIRE(a->n_params == b->n_params);
+    CHECK(memcmp(a->params, b->params, a->n_params * sizeof(float)) == 0);
+    CHECK(imcap_vocab_size(va) == imcap_vocab_size(vb));
+    if (k < 5) { /* and differs from the last epoch's */
+        dec_model *c;
+        imcap_vocab *vc;
+        REQUIRE_OK(dec_load(p.checkpoint, &c, &vc));
+        CHECK(memcmp(a->params, c->params, a->n_params * sizeof(float)) != 0);
+        dec_model_free(c);
+        imcap_vocab_free(vc);
+    }
+    dec_model_free(a);
+    dec_model_free(b);
+    imcap_vocab_free(va);
+    imcap_vocab_free(vb);
+
+    /* Without a validation split, or onto the checkpoint itself: refused. */
+    imcap_train_params r = small_params(dir, "x.gguf");
+    r.best_model = best;
+    r.val_split = NULL;
+    CHECK(imcap_train(&r) == IMCAP_E_ARG);
+    r = small_params(dir, "x.gguf");
+    r.best_model = r.checkpoint;
+    CHECK(imcap_train(&r) == IMCAP_E_ARG);
+}

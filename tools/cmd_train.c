@@ -26,6 +26,8 @@ static void train_usage(FILE *fp)
             "  --checkpoint FILE      checkpoint / model path (default decoder.gguf)\n"
             "  --history FILE         loss history CSV (default: checkpoint name + .history.csv)\n"
             "  --plot FILE            loss plot SVG (default: checkpoint name + .loss.svg)\n"
+            "  --best FILE            early stopping: the model of the epoch with the lowest validation\n"
+            "                         loss (default with --val-split: checkpoint name + .best.gguf)\n"
             "  --resume               continue from the checkpoint if it exists\n"
             "  --epochs N             epochs (%d)\n"
             "  --batches N            batches per epoch (%d)\n"
@@ -62,7 +64,8 @@ static int train_report(void *user, const imcap_train_report *r)
         fprintf(stderr, "%sepoch %d/%d: train loss %.4f", ui->tty ? "\r\x1b[K" : "", r->epoch, r->epochs,
                 r->epoch_loss);
         if (!isnan(r->val_loss)) fprintf(stderr, ", validation loss %.4f", r->val_loss);
-        fprintf(stderr, ", %.0f tokens/s, checkpoint %s\n", r->tokens_per_s, r->checkpoint);
+        fprintf(stderr, ", %.0f tokens/s, checkpoint %s%s\n", r->tokens_per_s, r->checkpoint,
+                r->best ? " (best so far)" : "");
         return 0;
     }
     const double t = now_s();
@@ -114,6 +117,8 @@ int cmd_train(int argc, char **argv)
             p.checkpoint = argv[++i];
         } else if (v && !strcmp(a, "--history")) {
             p.history_csv = argv[++i];
+        } else if (v && !strcmp(a, "--best")) {
+            p.best_model = argv[++i];
         } else if (v && !strcmp(a, "--plot")) {
             p.plot_svg = argv[++i];
         } else if (v && (!strcmp(a, "--lr") || !strcmp(a, "--clip"))) {
@@ -163,6 +168,8 @@ int cmd_train(int argc, char **argv)
     }
     char *hist = p.history_csv ? NULL : derived(p.checkpoint, ".history.csv");
     char *plot = p.plot_svg ? NULL : derived(p.checkpoint, ".loss.svg");
+    char *best = p.best_model || !p.val_split || p.val_batches < 1 ? NULL : derived(p.checkpoint, ".best.gguf");
+    if (best) p.best_model = best;
     if (!p.history_csv) p.history_csv = hist;
     if (!p.plot_svg) p.plot_svg = plot;
     ui.tty = isatty(2);
@@ -171,9 +178,11 @@ int cmd_train(int argc, char **argv)
     p.report_user = &ui;
     imcap_status s = imcap_train(&p);
     if (!s && !ui.quiet)
-        fprintf(stderr, "imcap train: done; model and checkpoint %s, history %s, plot %s\n", p.checkpoint,
-                p.history_csv, p.plot_svg);
+        fprintf(stderr, "imcap train: done; model and checkpoint %s, history %s, plot %s%s%s\n", p.checkpoint,
+                p.history_csv, p.plot_svg, p.best_model ? ", best-validation model " : "",
+                p.best_model ? p.best_model : "");
     free(hist);
     free(plot);
+    free(best);
     return s ? cli_error("train", s) : 0;
 }

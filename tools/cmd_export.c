@@ -1,0 +1,68 @@
+/* cmd_export.c - `imcap export`: a captioner model file from a decoder
+ * training checkpoint and the encoder it was trained with. */
+#include "cli.h"
+
+#include <string.h>
+
+static const char *const EXPORT_HELP =
+    "usage: imcap export --checkpoint DECODER.gguf --encoder ENC.gguf --out MODEL.imcap\n"
+    "                    [--output NAME] [--embeddings EMB.f32] [--beam K] [--max-len N] [--alpha A]\n"
+    "Writes one captioning model file (decoder weights, vocabulary, settings,\n"
+    "preprocessing, and the encoder's name and checksum) for `imcap caption`.\n"
+    "The encoder file stays separate; keep it in models/encoders/ or next to the model.\n"
+    "  --output NAME      encoder output the decoder was trained on (default embedding)\n"
+    "  --embeddings F     the training embeddings file: checks it came from this encoder\n"
+    "  --beam K           default beam width stored in the model (default 1 = greedy)\n"
+    "  --max-len N        default maximum caption length in words (default 20)\n"
+    "  --alpha A          default beam length normalisation exponent (default 0.7)\n";
+
+int cmd_export(int argc, char **argv)
+{
+    const char *ckpt = NULL, *enc = NULL, *out = NULL, *output = "embedding", *emb = NULL;
+    imcap_gen_params g = imcap_gen_default_params();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long n;
+        double d;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(EXPORT_HELP, stdout);
+            return 0;
+        }
+        if (!v) {
+            fprintf(stderr, "imcap export: %s needs a value (or unknown option)\n%s", a, EXPORT_HELP);
+            return 2;
+        }
+        i++;
+        if (!strcmp(a, "--checkpoint")) ckpt = v;
+        else if (!strcmp(a, "--encoder")) enc = v;
+        else if (!strcmp(a, "--out")) out = v;
+        else if (!strcmp(a, "--output")) output = v;
+        else if (!strcmp(a, "--embeddings")) emb = v;
+        else if (!strcmp(a, "--beam")) {
+            if (cli_parse_int(a, v, 1, 64, &n)) return 2;
+            g.beam = (int)n;
+        } else if (!strcmp(a, "--max-len")) {
+            if (cli_parse_int(a, v, 1, 100, &n)) return 2;
+            g.max_len = (int)n;
+        } else if (!strcmp(a, "--alpha")) {
+            if (cli_parse_double(a, v, 0, 2, &d)) return 2;
+            g.length_alpha = (float)d;
+        } else {
+            fprintf(stderr, "imcap export: unknown option %s\n%s", a, EXPORT_HELP);
+            return 2;
+        }
+    }
+    if (!ckpt || !enc || !out) {
+        fprintf(stderr, "imcap export: --checkpoint, --encoder and --out are required\n%s", EXPORT_HELP);
+        return 2;
+    }
+    imcap_status st = imcap_captioner_export(ckpt, enc, output, emb, &g, out);
+    if (st) return cli_error("export", st);
+    /* Load it back: the same checks `imcap caption` will make. */
+    imcap_captioner *c;
+    if ((st = imcap_captioner_load(out, enc, &c))) return cli_error("export", st);
+    fprintf(stderr, "imcap export: %s: %d-word vocabulary, encoder %s (%s), default beam %d\n", out,
+            imcap_captioner_vocab_size(c), imcap_captioner_encoder_name(c), output, g.beam);
+    imcap_captioner_free(c);
+    return 0;
+}
