@@ -4,7 +4,7 @@
  *
  *   bench_caption [--model M.imcap | --encoder E.gguf [--output embedding]]
  *                 [--images DIR] [--list NAMES] [-n 1000] [--latency-n 50]
- *                 [--threads 2] [--save-model PATH]
+ *                 [--threads 2] [--save-model PATH] [--dump CAPTIONS.tsv]
  *
  * Without --model it builds an untrained captioner of the default size
  * (decoder 120/300/100/120, vocabulary of the Flickr8k train split with
@@ -17,6 +17,8 @@
  *   decode, encode, generate and total ms;
  *   throughput over n photos with 1 and with --threads concurrent callers;
  *   peak resident memory (getrusage).
+ * --dump writes "path<TAB>greedy caption<TAB>beam-3 caption" for the latency
+ * photos, so the peer (scripts/caption_peer.py) can check it does the same work.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "../src/captioner.h"
@@ -79,6 +81,40 @@ static char **list_images(const char *dir, const char *list, int n, int *got)
     free(names);
     *got = m;
     return paths;
+}
+
+/* The machine is shared: the load average says how much the figures are inflated. */
+static void print_load(const char *when)
+{
+    char buf[128] = "?";
+    FILE *fp = fopen("/proc/loadavg", "r");
+    if (fp) {
+        if (!fgets(buf, sizeof buf, fp)) buf[0] = 0;
+        fclose(fp);
+    }
+    buf[strcspn(buf, "\n")] = 0;
+    printf("load average %s: %s\n", when, buf);
+}
+
+static void dump_captions(const imcap_captioner *c, char **paths, int n, const char *out)
+{
+    FILE *fp = fopen(out, "w");
+    if (!fp) {
+        fprintf(stderr, "bench_caption: cannot write %s\n", out);
+        exit(1);
+    }
+    imcap_gen_params p = imcap_captioner_gen_params(c);
+    for (int i = 0; i < n; i++) {
+        imcap_caption *g, *b;
+        p.beam = 1;
+        if (imcap_caption_file(c, paths[i], &p, &g)) die(paths[i]);
+        p.beam = 3;
+        if (imcap_caption_file(c, paths[i], &p, &b)) die(paths[i]);
+        fprintf(fp, "%s\t%s\t%s\n", paths[i], g->alt[0].text, b->alt[0].text);
+        imcap_caption_free(g);
+        imcap_caption_free(b);
+    }
+    fclose(fp);
 }
 
 static void make_untrained(const char *encoder, const char *output, const char *path)
@@ -199,7 +235,7 @@ static void throughput(const imcap_captioner *c, char **paths, int n, int thread
 int main(int argc, char **argv)
 {
     const char *model = NULL, *encoder = "models/encoders/mobilenet_v2_1.0_224_quant.gguf", *output = "embedding";
-    const char *dir = "data/flickr8k/images", *list = NULL, *save = NULL;
+    const char *dir = "data/flickr8k/images", *list = NULL, *save = NULL, *dump = NULL;
     int n = 1000, lat_n = 50, threads = 2;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *a = argv[i], *v = argv[i + 1];
@@ -212,6 +248,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--latency-n")) lat_n = atoi(v);
         else if (!strcmp(a, "--threads")) threads = atoi(v);
         else if (!strcmp(a, "--save-model")) save = v;
+        else if (!strcmp(a, "--dump")) dump = v;
         else {
             fprintf(stderr, "bench_caption: unknown option %s\n", a);
             return 2;
@@ -233,6 +270,7 @@ int main(int argc, char **argv)
     printf("model %s (encoder %s, %s), loaded in %.1f ms\n", model, imcap_captioner_encoder_name(c),
            imcap_captioner_encoder_path(c), 1e3 * (imcap_now() - t0));
     if (model == tmp) remove(tmp);
+    print_load("at start");
     int got;
     char **paths = list_images(dir, list, n > lat_n ? n : lat_n, &got);
     if (got == 0) {
@@ -249,6 +287,8 @@ int main(int argc, char **argv)
     throughput(c, paths, n, 1, 1);
     if (threads > 1) throughput(c, paths, n, threads, 1);
     throughput(c, paths, n, threads, 3);
+    print_load("after the runs");
+    if (dump) dump_captions(c, paths, lat_n, dump);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("peak resident memory: %.1f MiB\n", ru.ru_maxrss / 1024.0);

@@ -297,7 +297,7 @@ imcap_status imcap_train(const imcap_train_params *p);
 
 /* ------------------------------------------------------------ generation */
 
-/* How a caption is generated from the decoder (see docs/GENERATION.md):
+/* How a caption is generated from the decoder (README.md, "Captioning photos"):
  *   greedy (beam 1, temperature 0, the default): the most probable word at
  *     each step;
  *   sampling (beam 1, temperature T > 0): each word drawn from the model's
@@ -488,7 +488,10 @@ typedef struct imcap_extract_params {
     const char *image_dir;
     const char *list;
     const char *out;       /* embeddings file, created or resumed */
-    const char *output;    /* encoder output stored: "embedding" (default), "mixed5", ... */
+    const char *output;    /* encoder output stored: "embedding" (default), "mixed5", ...
+                            * Several outputs in one pass: "embedding,mixed5" with
+                            * out "a.emb,b.emb" (one file each; only missing rows are
+                            * computed, and only the part of the net they need). */
     int threads;           /* decoding threads (default 2) */
     int batch;             /* images per network run (default 8, at most 256) */
     imcap_progress_fn progress;

@@ -248,10 +248,12 @@ def main():
                               dynamic_axes={"input": {0: "batch"}, a.output: {0: "batch"}})
         print(f"exported {a.onnx}")
     if a.bench:
-        print(f"pytorch {torch.__version__}: {enc.name}, threads {torch.get_num_threads()}, "
+        # channels_last: PyTorch's fastest CPU layout here (about 2x eager NCHW on this machine).
+        model = model.to(memory_format=torch.channels_last)
+        print(f"pytorch {torch.__version__}: {enc.name}, threads {torch.get_num_threads()}, channels_last, "
               f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
         for n in [int(b) for b in a.batch.split(",")]:
-            x = torch.rand(n, c, h, w) * 2 - 1
+            x = (torch.rand(n, c, h, w) * 2 - 1).contiguous(memory_format=torch.channels_last)
             with torch.no_grad():
                 model(x)
                 runs, t0 = 0, time.perf_counter()

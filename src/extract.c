@@ -240,6 +240,29 @@ static imcap_status add_failure(imcap_extract_report *rep, size_t cap, char *msg
     return IMCAP_OK;
 }
 
+/* Splits "a,b,c" into at most EXTRACT_MAX_OUTPUTS pieces (in buf). */
+static int split_list(const char *s, char *buf, size_t bufsz, const char **parts)
+{
+    snprintf(buf, bufsz, "%s", s);
+    int n = 0;
+    for (char *p = buf, *c; n < EXTRACT_MAX_OUTPUTS + 1; p = c + 1) {
+        c = strchr(p, ',');
+        if (c) *c = 0;
+        parts[n++] = p;
+        if (!c) break;
+    }
+    return n;
+}
+
+/* One output of the encoder and the file it goes to. */
+typedef struct out_file {
+    const char *output, *path;
+    int vid;
+    size_t dim;
+    imcap_embfile_writer *w;
+    float *rows; /* [batch][dim] */
+} out_file;
+
 imcap_status extract_run(const enc_graph *g, const extract_ctx *x, imcap_extract_report *rep)
 {
     double t0 = imcap_now();
@@ -250,23 +273,41 @@ imcap_status extract_run(const enc_graph *g, const extract_ctx *x, imcap_extract
     if (threads > 64) threads = 64;
     const enc_preproc *pre = enc_graph_preproc(g);
     if (!pre) return imcap_fail(IMCAP_E_ARG, "%s: the encoder has no preprocessing parameters", x->encoder_name);
-    const char *oname = x->output && *x->output ? x->output : "embedding";
-    int oid = enc_graph_output(g, oname);
-    if (oid < 0) {
-        char have[512] = "";
-        for (int i = 0; i < enc_graph_n_outputs(g); i++) {
-            size_t l = strlen(have);
-            snprintf(have + l, sizeof have - l, "%s%s", i ? ", " : "", enc_graph_output_name(g, i));
+
+    /* outputs and their files */
+    char obuf[1024], pbuf[4096];
+    const char *onames[EXTRACT_MAX_OUTPUTS + 1], *paths[EXTRACT_MAX_OUTPUTS + 1];
+    int n_out = split_list(x->output && *x->output ? x->output : "embedding", obuf, sizeof obuf, onames);
+    int n_paths = split_list(x->out_path, pbuf, sizeof pbuf, paths);
+    if (n_out > EXTRACT_MAX_OUTPUTS)
+        return imcap_fail(IMCAP_E_ARG, "more than %d outputs requested", EXTRACT_MAX_OUTPUTS);
+    if (n_paths != n_out)
+        return imcap_fail(IMCAP_E_ARG, "%d outputs (%s) but %d output files (%s): give one file per output", n_out,
+                          x->output, n_paths, x->out_path);
+    out_file of[EXTRACT_MAX_OUTPUTS];
+    memset(of, 0, sizeof of);
+    int vids[EXTRACT_MAX_OUTPUTS];
+    for (int k = 0; k < n_out; k++) {
+        of[k].output = onames[k], of[k].path = paths[k];
+        for (int j = 0; j < k; j++)
+            if (!strcmp(paths[j], paths[k]) || !strcmp(onames[j], onames[k]))
+                return imcap_fail(IMCAP_E_ARG, "output '%s' or file '%s' given twice", onames[k], paths[k]);
+        of[k].vid = vids[k] = enc_graph_output(g, onames[k]);
+        if (of[k].vid < 0) {
+            char have[512] = "";
+            for (int i = 0; i < enc_graph_n_outputs(g); i++) {
+                size_t l = strlen(have);
+                snprintf(have + l, sizeof have - l, "%s%s", i ? ", " : "", enc_graph_output_name(g, i));
+            }
+            return imcap_fail(IMCAP_E_ARG, "%s: the encoder has no output '%s' (it has: %s)", x->encoder_name,
+                              onames[k], have);
         }
-        return imcap_fail(IMCAP_E_ARG, "%s: the encoder has no output '%s' (it has: %s)", x->encoder_name, oname,
-                          have);
+        const enc_value *ov = enc_graph_value(g, of[k].vid);
+        of[k].dim = (size_t)ov->h * ov->w * ov->c;
     }
-    const enc_value *ov = enc_graph_value(g, oid);
-    size_t dim = (size_t)ov->h * ov->w * ov->c;
-    char enc_id[IMCAP_EMB_ENCODER_MAX + 1];
-    encoder_id(g, oname, enc_id, sizeof enc_id);
 
     char **all = NULL, **todo = NULL;
+    uint8_t *need = NULL; /* [n_todo] bit k: file k lacks the image */
     size_t n_all = 0, n_todo = 0;
     imcap_status st = read_list(x->list, &all, &n_all);
     if (st != IMCAP_OK) return st;
@@ -281,28 +322,31 @@ imcap_status extract_run(const enc_graph *g, const extract_ctx *x, imcap_extract
         else if (l + 1 > name_width)
             name_width = (l + 1 + 3) & ~(size_t)3;
     }
-    if (st != IMCAP_OK) goto out_list;
-
-    /* open or resume the output */
-    imcap_embfile_writer *w = NULL;
-    FILE *probe = fopen(x->out_path, "rb");
-    if (probe) {
-        fclose(probe);
-        size_t dropped = 0;
-        st = imcap_embfile_resume(x->out_path, dim, enc_id, &w, &dropped);
-        rep->dropped = dropped;
-    } else {
-        st = imcap_embfile_create(x->out_path, dim, name_width, enc_id, &w);
+    /* open or resume the files */
+    for (int k = 0; k < n_out && st == IMCAP_OK; k++) {
+        char enc_id[IMCAP_EMB_ENCODER_MAX + 1];
+        encoder_id(g, of[k].output, enc_id, sizeof enc_id);
+        FILE *probe = fopen(of[k].path, "rb");
+        if (probe) {
+            fclose(probe);
+            size_t dropped = 0;
+            st = imcap_embfile_resume(of[k].path, of[k].dim, enc_id, &of[k].w, &dropped);
+            rep->dropped += dropped;
+        } else {
+            st = imcap_embfile_create(of[k].path, of[k].dim, name_width, enc_id, &of[k].w);
+        }
+        if (st == IMCAP_OK && !(of[k].rows = imcap_alloc(of[k].dim * (size_t)batch, sizeof(float))))
+            st = IMCAP_E_NOMEM;
     }
-    if (st != IMCAP_OK) goto out_list;
-    todo = malloc(n_all * sizeof *todo);
-    if (!todo) {
+    if (st == IMCAP_OK && (!(todo = malloc(n_all * sizeof *todo)) || !(need = calloc(n_all, 1))))
         st = imcap_fail(IMCAP_E_NOMEM, "out of memory");
-        imcap_embfile_writer_close(w);
-        goto out_list;
+    if (st != IMCAP_OK) goto out;
+    for (size_t i = 0; i < n_all; i++) {
+        uint8_t m = 0;
+        for (int k = 0; k < n_out; k++)
+            if (!imcap_embfile_writer_has(of[k].w, all[i])) m |= (uint8_t)(1u << k);
+        if (m) need[n_todo] = m, todo[n_todo++] = all[i];
     }
-    for (size_t i = 0; i < n_all; i++)
-        if (!imcap_embfile_writer_has(w, all[i])) todo[n_todo++] = all[i];
     rep->total = n_all;
     rep->resumed = n_all - n_todo;
 
@@ -318,19 +362,20 @@ imcap_status extract_run(const enc_graph *g, const extract_ctx *x, imcap_extract
     jb.slots = imcap_alloc(slot_floats * (size_t)jb.n_slots, sizeof(float));
     jb.ready = calloc((size_t)jb.n_slots, 1);
     jb.slot_err = calloc((size_t)jb.n_slots, sizeof *jb.slot_err);
-    float *rows = imcap_alloc(dim * (size_t)batch, sizeof(float));
     pthread_t *tids = calloc((size_t)threads, sizeof *tids);
-    if (!jb.slots || !jb.ready || !jb.slot_err || !rows || !tids) {
+    if (!jb.slots || !jb.ready || !jb.slot_err || !tids) {
         st = imcap_fail(IMCAP_E_NOMEM, "out of memory for %d batch slots", jb.n_slots);
     } else if (n_todo > 0) {
         pthread_mutex_init(&jb.mu, NULL);
         pthread_cond_init(&jb.cv_work, NULL);
         pthread_cond_init(&jb.cv_ready, NULL);
         int started;
+        float *outs[EXTRACT_MAX_OUTPUTS];
+        for (int k = 0; k < n_out; k++) outs[k] = of[k].rows;
         st = start_workers(&jb, tids, threads, &started);
         if (st == IMCAP_OK && report_progress(x, rep->resumed, n_all, "images"))
             st = imcap_fail(IMCAP_E_ARG, "interrupted before the first image");
-        const char *bname[256];
+        size_t bidx[256];
         for (size_t j = 0; st == IMCAP_OK && j < n_todo;) {
             int nb = (int)(n_todo - j < (size_t)batch ? n_todo - j : (size_t)batch);
             int s0 = (int)(j % (size_t)jb.n_slots); /* never wraps: n_slots is a multiple of batch */
@@ -349,12 +394,22 @@ imcap_status extract_run(const enc_graph *g, const extract_ctx *x, imcap_extract
                 if (good != k)
                     memcpy(jb.slots + (size_t)(s0 + good) * slot_floats, jb.slots + (size_t)(s0 + k) * slot_floats,
                            slot_floats * sizeof(float));
-                bname[good++] = todo[j + (size_t)k];
+                bidx[good++] = j + (size_t)k;
             }
+            /* compute only the outputs some file still lacks for this batch
+             * (resuming one file of several runs only its part of the net) */
+            unsigned mask = 0;
+            for (int k = 0; k < good; k++) mask |= need[bidx[k]];
+            int ids[EXTRACT_MAX_OUTPUTS], n_ids = 0;
+            float *bouts[EXTRACT_MAX_OUTPUTS];
+            for (int f = 0; f < n_out; f++)
+                if (mask & (1u << f)) ids[n_ids] = vids[f], bouts[n_ids++] = outs[f];
             if (st == IMCAP_OK && good > 0)
-                st = enc_graph_run(g, jb.slots + (size_t)s0 * slot_floats, good, &oid, 1, &rows);
+                st = enc_graph_run(g, jb.slots + (size_t)s0 * slot_floats, good, ids, n_ids, bouts);
             for (int k = 0; k < good && st == IMCAP_OK; k++)
-                st = imcap_embfile_append(w, bname[k], rows + (size_t)k * dim);
+                for (int f = 0; f < n_out && st == IMCAP_OK; f++)
+                    if (need[bidx[k]] & (1u << f))
+                        st = imcap_embfile_append(of[f].w, todo[bidx[k]], of[f].rows + (size_t)k * of[f].dim);
             pthread_mutex_lock(&jb.mu);
             for (int k = 0; k < nb; k++) jb.ready[s0 + k] = 0;
             jb.consumed += (size_t)nb;
@@ -373,16 +428,21 @@ imcap_status extract_run(const enc_graph *g, const extract_ctx *x, imcap_extract
         pthread_cond_destroy(&jb.cv_work);
         pthread_cond_destroy(&jb.cv_ready);
     }
-    /* the rows written so far are kept (flushed) whatever happened */
-    imcap_status cs = imcap_embfile_writer_close(w);
-    if (st == IMCAP_OK) st = cs;
     imcap_free(jb.slots);
     free(jb.ready);
     free(jb.slot_err);
-    imcap_free(rows);
     free(tids);
-out_list:
+out:
+    /* the rows written so far are kept (flushed) whatever happened */
+    for (int k = 0; k < n_out; k++) {
+        if (of[k].w) {
+            imcap_status cs = imcap_embfile_writer_close(of[k].w);
+            if (st == IMCAP_OK) st = cs;
+        }
+        imcap_free(of[k].rows);
+    }
     free(todo);
+    free(need);
     free_names(all, n_all);
     rep->seconds = imcap_now() - t0;
     return st;

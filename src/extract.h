@@ -7,9 +7,12 @@
 
 #include "graph.h"
 
+enum { EXTRACT_MAX_OUTPUTS = 8 };
+
 typedef struct extract_ctx {
     const char *encoder_name; /* for messages and the file's encoder id */
-    const char *image_dir, *list, *out_path, *output;
+    const char *image_dir, *list;
+    const char *out_path, *output; /* comma-separated lists of equal length */
     int threads, batch;
     imcap_progress_fn progress;
     void *progress_user;

@@ -478,6 +478,86 @@ static void run_node(const enc_graph *g, const enc_node *nd, int n, float *const
 static enc_profile_fn g_profile;
 static void *g_profile_user;
 
+/* Nodes whose output is large per image run image-chunk by image-chunk
+ * (run_segment): at batch 8 a MobileNet's early values (4.8 MB per image)
+ * would otherwise stream through DRAM between every two ops. */
+enum { SPATIAL_MIN_BYTES = 512 << 10, SEGMENT_CACHE_BYTES = 4 << 20 };
+
+static bool is_spatial(const enc_graph *g, int i)
+{
+    return value_floats(g, g->nodes[i].output) * sizeof(float) >= SPATIAL_MIN_BYTES;
+}
+
+/* Runs needed nodes i..j for the batch in chunks of images. Values produced
+ * and consumed inside the segment (and not requested: need 2) live per
+ * chunk only; the others get whole-batch buffers in buf. */
+static imcap_status run_segment(const enc_graph *g, int i, int j, int n, const char *run, const int *last,
+                                const char *need, float **buf, float *scratch)
+{
+    size_t maxv = 0;
+    for (int k = i; k <= j; k++)
+        if (run[k] && value_floats(g, g->nodes[k].output) > maxv) maxv = value_floats(g, g->nodes[k].output);
+    int chunk = (int)(SEGMENT_CACHE_BYTES / (maxv * sizeof(float)));
+    if (chunk < 1) chunk = 1;
+    if (chunk > n) chunk = n;
+    int nv = g->n_values;
+    float **view = calloc((size_t)nv, sizeof(float *));
+    char *internal = calloc((size_t)nv, 1);
+    if (!view || !internal) {
+        free(view);
+        free(internal);
+        return imcap_fail(IMCAP_E_NOMEM, "%s: out of memory planning a run", g->name);
+    }
+    imcap_status st = IMCAP_OK;
+    for (int k = i; k <= j && st == IMCAP_OK; k++) {
+        if (!run[k]) continue;
+        int o = g->nodes[k].output;
+        internal[o] = last[o] > k && last[o] <= j && need[o] != 2;
+        if (!internal[o]) {
+            size_t cnt = (size_t)n * value_floats(g, o);
+            if (!(buf[o] = imcap_alloc(cnt, sizeof(float))))
+                st = imcap_fail(IMCAP_E_NOMEM, "%s: out of memory for value '%s' (%zu floats)", g->name,
+                                g->values[o].name, cnt);
+        }
+    }
+    for (int c0 = 0; c0 < n && st == IMCAP_OK; c0 += chunk) {
+        int nc = n - c0 < chunk ? n - c0 : chunk;
+        for (int k = i; k <= j && st == IMCAP_OK; k++) {
+            if (!run[k]) continue;
+            const enc_node *nd = &g->nodes[k];
+            int o = nd->output;
+            for (int q = 0; q < nd->n_inputs; q++) {
+                int v = nd->inputs[q];
+                if (!internal[v]) view[v] = buf[v] + (size_t)c0 * value_floats(g, v);
+            }
+            if (internal[o]) {
+                if (!(view[o] = imcap_alloc((size_t)nc * value_floats(g, o), sizeof(float)))) {
+                    st = imcap_fail(IMCAP_E_NOMEM, "%s: out of memory for value '%s'", g->name, g->values[o].name);
+                    break;
+                }
+            } else {
+                view[o] = buf[o] + (size_t)c0 * value_floats(g, o);
+            }
+            double t0 = g_profile ? imcap_now() : 0.0;
+            run_node(g, nd, nc, view, scratch);
+            if (g_profile) g_profile(g_profile_user, g, k, nc, imcap_now() - t0);
+            for (int q = 0; q < nd->n_inputs; q++) {
+                int v = nd->inputs[q];
+                if (internal[v] && last[v] == k && view[v]) {
+                    imcap_free(view[v]);
+                    view[v] = NULL;
+                }
+            }
+        }
+    }
+    for (int v = 0; v < nv; v++)
+        if (internal[v]) imcap_free(view[v]);
+    free(view);
+    free(internal);
+    return st;
+}
+
+
 void enc_graph_set_profiler(enc_profile_fn fn, void *user)
 {
     g_profile = fn;
@@ -504,13 +584,13 @@ imcap_status enc_graph_run(const enc_graph *g, const float *input, int n, const 
         goto done;
     }
     for (int v = 0; v < nv; v++) last[v] = -1;
-    for (int i = 0; i < n_ids; i++) need[ids[i]] = 1;
+    for (int i = 0; i < n_ids; i++) need[ids[i]] = 2; /* 2: requested output */
     for (int i = nn - 1; i >= 0; i--) {
         const enc_node *nd = &g->nodes[i];
         if (!need[nd->output]) continue;
         run[i] = 1;
         for (int k = 0; k < nd->n_inputs; k++) {
-            need[nd->inputs[k]] = 1;
+            if (!need[nd->inputs[k]]) need[nd->inputs[k]] = 1;
             if (last[nd->inputs[k]] < i) last[nd->inputs[k]] = i;
         }
     }
@@ -533,6 +613,27 @@ imcap_status enc_graph_run(const enc_graph *g, const float *input, int n, const 
     ops_blas_enter();
     for (int i = 0; i < nn && st == IMCAP_OK; i++) {
         if (!run[i]) continue;
+        if (n > 1 && is_spatial(g, i)) {
+            /* A run of nodes with large per-image values: executed image chunk
+             * by chunk so each chunk's intermediates stay in cache. */
+            int j = i;
+            while (j + 1 < nn && (!run[j + 1] || is_spatial(g, j + 1))) j++;
+            st = run_segment(g, i, j, n, run, last, need, buf, scratch);
+            for (int k = i; k <= j && st == IMCAP_OK; k++) {
+                if (!run[k]) continue;
+                int o = g->nodes[k].output;
+                for (int q = 0; q < n_ids; q++)
+                    if (ids[q] == o && buf[o]) memcpy(outs[q], buf[o], (size_t)n * value_floats(g, o) * sizeof(float));
+            }
+            /* Values whose last reader was in the segment. */
+            for (int v = 0; v < nv; v++)
+                if (v != g->input && buf[v] && last[v] <= j) {
+                    imcap_free(buf[v]);
+                    buf[v] = NULL;
+                }
+            i = j;
+            continue;
+        }
         const enc_node *nd = &g->nodes[i];
         int o = nd->output;
         size_t cnt = (size_t)n * value_floats(g, o);

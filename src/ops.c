@@ -63,7 +63,7 @@ static void *pool_worker(void *arg)
     unsigned seen = 0;
     for (;;) {
         /* Spin briefly (jobs of one run follow each other closely), then sleep. */
-        for (int spin = 0; spin < 20000 && atomic_load(&g_pool.agen) == seen; spin++) _mm_pause();
+        for (int spin = 0; spin < 4000 && atomic_load(&g_pool.agen) == seen; spin++) _mm_pause();
         pthread_mutex_lock(&g_pool.mu);
         while (g_pool.gen == seen) pthread_cond_wait(&g_pool.cv_work, &g_pool.mu);
         seen = g_pool.gen;

@@ -248,3 +248,47 @@ TEST(caption_cli_bad_usage_and_missing_model)
     snprintf(cmd, sizeof cmd, "'%s' caption --model '%s'", bin_path(), model);
     CHECK(run(cmd, out, sizeof out, err, sizeof err) == 2 && strstr(err, "no images"));
 }
+
+TEST(export_cli_makes_a_model_caption_can_use)
+{
+    need_photos();
+    char ckpt[700], enc[700], model[700], cmd[4096], out[8192], err[8192];
+    static const char *const words[] = {"#END#", "#PAD#", "#START#", "#UNK#", "a", "dog", "runs"};
+    imcap_vocab *v;
+    REQUIRE_OK(imcap_vocab_from_words(words, 7, &v));
+    dec_config cf = {.n_img = 6, .n_img1 = 5, .n_hid = 8, .n_emb = 4, .n_out1 = 7, .n_vocab = 7,
+                     .pad_id = imcap_vocab_pad(v)};
+    dec_model *m;
+    REQUIRE_OK(dec_model_new(&cf, false, &m));
+    imcap_rng rng;
+    imcap_rng_seed(&rng, 3);
+    dec_model_init(m, &rng);
+    snprintf(ckpt, sizeof ckpt, "%s/decoder.gguf", test_tmpdir());
+    snprintf(enc, sizeof enc, "%s/tiny.gguf", test_tmpdir());
+    snprintf(model, sizeof model, "%s/m.imcap", test_tmpdir());
+    REQUIRE_OK(dec_save(ckpt, m, v));
+    enc_graph *g = fixture_encoder("tiny", 2);
+    REQUIRE_OK(enc_graph_save(g, enc));
+    enc_graph_free(g);
+    dec_model_free(m);
+    imcap_vocab_free(v);
+
+    snprintf(cmd, sizeof cmd, "'%s' export --checkpoint '%s' --encoder '%s' --beam 2 --max-len 7 --out '%s'",
+             bin_path(), ckpt, enc, model);
+    CHECK(run(cmd, out, sizeof out, err, sizeof err) == 0);
+    CHECK(strstr(err, "7-word vocabulary") != NULL && strstr(err, "default beam 2") != NULL);
+    /* The encoder sits next to the model, so caption finds it by name. */
+    snprintf(cmd, sizeof cmd, "'%s' caption --model '%s' --json data/images/owl.jpg", bin_path(), model);
+    CHECK(run(cmd, out, sizeof out, err, sizeof err) == 0);
+    cJSON *j = cJSON_Parse(out);
+    REQUIRE(j && cJSON_GetArraySize(j) == 1);
+    const cJSON *alt = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 0), "alternatives"), 0);
+    CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(alt, "words")) <= 7);
+    cJSON_Delete(j);
+
+    snprintf(cmd, sizeof cmd, "'%s' export --checkpoint '%s' --out '%s'", bin_path(), ckpt, model);
+    CHECK(run(cmd, out, sizeof out, err, sizeof err) == 2 && strstr(err, "required"));
+    snprintf(cmd, sizeof cmd, "'%s' export --checkpoint '%s/none.gguf' --encoder '%s' --out '%s'", bin_path(),
+             test_tmpdir(), enc, model);
+    CHECK(run(cmd, out, sizeof out, err, sizeof err) == 1 && strstr(err, "none.gguf"));
+}

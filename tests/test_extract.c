@@ -299,3 +299,52 @@ TEST(extract_public_api_with_an_encoder_file)
     CHECK(strstr(imcap_last_error(), "api.f32") != NULL);
     enc_graph_free(g);
 }
+
+/* Two outputs in one pass, one file each; a file that already has some rows
+ * gets only the missing ones. */
+TEST(extract_several_outputs_in_one_pass)
+{
+    enc_graph *g = tiny_encoder();
+    make_images();
+    extract_ctx x = ctx("e.f32", 2);
+    x.progress = stop_after_5;
+    imcap_extract_report rep;
+    CHECK(extract_run(g, &x, &rep) == IMCAP_E_ARG);
+    imcap_extract_report_free(&rep);
+    char outs[1500];
+    snprintf(outs, sizeof outs, "%s/e.f32,%s/l.f32", test_tmpdir(), test_tmpdir());
+    x.out_path = outs;
+    x.output = "embedding,logits";
+    x.progress = NULL;
+    REQUIRE_OK(extract_run(g, &x, &rep));
+    CHECK(rep.resumed == 0 && rep.done == NIMG);
+    imcap_extract_report_free(&rep);
+    imcap_embfile *fe, *fl;
+    REQUIRE_OK(imcap_embfile_open(tpath("e.f32"), &fe));
+    REQUIRE_OK(imcap_embfile_open(tpath("l.f32"), &fl));
+    REQUIRE(imcap_embfile_count(fe) == NIMG && imcap_embfile_count(fl) == NIMG);
+    CHECK(imcap_embfile_dim(fe) == 5 && imcap_embfile_dim(fl) == 3);
+    CHECK(strstr(imcap_embfile_encoder(fl), "logits") != NULL);
+    /* logits = dense(embedding), checked against the embedding file's rows */
+    const float *wd = NULL;
+    for (int i = 0; i < enc_graph_n_params(g); i++)
+        if (!strcmp(enc_graph_param(g, i)->name, "dense.w")) wd = enc_graph_param_data(g, i);
+    REQUIRE(wd);
+    for (int i = 0; i < NIMG; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "im%02d.bmp", i);
+        int64_t re = imcap_embfile_find(fe, name), rl = imcap_embfile_find(fl, name);
+        REQUIRE(re >= 0 && rl >= 0);
+        for (int o = 0; o < 3; o++) {
+            double want = 0;
+            for (int c = 0; c < 5; c++) want += imcap_embfile_row(fe, (size_t)re)[c] * wd[c * 3 + o];
+            CHECK_NEAR(imcap_embfile_row(fl, (size_t)rl)[o], want, 1e-4);
+        }
+    }
+    imcap_embfile_close(fe);
+    imcap_embfile_close(fl);
+    x.output = "embedding,logits,probs";
+    CHECK(extract_run(g, &x, &rep) == IMCAP_E_ARG);
+    CHECK(strstr(imcap_last_error(), "one file per output") != NULL);
+    enc_graph_free(g);
+}

@@ -386,3 +386,89 @@ TEST(generate_sequence_logprob_matches_reference)
     CHECK_NEAR(lp, ref_logprob(m, img, w, 3, 0), 1e-6);
     dec_model_free(m);
 }
+
+/* ---- golden from the PyTorch implementation (scripts/golden_generate.py) ---- */
+
+#include <cjson/cJSON.h>
+
+static cJSON *load_golden(void)
+{
+    char *text;
+    size_t len;
+    REQUIRE_OK(imcap_read_file("tests/data/generate_golden.json", 1 << 22, &text, &len));
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    REQUIRE(j);
+    return j;
+}
+
+static int jint(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, k);
+    REQUIRE(cJSON_IsNumber(v));
+    return v->valueint;
+}
+
+TEST(generate_matches_pytorch_golden)
+{
+    cJSON *j = load_golden();
+    const cJSON *cfgj = cJSON_GetObjectItem(j, "config");
+    dec_config cf = {.n_img = jint(cfgj, "n_img"), .n_img1 = jint(cfgj, "n_img1"), .n_hid = jint(cfgj, "n_hid"),
+                     .n_emb = jint(cfgj, "n_emb"), .n_out1 = jint(cfgj, "n_out1"),
+                     .n_vocab = jint(cfgj, "n_vocab"), .pad_id = jint(cfgj, "pad_id")};
+    dec_model *m;
+    REQUIRE_OK(dec_model_new(&cf, false, &m));
+    const cJSON *w = cJSON_GetObjectItem(j, "weights");
+    for (int i = 0; i < DEC_N_TENSORS; i++) {
+        dec_tensor_info ti = dec_tensor_at(&cf, i);
+        const cJSON *arr = cJSON_GetObjectItem(w, ti.name);
+        REQUIRE(cJSON_IsArray(arr) && (size_t)cJSON_GetArraySize(arr) == ti.size);
+        size_t k = 0;
+        const cJSON *x;
+        cJSON_ArrayForEach(x, arr) m->params[ti.offset + k++] = (float)x->valuedouble;
+    }
+    /* Vocabulary order of the golden: #END# #PAD# #START# #UNK# then the words. */
+    gen_special sp = {.start_id = 2, .end_id = 0, .n_masked = 3, .masked = {1, 2, 3}};
+    const struct { const char *name; int beam, n_best; float alpha; } settings[] = {
+        {"greedy", 1, 1, 0.7f}, {"beam3_alpha0.7", 3, 3, 0.7f}, {"beam5_alpha0", 5, 2, 0.0f},
+        {"beam4_alpha1", 4, 4, 1.0f}};
+    const cJSON *embs = cJSON_GetObjectItem(j, "embeddings"), *results = cJSON_GetObjectItem(j, "results");
+    int n_img = cJSON_GetArraySize(embs), compared = 0;
+    REQUIRE(n_img == 6 && cJSON_GetArraySize(results) == n_img);
+    for (int e = 0; e < n_img; e++) {
+        float img[64];
+        int k = 0;
+        const cJSON *x;
+        cJSON_ArrayForEach(x, cJSON_GetArrayItem(embs, e)) img[k++] = (float)x->valuedouble;
+        REQUIRE(k == cf.n_img);
+        for (int s = 0; s < 4; s++) {
+            imcap_gen_params p = imcap_gen_default_params();
+            p.beam = settings[s].beam;
+            p.n_best = settings[s].n_best;
+            p.length_alpha = settings[s].alpha;
+            p.max_len = jint(j, "max_len");
+            gen_hyp out[8];
+            int n;
+            REQUIRE_OK(gen_caption(m, img, &sp, &p, out, &n));
+            const cJSON *want = cJSON_GetObjectItem(cJSON_GetArrayItem(results, e), settings[s].name);
+            REQUIRE(cJSON_IsArray(want));
+            CHECK(n == cJSON_GetArraySize(want));
+            for (int h = 0; h < n && h < cJSON_GetArraySize(want); h++) {
+                const cJSON *wh = cJSON_GetArrayItem(want, h), *ww = cJSON_GetObjectItem(wh, "words");
+                int32_t words[GEN_MAX_LEN];
+                int nw = 0;
+                cJSON_ArrayForEach(x, ww) words[nw++] = x->valueint;
+                bool ok = same_words(&out[h], words, nw) &&
+                          out[h].ended == cJSON_IsTrue(cJSON_GetObjectItem(wh, "ended"));
+                CHECK(ok);
+                if (!ok) fprintf(stderr, "    image %d, %s, hypothesis %d differs\n", e, settings[s].name, h);
+                CHECK_NEAR(out[h].logprob, cJSON_GetObjectItem(wh, "logprob")->valuedouble, 1e-4);
+                CHECK_NEAR(out[h].score, cJSON_GetObjectItem(wh, "score")->valuedouble, 1e-4);
+                compared++;
+            }
+        }
+    }
+    CHECK(compared == 6 * (1 + 3 + 2 + 4));
+    dec_model_free(m);
+    cJSON_Delete(j);
+}

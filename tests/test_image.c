@@ -732,8 +732,10 @@ TEST(image_random_corruptions_fail_cleanly)
 {
     uint8_t *pix = block_image(4, 4);
     size_t lens[4];
-    uint8_t *files[4];
-    files[0] = jpeg_rgb(pix, 32, 32, 0, &lens[0]);
+    uint8_t *files[4], app1[64];
+    size_t n_app1 = exif_app1(app1, 6, 0);
+    jpeg_opts jo = {JCS_RGB, JCS_UNKNOWN, 3, 0, -1, app1, n_app1}; /* EXIF data gets damaged too */
+    files[0] = jpeg_encode(pix, 32, 32, &jo, &lens[0]);
     files[1] = jpeg_rgb(pix, 32, 32, 1, &lens[1]);
     png_opts po = {PNG_COLOR_TYPE_RGB, 8, 1, NULL, 0, NULL, 0};
     png_write_file(tmp_file("c.png"), pix, 32, 32, 32 * 3, &po);

@@ -42,7 +42,9 @@ static const char *const CAPTION_HELP =
     "                   number (cap-%03d.wav), else -1, -2, ... goes before the\n"
     "                   extension (out.wav -> out-1.wav, out-2.wav, ...)\n"
     "  --voice V        espeak-ng voice (default en; e.g. en-us, en+f3)\n"
-    "  --rate R         speaking rate, words per minute (default 175)\n";
+    "  --rate R         speaking rate, words per minute (default 175)\n"
+    "When standard output is not a terminal, a progress line goes to stderr\n"
+    "(set IMCAP_QUIET=1 to silence it).\n";
 
 typedef struct opts {
     const char *model, *encoder, *wav;
@@ -475,11 +477,16 @@ int cmd_caption(int argc, char **argv)
     }
     size_t failed = 0;
     int first_json = 1;
+    /* A progress line on stderr when the captions go to a file or pipe. */
+    cli_progress prog;
+    cli_progress_init(&prog, "caption");
+    int show_progress = in.n > 1 && !isatty(STDOUT_FILENO);
     for (size_t i = 0; i < in.n; i++) {
         pthread_mutex_lock(&p.mu);
         while (!p.slots[i].done) pthread_cond_wait(&p.cv, &p.mu);
         pthread_mutex_unlock(&p.mu);
         failed += (size_t)emit(&o, &in, i, &p.slots[i], &first_json);
+        if (show_progress) cli_progress_fn(&prog, i + 1, in.n, "photos");
         imcap_caption_free(p.slots[i].cap);
         free(p.slots[i].error);
         p.slots[i].cap = NULL;

@@ -16,7 +16,8 @@ static const char *const EXTRACT_HELP =
     "only the missing images are computed; Ctrl-C stops cleanly after the\n"
     "current batch. Images that cannot be read are listed at the end and get\n"
     "no row (exit status 1).\n"
-    "  --output NAME  encoder output to store (default embedding; e.g. mixed5)\n"
+    "  --output NAME  encoder output to store (default embedding; e.g. mixed5);\n"
+    "                 several in one pass: --output embedding,mixed5 --out a.emb,b.emb\n"
     "  --threads N    image decoding threads (default 2)\n"
     "  --batch N      images per network run (default 8)\n";
 
