@@ -48,7 +48,8 @@ enum { N_DEC_KEYS = sizeof dec_keys / sizeof dec_keys[0] };
 
 typedef struct cap_encoder {
     char *name, *path;
-    enc_graph *g;
+    enc_graph *g;    /* owned unless owner >= 0 */
+    int owner;       /* index of an earlier part that loaded the same file (-1: none) */
     int out_id;      /* value id of the output used */
     int size;        /* its floats: this encoder's slice of the embedding */
     enc_preproc pre;
@@ -172,7 +173,7 @@ void imcap_captioner_free(imcap_captioner *c)
     for (int k = 0; k < c->n_enc; k++) {
         free(c->enc[k].name);
         free(c->enc[k].path);
-        enc_graph_free(c->enc[k].g);
+        if (c->enc[k].owner < 0) enc_graph_free(c->enc[k].g);
     }
     free(c);
 }
@@ -399,7 +400,12 @@ imcap_status imcap_captioner_load(const char *model_path, const char *encoder_pa
         } else if ((st = find_encoder(model_path, file, &e->path))) {
             break;
         }
-        if ((st = enc_graph_load(e->path, &e->g))) break;
+        /* Two outputs of one encoder (e.g. embedding + mixed5): load and run it once. */
+        e->owner = -1;
+        for (int j = 0; j < k && e->owner < 0; j++)
+            if (!strcmp(c->enc[j].path, e->path)) e->owner = j;
+        if (e->owner >= 0) e->g = c->enc[e->owner].g;
+        else if ((st = enc_graph_load(e->path, &e->g))) break;
         uint32_t got_sum = enc_graph_checksum(e->g);
         if (got_sum != sum) {
             st = imcap_fail(IMCAP_E_MISMATCH,
@@ -474,21 +480,32 @@ int imcap_captioner_embedding_size(const imcap_captioner *c) { return c->emb_siz
 imcap_status imcap_captioner_embed(const imcap_captioner *c, const imcap_image *img, float *embedding)
 {
     imcap_status st = IMCAP_OK;
-    float *dst = embedding;
+    int offset[CAPTIONER_MAX_ENCODERS];
+    for (int k = 0, off = 0; k < c->n_enc; k++) {
+        offset[k] = off;
+        off += c->enc[k].size;
+    }
+    /* One run per encoder file, computing every output the model takes from it. */
     for (int k = 0; k < c->n_enc && !st; k++) {
         const cap_encoder *e = &c->enc[k];
+        if (e->owner >= 0) continue;
+        int ids[CAPTIONER_MAX_ENCODERS], n_ids = 0;
+        float *outs[CAPTIONER_MAX_ENCODERS];
+        for (int j = k; j < c->n_enc; j++)
+            if (j == k || c->enc[j].owner == k) {
+                ids[n_ids] = c->enc[j].out_id;
+                outs[n_ids++] = embedding + offset[j];
+            }
         const size_t np = (size_t)e->pre.in_h * e->pre.in_w;
         uint8_t *px = imcap_alloc(np, 3);
         float *x = imcap_alloc(np * 3, sizeof(float));
         st = IMCAP_E_NOMEM;
         if (px && x && !(st = imcap_image_prepare(img, e->pre.in_h, e->pre.in_w, px))) {
             imcap_image_to_float(px, np, e->pre.scale, e->pre.bias, x);
-            float *outs[1] = {dst};
-            st = enc_graph_run(e->g, x, 1, &e->out_id, 1, outs);
+            st = enc_graph_run(e->g, x, 1, ids, n_ids, outs);
         }
         imcap_free(px);
         imcap_free(x);
-        dst += e->size;
     }
     return st;
 }

@@ -432,6 +432,15 @@ TEST(captioner_concatenates_two_encoders)
     CHECK(imcap_captioner_load(model, e1, &c) == IMCAP_E_ARG && strstr(imcap_last_error(), "2 encoders"));
     snprintf(list, sizeof list, "%s,%s", e2, e1);
     CHECK(imcap_captioner_load(model, list, &c) == IMCAP_E_MISMATCH && strstr(imcap_last_error(), "checksum"));
+
+    /* Two parts from one encoder file: loaded once, run once, both slices filled. */
+    captioner_spec s2 = {.dec = m, .vocab = v, .n_encoders = 2, .encoders = {g1, g1}, .encoder_files = {e1, e1},
+                         .encoder_outputs = {"embedding", "embedding"}, .gen = imcap_gen_default_params()};
+    REQUIRE_OK(captioner_write(&s2, model));
+    REQUIRE_OK(imcap_captioner_load(model, NULL, &c));
+    REQUIRE_OK(imcap_captioner_embed(c, &img, got));
+    for (int i = 0; i < 6; i++) CHECK(got[i] == want[i] && got[6 + i] == want[i]);
+    imcap_captioner_free(c);
     imcap_image_free(&img);
     enc_graph_free(g1);
     enc_graph_free(g2);
