@@ -130,6 +130,10 @@ def main():
     L.append("")
     L.append("The published numbers are on the Flickr8k test split with each paper's own evaluation scripts;")
     L.append("ours are on the dev split with the COCO toolkit's definitions (the test split is not used).")
+    notes = os.path.join(os.path.dirname(os.path.abspath(a.out)), "ABLATION-notes.md")
+    if os.path.exists(notes):  # hand-written: how this run was made, what it did not cover
+        L.append("")
+        L.append(open(notes).read().rstrip("\n"))
     with open(a.out, "w") as f:
         f.write("\n".join(L) + "\n")
     print(best[0], best[1])
