@@ -51,3 +51,10 @@ if [ ! -s models/encoders/inception_v3.gguf ] || [ models/encoders/inception_v3.
 fi
 
 if [ "$DEPS_ONLY" = 1 ]; then exit 0; fi
+
+log "captioning the sample photos in data/images/ with models/default.imcap"
+if [ ! -s models/default.imcap ]; then
+  echo "setup.sh: models/default.imcap is missing; 'make model' trains it from scratch" >&2
+  exit 1
+fi
+./build/imcap caption data/images/

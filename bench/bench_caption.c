@@ -140,7 +140,8 @@ static void make_untrained(const char *encoder, const char *output, const char *
     imcap_rng rng;
     imcap_rng_seed(&rng, 1);
     dec_model_init(m, &rng);
-    captioner_spec s = {.dec = m, .vocab = voc, .encoder = g, .encoder_file = encoder, .encoder_output = output,
+    captioner_spec s = {.dec = m, .vocab = voc, .n_encoders = 1, .encoders = {g}, .encoder_files = {encoder},
+                        .encoder_outputs = {output},
                         .gen = imcap_gen_default_params(), .source = "bench_caption: untrained, default size"};
     if (captioner_write(&s, path)) die(path);
     fprintf(stderr, "untrained captioner: D=%d, |V|=%d, %zu decoder parameters -> %s\n", cf.n_img, cf.n_vocab,

@@ -527,7 +527,8 @@ typedef struct imcap_captioner imcap_captioner;
 
 /* Loads and validates both files. encoder_path NULL: the file named in the
  * model, looked for in <model dir>/encoders/, <model dir>/ and
- * models/encoders/ (in that order). A model file of another version, a
+ * models/encoders/ (in that order). A model over concatenated embeddings
+ * names several encoders; encoder_path is then a comma-separated list. A model file of another version, a
  * truncated or edited file, or an encoder whose checksum, output size or
  * preprocessing differ from what the model expects is refused with a
  * message naming the file and the problem. */
@@ -537,17 +538,20 @@ void imcap_captioner_free(imcap_captioner *c);
 /* The generation settings stored in the model (chosen when it was made). */
 imcap_gen_params imcap_captioner_gen_params(const imcap_captioner *c);
 const char *imcap_captioner_encoder_name(const imcap_captioner *c);
-/* Path of the encoder file actually loaded. */
+/* Path of the encoder file actually loaded (several: joined with ','; names with '+'). */
 const char *imcap_captioner_encoder_path(const imcap_captioner *c);
 /* The training checkpoint the model was exported from, as given then ("" if unknown). */
 const char *imcap_captioner_checkpoint(const imcap_captioner *c);
 
 /* Make a captioner file from a decoder checkpoint (or decoder model file,
  * docs/FORMATS.md "Decoder checkpoint") and the encoder whose `output` the
- * decoder was trained on. embeddings (optional, may be NULL): the
- * embeddings file used for training; its encoder id must name this encoder,
- * output and checksum. gen: the default generation settings to store
- * (NULL: imcap_gen_default_params()). Written atomically. */
+ * decoder was trained on. For a decoder trained on concatenated embeddings
+ * (imcap embcat), encoder_path is a comma-separated list of encoder files
+ * and output one name for all or a comma-separated list, in the order of
+ * the concatenation. embeddings (optional, may be NULL): the embeddings
+ * file used for training; its encoder id must name these encoders, outputs
+ * and checksums. gen: the default generation settings to store (NULL:
+ * imcap_gen_default_params()). Written atomically. */
 imcap_status imcap_captioner_export(const char *checkpoint, const char *encoder_path, const char *output,
                                     const char *embeddings, const imcap_gen_params *gen, const char *out_path);
 int imcap_captioner_vocab_size(const imcap_captioner *c);

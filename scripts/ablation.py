@@ -9,6 +9,7 @@ and, when present, the PyTorch peer's scores (scripts/torch-compare.sh):
   torch/NAME.beam1.json, torch/NAME.beamK.json, torch/torch_history.csv
 writes docs/ABLATION.md (--out) and prints the choice "NAME BEAM": the best dev CIDEr-D among
 the single-encoder models (a captioner file runs one encoder; concatenations are reported only).
+--extra NAME: more result sets (e.g. ENCODER@LABEL, the same encoder at another schedule).
 """
 import argparse, csv, json, os, sys
 
@@ -25,8 +26,14 @@ def history(path):
     with open(path) as f:
         for r in csv.DictReader(f):
             if r.get("val_loss"):
-                rows.append((int(r["epoch"]), float(r["train_loss"]), float(r["val_loss"])))
+                rows.append((int(r["epoch"]), float(r["train_loss"]), float(r["val_loss"]),
+                             int(r["step"]) // int(r["epoch"]) if "step" in r else 0))
     return rows
+
+
+def train_info(r):
+    e, tl, vl = r["best_epoch"][:3]
+    return f"{e} of {len(r['hist'])} x {r['batches']} ({vl:.3f}), {r['secs']} s"
 
 
 def row(label, enc, decoding, s, extra=""):
@@ -40,15 +47,17 @@ def main():
     ap.add_argument("--epochs", type=int, required=True)
     ap.add_argument("--batches", type=int, required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--extra", action="append", default=[])
     ap.add_argument("names", nargs="+")
     a = ap.parse_args()
     w, k = a.work, a.beam
     res, best = {}, None
-    for n in a.names:
+    names = a.extra + a.names
+    for n in names:
         h = history(os.path.join(w, f"{n}.history.csv"))
         be = min(h, key=lambda x: x[2])
         secs = open(os.path.join(w, f"{n}.train.seconds")).read().strip()
-        res[n] = {"hist": h, "best_epoch": be, "secs": secs,
+        res[n] = {"hist": h, "best_epoch": be, "secs": secs, "batches": h[0][3],
                   "greedy": load(os.path.join(w, f"{n}.beam1.json")),
                   "beam": load(os.path.join(w, f"{n}.beam{k}.json"))}
         for dec, b in (("greedy", 1), ("beam", k)):
@@ -61,32 +70,31 @@ def main():
     L = []
     L.append("# Default model ablation: encoder x decoding (Flickr8k dev split)\n")
     L.append("Produced by `make model` (scripts/make-model.sh, table by scripts/ablation.py). Each decoder is")
-    L.append(f"trained by `imcap train` on the 6000 train images ({a.epochs} epochs x {a.batches} batches of 64")
-    L.append("random images with one random caption each, Adam 1e-3, the recipe's sizes 120/300/100/120), with the")
+    L.append("trained by `imcap train` on the 6000 train images (epochs of batches of 64 random images with one")
+    L.append("random caption each, as in the table; Adam 1e-3, the recipe's sizes 120/300/100/120), with the")
     L.append("1000 dev images as validation split; the epoch with the lowest validation loss is kept (early")
     L.append("stopping, `--best`). Captions of the 1000 dev images are scored by `imcap eval` (COCO toolkit")
     L.append("tokenization and metrics, 5 references per image; CIDEr = CIDEr-D). Decoding: greedy, or beam")
     L.append(f"search with {k} beams and length normalisation alpha 0.7; at most 20 words.\n")
-    L.append("| model | encoder (embedding) | decoding | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | ROUGE-L | CIDEr-D | best epoch (val loss), training time |")
+    L.append("| model | encoder (embedding) | decoding | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | ROUGE-L | CIDEr-D | training: best epoch of epochs x batches (val loss), time |")
     L.append("|---|---|---|---|---|---|---|---|---|---|")
-    for n in a.names:
+    for n in names:
         r = res[n]
-        e, tl, vl = r["best_epoch"]
-        info = f"{e} of {len(r['hist'])} ({vl:.3f}), {r['secs']} s"
+        info = train_info(r)
         for dec, label in (("greedy", "greedy"), ("beam", f"beam {k}")):
             mark = " **(default)**" if best[0] == n and (best[1] == 1) == (dec == "greedy") else ""
             L.append(row("imcap (C)", n, label + mark, r[dec], info))
     torch_rows = []
-    for n in a.names:
+    for n in names:
         tdir = os.path.join(w, "torch")
         g, b = os.path.join(tdir, f"{n}.beam1.json"), os.path.join(tdir, f"{n}.beam{k}.json")
         if os.path.exists(g) and os.path.exists(b):
-            th = history(os.path.join(tdir, "torch_history.csv")) if os.path.exists(
-                os.path.join(tdir, "torch_history.csv")) else []
+            hf = os.path.join(tdir, f"{n}.history.csv")
+            th = history(hf) if os.path.exists(hf) else []
             info = ""
             if th:
-                e, tl, vl = min(th, key=lambda x: x[2])
-                info = f"{e} of {len(th)} ({vl:.3f})"
+                e, tl, vl = min(th, key=lambda x: x[2])[:3]
+                info = f"{e} of {len(th)} ({vl:.3f}, all dev captions)"
             tsecs = os.path.join(tdir, f"{n}.seconds")
             if os.path.exists(tsecs):
                 info += f", {open(tsecs).read().strip()} s"
@@ -107,12 +115,10 @@ def main():
         L.append("normalisation); its captions are scored by `imcap score` against the same references.\n")
         L.append("| trained by | encoder | decoding | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | ROUGE-L | CIDEr-D | best epoch (val loss), time |")
         L.append("|---|---|---|---|---|---|---|---|---|---|")
-        for n in a.names:
+        for n in names:
             if any(f"| {n} |" in t for t in torch_rows):
                 for dec, label in (("greedy", "greedy"), ("beam", f"beam {k}")):
-                    r = res[n]
-                    e, tl, vl = r["best_epoch"]
-                    L.append(row("imcap (C)", n, label, r[dec], f"{e} of {len(r['hist'])} ({vl:.3f}), {r['secs']} s"))
+                    L.append(row("imcap (C)", n, label, res[n][dec], train_info(res[n])))
         L.extend(torch_rows)
     L.append("\n## Published Flickr8k figures (test split, for reference)\n")
     L.append("| system | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 |")
@@ -124,6 +130,10 @@ def main():
     L.append("")
     L.append("The published numbers are on the Flickr8k test split with each paper's own evaluation scripts;")
     L.append("ours are on the dev split with the COCO toolkit's definitions (the test split is not used).")
+    notes = os.path.join(os.path.dirname(os.path.abspath(a.out)), "ABLATION-notes.md")
+    if os.path.exists(notes):  # hand-written: how this run was made, what it did not cover
+        L.append("")
+        L.append(open(notes).read().rstrip("\n"))
     with open(a.out, "w") as f:
         f.write("\n".join(L) + "\n")
     print(best[0], best[1])

@@ -2,25 +2,42 @@
 # Decoder training throughput, C vs PyTorch CPU, in the same run:
 # default-size model (D 2048, 120, 300, embedding 100, 120), batch 64,
 # T1 = 20 tokens, |V| = 2500 and 9000, BATCHES timed batches after 2 warm-up.
-# C: OpenBLAS with its default threads (2 on this machine).
-# PyTorch: OPENBLAS_NUM_THREADS=1, torch.set_num_threads(2).
+# C: its worker pool (IMCAP_THREADS, default: all cores = 2 here), OpenBLAS
+# single-threaded inside each thread.
+# PyTorch: OPENBLAS_NUM_THREADS=1, torch.set_num_threads(2) (the reference
+# setting), and for information also torch.set_num_threads(1).
 # The machine is shared, so each side runs ROUNDS times, alternating, and the
-# best throughput of each is kept (peak memory of that run).
+# best throughput of each is kept (peak memory of that run). Besides the
+# wall-clock rate (tok/s) it prints tokens per second of process CPU time
+# (tok/cpus), which other jobs on the machine disturb much less.
 # usage: scripts/bench-decoder.sh [BATCHES [ROUNDS]]   (default 20 3)
 set -eu
 cd "$(dirname "$0")/.."
 n=${1:-20}
 rounds=${2:-3}
-field() { echo "$1" | sed -E "s/.* $2 ([0-9.]+).*/\1/"; }
+field() { echo "$1" | sed -E "s|.* $2 ([0-9.]+).*|\1|"; }
 make -s bench >/dev/null
-printf '%-6s %-8s %12s %12s %7s %10s %10s\n' vocab batches c_tok/s torch_tok/s ratio c_rss_mb torch_rss_mb
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-6s %-22s %9s %7s %11s %7s %8s\n' vocab run tok/s vs_c tok/cpu_s vs_c peak_MB
 for v in 2500 9000; do
-  ct=0 cm=0 tt=0 tm=0
+  ct=0 cc=0 cm=0 tt=0 tc=0 tm=0 ut=0 uc=0 um=0
   for _ in $(seq "$rounds"); do
     c=$(./build/bench_decoder --vocab "$v" --batches "$n" 2>/dev/null)
     t=$(OPENBLAS_NUM_THREADS=1 /usr/bin/python3 scripts/bench_decoder_torch.py --vocab "$v" --batches "$n" 2>/dev/null)
+    u=$(OPENBLAS_NUM_THREADS=1 /usr/bin/python3 scripts/bench_decoder_torch.py --vocab "$v" --batches "$n" \
+        --threads 1 2>/dev/null)
     x=$(field "$c" tokens/s); if [ "$x" -gt "$ct" ]; then ct=$x cm=$(field "$c" peak_rss_mb); fi
+    x=$(field "$c" tokens/cpu_s); if [ "$x" -gt "$cc" ]; then cc=$x; fi
     x=$(field "$t" tokens/s); if [ "$x" -gt "$tt" ]; then tt=$x tm=$(field "$t" peak_rss_mb); fi
+    x=$(field "$t" tokens/cpu_s); if [ "$x" -gt "$tc" ]; then tc=$x; fi
+    x=$(field "$u" tokens/s); if [ "$x" -gt "$ut" ]; then ut=$x um=$(field "$u" peak_rss_mb); fi
+    x=$(field "$u" tokens/cpu_s); if [ "$x" -gt "$uc" ]; then uc=$x; fi
   done
-  printf '%-6s %-8s %12s %12s %7.2f %10s %10s\n' "$v" "$n" "$ct" "$tt" "$(echo "$ct / $tt" | bc -l)" "$cm" "$tm"
+  printf '%-6s %-22s %9s %7s %11s %7s %8s\n' "$v" "C (imcap)" "$ct" 1.00 "$cc" 1.00 "$cm"
+  printf '%-6s %-22s %9s %7.2f %11s %7.2f %8s\n' "$v" "PyTorch 2 threads" "$tt" "$(echo "$ct / $tt" | bc -l)" \
+    "$tc" "$(echo "$cc / $tc" | bc -l)" "$tm"
+  printf '%-6s %-22s %9s %7.2f %11s %7.2f %8s\n' "$v" "PyTorch 1 thread" "$ut" "$(echo "$ct / $ut" | bc -l)" \
+    "$uc" "$(echo "$cc / $uc" | bc -l)" "$um"
 done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "vs_c = C's rate / this run's rate (how many times faster C is)"

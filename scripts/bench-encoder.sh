@@ -49,6 +49,12 @@ for f in "${files[@]}"; do
   gflop=$(./build/bench_encoder --model "$f" --batch 1 --seconds 0 | sed -nE 's/.*, ([0-9.]+) GFLOP\/image.*/\1/p')
   $PY scripts/encoder_peer.py "$f" --check "$WORK/$base.in" "$WORK/$base.out" --onnx "$WORK/$base.onnx" 2>/dev/null | sed "s/^/  /" >&2
   node scripts/encoder_ort.js "$WORK/$base.onnx" $shape --check "$WORK/$base.in" "$WORK/$base.out" | sed "s/^/  /" >&2
+  # CPU time of our code on one thread: less distorted by other processes than wall time.
+  for b in 1 8; do
+    ms=$(IMCAP_THREADS=1 ./build/bench_encoder --model "$f" --batch $b --seconds 2 --cpu | sed -nE 's/^calling thread CPU: ([0-9.]+) ms.*/\1/p')
+    awk -v b=$b -v ms="$ms" -v g="$gflop" -v m="$mhz" 'BEGIN {
+      r = g * b / (ms / 1000); printf "  C, 1 thread, batch %d: %.2f CPU-ms/image = %.1f GFLOP/s per core (%.0f%% of one core'"'"'s nominal %.1f)\n", b, ms / b, r, 100 * r / (m * 32 / 1000), m * 32 / 1000 }' >&2
+  done
   for b in 1 8; do
     c=$(unset OPENBLAS_NUM_THREADS; ./build/bench_encoder --model "$f" --batch $b --seconds "$SECONDS_PER" | sed -nE 's/^batch [0-9]+: ([0-9.]+) images.*/\1/p')
     t=$($PY scripts/encoder_peer.py "$f" --bench --batch $b --seconds "$SECONDS_PER" | sed -nE 's/^batch [0-9]+: ([0-9.]+) images.*/\1/p')

@@ -5,9 +5,10 @@ cross-entropy ignoring PAD, Adam) on the same synthetic batches (same LCG)
 for a fixed number of batches, on the CPU.
 
 Run with OPENBLAS_NUM_THREADS=1 (scripts/bench-decoder.sh does);
-torch.set_num_threads(2) below.
-usage: bench_decoder_torch.py [--vocab V] [--batches N] [--batch B] [--t1 T1] [--img D]
-prints: "torch vocab V batch B t1 T1 batches N tokens/s X peak_rss_mb M"
+torch.set_num_threads(--threads, default 2).
+usage: bench_decoder_torch.py [--vocab V] [--batches N] [--batch B] [--t1 T1] [--img D] [--threads N]
+prints: "torch vocab V batch B t1 T1 batches N tokens/s X tokens/cpu_s Y peak_rss_mb M"
+(tokens/cpu_s: per second of process CPU time over the timed batches)
 """
 import argparse
 import resource
@@ -17,7 +18,6 @@ import time
 import torch
 import torch.nn as nn
 
-torch.set_num_threads(2)
 MASK = (1 << 64) - 1
 
 
@@ -28,6 +28,11 @@ class LCG:
     def next(self):
         self.s = (self.s * 6364136223846793005 + 1442695040888963407) & MASK
         return self.s >> 33
+
+
+def cpu_seconds():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def make_batch(g, b, t1, d, v):
@@ -68,16 +73,19 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--t1", type=int, default=20)
     ap.add_argument("--img", type=int, default=2048)
+    ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
+    torch.set_num_threads(a.threads)
     torch.manual_seed(1)
     m = Decoder(a.img, a.vocab, 1)
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)
     g = LCG(42)
     batches = [make_batch(g, a.batch, a.t1, a.img, a.vocab) for _ in range(a.batches + 2)]
-    n_tok, t0 = 0, 0.0
+    n_tok, t0, c0 = 0, 0.0, 0.0
     for it, (tok, img) in enumerate(batches):
         if it == 2:  # two warm-up batches, as the C benchmark
             t0 = time.perf_counter()
+            c0 = cpu_seconds()
         opt.zero_grad()
         loss = m(img, tok)
         loss.backward()
@@ -85,11 +93,11 @@ def main():
         if it >= 2:
             n_tok += int((tok[:, 1:] != 1).sum())
     dt = time.perf_counter() - t0
+    cpu = cpu_seconds() - c0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print("torch vocab %d batch %d t1 %d batches %d tokens/s %.0f peak_rss_mb %.0f loss %.4f"
-          % (a.vocab, a.batch, a.t1, a.batches, n_tok / dt, rss, loss.item()), file=sys.stderr)
-    print("torch vocab %d batch %d t1 %d batches %d tokens/s %.0f peak_rss_mb %.0f"
-          % (a.vocab, a.batch, a.t1, a.batches, n_tok / dt, rss))
+    print("torch: last loss %.4f" % loss.item(), file=sys.stderr)
+    print("torch vocab %d batch %d t1 %d batches %d tokens/s %.0f tokens/cpu_s %.0f peak_rss_mb %.0f"
+          % (a.vocab, a.batch, a.t1, a.batches, n_tok / dt, n_tok / cpu, rss))
 
 
 if __name__ == "__main__":

@@ -125,7 +125,9 @@ class Decoder:
 
 
 class Captioner:
-    def __init__(self, model_path, encoder_path):
+    """Our captioner file + its encoder file(s) (comma-separated, in the model's order)."""
+
+    def __init__(self, model_path, encoder_paths):
         g = Gguf(model_path)
         kv = g.kv
         if kv.get("general.architecture") != "imcap.captioner":
@@ -133,13 +135,21 @@ class Captioner:
         t = {k[len("decoder."):]: torch.from_numpy(v.copy()) for k, v in g.tensors.items()}
         self.dec = Decoder(t, kv["imcap.captioner.vocab"], int(kv["imcap.captioner.gen.max_len"]),
                            float(kv["imcap.captioner.gen.length_alpha"]))
-        self.size = [int(v) for v in kv["imcap.captioner.preproc.size"]]
-        self.scale = np.asarray(kv["imcap.captioner.preproc.scale"], dtype=np.float32)
-        self.bias = np.asarray(kv["imcap.captioner.preproc.bias"], dtype=np.float32)
-        self.output = kv["imcap.captioner.encoder.output"]
-        self.encoder = Encoder(encoder_path).eval()
+        paths = encoder_paths.split(",")
+        if len(paths) != int(kv["imcap.captioner.encoder.count"]):
+            raise ValueError(f"{model_path}: needs {kv['imcap.captioner.encoder.count']} encoder files")
+        self.parts = []
+        for k, p in enumerate(paths):
+            e = f"imcap.captioner.encoder.{k}."
+            self.parts.append({
+                "size": [int(v) for v in kv[e + "preproc.size"]],
+                "scale": np.asarray(kv[e + "preproc.scale"], dtype=np.float32),
+                "bias": np.asarray(kv[e + "preproc.bias"], dtype=np.float32),
+                "output": kv[e + "output"],
+                "net": Encoder(p).eval()})
 
     def preprocess(self, path):
+        """-> one NCHW input per encoder."""
         bgr = cv2.imread(path, cv2.IMREAD_COLOR)
         if bgr is None:
             raise ValueError(f"{path}: cannot decode")
@@ -149,12 +159,15 @@ class Captioner:
         dx, dy = w - side, h - side
         x0, y0 = dx - dx // 2, dy - dy // 2
         crop = rgb[y0:y0 + side, x0:x0 + side]
-        small = cv2.resize(crop, (self.size[1], self.size[0]), interpolation=cv2.INTER_LINEAR)
-        x = small.astype(np.float32) / 255.0 * self.scale + self.bias
-        return torch.from_numpy(x).permute(2, 0, 1).unsqueeze(0).contiguous()
+        xs = []
+        for part in self.parts:
+            small = cv2.resize(crop, (part["size"][1], part["size"][0]), interpolation=cv2.INTER_LINEAR)
+            x = small.astype(np.float32) / 255.0 * part["scale"] + part["bias"]
+            xs.append(torch.from_numpy(x).permute(2, 0, 1).unsqueeze(0).contiguous())
+        return xs
 
-    def embed(self, x):
-        return self.encoder(x, self.output).reshape(1, -1)
+    def embed(self, xs):
+        return torch.cat([p["net"](x, p["output"]).reshape(1, -1) for p, x in zip(self.parts, xs)], 1)
 
     def text(self, ids):
         return " ".join(self.dec.words[k] for k in ids)

@@ -23,6 +23,9 @@
 #   IMCAP_STAGE       "all", or "train" to stop after the evaluations (to run encoders in parallel,
 #                     one invocation each, then one "all" invocation that reuses their results)
 #   IMCAP_OUT         the exported model [models/default.imcap]
+#   IMCAP_EXTRA       more result sets in IMCAP_MODEL_DIR to compare too, named ENCODER@LABEL (e.g. a
+#                     copy of a run at another schedule: NAME.{best.gguf,history.csv,train.seconds,
+#                     beam1.json,beamK.json}, and torch/NAME.* from torch-compare.sh)
 # Encoders whose model file cannot be prepared (e.g. the InceptionV3 converter is missing)
 # are skipped with a message; the table says which were run.
 set -euo pipefail
@@ -43,14 +46,14 @@ log() { printf '== %s\n' "$*" >&2; }
 
 # name -> "encoder file|output|how to make the file"
 enc_file() {
-  case "$1" in
+  case "${1%%@*}" in
     mobilenet_v2) echo models/encoders/mobilenet_v2_1.0_224_quant.gguf ;;
     mobilenet_edgetpu) echo models/encoders/mobilenet_edgetpu_224_1.0_uint8.gguf ;;
     inception_v3 | inception_v3_mixed5) echo models/encoders/inception_v3.gguf ;;
     *) echo "make-model.sh: unknown encoder '$1'" >&2; return 1 ;;
   esac
 }
-enc_output() { case "$1" in inception_v3_mixed5) echo mixed5 ;; *) echo embedding ;; esac; }
+enc_output() { case "${1%%@*}" in inception_v3_mixed5) echo mixed5 ;; *) echo embedding ;; esac; }
 convert_encoder() { # file -> 0 if it exists or was made
   local f=$1
   [ -s "$f" ] && return 0
@@ -129,11 +132,13 @@ done
 [ "$STAGE" = all ] || exit 0
 
 # Choose, write the table, export.
+EXTRA=()
+for x in ${IMCAP_EXTRA:-}; do EXTRA+=(--extra "$x"); done
 CHOICE=$(/usr/bin/python3 scripts/ablation.py --work "$WORK" --beam "$BEAM" --epochs "$EPOCHS" --batches "$BATCHES" \
-           --out docs/ABLATION.md "${RUN[@]}")
+           --out docs/ABLATION.md "${EXTRA[@]}" "${RUN[@]}")
 read -r name beam <<< "$CHOICE"
 log "default model: $name, beam $beam -> $OUT"
 mkdir -p "$(dirname "$OUT")"
 $IMCAP export --checkpoint "$WORK/$name.best.gguf" --encoder "$(enc_file "$name")" --output "$(enc_output "$name")" \
-  --embeddings "$EMB/$name.f32" --beam "$beam" --out "$OUT"
+  --embeddings "$EMB/${name%%@*}.f32" --beam "$beam" --out "$OUT"
 ls -l "$OUT" >&2

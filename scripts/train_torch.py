@@ -23,7 +23,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-torch.set_num_threads(2)
+# 2 intra-op threads as the project's peers; IMCAP_TORCH_THREADS=1 on a crowded machine, where
+# OpenMP's 2-thread barriers waste most of the CPU (the results do not depend on it).
+torch.set_num_threads(int(os.environ.get("IMCAP_TORCH_THREADS", "2")))
 SPECIAL = ["#PAD#", "#UNK#", "#START#", "#END#"]
 
 

@@ -26,13 +26,9 @@
 #define K_VERSION "imcap.captioner.version"
 #define K_SOURCE "imcap.captioner.source"
 #define K_CHECKPOINT "imcap.captioner.checkpoint"
-#define K_ENC_NAME "imcap.captioner.encoder.name"
-#define K_ENC_FILE "imcap.captioner.encoder.file"
-#define K_ENC_OUTPUT "imcap.captioner.encoder.output"
-#define K_ENC_CHECKSUM "imcap.captioner.encoder.checksum"
-#define K_PRE_SIZE "imcap.captioner.preproc.size"
-#define K_PRE_SCALE "imcap.captioner.preproc.scale"
-#define K_PRE_BIAS "imcap.captioner.preproc.bias"
+#define K_ENC_COUNT "imcap.captioner.encoder.count"
+/* Per encoder k: "imcap.captioner.encoder.<k>.<field>". */
+#define K_ENC_FMT "imcap.captioner.encoder.%d.%s"
 #define K_VOCAB "imcap.captioner.vocab"
 #define K_GEN_BEAM "imcap.captioner.gen.beam"
 #define K_GEN_MAXLEN "imcap.captioner.gen.max_len"
@@ -50,17 +46,28 @@ static const struct { const char *key; size_t off; } dec_keys[] = {
 };
 enum { N_DEC_KEYS = sizeof dec_keys / sizeof dec_keys[0] };
 
+typedef struct cap_encoder {
+    char *name, *path;
+    enc_graph *g;    /* owned unless owner >= 0 */
+    int owner;       /* index of an earlier part that loaded the same file (-1: none) */
+    int out_id;      /* value id of the output used */
+    int size;        /* its floats: this encoder's slice of the embedding */
+    enc_preproc pre;
+} cap_encoder;
+
 struct imcap_captioner {
-    char *model_path, *encoder_path, *encoder_name, *checkpoint;
+    char *model_path, *checkpoint;
+    char *encoder_names, *encoder_paths; /* joined with '+' / ',' */
     dec_model *dec;
     imcap_vocab *vocab;
-    enc_graph *enc;
-    int enc_out;  /* value id of the embedding output */
-    int emb_size; /* = dec->cfg.n_img */
-    enc_preproc pre;
+    int n_enc;
+    cap_encoder enc[CAPTIONER_MAX_ENCODERS];
+    int emb_size; /* = dec->cfg.n_img = sum of enc[].size */
     gen_special sp;
     imcap_gen_params gen;
 };
+
+static void enc_key(char *buf, size_t n, int k, const char *field) { snprintf(buf, n, K_ENC_FMT, k, field); }
 
 static const char *base_name(const char *p)
 {
@@ -73,7 +80,6 @@ static const char *base_name(const char *p)
 imcap_status captioner_write(const captioner_spec *s, const char *path)
 {
     const dec_config *cf = &s->dec->cfg;
-    const enc_graph *g = s->encoder;
     imcap_status st = dec_config_check(cf);
     if (st) return st;
     if ((st = imcap_gen_params_check(&s->gen))) return st;
@@ -83,36 +89,59 @@ imcap_status captioner_write(const captioner_spec *s, const char *path)
     if (cf->pad_id != imcap_vocab_pad(s->vocab))
         return imcap_fail(IMCAP_E_MISMATCH, "%s: the decoder's PAD id %d is not the vocabulary's %d", path,
                           cf->pad_id, (int)imcap_vocab_pad(s->vocab));
-    int out_id = enc_graph_output(g, s->encoder_output);
-    if (out_id < 0)
-        return imcap_fail(IMCAP_E_MISMATCH, "%s: encoder '%s' has no output '%s'", path, enc_graph_name(g),
-                          s->encoder_output);
-    const enc_value *v = enc_graph_value(g, out_id);
-    if ((int64_t)v->h * v->w * v->c != cf->n_img)
+    if (s->n_encoders < 1 || s->n_encoders > CAPTIONER_MAX_ENCODERS)
+        return imcap_fail(IMCAP_E_ARG, "%s: %d encoders (1 to %d)", path, s->n_encoders, CAPTIONER_MAX_ENCODERS);
+    int64_t total = 0;
+    for (int k = 0; k < s->n_encoders; k++) {
+        const enc_graph *g = s->encoders[k];
+        int out_id = enc_graph_output(g, s->encoder_outputs[k]);
+        if (out_id < 0)
+            return imcap_fail(IMCAP_E_MISMATCH, "%s: encoder '%s' has no output '%s'", path, enc_graph_name(g),
+                              s->encoder_outputs[k]);
+        const enc_value *v = enc_graph_value(g, out_id);
+        total += (int64_t)v->h * v->w * v->c;
+        if (!enc_graph_preproc(g))
+            return imcap_fail(IMCAP_E_FORMAT, "%s: encoder '%s' has no preprocessing settings", path,
+                              enc_graph_name(g));
+    }
+    if (total != cf->n_img)
         return imcap_fail(IMCAP_E_MISMATCH,
-                          "%s: encoder output '%s' has %dx%dx%d values but the decoder reads %d-float embeddings",
-                          path, s->encoder_output, v->h, v->w, v->c, cf->n_img);
-    const enc_preproc *pre = enc_graph_preproc(g);
-    if (!pre) return imcap_fail(IMCAP_E_FORMAT, "%s: encoder '%s' has no preprocessing settings", path,
-                                enc_graph_name(g));
+                          "%s: the encoder output%s '%s'%s give%s %lld values but the decoder reads %d-float "
+                          "embeddings",
+                          path, s->n_encoders > 1 ? "s" : "", s->encoder_outputs[0],
+                          s->n_encoders > 1 ? " ..." : "", s->n_encoders > 1 ? "" : "s", (long long)total, cf->n_img);
 
     gguf_writer *w = gguf_writer_new();
     if (!w) return imcap_fail(IMCAP_E_NOMEM, "%s: out of memory", path);
-    int32_t size[2] = {pre->in_h, pre->in_w};
-    const char *file = base_name(s->encoder_file);
     if ((st = gguf_set_str(w, K_ARCH, ARCH)) || (st = gguf_set_u32(w, K_VERSION, CAPTIONER_VERSION)) ||
         (st = gguf_set_str(w, K_SOURCE, s->source ? s->source : "")) ||
         (st = gguf_set_str(w, K_CHECKPOINT, s->checkpoint ? s->checkpoint : "")) ||
-        (st = gguf_set_str(w, K_ENC_NAME, enc_graph_name(g))) || (st = gguf_set_str(w, K_ENC_FILE, file)) ||
-        (st = gguf_set_str(w, K_ENC_OUTPUT, s->encoder_output)) ||
-        (st = gguf_set_u32(w, K_ENC_CHECKSUM, enc_graph_checksum(g))) ||
-        (st = gguf_set_arr_i32(w, K_PRE_SIZE, size, 2)) || (st = gguf_set_arr_f32(w, K_PRE_SCALE, pre->scale, 3)) ||
-        (st = gguf_set_arr_f32(w, K_PRE_BIAS, pre->bias, 3)) ||
+        (st = gguf_set_u32(w, K_ENC_COUNT, (uint32_t)s->n_encoders)) ||
         (st = gguf_set_arr_str(w, K_VOCAB, imcap_vocab_words(s->vocab), imcap_vocab_size(s->vocab))) ||
         (st = gguf_set_u32(w, K_GEN_BEAM, (uint32_t)s->gen.beam)) ||
         (st = gguf_set_u32(w, K_GEN_MAXLEN, (uint32_t)s->gen.max_len)) ||
         (st = gguf_set_f32(w, K_GEN_ALPHA, s->gen.length_alpha)))
         goto out;
+    for (int k = 0; k < s->n_encoders; k++) {
+        const enc_graph *g = s->encoders[k];
+        const enc_preproc *pre = enc_graph_preproc(g);
+        int32_t size[2] = {pre->in_h, pre->in_w};
+        char key[128];
+        enc_key(key, sizeof key, k, "name");
+        if ((st = gguf_set_str(w, key, enc_graph_name(g)))) goto out;
+        enc_key(key, sizeof key, k, "file");
+        if ((st = gguf_set_str(w, key, base_name(s->encoder_files[k])))) goto out;
+        enc_key(key, sizeof key, k, "output");
+        if ((st = gguf_set_str(w, key, s->encoder_outputs[k]))) goto out;
+        enc_key(key, sizeof key, k, "checksum");
+        if ((st = gguf_set_u32(w, key, enc_graph_checksum(g)))) goto out;
+        enc_key(key, sizeof key, k, "preproc.size");
+        if ((st = gguf_set_arr_i32(w, key, size, 2))) goto out;
+        enc_key(key, sizeof key, k, "preproc.scale");
+        if ((st = gguf_set_arr_f32(w, key, pre->scale, 3))) goto out;
+        enc_key(key, sizeof key, k, "preproc.bias");
+        if ((st = gguf_set_arr_f32(w, key, pre->bias, 3))) goto out;
+    }
     for (int i = 0; i < N_DEC_KEYS; i++) {
         int val = *(const int *)((const char *)cf + dec_keys[i].off);
         if ((st = gguf_set_u32(w, dec_keys[i].key, (uint32_t)val))) goto out;
@@ -136,12 +165,16 @@ void imcap_captioner_free(imcap_captioner *c)
 {
     if (!c) return;
     free(c->model_path);
-    free(c->encoder_path);
-    free(c->encoder_name);
+    free(c->encoder_names);
+    free(c->encoder_paths);
     free(c->checkpoint);
     dec_model_free(c->dec);
     imcap_vocab_free(c->vocab);
-    enc_graph_free(c->enc);
+    for (int k = 0; k < c->n_enc; k++) {
+        free(c->enc[k].name);
+        free(c->enc[k].path);
+        if (c->enc[k].owner < 0) enc_graph_free(c->enc[k].g);
+    }
     free(c);
 }
 
@@ -282,74 +315,149 @@ imcap_status imcap_captioner_load(const char *model_path, const char *encoder_pa
         goto fail;
     }
 
-    /* Preprocessing. */
-    const int32_t *size;
-    const float *scale, *bias;
-    size_t n_size, n_scale, n_bias;
-    if ((st = gguf_get_arr_i32(f, K_PRE_SIZE, &size, &n_size)) ||
-        (st = gguf_get_arr_f32(f, K_PRE_SCALE, &scale, &n_scale)) ||
-        (st = gguf_get_arr_f32(f, K_PRE_BIAS, &bias, &n_bias)))
-        goto fail;
-    if (n_size != 2 || n_scale != 3 || n_bias != 3 || size[0] < 1 || size[0] > 4096 || size[1] < 1 ||
-        size[1] > 4096) {
-        st = imcap_fail(IMCAP_E_FORMAT, "%s: bad preprocessing settings (%s, %s, %s)", model_path, K_PRE_SIZE,
-                        K_PRE_SCALE, K_PRE_BIAS);
-        goto fail;
-    }
-    c->pre.in_h = size[0];
-    c->pre.in_w = size[1];
-    memcpy(c->pre.scale, scale, sizeof c->pre.scale);
-    memcpy(c->pre.bias, bias, sizeof c->pre.bias);
-
-    /* The encoder. */
-    const char *enc_name, *enc_file, *enc_output;
-    uint32_t enc_sum;
-    if ((st = gguf_get_str(f, K_ENC_NAME, &enc_name)) || (st = gguf_get_str(f, K_ENC_FILE, &enc_file)) ||
-        (st = gguf_get_str(f, K_ENC_OUTPUT, &enc_output)) || (st = gguf_get_u32(f, K_ENC_CHECKSUM, &enc_sum)))
-        goto fail;
     const char *ckpt;
     if ((st = gguf_get_str(f, K_CHECKPOINT, &ckpt))) goto fail;
-    if (!(c->checkpoint = imcap_strdup(ckpt)) || !(c->encoder_name = imcap_strdup(enc_name))) {
+    if (!(c->checkpoint = imcap_strdup(ckpt))) {
         st = IMCAP_E_NOMEM;
         goto fail;
     }
+
+    /* The encoders, each with its preprocessing; their outputs concatenated
+     * form the decoder's input. */
+    uint32_t n_enc;
+    if ((st = gguf_get_u32(f, K_ENC_COUNT, &n_enc))) goto fail;
+    if (n_enc < 1 || n_enc > CAPTIONER_MAX_ENCODERS) {
+        st = imcap_fail(IMCAP_E_FORMAT, "%s: %s = %u (1 to %d)", model_path, K_ENC_COUNT, n_enc,
+                        CAPTIONER_MAX_ENCODERS);
+        goto fail;
+    }
+    /* Explicit encoder files: a comma-separated list, one per encoder. */
+    char *given[CAPTIONER_MAX_ENCODERS] = {0};
+    char *given_buf = NULL;
     if (encoder_path) {
-        if (!(c->encoder_path = imcap_strdup(encoder_path))) {
+        if (!(given_buf = imcap_strdup(encoder_path))) {
             st = IMCAP_E_NOMEM;
             goto fail;
         }
-    } else if ((st = find_encoder(model_path, enc_file, &c->encoder_path))) {
-        goto fail;
+        int ng = 0;
+        for (char *p = given_buf, *q; p; p = q) {
+            q = strchr(p, ',');
+            if (q) *q++ = 0;
+            if (ng < CAPTIONER_MAX_ENCODERS) given[ng] = p;
+            ng++;
+        }
+        if (ng != (int)n_enc) {
+            free(given_buf);
+            st = imcap_fail(IMCAP_E_ARG, "%s: the model uses %u encoder%s but %d encoder file%s given (%s)",
+                            model_path, n_enc, n_enc > 1 ? "s" : "", ng, ng > 1 ? "s were" : " was",
+                            encoder_path);
+            goto fail;
+        }
     }
-    if ((st = enc_graph_load(c->encoder_path, &c->enc))) goto fail;
-    uint32_t got_sum = enc_graph_checksum(c->enc);
-    if (got_sum != enc_sum) {
-        st = imcap_fail(IMCAP_E_MISMATCH,
-                        "%s: encoder '%s' (checksum %08x) is not the one the model %s was trained with: "
-                        "'%s', checksum %08x",
-                        c->encoder_path, enc_graph_name(c->enc), got_sum, model_path, enc_name, enc_sum);
-        goto fail;
+    size_t names_len = 1, paths_len = 1;
+    int64_t total = 0;
+    for (int k = 0; k < (int)n_enc; k++) {
+        cap_encoder *e = &c->enc[k];
+        c->n_enc = k + 1;
+        char key[4][128];
+        const char *name, *file, *output;
+        uint32_t sum;
+        enc_key(key[0], sizeof key[0], k, "name");
+        enc_key(key[1], sizeof key[1], k, "file");
+        enc_key(key[2], sizeof key[2], k, "output");
+        enc_key(key[3], sizeof key[3], k, "checksum");
+        if ((st = gguf_get_str(f, key[0], &name)) || (st = gguf_get_str(f, key[1], &file)) ||
+            (st = gguf_get_str(f, key[2], &output)) || (st = gguf_get_u32(f, key[3], &sum)))
+            break;
+        const int32_t *size;
+        const float *scale, *bias;
+        size_t n_size, n_scale, n_bias;
+        enc_key(key[0], sizeof key[0], k, "preproc.size");
+        enc_key(key[1], sizeof key[1], k, "preproc.scale");
+        enc_key(key[2], sizeof key[2], k, "preproc.bias");
+        if ((st = gguf_get_arr_i32(f, key[0], &size, &n_size)) ||
+            (st = gguf_get_arr_f32(f, key[1], &scale, &n_scale)) ||
+            (st = gguf_get_arr_f32(f, key[2], &bias, &n_bias)))
+            break;
+        if (n_size != 2 || n_scale != 3 || n_bias != 3 || size[0] < 1 || size[0] > 4096 || size[1] < 1 ||
+            size[1] > 4096) {
+            st = imcap_fail(IMCAP_E_FORMAT, "%s: bad preprocessing settings of encoder %d", model_path, k);
+            break;
+        }
+        e->pre.in_h = size[0];
+        e->pre.in_w = size[1];
+        memcpy(e->pre.scale, scale, sizeof e->pre.scale);
+        memcpy(e->pre.bias, bias, sizeof e->pre.bias);
+        if (!(e->name = imcap_strdup(name))) {
+            st = IMCAP_E_NOMEM;
+            break;
+        }
+        if (given[k]) {
+            if (!(e->path = imcap_strdup(given[k]))) {
+                st = IMCAP_E_NOMEM;
+                break;
+            }
+        } else if ((st = find_encoder(model_path, file, &e->path))) {
+            break;
+        }
+        /* Two outputs of one encoder (e.g. embedding + mixed5): load and run it once. */
+        e->owner = -1;
+        for (int j = 0; j < k && e->owner < 0; j++)
+            if (!strcmp(c->enc[j].path, e->path)) e->owner = j;
+        if (e->owner >= 0) e->g = c->enc[e->owner].g;
+        else if ((st = enc_graph_load(e->path, &e->g))) break;
+        uint32_t got_sum = enc_graph_checksum(e->g);
+        if (got_sum != sum) {
+            st = imcap_fail(IMCAP_E_MISMATCH,
+                            "%s: encoder '%s' (checksum %08x) is not the one the model %s was trained with: "
+                            "'%s', checksum %08x",
+                            e->path, enc_graph_name(e->g), got_sum, model_path, name, sum);
+            break;
+        }
+        e->out_id = enc_graph_output(e->g, output);
+        if (e->out_id < 0) {
+            st = imcap_fail(IMCAP_E_MISMATCH, "%s: the encoder has no output '%s' (needed by %s)", e->path, output,
+                            model_path);
+            break;
+        }
+        const enc_value *ov = enc_graph_value(e->g, e->out_id);
+        e->size = ov->h * ov->w * ov->c;
+        total += e->size;
+        const enc_preproc *ep = enc_graph_preproc(e->g);
+        if (!ep || ep->in_h != e->pre.in_h || ep->in_w != e->pre.in_w ||
+            memcmp(ep->scale, e->pre.scale, sizeof e->pre.scale) ||
+            memcmp(ep->bias, e->pre.bias, sizeof e->pre.bias)) {
+            st = imcap_fail(IMCAP_E_MISMATCH,
+                            "%s: the encoder's preprocessing differs from the one recorded in %s (input %dx%d)",
+                            e->path, model_path, e->pre.in_h, e->pre.in_w);
+            break;
+        }
+        names_len += strlen(e->name) + 1;
+        paths_len += strlen(e->path) + 1;
     }
-    c->enc_out = enc_graph_output(c->enc, enc_output);
-    if (c->enc_out < 0) {
-        st = imcap_fail(IMCAP_E_MISMATCH, "%s: the encoder has no output '%s' (needed by %s)", c->encoder_path,
-                        enc_output, model_path);
-        goto fail;
-    }
-    const enc_value *ov = enc_graph_value(c->enc, c->enc_out);
+    free(given_buf);
+    if (st) goto fail;
     c->emb_size = c->dec->cfg.n_img;
-    if ((int64_t)ov->h * ov->w * ov->c != c->emb_size) {
-        st = imcap_fail(IMCAP_E_MISMATCH, "%s: output '%s' has %dx%dx%d values, the decoder of %s reads %d",
-                        c->encoder_path, enc_output, ov->h, ov->w, ov->c, model_path, c->emb_size);
+    if (total != c->emb_size) {
+        st = imcap_fail(IMCAP_E_MISMATCH, "%s: the encoder output%s give%s %lld values, the decoder of %s reads %d",
+                        c->enc[0].path, n_enc > 1 ? "s" : "", n_enc > 1 ? "" : "s", (long long)total, model_path,
+                        c->emb_size);
         goto fail;
     }
-    const enc_preproc *ep = enc_graph_preproc(c->enc);
-    if (!ep || ep->in_h != c->pre.in_h || ep->in_w != c->pre.in_w ||
-        memcmp(ep->scale, c->pre.scale, sizeof c->pre.scale) || memcmp(ep->bias, c->pre.bias, sizeof c->pre.bias)) {
-        st = imcap_fail(IMCAP_E_MISMATCH,
-                        "%s: the encoder's preprocessing differs from the one recorded in %s (input %dx%d)",
-                        c->encoder_path, model_path, c->pre.in_h, c->pre.in_w);
+    c->encoder_names = malloc(names_len);
+    c->encoder_paths = malloc(paths_len);
+    if (!c->encoder_names || !c->encoder_paths) {
+        st = imcap_fail(IMCAP_E_NOMEM, "out of memory");
         goto fail;
+    }
+    c->encoder_names[0] = c->encoder_paths[0] = 0;
+    for (int k = 0; k < c->n_enc; k++) {
+        if (k) {
+            strcat(c->encoder_names, "+");
+            strcat(c->encoder_paths, ",");
+        }
+        strcat(c->encoder_names, c->enc[k].name);
+        strcat(c->encoder_paths, c->enc[k].path);
     }
     gguf_close(f);
     *out = c;
@@ -361,8 +469,8 @@ fail:
 }
 
 imcap_gen_params imcap_captioner_gen_params(const imcap_captioner *c) { return c->gen; }
-const char *imcap_captioner_encoder_name(const imcap_captioner *c) { return c->encoder_name; }
-const char *imcap_captioner_encoder_path(const imcap_captioner *c) { return c->encoder_path; }
+const char *imcap_captioner_encoder_name(const imcap_captioner *c) { return c->encoder_names; }
+const char *imcap_captioner_encoder_path(const imcap_captioner *c) { return c->encoder_paths; }
 const char *imcap_captioner_checkpoint(const imcap_captioner *c) { return c->checkpoint; }
 int imcap_captioner_vocab_size(const imcap_captioner *c) { return c->dec->cfg.n_vocab; }
 int imcap_captioner_embedding_size(const imcap_captioner *c) { return c->emb_size; }
@@ -371,17 +479,34 @@ int imcap_captioner_embedding_size(const imcap_captioner *c) { return c->emb_siz
 
 imcap_status imcap_captioner_embed(const imcap_captioner *c, const imcap_image *img, float *embedding)
 {
-    const size_t np = (size_t)c->pre.in_h * c->pre.in_w;
-    uint8_t *px = imcap_alloc(np, 3);
-    float *x = imcap_alloc(np * 3, sizeof(float));
-    imcap_status st = IMCAP_E_NOMEM;
-    if (px && x && !(st = imcap_image_prepare(img, c->pre.in_h, c->pre.in_w, px))) {
-        imcap_image_to_float(px, np, c->pre.scale, c->pre.bias, x);
-        float *outs[1] = {embedding};
-        st = enc_graph_run(c->enc, x, 1, &c->enc_out, 1, outs);
+    imcap_status st = IMCAP_OK;
+    int offset[CAPTIONER_MAX_ENCODERS];
+    for (int k = 0, off = 0; k < c->n_enc; k++) {
+        offset[k] = off;
+        off += c->enc[k].size;
     }
-    imcap_free(px);
-    imcap_free(x);
+    /* One run per encoder file, computing every output the model takes from it. */
+    for (int k = 0; k < c->n_enc && !st; k++) {
+        const cap_encoder *e = &c->enc[k];
+        if (e->owner >= 0) continue;
+        int ids[CAPTIONER_MAX_ENCODERS], n_ids = 0;
+        float *outs[CAPTIONER_MAX_ENCODERS];
+        for (int j = k; j < c->n_enc; j++)
+            if (j == k || c->enc[j].owner == k) {
+                ids[n_ids] = c->enc[j].out_id;
+                outs[n_ids++] = embedding + offset[j];
+            }
+        const size_t np = (size_t)e->pre.in_h * e->pre.in_w;
+        uint8_t *px = imcap_alloc(np, 3);
+        float *x = imcap_alloc(np * 3, sizeof(float));
+        st = IMCAP_E_NOMEM;
+        if (px && x && !(st = imcap_image_prepare(img, e->pre.in_h, e->pre.in_w, px))) {
+            imcap_image_to_float(px, np, e->pre.scale, e->pre.bias, x);
+            st = enc_graph_run(e->g, x, 1, ids, n_ids, outs);
+        }
+        imcap_free(px);
+        imcap_free(x);
+    }
     return st;
 }
 
@@ -498,6 +623,19 @@ imcap_status imcap_caption_file(const imcap_captioner *c, const char *path, cons
 
 /* ----------------------------------------------------------------- export */
 
+/* Splits a comma-separated list in place into at most max items; returns the count (or -1 if more). */
+static int split_list(char *s, char **items, int max)
+{
+    int n = 0;
+    for (char *p = s, *q; p; p = q) {
+        q = strchr(p, ',');
+        if (q) *q++ = 0;
+        if (n == max) return -1;
+        items[n++] = p;
+    }
+    return n;
+}
+
 imcap_status imcap_captioner_export(const char *checkpoint, const char *encoder_path, const char *output,
                                     const char *embeddings, const imcap_gen_params *gen, const char *out_path)
 {
@@ -506,21 +644,47 @@ imcap_status imcap_captioner_export(const char *checkpoint, const char *encoder_
     if (!output) output = "embedding";
     dec_model *m = NULL;
     imcap_vocab *v = NULL;
-    enc_graph *g = NULL;
+    enc_graph *g[CAPTIONER_MAX_ENCODERS] = {0};
     gguf_file *f = NULL;
     imcap_embfile *ef = NULL;
-    imcap_status st;
-    if ((st = dec_load(checkpoint, &m, &v)) || (st = enc_graph_load(encoder_path, &g))) goto out;
-    char id[160];
-    snprintf(id, sizeof id, "%s %s %08x", enc_graph_name(g), output, (unsigned)enc_graph_checksum(g));
+    char *paths_buf = imcap_strdup(encoder_path), *outs_buf = imcap_strdup(output);
+    char *paths[CAPTIONER_MAX_ENCODERS], *outs[CAPTIONER_MAX_ENCODERS];
+    int n_enc = 0, n_out;
+    imcap_status st = IMCAP_OK;
+    if (!paths_buf || !outs_buf) {
+        st = IMCAP_E_NOMEM;
+        goto out;
+    }
+    n_enc = split_list(paths_buf, paths, CAPTIONER_MAX_ENCODERS);
+    n_out = split_list(outs_buf, outs, CAPTIONER_MAX_ENCODERS);
+    if (n_enc < 1 || n_out < 1 || (n_out != 1 && n_out != n_enc)) {
+        st = imcap_fail(IMCAP_E_ARG, "export: %s encoders (at most %d) with %s outputs (one, or one per encoder)",
+                        encoder_path, CAPTIONER_MAX_ENCODERS, output);
+        n_enc = 0;
+        goto out;
+    }
+    for (int k = n_out; k < n_enc; k++) outs[k] = outs[0];
+    if ((st = dec_load(checkpoint, &m, &v))) goto out;
+    for (int k = 0; k < n_enc; k++)
+        if ((st = enc_graph_load(paths[k], &g[k]))) goto out;
+    /* The id the embeddings file records: "name output checksum", joined
+     * with '+' for concatenated files (imcap embcat), cut to the header. */
+    char id[1024] = "";
+    for (int k = 0; k < n_enc; k++) {
+        size_t l = strlen(id);
+        snprintf(id + l, sizeof id - l, "%s%s %s %08x", k ? "+" : "", enc_graph_name(g[k]), outs[k],
+                 (unsigned)enc_graph_checksum(g[k]));
+    }
     if (embeddings) {
         if ((st = imcap_embfile_open(embeddings, &ef))) goto out;
         const char *eid = imcap_embfile_encoder(ef);
-        if (strcmp(eid, id) != 0) {
+        char want[IMCAP_EMB_ENCODER_MAX + 1];
+        snprintf(want, sizeof want, "%s", id);
+        if (strcmp(eid, want) != 0) {
             st = imcap_fail(IMCAP_E_MISMATCH,
                             "%s: the embeddings were made by encoder '%s', not by %s ('%s'): the decoder was "
                             "trained on another encoder's features",
-                            embeddings, eid[0] ? eid : "(unknown)", encoder_path, id);
+                            embeddings, eid[0] ? eid : "(unknown)", encoder_path, want);
             goto out;
         }
         if ((int64_t)imcap_embfile_dim(ef) != m->cfg.n_img) {
@@ -529,7 +693,7 @@ imcap_status imcap_captioner_export(const char *checkpoint, const char *encoder_
             goto out;
         }
     }
-    char source[1200];
+    char source[1600];
     uint64_t step = 0;
     if (!gguf_open(checkpoint, &f) && gguf_has_key(f, "imcap.train.step") &&
         !gguf_get_u64(f, "imcap.train.step", &step))
@@ -538,9 +702,13 @@ imcap_status imcap_captioner_export(const char *checkpoint, const char *encoder_
     else
         snprintf(source, sizeof source, "imcap export of %s with %s", checkpoint, id);
     imcap_clear_error();
-    captioner_spec s = {.dec = m, .vocab = v, .encoder = g, .encoder_file = encoder_path,
-                        .encoder_output = output, .gen = gen ? *gen : imcap_gen_default_params(),
-                        .source = source, .checkpoint = checkpoint};
+    captioner_spec s = {.dec = m, .vocab = v, .n_encoders = n_enc,
+                        .gen = gen ? *gen : imcap_gen_default_params(), .source = source, .checkpoint = checkpoint};
+    for (int k = 0; k < n_enc; k++) {
+        s.encoders[k] = g[k];
+        s.encoder_files[k] = paths[k];
+        s.encoder_outputs[k] = outs[k];
+    }
     s.gen.n_best = 1;
     s.gen.temperature = 0.0f;
     st = captioner_write(&s, out_path);
@@ -549,6 +717,8 @@ out:
     imcap_embfile_close(ef);
     dec_model_free(m);
     imcap_vocab_free(v);
-    enc_graph_free(g);
+    for (int k = 0; k < n_enc; k++) enc_graph_free(g[k]);
+    free(paths_buf);
+    free(outs_buf);
     return st;
 }

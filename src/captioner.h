@@ -8,14 +8,17 @@
 #include "decoder.h"
 #include "graph.h"
 
-enum { CAPTIONER_VERSION = 1 };
+enum { CAPTIONER_VERSION = 1, CAPTIONER_MAX_ENCODERS = 4 };
 
+/* The decoder's image embedding is the concatenation, in order, of the
+ * named outputs of n_encoders encoders (one encoder in the usual case). */
 typedef struct captioner_spec {
     const dec_model *dec;
     const imcap_vocab *vocab;
-    const enc_graph *encoder;   /* its name, checksum and preprocessing are recorded */
-    const char *encoder_file;   /* file name looked up at load time (basename is kept) */
-    const char *encoder_output; /* the graph output the decoder was trained on */
+    int n_encoders;
+    const enc_graph *encoders[CAPTIONER_MAX_ENCODERS];   /* name, checksum, preprocessing recorded */
+    const char *encoder_files[CAPTIONER_MAX_ENCODERS];   /* file names looked up at load (basename kept) */
+    const char *encoder_outputs[CAPTIONER_MAX_ENCODERS]; /* the graph outputs the decoder was trained on */
     imcap_gen_params gen;       /* default generation settings */
     const char *source;         /* provenance text, may be NULL */
     const char *checkpoint;     /* the training checkpoint it came from (its loss history sits

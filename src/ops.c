@@ -425,15 +425,18 @@ static void gemm_par(const float *a, int lda, const ops_win *cv, const float *w,
 {
     int nt = ops_threads();
     gemm_ctx ctx = {a, w, b, y, m, k, n, lda, act, 0, cv};
-    if (nt > 1 && m < nt * 48 && n >= nt * 32) {
+    /* Several chunks per thread, claimed dynamically: on a shared machine a
+     * descheduled thread then delays only its current chunk. Chunks stay big
+     * enough to amortise packing w (96 rows, or 32 columns). */
+    if (nt > 1 && m < nt * 96 && n >= nt * 32) {
         ctx.by_cols = 1;
-        size_t per = ((size_t)n + (size_t)nt - 1) / (size_t)nt;
+        size_t per = (size_t)n / ((size_t)nt * 4);
+        if (per < 32) per = 32;
         per = (per + 15) & ~(size_t)15;
         ops_parallel((size_t)n, per, gemm_task, &ctx);
     } else {
-        /* Row blocks of whole 6-row tiles, a few per thread for balance. */
-        size_t per = ((size_t)m + (size_t)nt * 2 - 1) / ((size_t)nt * 2);
-        if (per < 24) per = 24;
+        size_t per = (size_t)m / ((size_t)nt * 6);
+        if (per < 96) per = 96;
         per = (per + 5) / 6 * 6;
         ops_parallel((size_t)m, per, gemm_task, &ctx);
     }

@@ -74,9 +74,10 @@ static void adam_update(void *vc, size_t b, size_t e, int tid)
                 rbc2 = c->rbc2;
     float *restrict m = c->a->m, *restrict v = c->a->v, *restrict p = c->params, *restrict gr = c->grads;
     const size_t i0 = b * ADAM_BLOCK, i1 = e * ADAM_BLOCK < c->a->n ? e * ADAM_BLOCK : c->a->n;
+    const bool scaled = gs != 1.0f; /* clipped: the gradients are scaled in place */
     for (size_t i = i0; i < i1; i++) {
         const float g = gr[i] * gs;
-        gr[i] = g;
+        if (scaled) gr[i] = g;
         m[i] = b1 * m[i] + (1.0f - b1) * g;
         v[i] = b2 * v[i] + (1.0f - b2) * g * g;
         p[i] -= step * m[i] / (sqrtf(v[i]) * rbc2 + eps);
@@ -88,19 +89,21 @@ float adam_step(adam *a, float *params, float *grads)
     const size_t nb = (a->n + ADAM_BLOCK - 1) / ADAM_BLOCK;
     double stack[64], *partial = nb <= 64 ? stack : malloc(sizeof(double) * nb);
     adam_ctx c = {.a = a, .params = params, .grads = grads, .partial = partial, .gscale = 1.0f};
+    /* the norm is only needed for clipping (one more pass over the gradients) */
     double ss = 0.0;
-    if (partial) {
-        ops_parallel(nb, 1, adam_sumsq, &c);
-        for (size_t k = 0; k < nb; k++) ss += partial[k];
-    } else {
-        for (size_t i = 0; i < a->n; i++) ss += (double)grads[i] * grads[i];
-    }
-    if (partial != stack) free(partial);
-    const float norm = (float)sqrt(ss);
     if (a->p.clip > 0) {
-        double coef = a->p.clip / (sqrt(ss) + 1e-6);
+        if (partial) {
+            ops_parallel(nb, 1, adam_sumsq, &c);
+            for (size_t k = 0; k < nb; k++) ss += partial[k];
+        } else {
+            for (size_t i = 0; i < a->n; i++) ss += (double)grads[i] * grads[i];
+        }
+        const double coef = a->p.clip / (sqrt(ss) + 1e-6);
         if (coef < 1.0) c.gscale = (float)coef;
     }
+    if (partial != stack) free(partial);
+    c.partial = NULL;
+    const float norm = (float)sqrt(ss);
     a->t++;
     const double bc1 = 1.0 - pow(a->p.beta1, (double)a->t), bc2 = 1.0 - pow(a->p.beta2, (double)a->t);
     c.step = (float)(a->p.lr / bc1);

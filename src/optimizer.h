@@ -29,7 +29,8 @@ typedef struct adam {
 imcap_status adam_init(adam *a, const adam_params *p, size_t n);
 void adam_free(adam *a);
 /* One step over params[n] with grads[n] (scaled in place when clipped).
- * Returns the global gradient norm before clipping. */
+ * With clipping on, returns the global gradient norm before clipping;
+ * without, 0 (the norm is not computed). */
 float adam_step(adam *a, float *params, float *grads);
 
 #endif

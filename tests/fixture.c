@@ -57,8 +57,8 @@ void fixture_captioner(const char *dir, uint64_t seed, int beam, char *model_pat
     imcap_rng_seed(&rng, seed + 1);
     dec_model_init(m, &rng);
     for (size_t i = 0; i < m->n_params; i++) m->params[i] += (float)(0.7 * imcap_rng_normal(&rng));
-    captioner_spec s = {.dec = m, .vocab = v, .encoder = g, .encoder_file = enc_path,
-                        .encoder_output = "embedding", .gen = imcap_gen_default_params(), .source = "test fixture"};
+    captioner_spec s = {.dec = m, .vocab = v, .n_encoders = 1, .encoders = {g}, .encoder_files = {enc_path},
+                        .encoder_outputs = {"embedding"}, .gen = imcap_gen_default_params(), .source = "test fixture"};
     s.gen.beam = beam;
     s.gen.max_len = 12;
     REQUIRE_OK(captioner_write(&s, model_path));

@@ -236,11 +236,11 @@ TEST(captioner_writer_refuses_parts_that_do_not_fit)
     REQUIRE_OK(dec_model_new(&cf, false, &m));
     char path[700];
     snprintf(path, sizeof path, "%s/x.imcap", test_tmpdir());
-    captioner_spec s = {.dec = m, .vocab = v, .encoder = g, .encoder_file = "tiny.gguf",
-                        .encoder_output = "embedding", .gen = imcap_gen_default_params()};
+    captioner_spec s = {.dec = m, .vocab = v, .n_encoders = 1, .encoders = {g}, .encoder_files = {"tiny.gguf"},
+                        .encoder_outputs = {"embedding"}, .gen = imcap_gen_default_params()};
     CHECK(captioner_write(&s, path) == IMCAP_E_MISMATCH); /* embedding 6 != n_img 7 */
     CHECK(strstr(imcap_last_error(), "7-float") != NULL);
-    s.encoder_output = "logits";
+    s.encoder_outputs[0] = "logits";
     CHECK(captioner_write(&s, path) == IMCAP_E_MISMATCH);
     CHECK(strstr(imcap_last_error(), "no output 'logits'") != NULL);
     struct stat st;
@@ -373,4 +373,77 @@ TEST(captioner_export_from_checkpoint)
     dec_model_free(m);
     imcap_vocab_free(v);
     enc_graph_free(g);
+}
+
+TEST(captioner_concatenates_two_encoders)
+{
+    need_photos();
+    static const char *const words[] = {"#END#", "#PAD#", "#START#", "#UNK#", "a", "dog", "runs"};
+    imcap_vocab *v;
+    REQUIRE_OK(imcap_vocab_from_words(words, 7, &v));
+    dec_config cf = {.n_img = 12, .n_img1 = 5, .n_hid = 8, .n_emb = 4, .n_out1 = 7, .n_vocab = 7,
+                     .pad_id = imcap_vocab_pad(v)};
+    dec_model *m;
+    REQUIRE_OK(dec_model_new(&cf, false, &m));
+    imcap_rng rng;
+    imcap_rng_seed(&rng, 9);
+    dec_model_init(m, &rng);
+    char dir[700], e1[760], e2[760], model[760];
+    snprintf(dir, sizeof dir, "%s/encoders", test_tmpdir());
+    REQUIRE(mkdir(dir, 0755) == 0);
+    snprintf(e1, sizeof e1, "%s/first.gguf", dir);
+    snprintf(e2, sizeof e2, "%s/second.gguf", dir);
+    snprintf(model, sizeof model, "%s/two.imcap", test_tmpdir());
+    enc_graph *g1 = fixture_encoder("first", 1), *g2 = fixture_encoder("second", 2);
+    REQUIRE_OK(enc_graph_save(g1, e1));
+    REQUIRE_OK(enc_graph_save(g2, e2));
+    captioner_spec s = {.dec = m, .vocab = v, .n_encoders = 2, .encoders = {g1, g2}, .encoder_files = {e1, e2},
+                        .encoder_outputs = {"embedding", "embedding"}, .gen = imcap_gen_default_params()};
+    REQUIRE_OK(captioner_write(&s, model));
+    imcap_captioner *c;
+    REQUIRE_OK(imcap_captioner_load(model, NULL, &c));
+    CHECK_STR(imcap_captioner_encoder_name(c), "first+second");
+    CHECK(imcap_captioner_embedding_size(c) == 12);
+    /* The embedding is the two encoders' outputs, in order. */
+    imcap_image img;
+    REQUIRE_OK(imcap_image_load(photos[0], &img));
+    float got[12], want[12], x[16 * 16 * 3];
+    uint8_t px[16 * 16 * 3];
+    REQUIRE_OK(imcap_captioner_embed(c, &img, got));
+    REQUIRE_OK(imcap_image_prepare(&img, 16, 16, px));
+    const float sc[3] = {2, 2, 2}, bi[3] = {-1, -1, -1};
+    imcap_image_to_float(px, 256, sc, bi, x);
+    int id1 = enc_graph_output(g1, "embedding"), id2 = enc_graph_output(g2, "embedding");
+    float *o1[1] = {want}, *o2[1] = {want + 6};
+    REQUIRE_OK(enc_graph_run(g1, x, 1, &id1, 1, o1));
+    REQUIRE_OK(enc_graph_run(g2, x, 1, &id2, 1, o2));
+    for (int i = 0; i < 12; i++) CHECK(got[i] == want[i]);
+    imcap_caption *cap;
+    REQUIRE_OK(imcap_caption_image(c, &img, NULL, &cap));
+    CHECK(cap->n_alt == 1 && cap->alt[0].n_words >= 1);
+    imcap_caption_free(cap);
+    imcap_captioner_free(c);
+
+    /* Explicit files: one per encoder, in the model's order. */
+    char list[1600];
+    snprintf(list, sizeof list, "%s,%s", e1, e2);
+    REQUIRE_OK(imcap_captioner_load(model, list, &c));
+    imcap_captioner_free(c);
+    CHECK(imcap_captioner_load(model, e1, &c) == IMCAP_E_ARG && strstr(imcap_last_error(), "2 encoders"));
+    snprintf(list, sizeof list, "%s,%s", e2, e1);
+    CHECK(imcap_captioner_load(model, list, &c) == IMCAP_E_MISMATCH && strstr(imcap_last_error(), "checksum"));
+
+    /* Two parts from one encoder file: loaded once, run once, both slices filled. */
+    captioner_spec s2 = {.dec = m, .vocab = v, .n_encoders = 2, .encoders = {g1, g1}, .encoder_files = {e1, e1},
+                         .encoder_outputs = {"embedding", "embedding"}, .gen = imcap_gen_default_params()};
+    REQUIRE_OK(captioner_write(&s2, model));
+    REQUIRE_OK(imcap_captioner_load(model, NULL, &c));
+    REQUIRE_OK(imcap_captioner_embed(c, &img, got));
+    for (int i = 0; i < 6; i++) CHECK(got[i] == want[i] && got[6 + i] == want[i]);
+    imcap_captioner_free(c);
+    imcap_image_free(&img);
+    enc_graph_free(g1);
+    enc_graph_free(g2);
+    dec_model_free(m);
+    imcap_vocab_free(v);
 }

@@ -27,7 +27,7 @@ static const char *const REPORT_HELP =
     "  --images DIR      where the split's photos are (default: the split file's\n"
     "                    directory + /images, e.g. data/flickr8k/images)\n"
     "  --history F       loss plot SVG (default: next to the model's training\n"
-    "                    checkpoint, X.loss.svg for X.gguf)\n"
+    "                    checkpoint, X.loss.svg for X.gguf or X.best.gguf)\n"
     "  --beam K, --max-len N   generation settings (default: the model's)\n"
     "  --thumb PX        longest side of the embedded photos (default 240)\n";
 
@@ -185,13 +185,19 @@ static char *default_images_dir(const char *split)
     return d;
 }
 
+/* X.gguf -> X.loss.svg; for the best-validation model X.best.gguf that
+ * `imcap train` also writes, the run's X.loss.svg. */
 static char *default_history(const char *ckpt)
 {
     if (!ckpt || !ckpt[0]) return NULL;
     size_t n = strlen(ckpt);
     if (n > 5 && !strcmp(ckpt + n - 5, ".gguf")) n -= 5;
     char *s = malloc(n + 16);
-    if (s) snprintf(s, n + 16, "%.*s.loss.svg", (int)n, ckpt);
+    if (!s) return NULL;
+    snprintf(s, n + 16, "%.*s.loss.svg", (int)n, ckpt);
+    struct stat st;
+    if (stat(s, &st) != 0 && n > 5 && !strncmp(ckpt + n - 5, ".best", 5))
+        snprintf(s, n + 16, "%.*s.loss.svg", (int)(n - 5), ckpt);
     return s;
 }
 
