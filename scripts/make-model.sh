@@ -17,8 +17,11 @@
 #   IMCAP_MODEL_DIR   checkpoints, logs and results [out/model]
 #   IMCAP_ENCODERS    encoders to compare [mobilenet_v2 mobilenet_edgetpu inception_v3
 #                     inception_v3_mixed5 mobilenet_v2+mobilenet_edgetpu]; A+B = concatenation
-#   IMCAP_EPOCHS, IMCAP_BATCHES   training length [12 epochs of 1000 batches: the recipe's]
-#   IMCAP_VAL_BATCHES validation batches of 64 per epoch [100]
+#   IMCAP_EPOCHS, IMCAP_BATCHES   training length [10 epochs of 250 batches, which made the
+#                     committed model; the recipe's 12 x 1000 overfits this decoder]
+#   IMCAP_VAL_BATCHES validation batches of 64 per epoch [50]
+#   OPENBLAS_NUM_THREADS [1: results do not depend on the machine's thread count, and on a
+#                     crowded machine one thread is faster]
 #   IMCAP_BEAM        beam width compared with greedy [3]
 #   IMCAP_STAGE       "all", or "train" to stop after the evaluations (to run encoders in parallel,
 #                     one invocation each, then one "all" invocation that reuses their results)
@@ -33,9 +36,10 @@ cd "$(dirname "$0")/.."
 EMB=${IMCAP_EMB_DIR:-out/emb}
 WORK=${IMCAP_MODEL_DIR:-out/model}
 ENCODERS=${IMCAP_ENCODERS:-"mobilenet_v2 mobilenet_edgetpu inception_v3 inception_v3_mixed5 mobilenet_v2+mobilenet_edgetpu"}
-EPOCHS=${IMCAP_EPOCHS:-12}
-BATCHES=${IMCAP_BATCHES:-1000}
-VAL_BATCHES=${IMCAP_VAL_BATCHES:-100}
+EPOCHS=${IMCAP_EPOCHS:-10}
+BATCHES=${IMCAP_BATCHES:-250}
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
+VAL_BATCHES=${IMCAP_VAL_BATCHES:-50}
 BEAM=${IMCAP_BEAM:-3}
 STAGE=${IMCAP_STAGE:-all}
 OUT=${IMCAP_OUT:-models/default.imcap}

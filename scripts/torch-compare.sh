@@ -11,8 +11,8 @@ cd "$(dirname "$0")/.."
 name=${1:?usage: scripts/torch-compare.sh ENCODER_NAME}
 EMB=${IMCAP_EMB_DIR:-out/emb}
 WORK=${IMCAP_MODEL_DIR:-out/model}
-EPOCHS=${IMCAP_EPOCHS:-12}
-BATCHES=${IMCAP_BATCHES:-1000}
+EPOCHS=${IMCAP_EPOCHS:-10}
+BATCHES=${IMCAP_BATCHES:-250}
 BEAM=${IMCAP_BEAM:-3}
 D=data/flickr8k
 T="$WORK/torch"
