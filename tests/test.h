@@ -22,6 +22,12 @@ const char *test_shared_dir(void);
 const char *test_path(const char *rel);
 /* A fresh temporary directory for this test (removed after the run). */
 const char *test_tmpdir(void);
+/* Path of the imcap CLI built next to the test binary (REQUIREs it exists). */
+const char *test_imcap_bin(void);
+/* Runs cmd through sh: its stdout into out (out_cap bytes, NUL-terminated;
+ * discarded if out is NULL), its stderr into err (passed through if err is
+ * NULL). Returns the exit status, -1 if it did not exit normally. */
+int test_run(const char *cmd, char *out, size_t out_cap, char *err, size_t err_cap);
 
 #define TEST(name)                                                                  \
     static void test_##name(void);                                                  \

@@ -13,38 +13,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *bin_path(void)
-{
-    static char path[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 16);
-    REQUIRE(n > 0);
-    path[n] = 0;
-    char *slash = strrchr(path, '/');
-    REQUIRE(slash);
-    strcpy(slash + 1, "imcap");
-    REQUIRE(access(path, X_OK) == 0);
-    return path;
-}
-
-/* Runs cmd (through sh); stdout into out, stderr into err. Returns the exit status. */
-static int run(const char *cmd, char *out, size_t out_cap, char *err, size_t err_cap)
-{
-    char full[8192], errf[700];
-    snprintf(errf, sizeof errf, "%s/stderr.txt", test_tmpdir());
-    snprintf(full, sizeof full, "%s 2>'%s'", cmd, errf);
-    FILE *fp = popen(full, "r");
-    REQUIRE(fp);
-    size_t n = fread(out, 1, out_cap - 1, fp);
-    out[n] = 0;
-    int st = pclose(fp);
-    FILE *fe = fopen(errf, "r");
-    REQUIRE(fe);
-    n = fread(err, 1, err_cap - 1, fe);
-    err[n] = 0;
-    fclose(fe);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void need_photos(void)
 {
     struct stat st;
@@ -81,8 +49,8 @@ TEST(caption_cli_text_skips_a_corrupt_image_and_fails)
     fputs("\xff\xd8\xff\xe0 truncated", fp);
     fclose(fp);
     snprintf(cmd, sizeof cmd, "'%s' caption --model '%s' data/images/owl.jpg '%s' data/images/parrot.jpg",
-             bin_path(), model, bad);
-    CHECK(run(cmd, out, sizeof out, err, sizeof err) == 1);
+             test_imcap_bin(), model, bad);
+    CHECK(test_run(cmd, out, sizeof out, err, sizeof err) == 1);
     CHECK(count_lines(out) == 2);
     CHECK(!strncmp(out, "data/images/owl.jpg\t", 20));
     CHECK(strstr(out, "\ndata/images/parrot.jpg\t") != NULL);
@@ -101,8 +69,8 @@ TEST(caption_cli_text_skips_a_corrupt_image_and_fails)
     imcap_captioner_free(c);
 
     /* All good: exit status 0. */
-    snprintf(cmd, sizeof cmd, "'%s' caption --model '%s' --threads 1 data/images/owl.jpg", bin_path(), model);
-    CHECK(run(cmd, out, sizeof out, err, sizeof err) == 0);
+    snprintf(cmd, sizeof cmd, "'%s' caption --model '%s' --threads 1 data/images/owl.jpg", test_imcap_bin(), model);
+    CHECK(test_run(cmd, out, sizeof out, err, sizeof err) == 0);
     CHECK(count_lines(out) == 1);
 }
 
@@ -121,8 +89,8 @@ TEST(caption_cli_directory_and_stdin_list)
     }
     snprintf(p, sizeof p, "%s/notes.txt", dir);
     copy_file("data/flickr8k/dev.txt", p); /* not an image name: ignored */
-    snprintf(cmd, sizeof cmd, "'%s' caption --model '%s' '%s'", bin_path(), model, dir);
-    CHECK(run(cmd, out, sizeof out, err, sizeof err) == 0);
+    snprintf(cmd, sizeof cmd, "'%s' caption --model '%s' '%s'", test_imcap_bin(), model, dir);
+    CHECK(test_run(cmd, out, sizeof out, err, sizeof err) == 0);
     CHECK(count_lines(out) == 3);
     char a[800], b[800];
     snprintf(a, sizeof a, "%s/a.jpg\t", dir);
@@ -131,8 +99,8 @@ TEST(caption_cli_directory_and_stdin_list)
     CHECK(pa == out && pb && pb > pa); /* sorted by name */
 
     snprintf(cmd, sizeof cmd, "printf 'data/images/owl.jpg\\n\\n  data/images/pets.jpg\\r\\n' | '%s' caption --model '%s' -",
-             bin_path(), model);
-    CHECK(run(cmd, out, sizeof out, err, sizeof err) == 0);
+             test_imcap_bin(), model);
+    CHECK(test_run(cmd, out, sizeof out, err, sizeof err) == 0);
     CHECK(count_lines(out) == 2 && strstr(out, "data/images/pets.jpg\t") != NULL);
 }
 
@@ -143,8 +111,8 @@ TEST(caption_cli_json_with_alternatives_and_timings)
     fixture_captioner(test_tmpdir(), 3, 1, model, enc);
     snprintf(cmd, sizeof cmd,
              "'%s' caption --model '%s' --json --n-best 3 data/images/owl.jpg nonexistent.jpg data/images/pets.jpg",
-             bin_path(), model);
-    CHECK(run(cmd, out, sizeof out, err, sizeof err) == 1);
+             test_imcap_bin(), model);
+    CHECK(test_run(cmd, out, sizeof out, err, sizeof err) == 1);
     CHECK(strstr(err, "nonexistent.jpg") != NULL);
     cJSON *j = cJSON_Parse(out);
     REQUIRE(j && cJSON_IsArray(j));
@@ -165,21 +133,21 @@ TEST(caption_cli_json_with_alternatives_and_timings)
     cJSON_Delete(j);
 
     /* Text with n-best: rank and log-probability columns. */
-    snprintf(cmd, sizeof cmd, "'%s' caption --model '%s' --beam 4 --n-best 2 data/images/owl.jpg", bin_path(),
+    snprintf(cmd, sizeof cmd, "'%s' caption --model '%s' --beam 4 --n-best 2 data/images/owl.jpg", test_imcap_bin(),
              model);
-    CHECK(run(cmd, out, sizeof out, err, sizeof err) == 0);
+    CHECK(test_run(cmd, out, sizeof out, err, sizeof err) == 0);
     CHECK(count_lines(out) == 2 && !strncmp(out, "data/images/owl.jpg\t1\t-", 23));
     CHECK(strstr(out, "\ndata/images/owl.jpg\t2\t-") != NULL);
 
     /* Sampling: same seed, same output; JSON of a single failure is an empty array. */
     char out2[32768];
     snprintf(cmd, sizeof cmd, "'%s' caption --model '%s' --temperature 1.5 --seed 9 --n-best 3 data/images/owl.jpg",
-             bin_path(), model);
-    CHECK(run(cmd, out, sizeof out, err, sizeof err) == 0);
-    CHECK(run(cmd, out2, sizeof out2, err, sizeof err) == 0);
+             test_imcap_bin(), model);
+    CHECK(test_run(cmd, out, sizeof out, err, sizeof err) == 0);
+    CHECK(test_run(cmd, out2, sizeof out2, err, sizeof err) == 0);
     CHECK_STR(out, out2);
-    snprintf(cmd, sizeof cmd, "'%s' caption --model '%s' --json nothing.png", bin_path(), model);
-    CHECK(run(cmd, out, sizeof out, err, sizeof err) == 1);
+    snprintf(cmd, sizeof cmd, "'%s' caption --model '%s' --json nothing.png", test_imcap_bin(), model);
+    CHECK(test_run(cmd, out, sizeof out, err, sizeof err) == 1);
     j = cJSON_Parse(out);
     CHECK(j && cJSON_IsArray(j) && cJSON_GetArraySize(j) == 0);
     cJSON_Delete(j);
@@ -201,30 +169,30 @@ TEST(caption_cli_wav_files_and_speech_errors)
     char model[600], enc[600], cmd[4096], out[16384], err[8192], p[800];
     fixture_captioner(test_tmpdir(), 4, 1, model, enc);
     snprintf(cmd, sizeof cmd, "'%s' caption --model '%s' --wav '%s/say.wav' --voice en-us --rate 200 "
-             "data/images/owl.jpg data/images/pets.jpg", bin_path(), model, test_tmpdir());
-    CHECK(run(cmd, out, sizeof out, err, sizeof err) == 0);
+             "data/images/owl.jpg data/images/pets.jpg", test_imcap_bin(), model, test_tmpdir());
+    CHECK(test_run(cmd, out, sizeof out, err, sizeof err) == 0);
     snprintf(p, sizeof p, "%s/say-1.wav", test_tmpdir());
     CHECK(wav_samples(p) > 22050 / 2);
     snprintf(p, sizeof p, "%s/say-2.wav", test_tmpdir());
     CHECK(wav_samples(p) > 22050 / 2);
     snprintf(cmd, sizeof cmd, "'%s' caption --model '%s' --wav '%s/cap-%%03d.wav' data/images/owl.jpg",
-             bin_path(), model, test_tmpdir());
-    CHECK(run(cmd, out, sizeof out, err, sizeof err) == 0);
+             test_imcap_bin(), model, test_tmpdir());
+    CHECK(test_run(cmd, out, sizeof out, err, sizeof err) == 0);
     snprintf(p, sizeof p, "%s/cap-001.wav", test_tmpdir());
     CHECK(wav_samples(p) > 0);
-    snprintf(cmd, sizeof cmd, "'%s' caption --model '%s' --wav '%s/x%%s.wav' data/images/owl.jpg", bin_path(),
+    snprintf(cmd, sizeof cmd, "'%s' caption --model '%s' --wav '%s/x%%s.wav' data/images/owl.jpg", test_imcap_bin(),
              model, test_tmpdir());
-    CHECK(run(cmd, out, sizeof out, err, sizeof err) == 2 && strstr(err, "%d"));
+    CHECK(test_run(cmd, out, sizeof out, err, sizeof err) == 2 && strstr(err, "%d"));
     snprintf(cmd, sizeof cmd, "'%s' caption --model '%s' --wav '%s/v.wav' --voice zz-nonexistent data/images/owl.jpg",
-             bin_path(), model, test_tmpdir());
-    CHECK(run(cmd, out, sizeof out, err, sizeof err) == 1 && strstr(err, "zz-nonexistent"));
+             test_imcap_bin(), model, test_tmpdir());
+    CHECK(test_run(cmd, out, sizeof out, err, sizeof err) == 1 && strstr(err, "zz-nonexistent"));
     CHECK(count_lines(out) == 1); /* the caption is still printed */
 
     struct stat st;
     if (stat("/dev/snd", &st) == 0) SKIP("this machine has sound devices");
     snprintf(cmd, sizeof cmd, "env -u PULSE_SERVER XDG_RUNTIME_DIR='%s' '%s' caption --model '%s' --speak "
-             "data/images/owl.jpg data/images/pets.jpg", test_tmpdir(), bin_path(), model);
-    CHECK(run(cmd, out, sizeof out, err, sizeof err) == 1);
+             "data/images/owl.jpg data/images/pets.jpg", test_tmpdir(), test_imcap_bin(), model);
+    CHECK(test_run(cmd, out, sizeof out, err, sizeof err) == 1);
     CHECK(strstr(err, "no audio output device") != NULL);
     CHECK(count_lines(out) == 2);
 }
@@ -232,21 +200,21 @@ TEST(caption_cli_wav_files_and_speech_errors)
 TEST(caption_cli_bad_usage_and_missing_model)
 {
     char model[600], enc[600], cmd[4096], out[8192], err[8192];
-    snprintf(cmd, sizeof cmd, "'%s' caption --model '%s/none.imcap' data/images/owl.jpg", bin_path(), test_tmpdir());
-    CHECK(run(cmd, out, sizeof out, err, sizeof err) == 1);
+    snprintf(cmd, sizeof cmd, "'%s' caption --model '%s/none.imcap' data/images/owl.jpg", test_imcap_bin(), test_tmpdir());
+    CHECK(test_run(cmd, out, sizeof out, err, sizeof err) == 1);
     CHECK(strstr(err, "no captioning model at") != NULL && strstr(err, "none.imcap") != NULL);
     fixture_captioner(test_tmpdir(), 5, 1, model, enc);
     const char *bad[] = {"--beam 0", "--beam 3 --temperature 0.5", "--max-len 0", "--temperature -1",
                          "--n-best 5 --beam 2", "--seed -3", "--rate 5", "--frobnicate 1"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        snprintf(cmd, sizeof cmd, "'%s' caption --model '%s' %s data/images/owl.jpg", bin_path(), model, bad[i]);
-        int rc = run(cmd, out, sizeof out, err, sizeof err);
+        snprintf(cmd, sizeof cmd, "'%s' caption --model '%s' %s data/images/owl.jpg", test_imcap_bin(), model, bad[i]);
+        int rc = test_run(cmd, out, sizeof out, err, sizeof err);
         CHECK(rc == 2);
         if (rc != 2) fprintf(stderr, "    flags: %s\n", bad[i]);
         CHECK(out[0] == 0 && err[0] != 0);
     }
-    snprintf(cmd, sizeof cmd, "'%s' caption --model '%s'", bin_path(), model);
-    CHECK(run(cmd, out, sizeof out, err, sizeof err) == 2 && strstr(err, "no images"));
+    snprintf(cmd, sizeof cmd, "'%s' caption --model '%s'", test_imcap_bin(), model);
+    CHECK(test_run(cmd, out, sizeof out, err, sizeof err) == 2 && strstr(err, "no images"));
 }
 
 TEST(export_cli_makes_a_model_caption_can_use)
@@ -274,21 +242,21 @@ TEST(export_cli_makes_a_model_caption_can_use)
     imcap_vocab_free(v);
 
     snprintf(cmd, sizeof cmd, "'%s' export --checkpoint '%s' --encoder '%s' --beam 2 --max-len 7 --out '%s'",
-             bin_path(), ckpt, enc, model);
-    CHECK(run(cmd, out, sizeof out, err, sizeof err) == 0);
+             test_imcap_bin(), ckpt, enc, model);
+    CHECK(test_run(cmd, out, sizeof out, err, sizeof err) == 0);
     CHECK(strstr(err, "7-word vocabulary") != NULL && strstr(err, "default beam 2") != NULL);
     /* The encoder sits next to the model, so caption finds it by name. */
-    snprintf(cmd, sizeof cmd, "'%s' caption --model '%s' --json data/images/owl.jpg", bin_path(), model);
-    CHECK(run(cmd, out, sizeof out, err, sizeof err) == 0);
+    snprintf(cmd, sizeof cmd, "'%s' caption --model '%s' --json data/images/owl.jpg", test_imcap_bin(), model);
+    CHECK(test_run(cmd, out, sizeof out, err, sizeof err) == 0);
     cJSON *j = cJSON_Parse(out);
     REQUIRE(j && cJSON_GetArraySize(j) == 1);
     const cJSON *alt = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 0), "alternatives"), 0);
     CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(alt, "words")) <= 7);
     cJSON_Delete(j);
 
-    snprintf(cmd, sizeof cmd, "'%s' export --checkpoint '%s' --out '%s'", bin_path(), ckpt, model);
-    CHECK(run(cmd, out, sizeof out, err, sizeof err) == 2 && strstr(err, "required"));
-    snprintf(cmd, sizeof cmd, "'%s' export --checkpoint '%s/none.gguf' --encoder '%s' --out '%s'", bin_path(),
+    snprintf(cmd, sizeof cmd, "'%s' export --checkpoint '%s' --out '%s'", test_imcap_bin(), ckpt, model);
+    CHECK(test_run(cmd, out, sizeof out, err, sizeof err) == 2 && strstr(err, "required"));
+    snprintf(cmd, sizeof cmd, "'%s' export --checkpoint '%s/none.gguf' --encoder '%s' --out '%s'", test_imcap_bin(),
              test_tmpdir(), enc, model);
-    CHECK(run(cmd, out, sizeof out, err, sizeof err) == 1 && strstr(err, "none.gguf"));
+    CHECK(test_run(cmd, out, sizeof out, err, sizeof err) == 1 && strstr(err, "none.gguf"));
 }

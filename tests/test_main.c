@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "test.h"
 
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/mman.h>
@@ -63,6 +64,45 @@ const char *test_path(const char *rel)
 }
 
 const char *test_tmpdir(void) { return g_tmpdir; }
+
+const char *test_imcap_bin(void)
+{
+    static char path[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 16);
+    REQUIRE(n > 0);
+    path[n] = 0;
+    char *slash = strrchr(path, '/');
+    REQUIRE(slash);
+    strcpy(slash + 1, "imcap");
+    REQUIRE(access(path, X_OK) == 0);
+    return path;
+}
+
+int test_run(const char *cmd, char *out, size_t out_cap, char *err, size_t err_cap)
+{
+    char full[16384], errf[700];
+    snprintf(errf, sizeof errf, "%s/stderr.txt", g_tmpdir);
+    snprintf(full, sizeof full, "%s%s%s%s", cmd, out ? "" : " >/dev/null", err ? " 2>" : "", err ? errf : "");
+    fflush(NULL);
+    FILE *fp = popen(full, "r");
+    REQUIRE(fp);
+    char sink[4096];
+    size_t n = 0;
+    if (out) {
+        n = fread(out, 1, out_cap - 1, fp);
+        out[n] = 0;
+    }
+    while (fread(sink, 1, sizeof sink, fp) > 0) continue;
+    int st = pclose(fp);
+    if (err) {
+        FILE *fe = fopen(errf, "r");
+        REQUIRE(fe);
+        n = fread(err, 1, err_cap - 1, fe);
+        err[n] = 0;
+        fclose(fe);
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
 
 static int matches(const char *name, int argc, char **argv)
 {

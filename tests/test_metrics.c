@@ -384,47 +384,22 @@ TEST(score_coco_files_raw_text_end_to_end)
     cJSON_Delete(want);
 }
 
-/* Path of the imcap binary next to this test binary. */
-static const char *imcap_binary(void)
-{
-    static char path[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 16);
-    REQUIRE(n > 0);
-    path[n] = 0;
-    char *slash = strrchr(path, '/');
-    REQUIRE(slash);
-    strcpy(slash + 1, "imcap");
-    REQUIRE(access(path, X_OK) == 0);
-    return path;
-}
-
-/* Run a command, capture stdout+stderr into buf; return exit status. */
-static int run_cmd(const char *cmd, char *buf, size_t cap)
-{
-    FILE *fp = popen(cmd, "r");
-    REQUIRE(fp);
-    size_t n = fread(buf, 1, cap - 1, fp);
-    buf[n] = 0;
-    int st = pclose(fp);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 TEST(score_cli_text_and_json)
 {
     char res[PATH_MAX], ref[PATH_MAX], cmd[3 * PATH_MAX], out[8192];
     build_raw_coco_files(res, ref, sizeof res);
-    const char *bin = imcap_binary();
+    const char *bin = test_imcap_bin();
     cJSON *want = load_json_file("tests/data/coco_pairs_scores.json");
     REQUIRE(want);
     snprintf(cmd, sizeof cmd, "'%s' score --results '%s' --refs '%s' --json 2>&1", bin, res, ref);
-    REQUIRE(run_cmd(cmd, out, sizeof out) == 0);
+    REQUIRE(test_run(cmd, out, sizeof out, NULL, 0) == 0);
     cJSON *j = cJSON_Parse(out);
     REQUIRE(j);
     for (int m = 0; m < IMCAP_N_METRICS; m++)
         CHECK_NEAR(jnum(j, imcap_metric_name(m)), jnum(want, imcap_metric_name(m)), 1e-12);
     cJSON_Delete(j);
     snprintf(cmd, sizeof cmd, "'%s' score --results '%s' --refs '%s' 2>&1", bin, res, ref);
-    REQUIRE(run_cmd(cmd, out, sizeof out) == 0);
+    REQUIRE(test_run(cmd, out, sizeof out, NULL, 0) == 0);
     for (int m = 0; m < IMCAP_N_METRICS; m++) {
         char line[64];
         snprintf(line, sizeof line, "%s: %.6f\n", imcap_metric_name(m), jnum(want, imcap_metric_name(m)));
@@ -436,7 +411,7 @@ TEST(score_cli_text_and_json)
 TEST(score_cli_errors_name_file_and_problem)
 {
     const char *dir = test_tmpdir();
-    const char *bin = imcap_binary();
+    const char *bin = test_imcap_bin();
     char refs[PATH_MAX], res[PATH_MAX], cmd[3 * PATH_MAX], out[8192];
     snprintf(refs, sizeof refs, "%s/refs.json", dir);
     snprintf(res, sizeof res, "%s/res.json", dir);
@@ -455,7 +430,7 @@ TEST(score_cli_errors_name_file_and_problem)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         write_file(res, cases[i].results);
         snprintf(cmd, sizeof cmd, "'%s' score --results '%s' --refs '%s' 2>&1", bin, res, refs);
-        int rc = run_cmd(cmd, out, sizeof out);
+        int rc = test_run(cmd, out, sizeof out, NULL, 0);
         CHECK(rc == 1);
         if (!strstr(out, cases[i].expect) || !strstr(out, "res.json"))
             test_fail_at(__FILE__, __LINE__, "case %zu: want \"%s\" naming res.json, got: %s", i,
@@ -465,17 +440,17 @@ TEST(score_cli_errors_name_file_and_problem)
     write_file(res, "[{\"image_id\": 1, \"caption\": \"a dog\"}]");
     write_file(refs, "{\"annotations\": {}}");
     snprintf(cmd, sizeof cmd, "'%s' score --results '%s' --refs '%s' 2>&1", bin, res, refs);
-    CHECK(run_cmd(cmd, out, sizeof out) == 1);
+    CHECK(test_run(cmd, out, sizeof out, NULL, 0) == 1);
     CHECK(strstr(out, "refs.json") && strstr(out, "\"annotations\" array"));
     snprintf(cmd, sizeof cmd, "'%s' score --results '%s' --refs '%s/missing.json' 2>&1", bin, res, dir);
-    CHECK(run_cmd(cmd, out, sizeof out) == 1);
+    CHECK(test_run(cmd, out, sizeof out, NULL, 0) == 1);
     CHECK(strstr(out, "missing.json") != NULL);
     /* string image ids (Flickr-style file names) work; unused refs ignored */
     write_file(refs, "{\"annotations\": [{\"image_id\": \"a.jpg\", \"caption\": \"A dog runs.\"},"
                      " {\"image_id\": \"b.jpg\", \"caption\": \"A cat sits.\"}]}");
     write_file(res, "[{\"image_id\": \"a.jpg\", \"caption\": \"a dog runs\"}]");
     snprintf(cmd, sizeof cmd, "'%s' score --results '%s' --refs '%s' --json 2>&1", bin, res, refs);
-    REQUIRE(run_cmd(cmd, out, sizeof out) == 0);
+    REQUIRE(test_run(cmd, out, sizeof out, NULL, 0) == 0);
     cJSON *j = cJSON_Parse(out);
     REQUIRE(j);
     CHECK_NEAR(jnum(j, "ROUGE_L"), 1.0, 1e-12);
@@ -483,7 +458,7 @@ TEST(score_cli_errors_name_file_and_problem)
     cJSON_Delete(j);
     /* usage errors */
     snprintf(cmd, sizeof cmd, "'%s' score --results '%s' 2>&1", bin, res);
-    CHECK(run_cmd(cmd, out, sizeof out) == 2);
+    CHECK(test_run(cmd, out, sizeof out, NULL, 0) == 2);
     CHECK(strstr(out, "--refs") != NULL);
 }
 

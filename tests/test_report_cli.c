@@ -12,31 +12,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *bin_path(void)
-{
-    static char path[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 16);
-    REQUIRE(n > 0);
-    path[n] = 0;
-    char *slash = strrchr(path, '/');
-    REQUIRE(slash);
-    strcpy(slash + 1, "imcap");
-    REQUIRE(access(path, X_OK) == 0);
-    return path;
-}
-
 static int run_quiet(const char *cmd, char *err, size_t cap)
 {
-    char full[8192], errf[700];
-    snprintf(errf, sizeof errf, "%s/stderr.txt", test_tmpdir());
-    snprintf(full, sizeof full, "IMCAP_QUIET=1 %s >/dev/null 2>'%s'", cmd, errf);
-    int st = system(full);
-    FILE *fe = fopen(errf, "r");
-    REQUIRE(fe);
-    size_t n = fread(err, 1, cap - 1, fe);
-    err[n] = 0;
-    fclose(fe);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    char full[8192];
+    snprintf(full, sizeof full, "IMCAP_QUIET=1 %s", cmd);
+    return test_run(full, NULL, 0, err, cap);
 }
 
 static void write_text(const char *path, const char *text)
@@ -87,7 +67,7 @@ TEST(report_cli_self_contained_page)
     write_text(split, "1000268201_693b08cb0e.jpg\nmissing_photo.jpg\n1001773457_577c3a7d70.jpg\n");
     write_text(svg, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\"></svg>\n");
     snprintf(cmd, sizeof cmd, "'%s' report --model '%s' --split '%s' --captions '%s' -n 3 --out '%s' --history '%s'",
-             bin_path(), model, split, caps, out, svg);
+             test_imcap_bin(), model, split, caps, out, svg);
     CHECK(run_quiet(cmd, err, sizeof err) == 1); /* one photo is missing */
     CHECK(strstr(err, "missing_photo.jpg") != NULL);
     char *html;
@@ -107,7 +87,7 @@ TEST(report_cli_self_contained_page)
 
     /* Without a loss history the page says so; with all photos present the exit status is 0. */
     write_text(split, "1000268201_693b08cb0e.jpg\n");
-    snprintf(cmd, sizeof cmd, "'%s' report --model '%s' --split '%s' --captions '%s' --out '%s'", bin_path(), model,
+    snprintf(cmd, sizeof cmd, "'%s' report --model '%s' --split '%s' --captions '%s' --out '%s'", test_imcap_bin(), model,
              split, caps, out);
     CHECK(run_quiet(cmd, err, sizeof err) == 0);
     REQUIRE_OK(imcap_read_file(out, 1 << 26, &html, &len));
@@ -117,7 +97,7 @@ TEST(report_cli_self_contained_page)
 
     /* Bad inputs: clear errors, no page. */
     snprintf(cmd, sizeof cmd, "'%s' report --model '%s' --split '%s/nope.txt' --captions '%s' --out '%s/x.html'",
-             bin_path(), model, test_tmpdir(), caps, test_tmpdir());
+             test_imcap_bin(), model, test_tmpdir(), caps, test_tmpdir());
     CHECK(run_quiet(cmd, err, sizeof err) == 1 && strstr(err, "nope.txt") != NULL);
     snprintf(p, sizeof p, "%s/x.html", test_tmpdir());
     CHECK(stat(p, &st) != 0);

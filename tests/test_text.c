@@ -661,21 +661,9 @@ TEST(text_loaders_survive_mutations)
 /* `imcap vocab` end to end (the binary next to this test runner). */
 static int run_imcap(const char *args, char *out, size_t cap)
 {
-    char bin[PATH_MAX], cmd[4096];
-    ssize_t n = readlink("/proc/self/exe", bin, sizeof bin - 16);
-    REQUIRE(n > 0);
-    bin[n] = 0;
-    char *slash = strrchr(bin, '/');
-    REQUIRE(slash);
-    strcpy(slash + 1, "imcap");
-    REQUIRE(access(bin, X_OK) == 0);
-    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", bin, args);
-    FILE *fp = popen(cmd, "r");
-    REQUIRE(fp);
-    size_t got = fread(out, 1, cap - 1, fp);
-    out[got] = 0;
-    int st = pclose(fp);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", test_imcap_bin(), args);
+    return test_run(cmd, out, cap, NULL, 0);
 }
 
 TEST(text_cli_vocab)

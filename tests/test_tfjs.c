@@ -550,37 +550,14 @@ TEST(tfjs_inception_v3_matches_tfjs)
 
 /* ----------------------------------------------------------------- CLI */
 
-static const char *imcap_exe(void)
-{
-    static char path[4096];
-    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 16);
-    REQUIRE(n > 0);
-    path[n] = 0;
-    char *slash = strrchr(path, '/');
-    REQUIRE(slash);
-    strcpy(slash + 1, "imcap");
-    REQUIRE(access(path, X_OK) == 0);
-    return path;
-}
-
-static int run_capture(const char *cmd, char *buf, size_t cap)
-{
-    FILE *fp = popen(cmd, "r");
-    REQUIRE(fp);
-    size_t n = fread(buf, 1, cap - 1, fp);
-    buf[n] = 0;
-    int st = pclose(fp);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* imcap convert --tfjs writes an encoder file that loads and computes what
  * TF.js computes. */
 TEST(tfjs_convert_cli_writes_loadable_encoder)
 {
     char out[800], cmd[6000], text[8192];
     snprintf(out, sizeof out, "%s/tiny.gguf", test_tmpdir());
-    snprintf(cmd, sizeof cmd, "'%s' convert --tfjs tests/data/tfjs_tiny --out '%s' --name tiny 2>&1", imcap_exe(), out);
-    int rc = run_capture(cmd, text, sizeof text);
+    snprintf(cmd, sizeof cmd, "'%s' convert --tfjs tests/data/tfjs_tiny --out '%s' --name tiny 2>&1", test_imcap_bin(), out);
+    int rc = test_run(cmd, text, sizeof text, NULL, 0);
     if (rc != 0) test_fail_at(__FILE__, __LINE__, "exit %d:\n%s", rc, text);
     CHECK(strstr(text, "encoder 'tiny'") != NULL);
     CHECK(strstr(text, "output probs") != NULL);
@@ -596,12 +573,12 @@ TEST(tfjs_convert_cli_writes_loadable_encoder)
     CHECK(max_abs_diff(o[0], probs, 8) < 1e-5);
     enc_graph_free(g);
     /* errors: a missing option (usage, exit 2) and a bad model (message, exit 1, no file) */
-    snprintf(cmd, sizeof cmd, "'%s' convert --tfjs tests/data/tfjs_tiny 2>&1", imcap_exe());
-    CHECK(run_capture(cmd, text, sizeof text) == 2);
+    snprintf(cmd, sizeof cmd, "'%s' convert --tfjs tests/data/tfjs_tiny 2>&1", test_imcap_bin());
+    CHECK(test_run(cmd, text, sizeof text, NULL, 0) == 2);
     CHECK(strstr(text, "--out") != NULL);
     snprintf(out, sizeof out, "%s/none.gguf", test_tmpdir());
-    snprintf(cmd, sizeof cmd, "'%s' convert --tfjs '%s' --out '%s' 2>&1", imcap_exe(), test_tmpdir(), out);
-    CHECK(run_capture(cmd, text, sizeof text) == 1);
+    snprintf(cmd, sizeof cmd, "'%s' convert --tfjs '%s' --out '%s' 2>&1", test_imcap_bin(), test_tmpdir(), out);
+    CHECK(test_run(cmd, text, sizeof text, NULL, 0) == 1);
     CHECK(strstr(text, "model.json") != NULL);
     CHECK(access(out, F_OK) != 0);
 }

@@ -10,36 +10,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *imcap_bin(void)
-{
-    static char path[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 16);
-    REQUIRE(n > 0);
-    path[n] = 0;
-    char *slash = strrchr(path, '/');
-    REQUIRE(slash);
-    strcpy(slash + 1, "imcap");
-    REQUIRE(access(path, X_OK) == 0);
-    return path;
-}
-
 /* Runs the tool with args; stdout into out, stderr into err; exit status. */
 static int imcap(const char *args, char *out, size_t out_cap, char *err, size_t err_cap)
 {
-    char cmd[8192], errf[700];
-    snprintf(errf, sizeof errf, "%s/stderr.txt", test_tmpdir());
-    snprintf(cmd, sizeof cmd, "%s %s 2>'%s'", imcap_bin(), args, errf);
-    FILE *fp = popen(cmd, "r");
-    REQUIRE(fp);
-    size_t n = fread(out, 1, out_cap - 1, fp);
-    out[n] = 0;
-    int st = pclose(fp);
-    FILE *fe = fopen(errf, "r");
-    REQUIRE(fe);
-    n = fread(err, 1, err_cap - 1, fe);
-    err[n] = 0;
-    fclose(fe);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s %s", test_imcap_bin(), args);
+    return test_run(cmd, out, out_cap, err, err_cap);
 }
 
 TEST(tflite_cli_convert_then_classify)
