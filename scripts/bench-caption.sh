@@ -11,7 +11,7 @@
 # photos, then times itself the same way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=1000 LAT=50 MODEL="" ENC=models/encoders/mobilenet_v2_1.0_224_quant.gguf
+N=1000 LAT=50 MODEL="" ENC=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -n) N=$2; shift 2 ;;
@@ -24,6 +24,12 @@ done
 WORK=${IMCAP_BENCH_DIR:-/tmp/imcap-bench-caption}
 mkdir -p "$WORK"
 make -s -j2 bench >/dev/null
+if [ -z "$ENC" ] && [ -n "$MODEL" ]; then
+  # The encoder file the model names (C finds it the same way), so both sides run the same network.
+  ENC=models/encoders/$(/usr/bin/python3 -c "import sys; sys.path.insert(0, 'scripts'); import caption_peer as c
+print(c.Gguf(sys.argv[1]).kv['imcap.captioner.encoder.0.file'])" "$MODEL")
+fi
+ENC=${ENC:-models/encoders/mobilenet_v2_1.0_224_quant.gguf}
 if [ ! -f "$ENC" ]; then
   echo "bench-caption.sh: no encoder $ENC: convert it first (imcap convert --tflite data/models/mobilenet_v2_1.0_224_quant.tflite --out $ENC)" >&2
   exit 1
