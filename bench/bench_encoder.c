@@ -123,19 +123,10 @@ static enc_graph *synth_mobilenet_v2(void)
     return g;
 }
 
+/* Conv + ReLU, the InceptionV3 building block (batch norm folded in). */
 static int cbr(enc_graph *g, int x, int kh, int kw, int c, int s, enc_pad pad, const char *name)
 {
-    const enc_value *v = enc_graph_value(g, x);
-    int ws[4] = {kh, kw, v->c, c};
-    char pn[ENC_NAME_LEN];
-    snprintf(pn, sizeof pn, "%s/w", name);
-    int w = param(g, pn, 4, ws, (float)(1.4 / sqrt((double)kh * kw * v->c)));
-    snprintf(pn, sizeof pn, "%s/b", name);
-    int b = param(g, pn, 1, &c, 0.05f);
-    enc_node nd = {.op = ENC_CONV2D, .n_inputs = 1, .inputs = {x}, .sh = s, .sw = s, .pad = pad,
-                   .act = ENC_ACT_RELU, .weight = w, .bias = b};
-    snprintf(nd.name, sizeof nd.name, "%s", name);
-    return enc_graph_add_node(g, &nd, name);
+    return conv(g, x, kh, kw, c, s, pad, ENC_ACT_RELU, name);
 }
 
 static int cat(enc_graph *g, int n, const int *ins, const char *name)
