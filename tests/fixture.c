@@ -4,6 +4,20 @@
 
 #include <sys/stat.h>
 
+dec_model *fixture_decoder(int n_img, uint64_t seed, imcap_vocab **v)
+{
+    static const char *const words[] = {"#END#", "#PAD#", "#START#", "#UNK#", "a", "dog", "runs"};
+    REQUIRE_OK(imcap_vocab_from_words(words, 7, v));
+    dec_config cf = {.n_img = n_img, .n_img1 = 5, .n_hid = 8, .n_emb = 4, .n_out1 = 7, .n_vocab = 7,
+                     .pad_id = imcap_vocab_pad(*v)};
+    dec_model *m;
+    REQUIRE_OK(dec_model_new(&cf, false, &m));
+    imcap_rng rng;
+    imcap_rng_seed(&rng, seed);
+    dec_model_init(m, &rng);
+    return m;
+}
+
 enc_graph *fixture_encoder(const char *name, uint64_t seed)
 {
     imcap_rng rng;

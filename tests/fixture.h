@@ -11,6 +11,11 @@
  * dense to n_img = 6 floats named "embedding"; preprocessing x/255*2-1. */
 enc_graph *fixture_encoder(const char *name, uint64_t seed);
 
+/* A tiny random decoder (img 6..n -> 5 -> LSTM 8, embedding 4, out 7) over
+ * the vocabulary of the four specials + "a dog runs", initialised from seed;
+ * *v receives that vocabulary. Free both. */
+dec_model *fixture_decoder(int n_img, uint64_t seed, imcap_vocab **v);
+
 /* Writes <dir>/encoders/tiny.gguf and <dir>/model.imcap (decoder with random
  * weights, vocabulary of the four specials + 10 words, the given default
  * beam). Paths are returned in model_path / enc_path (>= 600 bytes). */

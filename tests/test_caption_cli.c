@@ -221,16 +221,8 @@ TEST(export_cli_makes_a_model_caption_can_use)
 {
     need_photos();
     char ckpt[700], enc[700], model[700], cmd[4096], out[8192], err[8192];
-    static const char *const words[] = {"#END#", "#PAD#", "#START#", "#UNK#", "a", "dog", "runs"};
     imcap_vocab *v;
-    REQUIRE_OK(imcap_vocab_from_words(words, 7, &v));
-    dec_config cf = {.n_img = 6, .n_img1 = 5, .n_hid = 8, .n_emb = 4, .n_out1 = 7, .n_vocab = 7,
-                     .pad_id = imcap_vocab_pad(v)};
-    dec_model *m;
-    REQUIRE_OK(dec_model_new(&cf, false, &m));
-    imcap_rng rng;
-    imcap_rng_seed(&rng, 3);
-    dec_model_init(m, &rng);
+    dec_model *m = fixture_decoder(6, 3, &v);
     snprintf(ckpt, sizeof ckpt, "%s/decoder.gguf", test_tmpdir());
     snprintf(enc, sizeof enc, "%s/tiny.gguf", test_tmpdir());
     snprintf(model, sizeof model, "%s/m.imcap", test_tmpdir());

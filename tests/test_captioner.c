@@ -307,16 +307,8 @@ TEST(captioner_concurrent_calls_on_one_model)
 TEST(captioner_export_from_checkpoint)
 {
     need_photos();
-    static const char *const words[] = {"#END#", "#PAD#", "#START#", "#UNK#", "a", "dog", "runs"};
     imcap_vocab *v;
-    REQUIRE_OK(imcap_vocab_from_words(words, 7, &v));
-    dec_config cf = {.n_img = 6, .n_img1 = 5, .n_hid = 8, .n_emb = 4, .n_out1 = 7, .n_vocab = 7,
-                     .pad_id = imcap_vocab_pad(v)};
-    dec_model *m;
-    REQUIRE_OK(dec_model_new(&cf, false, &m));
-    imcap_rng rng;
-    imcap_rng_seed(&rng, 5);
-    dec_model_init(m, &rng);
+    dec_model *m = fixture_decoder(6, 5, &v);
     char ckpt[700], enc[700], out[700], emb[700];
     snprintf(ckpt, sizeof ckpt, "%s/decoder.gguf", test_tmpdir());
     snprintf(enc, sizeof enc, "%s/tiny.gguf", test_tmpdir());
@@ -363,6 +355,7 @@ TEST(captioner_export_from_checkpoint)
     imcap_captioner_free(c);
 
     /* A decoder whose input size is not the encoder's output is refused. */
+    dec_config cf = m->cfg;
     cf.n_img = 9;
     dec_model *m9;
     REQUIRE_OK(dec_model_new(&cf, false, &m9));
@@ -378,16 +371,8 @@ TEST(captioner_export_from_checkpoint)
 TEST(captioner_concatenates_two_encoders)
 {
     need_photos();
-    static const char *const words[] = {"#END#", "#PAD#", "#START#", "#UNK#", "a", "dog", "runs"};
     imcap_vocab *v;
-    REQUIRE_OK(imcap_vocab_from_words(words, 7, &v));
-    dec_config cf = {.n_img = 12, .n_img1 = 5, .n_hid = 8, .n_emb = 4, .n_out1 = 7, .n_vocab = 7,
-                     .pad_id = imcap_vocab_pad(v)};
-    dec_model *m;
-    REQUIRE_OK(dec_model_new(&cf, false, &m));
-    imcap_rng rng;
-    imcap_rng_seed(&rng, 9);
-    dec_model_init(m, &rng);
+    dec_model *m = fixture_decoder(12, 9, &v);
     char dir[700], e1[760], e2[760], model[760];
     snprintf(dir, sizeof dir, "%s/encoders", test_tmpdir());
     REQUIRE(mkdir(dir, 0755) == 0);
