@@ -297,6 +297,8 @@ static int peak(void)
 
 /* --profile: time per op kind (and per conv shape class), summed over runs. */
 static double g_prof[16][3]; /* [op][0] seconds, [1] flops, [2] count; conv split: 11 = 1x1, 12 = kxk */
+enum { PROF_NODES = 1024 };
+static double g_node_prof[PROF_NODES][2]; /* per node: seconds, flops */
 
 /* --cpu: attribute this thread's CPU time between callbacks to the node
  * (with IMCAP_THREADS=1 all work runs on the calling thread): a measure that
@@ -331,9 +333,19 @@ static void prof_cb(void *user, const enc_graph *g, int node, int batch, double 
     g_prof[k][0] += sec;
     g_prof[k][1] += f;
     g_prof[k][2] += 1;
+    if (node < PROF_NODES) {
+        g_node_prof[node][0] += sec;
+        g_node_prof[node][1] += f;
+    }
 }
 
-static void prof_print(int runs)
+static int by_time_desc(const void *a, const void *b)
+{
+    double ta = g_node_prof[*(const int *)a][0], tb = g_node_prof[*(const int *)b][0];
+    return (ta < tb) - (ta > tb);
+}
+
+static void prof_print(const enc_graph *g, int runs, int top)
 {
     static const char *names[16] = {"CONV2D", "DWCONV2D", "DENSE", "ADD", "CONCAT", "AVGPOOL", "MAXPOOL",
                                     "GAP", "SOFTMAX", "ACT", "AFFINE", "CONV 1x1", "CONV kxk"};
@@ -341,12 +353,24 @@ static void prof_print(int runs)
         if (g_prof[k][2] > 0)
             printf("  %-9s %8.2f ms/run  %6.1f GFLOP/s  (%d nodes)\n", names[k], 1e3 * g_prof[k][0] / runs,
                    g_prof[k][1] / g_prof[k][0] / 1e9, (int)(g_prof[k][2] / runs));
+    int nn = enc_graph_n_nodes(g) < PROF_NODES ? enc_graph_n_nodes(g) : PROF_NODES, order[PROF_NODES];
+    for (int i = 0; i < nn; i++) order[i] = i;
+    qsort(order, (size_t)nn, sizeof order[0], by_time_desc);
+    if (top > 0) printf("  slowest nodes:\n");
+    for (int r = 0; r < top && r < nn && g_node_prof[order[r]][0] > 0; r++) {
+        const enc_node *nd = enc_graph_node(g, order[r]);
+        const enc_value *x = enc_graph_value(g, nd->inputs[0]), *y = enc_graph_value(g, nd->output);
+        printf("  %8.3f ms/run %6.1f GFLOP/s  %-28s %dx%d s%d  %dx%dx%d -> %dx%dx%d\n",
+               1e3 * g_node_prof[order[r]][0] / runs, g_node_prof[order[r]][1] / g_node_prof[order[r]][0] / 1e9,
+               nd->name, nd->kh, nd->kw, nd->sh, x->h, x->w, x->c, y->h, y->w, y->c);
+    }
     memset(g_prof, 0, sizeof g_prof);
+    memset(g_node_prof, 0, sizeof g_node_prof);
 }
 
 int main(int argc, char **argv)
 {
-    int profile = 0;
+    int profile = 0, top = 0;
     const char *dump_in = NULL, *dump_out = NULL;
     const char *model = NULL, *synth = NULL, *save = NULL, *batches = "1,8", *output = "embedding";
     double seconds = 5;
@@ -359,6 +383,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--output") && i + 1 < argc) output = argv[++i];
         else if (!strcmp(argv[i], "--peak")) return peak();
         else if (!strcmp(argv[i], "--profile")) profile = 1;
+        else if (!strcmp(argv[i], "--top") && i + 1 < argc) profile = 1, top = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--cpu")) profile = g_cpu_mode = 1;
         else if (!strcmp(argv[i], "--dump") && i + 2 < argc) {
             dump_in = argv[++i];
@@ -366,7 +391,7 @@ int main(int argc, char **argv)
         }
         else {
             fprintf(stderr, "usage: bench_encoder (--model F.gguf | --synth mobilenet_v2|inception_v3 [--save F.gguf])\n"
-                            "       [--batch 1,8] [--seconds S] [--output NAME] [--profile] [--cpu] [--dump IN.f32 OUT.f32] | --peak\n");
+                            "       [--batch 1,8] [--seconds S] [--output NAME] [--profile] [--top N] [--cpu] [--dump IN.f32 OUT.f32] | --peak\n");
             return 2;
         }
     }
@@ -460,7 +485,7 @@ int main(int argc, char **argv)
                ips * flops / 1e9);
         if (profile) {
             enc_graph_set_profiler(NULL, NULL);
-            prof_print(runs);
+            prof_print(g, runs, top);
         }
         free(x);
         free(y);

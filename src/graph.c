@@ -18,13 +18,113 @@ static void copy_name(char *dst, const char *src)
     snprintf(dst, ENC_NAME_LEN, "%s", src ? src : "");
 }
 
+/* ------------------------------------------------------------- workspace */
+
+/* Value buffers of a run come from a workspace of blocks that outlives the
+ * run: returned to the C allocator, big buffers would go back to the kernel
+ * and be faulted in, zero-filled, page by page on the next run (thousands
+ * of faults per InceptionV3 image). A run takes the graph's idle workspace
+ * (or starts an empty one), allocates best-fit from its free blocks, and
+ * hands it back at the end; one over WS_KEEP_BYTES is freed instead. */
+enum { WS_KEEP_BYTES = 512 << 20 };
+
+typedef struct enc_ws enc_ws;
+
+typedef struct ws_block {
+    float *p;
+    size_t floats;
+    bool used;
+} ws_block;
+
+struct enc_ws {
+    ws_block *b;
+    int n, cap;
+    size_t floats;
+};
+
+static void ws_destroy(enc_ws *ws)
+{
+    if (!ws) return;
+    for (int i = 0; i < ws->n; i++) imcap_free(ws->b[i].p);
+    free(ws->b);
+    free(ws);
+}
+
+/* The smallest free block of at least count floats (and not more than
+ * twice that), else a new block. */
+static float *ws_alloc(enc_ws *ws, size_t count)
+{
+    int best = -1;
+    for (int i = 0; i < ws->n; i++)
+        if (!ws->b[i].used && ws->b[i].floats >= count && ws->b[i].floats / 2 <= count &&
+            (best < 0 || ws->b[i].floats < ws->b[best].floats))
+            best = i;
+    if (best >= 0) {
+        ws->b[best].used = true;
+        return ws->b[best].p;
+    }
+    if (ws->n == ws->cap) {
+        int nc = ws->cap ? ws->cap * 2 : 32;
+        ws_block *q = realloc(ws->b, (size_t)nc * sizeof *q);
+        if (!q) {
+            imcap_fail(IMCAP_E_NOMEM, "out of memory growing a workspace");
+            return NULL;
+        }
+        ws->b = q;
+        ws->cap = nc;
+    }
+    float *p = imcap_alloc(count, sizeof(float));
+    if (!p) return NULL;
+    ws->b[ws->n++] = (ws_block){p, count, true};
+    ws->floats += count;
+    return p;
+}
+
+static void ws_release(enc_ws *ws, float *p)
+{
+    if (!p) return;
+    for (int i = ws->n - 1; i >= 0; i--)
+        if (ws->b[i].p == p) {
+            ws->b[i].used = false;
+            return;
+        }
+}
+
+static enc_ws *ws_take(const enc_graph *g)
+{
+    pthread_mutex_lock(&g->pack->mu);
+    enc_ws *ws = g->pack->ws;
+    g->pack->ws = NULL;
+    pthread_mutex_unlock(&g->pack->mu);
+    if (!ws && !(ws = calloc(1, sizeof *ws))) imcap_fail(IMCAP_E_NOMEM, "%s: out of memory for a workspace", g->name);
+    return ws;
+}
+
+static void ws_give_back(const enc_graph *g, enc_ws *ws)
+{
+    for (int i = 0; i < ws->n; i++) ws->b[i].used = false;
+    pthread_mutex_lock(&g->pack->mu);
+    if (!g->pack->ws && ws->floats * sizeof(float) <= WS_KEEP_BYTES) {
+        g->pack->ws = ws;
+        ws = NULL;
+    }
+    pthread_mutex_unlock(&g->pack->mu);
+    ws_destroy(ws);
+}
+
+/* ----------------------------------------------------------------- builder */
+
 enc_graph *enc_graph_new(const char *name)
 {
     enc_graph *g = calloc(1, sizeof *g);
-    if (!g) {
+    enc_pack *pk = calloc(1, sizeof *pk);
+    if (!g || !pk || pthread_mutex_init(&pk->mu, NULL) != 0) {
+        free(g);
+        free(pk);
         imcap_fail(IMCAP_E_NOMEM, "out of memory creating an encoder graph");
         return NULL;
     }
+    g->pack = pk;
     copy_name(g->name, name);
     g->input = -1;
     return g;
@@ -40,6 +140,11 @@ void enc_graph_free(enc_graph *g)
     imcap_free(g->pbuf);
     free(g->outputs);
     if (g->on_free) g->on_free(g->on_free_ctx);
+    for (int i = 0; i < g->pack->n; i++) imcap_free(g->pack->w[i]);
+    ws_destroy(g->pack->ws);
+    free(g->pack->w);
+    pthread_mutex_destroy(&g->pack->mu);
+    free(g->pack);
     free(g);
 }
 
@@ -421,6 +526,38 @@ static ops_win make_win(const enc_graph *g, const enc_node *nd, int n)
     return w;
 }
 
+/* Packs the weights of nodes added since the last run (see enc_pack). */
+static imcap_status pack_weights(const enc_graph *g)
+{
+    enc_pack *pk = g->pack;
+    imcap_status st = IMCAP_OK;
+    pthread_mutex_lock(&pk->mu);
+    if (pk->n < g->n_nodes && pk->cap < g->n_nodes) {
+        float **q = realloc(pk->w, (size_t)g->n_nodes * sizeof *q);
+        if (!q) st = imcap_fail(IMCAP_E_NOMEM, "%s: out of memory packing weights", g->name);
+        else {
+            pk->w = q;
+            pk->cap = g->n_nodes;
+        }
+    }
+    for (; st == IMCAP_OK && pk->n < g->n_nodes; pk->n++) {
+        const enc_node *nd = &g->nodes[pk->n];
+        pk->w[pk->n] = NULL;
+        if (nd->op != ENC_CONV2D && nd->op != ENC_DENSE) continue;
+        const enc_param *wp = &g->params[nd->weight];
+        int n = wp->shape[wp->n_dims - 1], k = (int)(wp->count / (size_t)n);
+        float *d = imcap_alloc(ops_packed_floats(k, n), sizeof(float));
+        if (!d) {
+            st = imcap_fail(IMCAP_E_NOMEM, "%s: out of memory packing the weights of '%s'", g->name, nd->name);
+            break;
+        }
+        ops_pack_weights(k, n, enc_graph_param_data(g, nd->weight), d);
+        pk->w[pk->n] = d;
+    }
+    pthread_mutex_unlock(&pk->mu);
+    return st;
+}
+
 static void run_node(const enc_graph *g, const enc_node *nd, int n, float *const *buf, float *scratch)
 {
     const float *x = buf[nd->inputs[0]];
@@ -428,12 +565,14 @@ static void run_node(const enc_graph *g, const enc_node *nd, int n, float *const
     const enc_value *xv = &g->values[nd->inputs[0]], *yv = &g->values[nd->output];
     const float *w = nd->weight >= 0 ? enc_graph_param_data(g, nd->weight) : NULL;
     const float *b = nd->bias >= 0 ? enc_graph_param_data(g, nd->bias) : NULL;
+    int id = (int)(nd - g->nodes);
+    const float *wp = id < g->pack->n ? g->pack->w[id] : NULL; /* NULL on the OpenBLAS path */
     size_t pix = (size_t)n * yv->h * yv->w, count = pix * (size_t)yv->c;
     bool act_done = false;
     switch (nd->op) {
     case ENC_CONV2D: {
         ops_win win = make_win(g, nd, n);
-        ops_conv2d(&win, x, w, b, nd->act, y, scratch);
+        ops_conv2d(&win, x, w, wp, b, nd->act, y, scratch);
         act_done = true;
         break;
     }
@@ -444,7 +583,7 @@ static void run_node(const enc_graph *g, const enc_node *nd, int n, float *const
         break;
     }
     case ENC_DENSE:
-        ops_dense((int)pix, xv->c, yv->c, x, w, b, nd->act, y);
+        ops_dense((int)pix, xv->c, yv->c, x, w, wp, b, nd->act, y);
         act_done = true;
         break;
     case ENC_ADD: ops_add(count, x, buf[nd->inputs[1]], y); break;
@@ -491,8 +630,8 @@ static bool is_spatial(const enc_graph *g, int i)
 /* Runs needed nodes i..j for the batch in chunks of images. Values produced
  * and consumed inside the segment (and not requested: need 2) live per
  * chunk only; the others get whole-batch buffers in buf. */
-static imcap_status run_segment(const enc_graph *g, int i, int j, int n, const char *run, const int *last,
-                                const char *need, float **buf, float *scratch)
+static imcap_status run_segment(const enc_graph *g, enc_ws *ws, int i, int j, int n, const char *run,
+                                const int *last, const char *need, float **buf, float *scratch)
 {
     size_t maxv = 0;
     for (int k = i; k <= j; k++)
@@ -515,7 +654,7 @@ static imcap_status run_segment(const enc_graph *g, int i, int j, int n, const c
         internal[o] = last[o] > k && last[o] <= j && need[o] != 2;
         if (!internal[o]) {
             size_t cnt = (size_t)n * value_floats(g, o);
-            if (!(buf[o] = imcap_alloc(cnt, sizeof(float))))
+            if (!(buf[o] = ws_alloc(ws, cnt)))
                 st = imcap_fail(IMCAP_E_NOMEM, "%s: out of memory for value '%s' (%zu floats)", g->name,
                                 g->values[o].name, cnt);
         }
@@ -531,7 +670,7 @@ static imcap_status run_segment(const enc_graph *g, int i, int j, int n, const c
                 if (!internal[v]) view[v] = buf[v] + (size_t)c0 * value_floats(g, v);
             }
             if (internal[o]) {
-                if (!(view[o] = imcap_alloc((size_t)nc * value_floats(g, o), sizeof(float)))) {
+                if (!(view[o] = ws_alloc(ws, (size_t)nc * value_floats(g, o)))) {
                     st = imcap_fail(IMCAP_E_NOMEM, "%s: out of memory for value '%s'", g->name, g->values[o].name);
                     break;
                 }
@@ -544,14 +683,14 @@ static imcap_status run_segment(const enc_graph *g, int i, int j, int n, const c
             for (int q = 0; q < nd->n_inputs; q++) {
                 int v = nd->inputs[q];
                 if (internal[v] && last[v] == k && view[v]) {
-                    imcap_free(view[v]);
+                    ws_release(ws, view[v]);
                     view[v] = NULL;
                 }
             }
         }
     }
     for (int v = 0; v < nv; v++)
-        if (internal[v]) imcap_free(view[v]);
+        if (internal[v]) ws_release(ws, view[v]);
     free(view);
     free(internal);
     return st;
@@ -594,6 +733,7 @@ imcap_status enc_graph_run(const enc_graph *g, const float *input, int n, const 
             if (last[nd->inputs[k]] < i) last[nd->inputs[k]] = i;
         }
     }
+    if (!ops_gemm_is_openblas() && (st = pack_weights(g)) != IMCAP_OK) goto done;
     size_t scratch_len = 0;
     for (int i = 0; i < nn; i++) {
         if (!run[i] || g->nodes[i].op != ENC_CONV2D) continue;
@@ -601,8 +741,10 @@ imcap_status enc_graph_run(const enc_graph *g, const float *input, int n, const 
         size_t s = ops_conv2d_scratch(&win);
         if (s > scratch_len) scratch_len = s;
     }
+    enc_ws *ws = ws_take(g);
     float *scratch = NULL;
-    if (scratch_len && !(scratch = imcap_alloc(scratch_len, sizeof(float)))) {
+    if (!ws || (scratch_len && !(scratch = ws_alloc(ws, scratch_len)))) {
+        if (ws) ws_give_back(g, ws);
         st = IMCAP_E_NOMEM;
         goto done;
     }
@@ -618,7 +760,7 @@ imcap_status enc_graph_run(const enc_graph *g, const float *input, int n, const 
              * by chunk so each chunk's intermediates stay in cache. */
             int j = i;
             while (j + 1 < nn && (!run[j + 1] || is_spatial(g, j + 1))) j++;
-            st = run_segment(g, i, j, n, run, last, need, buf, scratch);
+            st = run_segment(g, ws, i, j, n, run, last, need, buf, scratch);
             for (int k = i; k <= j && st == IMCAP_OK; k++) {
                 if (!run[k]) continue;
                 int o = g->nodes[k].output;
@@ -628,7 +770,7 @@ imcap_status enc_graph_run(const enc_graph *g, const float *input, int n, const 
             /* Values whose last reader was in the segment. */
             for (int v = 0; v < nv; v++)
                 if (v != g->input && buf[v] && last[v] <= j) {
-                    imcap_free(buf[v]);
+                    ws_release(ws, buf[v]);
                     buf[v] = NULL;
                 }
             i = j;
@@ -637,7 +779,7 @@ imcap_status enc_graph_run(const enc_graph *g, const float *input, int n, const 
         const enc_node *nd = &g->nodes[i];
         int o = nd->output;
         size_t cnt = (size_t)n * value_floats(g, o);
-        if (!(buf[o] = imcap_alloc(cnt, sizeof(float)))) {
+        if (!(buf[o] = ws_alloc(ws, cnt))) {
             st = imcap_fail(IMCAP_E_NOMEM, "%s: out of memory for value '%s' (%zu floats)", g->name,
                             g->values[o].name, cnt);
             break;
@@ -650,19 +792,19 @@ imcap_status enc_graph_run(const enc_graph *g, const float *input, int n, const 
         for (int k = 0; k < nd->n_inputs; k++) {
             int v = nd->inputs[k];
             if (v != g->input && last[v] == i && buf[v]) {
-                imcap_free(buf[v]);
+                ws_release(ws, buf[v]);
                 buf[v] = NULL;
             }
         }
         if (last[o] < 0) {
-            imcap_free(buf[o]);
+            ws_release(ws, buf[o]);
             buf[o] = NULL;
         }
     }
     ops_blas_leave();
     for (int v = 0; v < nv; v++)
-        if (v != g->input) imcap_free(buf[v]);
-    imcap_free(scratch);
+        if (v != g->input) ws_release(ws, buf[v]);
+    ws_give_back(g, ws);
 done:
     free(last);
     free(need);

@@ -7,6 +7,24 @@
 
 #include "graph.h"
 
+#include <pthread.h>
+
+/* What runs keep between them (runs of one const graph may be concurrent,
+ * so mu guards it):
+ * - the weights of CONV2D and DENSE nodes packed for our GEMM
+ *   (ops_pack_weights), made by the first run that needs them; w[i] belongs
+ *   to node i (NULL for other ops); nodes are append-only and parameters
+ *   immutable, so packed weights stay valid while the graph grows;
+ * - an idle workspace (graph.c: the value buffers of the last run, reused
+ *   by the next so their pages are not faulted in again on every run). */
+struct enc_ws;
+typedef struct enc_pack {
+    pthread_mutex_t mu;
+    float **w;
+    int n, cap;
+    struct enc_ws *ws;
+} enc_pack;
+
 struct enc_graph {
     char name[ENC_NAME_LEN];
     enc_node *nodes;
@@ -32,6 +50,7 @@ struct enc_graph {
     /* Called by enc_graph_free (closes a loaded file's mapping). */
     void (*on_free)(void *ctx);
     void *on_free_ctx;
+    enc_pack *pack;
 };
 
 #endif

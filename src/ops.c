@@ -4,9 +4,11 @@
  * convolution, pools and elementwise ops, and the worker pool that splits
  * every kernel (GEMMs included) over the cores.
  *
- * GEMM: our AVX2/FMA kernel (own_gemm: 6x16 register tile, bias and
- * activation fused into the store); IMCAP_GEMM=openblas switches to OpenBLAS
- * cblas_sgemm + a bias/activation pass (both are benchmarked, both tested).
+ * GEMM: our AVX2/FMA kernel (own_gemm: 6x16 register tile over weights
+ * packed once per model, convolutions read in place without im2col, bias
+ * and activation fused into the store); IMCAP_GEMM=openblas switches to
+ * OpenBLAS cblas_sgemm over im2col blocks + a bias/activation pass (both
+ * are benchmarked, both tested).
  *
  * Threading: one process-wide pool of ops_threads()-1 pthreads plus the
  * calling thread. During a graph run OpenBLAS is set to one thread and each
@@ -19,7 +21,6 @@
 #include <cblas.h>
 #include <immintrin.h>
 #include <math.h>
-#include <stdbool.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -63,7 +64,7 @@ static void *pool_worker(void *arg)
     unsigned seen = 0;
     for (;;) {
         /* Spin briefly (jobs of one run follow each other closely), then sleep. */
-        for (int spin = 0; spin < 4000 && atomic_load(&g_pool.agen) == seen; spin++) _mm_pause();
+        for (int spin = 0; spin < 400000 && atomic_load(&g_pool.agen) == seen; spin++) _mm_pause();
         pthread_mutex_lock(&g_pool.mu);
         while (g_pool.gen == seen) pthread_cond_wait(&g_pool.cv_work, &g_pool.mu);
         seen = g_pool.gen;
@@ -217,13 +218,41 @@ void ops_bias_act(size_t m, int c, const float *b, enc_act act, float *y)
 
 /* ------------------------------------------------------------------ GEMM */
 
-/* Our GEMM: y[m][n] = act(a[m][k] w[k][n] + b), a with row stride lda, w and
- * y with row stride ldw / ldy. Goto-style blocking without packing A: w is
- * packed per KC x NC block into 16-column panels (on the stack, L2-sized),
- * a 6x16 register tile accumulates over KC with broadcasts from 6 rows of a.
- * Bias and activation are applied when the tile is stored after the last K
- * block, so y is written once (no beta pass, no separate bias pass). */
-enum { GEMM_MR = 6, GEMM_NR = 16, GEMM_KC = 256, GEMM_NC = 240 };
+/* Our GEMM: y[m][n] = act(A[m][k] W[k][n] + b) where A is either a matrix
+ * (rows with stride lda) or the implicit im2col matrix of a convolution,
+ * never materialised: a row of it is one output pixel, and its K range for
+ * tap (ky, kx) is the input pixel under that tap (channels contiguous in
+ * NHWC) or zeros where the tap falls in the padding. The micro-kernel takes
+ * one pointer per tile row and tap, so A is read in place, for any stride.
+ *
+ * W comes pre-packed (ops_pack_weights, once per model): 16-column panels,
+ * each k x 16 contiguous and zero padded. A 6x16 register tile accumulates
+ * over a K block (whole taps, or one tap's channel range, at most GEMM_KC
+ * long); bias and activation are applied when the tile is stored after the
+ * last K block, so y is written once per K block and finished in place.
+ *
+ * Work is split into (tile rows x panels) rectangles sized so the threads
+ * get equal shares (gemm_split) and each rectangle's W block stays in L2. */
+enum { GEMM_MR = 6, GEMM_NR = 16, GEMM_KC = 320, GEMM_MAX_TAPS = 64, GEMM_L2_BYTES = 512 << 10,
+       GEMM_GATHER_C = 16 /* fewer channels per tap: gather the taps */ };
+
+static const float g_zeros[GEMM_KC] __attribute__((aligned(64)));
+
+size_t ops_packed_floats(int k, int n)
+{
+    return (size_t)((n + GEMM_NR - 1) / GEMM_NR) * GEMM_NR * (size_t)k;
+}
+
+void ops_pack_weights(int k, int n, const float *w, float *wp)
+{
+    for (int j0 = 0; j0 < n; j0 += GEMM_NR) {
+        int nr = n - j0 < GEMM_NR ? n - j0 : GEMM_NR;
+        for (int kk = 0; kk < k; kk++, wp += GEMM_NR) {
+            const float *src = w + (size_t)kk * n + j0;
+            for (int j = 0; j < GEMM_NR; j++) wp[j] = j < nr ? src[j] : 0.0f;
+        }
+    }
+}
 
 static inline void tile_store(float *y, size_t ldy, int mr, int nr, __m256 c[GEMM_MR][2], const float *bias,
                               bool first, bool last, enc_act act)
@@ -261,114 +290,252 @@ static inline void tile_store(float *y, size_t ldy, int mr, int nr, __m256 c[GEM
     }
 }
 
-/* 6x16 tile over kc: rows a[i] + k, panel bp[k][16]. */
-static inline void kernel_6x16(int kc, const float *const *ar, const float *bp, __m256 c[GEMM_MR][2])
+/* 6x16 tile over ntaps taps of len each: rows ar[t*6 + i] + [0, len),
+ * panel bp[t*len + k][16] (consecutive taps are consecutive in W). */
+static inline void kernel_6x16(int ntaps, int len, const float *const *ar, const float *bp, __m256 c[GEMM_MR][2])
 {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    const float *a0 = ar[0], *a1 = ar[1], *a2 = ar[2], *a3 = ar[3], *a4 = ar[4], *a5 = ar[5];
-    for (int k = 0; k < kc; k++) {
-        __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8), x;
-        bp += GEMM_NR;
-        x = _mm256_broadcast_ss(a0 + k);
-        c00 = _mm256_fmadd_ps(x, b0, c00);
-        c01 = _mm256_fmadd_ps(x, b1, c01);
-        x = _mm256_broadcast_ss(a1 + k);
-        c10 = _mm256_fmadd_ps(x, b0, c10);
-        c11 = _mm256_fmadd_ps(x, b1, c11);
-        x = _mm256_broadcast_ss(a2 + k);
-        c20 = _mm256_fmadd_ps(x, b0, c20);
-        c21 = _mm256_fmadd_ps(x, b1, c21);
-        x = _mm256_broadcast_ss(a3 + k);
-        c30 = _mm256_fmadd_ps(x, b0, c30);
-        c31 = _mm256_fmadd_ps(x, b1, c31);
-        x = _mm256_broadcast_ss(a4 + k);
-        c40 = _mm256_fmadd_ps(x, b0, c40);
-        c41 = _mm256_fmadd_ps(x, b1, c41);
-        x = _mm256_broadcast_ss(a5 + k);
-        c50 = _mm256_fmadd_ps(x, b0, c50);
-        c51 = _mm256_fmadd_ps(x, b1, c51);
+    for (int t = 0; t < ntaps; t++, ar += GEMM_MR) {
+        const float *a0 = ar[0], *a1 = ar[1], *a2 = ar[2], *a3 = ar[3], *a4 = ar[4], *a5 = ar[5];
+        for (int k = 0; k < len; k++) {
+            __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8), x;
+            bp += GEMM_NR;
+            x = _mm256_broadcast_ss(a0 + k);
+            c00 = _mm256_fmadd_ps(x, b0, c00);
+            c01 = _mm256_fmadd_ps(x, b1, c01);
+            x = _mm256_broadcast_ss(a1 + k);
+            c10 = _mm256_fmadd_ps(x, b0, c10);
+            c11 = _mm256_fmadd_ps(x, b1, c11);
+            x = _mm256_broadcast_ss(a2 + k);
+            c20 = _mm256_fmadd_ps(x, b0, c20);
+            c21 = _mm256_fmadd_ps(x, b1, c21);
+            x = _mm256_broadcast_ss(a3 + k);
+            c30 = _mm256_fmadd_ps(x, b0, c30);
+            c31 = _mm256_fmadd_ps(x, b1, c31);
+            x = _mm256_broadcast_ss(a4 + k);
+            c40 = _mm256_fmadd_ps(x, b0, c40);
+            c41 = _mm256_fmadd_ps(x, b1, c41);
+            x = _mm256_broadcast_ss(a5 + k);
+            c50 = _mm256_fmadd_ps(x, b0, c50);
+            c51 = _mm256_fmadd_ps(x, b1, c51);
+        }
     }
     c[0][0] = c00, c[0][1] = c01, c[1][0] = c10, c[1][1] = c11, c[2][0] = c20, c[2][1] = c21;
     c[3][0] = c30, c[3][1] = c31, c[4][0] = c40, c[4][1] = c41, c[5][0] = c50, c[5][1] = c51;
 }
 
-/* Row r of the im2col matrix of convolution cv over x, columns [k0, k0+kc)
- * (k = (ky*kw + kx)*c + ci), into dst: implicit GEMM, nothing materialised. */
-static void im2col_gather(const ops_win *cv, const float *x, size_t r, int k0, int kc, float *dst)
+/* One GEMM: the A operand (x with row stride lda, or the convolution cv
+ * over x, whose K = taps x c), packed W, and the split into tasks. */
+typedef struct gemm_ctx {
+    const float *x, *wp, *b;
+    size_t lda;
+    const ops_win *cv;
+    int taps, c;       /* K = taps * c (a plain matrix: 1 tap of k channels) */
+    int tpb, cpb, nkb; /* K blocks: tpb taps of c, or (tpb = 1) channel ranges of cpb; nkb blocks */
+    float *y;
+    int m, k, n;
+    enc_act act;
+    int tiles, panels, rows_split, cols_split;
+} gemm_ctx;
+
+/* K blocks of at most GEMM_KC: whole taps when a tap fits, else each tap in
+ * equal channel ranges; blocks as equal as possible (no short tail block). */
+static void gemm_kblocks(gemm_ctx *g)
 {
-    int ox = (int)(r % (size_t)cv->ow);
-    size_t q = r / (size_t)cv->ow;
-    int oy = (int)(q % (size_t)cv->oh);
-    size_t img = q / (size_t)cv->oh;
-    int iy0 = oy * cv->sh - cv->pt, ix0 = ox * cv->sw - cv->pl, C = cv->c;
-    const float *xi = x + img * (size_t)cv->h * cv->w * C;
-    int rowlen = cv->kw * C; /* one kernel row of taps is contiguous in NHWC */
-    for (int k = k0, end = k0 + kc; k < end;) {
-        int ky = k / rowlen, rem = k - ky * rowlen, kx = rem / C, iy = iy0 + ky, ix = ix0 + kx, len;
-        if (iy < 0 || iy >= cv->h) {
-            len = rowlen - rem;
-            if (len > end - k) len = end - k;
-            memset(dst, 0, (size_t)len * sizeof(float));
-        } else if (ix < 0 || ix >= cv->w) {
-            len = C - (rem - kx * C);
-            if (len > end - k) len = end - k;
-            memset(dst, 0, (size_t)len * sizeof(float));
-        } else {
-            int kx_end = cv->w - ix0 < cv->kw ? cv->w - ix0 : cv->kw; /* first tap past the image */
-            len = kx_end * C - rem;
-            if (len > end - k) len = end - k;
-            memcpy(dst, xi + ((size_t)iy * cv->w + (size_t)ix) * C + (rem - kx * C), (size_t)len * sizeof(float));
-        }
-        dst += len;
-        k += len;
+    if (g->c <= GEMM_KC) {
+        int per = GEMM_KC / g->c;
+        if (per > GEMM_MAX_TAPS) per = GEMM_MAX_TAPS;
+        int nb = (g->taps + per - 1) / per;
+        g->tpb = (g->taps + nb - 1) / nb;
+        g->cpb = g->c;
+        g->nkb = (g->taps + g->tpb - 1) / g->tpb;
+    } else {
+        int nb = (g->c + GEMM_KC - 1) / GEMM_KC;
+        g->tpb = 1;
+        g->cpb = (g->c + nb - 1) / nb;
+        g->nkb = g->taps * ((g->c + g->cpb - 1) / g->cpb);
     }
 }
 
-/* a: rows of A with stride lda, or (cv != NULL) the implicit im2col rows
- * row0.. of convolution cv over cx. */
-static void own_gemm(const float *a, size_t lda, const ops_win *cv, const float *cx, size_t row0, const float *w,
-                     size_t ldw, const float *bias, enc_act act, float *y, size_t ldy, int m, int k, int n)
+/* Tasks: rows_split ranges of 6-row tiles x cols_split ranges of panels,
+ * at most 4 per thread (ops_parallel then hands them out one by one). The
+ * split minimises the busiest thread's tile count; a task covers at most
+ * the panels whose K block fits the L2 budget. */
+static void gemm_split(gemm_ctx *g)
 {
-    _Alignas(64) float bp[GEMM_KC * GEMM_NC];
-    _Alignas(64) float abuf[GEMM_MR * GEMM_KC];
-    for (int k0 = 0; k0 < k; k0 += GEMM_KC) {
-        int kc = k - k0 < GEMM_KC ? k - k0 : GEMM_KC;
-        bool first = k0 == 0, last = k0 + kc >= k;
-        for (int n0 = 0; n0 < n; n0 += GEMM_NC) {
-            int nc = n - n0 < GEMM_NC ? n - n0 : GEMM_NC;
-            int panels = (nc + GEMM_NR - 1) / GEMM_NR;
-            for (int p = 0; p < panels; p++) {
-                int j0 = n0 + p * GEMM_NR, nr = n - j0 < GEMM_NR ? n - j0 : GEMM_NR;
-                float *dst = bp + (size_t)p * kc * GEMM_NR;
-                for (int kk = 0; kk < kc; kk++) {
-                    const float *src = w + (size_t)(k0 + kk) * ldw + j0;
-                    float *d = dst + (size_t)kk * GEMM_NR;
-                    if (nr == GEMM_NR) {
-                        _mm256_store_ps(d, _mm256_loadu_ps(src));
-                        _mm256_store_ps(d + 8, _mm256_loadu_ps(src + 8));
-                    } else {
-                        for (int j = 0; j < GEMM_NR; j++) d[j] = j < nr ? src[j] : 0.0f;
-                    }
-                }
-            }
-            for (int i0 = 0; i0 < m; i0 += GEMM_MR) {
-                int mr = m - i0 < GEMM_MR ? m - i0 : GEMM_MR;
-                const float *ar[GEMM_MR];
-                if (cv) {
-                    for (int i = 0; i < mr; i++) im2col_gather(cv, cx, row0 + (size_t)(i0 + i), k0, kc, abuf + i * GEMM_KC);
-                    for (int i = 0; i < GEMM_MR; i++) ar[i] = abuf + (i < mr ? i : 0) * GEMM_KC;
-                } else {
-                    for (int i = 0; i < GEMM_MR; i++) ar[i] = a + (size_t)(i0 + (i < mr ? i : 0)) * lda + k0;
-                }
-                for (int p = 0; p < panels; p++) {
-                    int j0 = n0 + p * GEMM_NR, nr = n - j0 < GEMM_NR ? n - j0 : GEMM_NR;
-                    __m256 c[GEMM_MR][2];
-                    kernel_6x16(kc, ar, bp + (size_t)p * kc * GEMM_NR, c);
-                    tile_store(y + (size_t)i0 * ldy + j0, ldy, mr, nr, c, bias ? bias + j0 : NULL, first, last, act);
-                }
+    int nt = ops_threads(), T = g->tiles, P = g->panels;
+    size_t kb = (size_t)g->tpb * g->cpb * GEMM_NR * sizeof(float);
+    int pmax = (int)(GEMM_L2_BYTES / kb);
+    if (pmax < 1) pmax = 1;
+    int cmin = (P + pmax - 1) / pmax, max_tasks = nt * 4;
+    long best = -1;
+    g->rows_split = 1;
+    g->cols_split = cmin;
+    for (int cs = cmin; cs <= P && cs <= max_tasks; cs++)
+        for (int rs = 1; rs <= T && rs * cs <= max_tasks; rs++) {
+            int tasks = rs * cs, rounds = (tasks + nt - 1) / nt;
+            long per = (long)((T + rs - 1) / rs) * ((P + cs - 1) / cs);
+            /* busiest thread's micro-tiles, then a small cost per task (A
+             * pointers, W block reloads), preferring more tasks on ties
+             * only through balance */
+            long cost = (long)rounds * per * 64 + tasks;
+            if (best < 0 || cost < best) {
+                best = cost;
+                g->rows_split = rs;
+                g->cols_split = cs;
             }
         }
+}
+
+/* Pointers to the 6 rows x taps of K block b for the tile of rows r0..;
+ * with few channels per tap the block's taps are gathered into abuf
+ * (6 rows of ntaps*c floats) and passed as one long tap. */
+static void gemm_rows(const gemm_ctx *g, int b, size_t r0, int mr, const float **ar, float *abuf, int *ntaps,
+                      int *len, size_t *koff)
+{
+    int t0, t1, c0, c1;
+    if (g->tpb > 1 || g->cpb == g->c) {
+        t0 = b * g->tpb;
+        t1 = t0 + g->tpb < g->taps ? t0 + g->tpb : g->taps;
+        c0 = 0;
+        c1 = g->c;
+    } else {
+        int per_tap = (g->c + g->cpb - 1) / g->cpb;
+        t0 = b / per_tap;
+        t1 = t0 + 1;
+        c0 = (b % per_tap) * g->cpb;
+        c1 = c0 + g->cpb < g->c ? c0 + g->cpb : g->c;
+    }
+    *ntaps = t1 - t0;
+    *len = c1 - c0;
+    *koff = (size_t)t0 * g->c + c0;
+    if (!g->cv) {
+        for (int i = 0; i < GEMM_MR; i++)
+            ar[i] = g->x + (r0 + (size_t)(i < mr ? i : mr - 1)) * g->lda + c0;
+        return;
+    }
+    const ops_win *cv = g->cv;
+    bool gather = g->c < GEMM_GATHER_C;
+    for (int i = 0; i < GEMM_MR; i++) {
+        size_t r = r0 + (size_t)(i < mr ? i : mr - 1);
+        int ox = (int)(r % (size_t)cv->ow);
+        size_t q = r / (size_t)cv->ow;
+        int oy = (int)(q % (size_t)cv->oh);
+        const float *xi = g->x + (q / (size_t)cv->oh) * (size_t)cv->h * cv->w * cv->c + c0;
+        int iy0 = oy * cv->sh - cv->pt, ix0 = ox * cv->sw - cv->pl;
+        float *dst = abuf + (size_t)i * GEMM_KC;
+        for (int t = t0; t < t1; t++) {
+            int iy = iy0 + t / cv->kw, ix = ix0 + t % cv->kw;
+            const float *src = iy < 0 || iy >= cv->h || ix < 0 || ix >= cv->w
+                                   ? g_zeros
+                                   : xi + ((size_t)iy * cv->w + (size_t)ix) * cv->c;
+            if (gather)
+                for (int j = 0; j < *len; j++) *dst++ = src[j];
+            else
+                ar[(t - t0) * GEMM_MR + i] = src;
+        }
+        if (gather) ar[i] = abuf + (size_t)i * GEMM_KC;
+    }
+    if (gather) {
+        *len *= *ntaps;
+        *ntaps = 1;
+    }
+}
+
+/* Tiles [i0, i1) x panels [p0, p1). The next tile's rows are fetched
+ * into cache while the current tile runs (a row of A is 6 separate streams
+ * the hardware prefetcher would only pick up after several misses). */
+static void gemm_block(const gemm_ctx *g, int i0, int i1, int p0, int p1)
+{
+    const float *ar[2][GEMM_MAX_TAPS * GEMM_MR];
+    _Alignas(64) float abuf[2][GEMM_MR * GEMM_KC];
+    for (int b = 0; b < g->nkb; b++) {
+        bool first = b == 0, last = b == g->nkb - 1;
+        int cur = 0, ntaps[2], len[2], mr[2];
+        size_t koff[2];
+        for (int i = i0; i < i1; i++, cur ^= 1) {
+            size_t r0 = (size_t)i * GEMM_MR;
+            if (i == i0) {
+                mr[cur] = g->m - (int)r0 < GEMM_MR ? g->m - (int)r0 : GEMM_MR;
+                gemm_rows(g, b, r0, mr[cur], ar[cur], abuf[cur], &ntaps[cur], &len[cur], &koff[cur]);
+            }
+            if (i + 1 < i1) {
+                int nx = cur ^ 1;
+                mr[nx] = g->m - (int)(r0 + GEMM_MR) < GEMM_MR ? g->m - (int)(r0 + GEMM_MR) : GEMM_MR;
+                gemm_rows(g, b, r0 + GEMM_MR, mr[nx], ar[nx], abuf[nx], &ntaps[nx], &len[nx], &koff[nx]);
+                for (int q = 0; q < ntaps[nx] * GEMM_MR; q++)
+                    for (int j = 0; j < len[nx]; j += 16) _mm_prefetch((const char *)(ar[nx][q] + j), _MM_HINT_T0);
+            }
+            for (int p = p0; p < p1; p++) {
+                int j0 = p * GEMM_NR, nr = g->n - j0 < GEMM_NR ? g->n - j0 : GEMM_NR;
+                __m256 c[GEMM_MR][2];
+                kernel_6x16(ntaps[cur], len[cur], ar[cur], g->wp + ((size_t)p * g->k + koff[cur]) * GEMM_NR, c);
+                tile_store(g->y + r0 * (size_t)g->n + j0, (size_t)g->n, mr[cur], nr, c, g->b ? g->b + j0 : NULL,
+                           first, last, g->act);
+            }
+        }
+    }
+}
+
+static void gemm_task(void *vctx, size_t t0, size_t t1, int tid)
+{
+    const gemm_ctx *g = vctx;
+    for (size_t t = t0; t < t1; t++) {
+        int rb = (int)t / g->cols_split, cb = (int)t % g->cols_split;
+        int i0 = (int)((long)g->tiles * rb / g->rows_split), i1 = (int)((long)g->tiles * (rb + 1) / g->rows_split);
+        int p0 = (int)((long)g->panels * cb / g->cols_split), p1 = (int)((long)g->panels * (cb + 1) / g->cols_split);
+        gemm_block(g, i0, i1, p0, p1);
+    }
+}
+
+static void own_gemm(const float *x, size_t lda, const ops_win *cv, const float *wp, const float *b, enc_act act,
+                     float *y, int m, int k, int n)
+{
+    gemm_ctx g = {.x = x, .wp = wp, .b = b, .lda = lda, .cv = cv, .y = y, .m = m, .k = k, .n = n, .act = act};
+    g.taps = cv ? cv->kh * cv->kw : 1;
+    g.c = cv ? cv->c : k;
+    g.tiles = (m + GEMM_MR - 1) / GEMM_MR;
+    g.panels = (n + GEMM_NR - 1) / GEMM_NR;
+    gemm_kblocks(&g);
+    gemm_split(&g);
+    ops_parallel((size_t)g.rows_split * g.cols_split, 1, gemm_task, &g);
+}
+
+/* The OpenBLAS path: cblas_sgemm per block of rows (or columns when rows
+ * are few) on our threads, then a bias/activation pass over the block. */
+typedef struct blas_ctx {
+    const float *a, *w, *b;
+    float *y;
+    int m, k, n, lda;
+    enc_act act;
+    int by_cols;
+} blas_ctx;
+
+static void blas_task(void *vctx, size_t i0, size_t i1, int tid)
+{
+    const blas_ctx *g = vctx;
+    int r0 = g->by_cols ? 0 : (int)i0, mr = g->by_cols ? g->m : (int)(i1 - i0);
+    int c0 = g->by_cols ? (int)i0 : 0, nc = g->by_cols ? (int)(i1 - i0) : g->n;
+    float *y = g->y + (size_t)r0 * g->n + c0;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mr, nc, g->k, 1.0f, g->a + (size_t)r0 * g->lda, g->lda,
+                g->w + c0, g->n, 0.0f, y, g->n);
+    bias_act_rows(y, 0, (size_t)mr, nc, g->n, g->b ? g->b + c0 : NULL, g->act);
+}
+
+static void blas_gemm(const float *a, int lda, const float *w, const float *b, enc_act act, float *y, int m, int k,
+                      int n)
+{
+    int nt = ops_threads();
+    blas_ctx ctx = {a, w, b, y, m, k, n, lda, act, 0};
+    if (nt > 1 && m < nt * 96 && n >= nt * 32) {
+        ctx.by_cols = 1;
+        size_t per = (size_t)n / ((size_t)nt * 4);
+        if (per < 32) per = 32;
+        ops_parallel((size_t)n, (per + 15) & ~(size_t)15, blas_task, &ctx);
+    } else {
+        size_t per = (size_t)m / ((size_t)nt * 6);
+        ops_parallel((size_t)m, per < 96 ? 96 : per, blas_task, &ctx);
     }
 }
 
@@ -381,71 +548,19 @@ static void gemm_choose(void)
     g_use_openblas = e && !strcmp(e, "openblas");
 }
 
-static bool use_openblas(void)
+bool ops_gemm_is_openblas(void)
 {
     pthread_once(&g_gemm_once, gemm_choose);
     return g_use_openblas;
 }
 
-/* Tiled y[m][n] = a[m][k] w[k][n] (+ b, act), a with row stride lda. */
-typedef struct gemm_ctx {
-    const float *a, *w, *b;
-    float *y;
-    int m, k, n, lda;
-    enc_act act;
-    int by_cols;
-    const ops_win *cv; /* implicit im2col of this conv over a (own GEMM only) */
-} gemm_ctx;
-
-static void gemm_block(const gemm_ctx *g, int r0, int mr, int c0, int nc)
+void ops_dense(int m, int cin, int cout, const float *x, const float *w, const float *wp, const float *b,
+               enc_act act, float *y)
 {
-    const float *a = g->a + (size_t)r0 * g->lda, *w = g->w + c0, *b = g->b ? g->b + c0 : NULL;
-    float *y = g->y + (size_t)r0 * g->n + c0;
-    if (use_openblas()) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mr, nc, g->k, 1.0f, a, g->lda, w, g->n, 0.0f, y,
-                    g->n);
-        bias_act_rows(y, 0, (size_t)mr, nc, g->n, b, g->act);
-    } else {
-        own_gemm(g->cv ? g->a : a, (size_t)g->lda, g->cv, g->a, (size_t)r0, w, (size_t)g->n, b, g->act, y,
-                 (size_t)g->n, mr, g->k, nc);
-    }
-}
-
-static void gemm_task(void *vctx, size_t i0, size_t i1, int tid)
-{
-    gemm_ctx *g = vctx;
-    if (g->by_cols)
-        gemm_block(g, 0, g->m, (int)i0, (int)(i1 - i0));
+    if (ops_gemm_is_openblas())
+        blas_gemm(x, cin, w, b, act, y, m, cin, cout);
     else
-        gemm_block(g, (int)i0, (int)(i1 - i0), 0, g->n);
-}
-
-static void gemm_par(const float *a, int lda, const ops_win *cv, const float *w, const float *b, enc_act act,
-                     float *y, int m, int k, int n)
-{
-    int nt = ops_threads();
-    gemm_ctx ctx = {a, w, b, y, m, k, n, lda, act, 0, cv};
-    /* Several chunks per thread, claimed dynamically: on a shared machine a
-     * descheduled thread then delays only its current chunk. Chunks stay big
-     * enough to amortise packing w (96 rows, or 32 columns). */
-    if (nt > 1 && m < nt * 96 && n >= nt * 32) {
-        ctx.by_cols = 1;
-        size_t per = (size_t)n / ((size_t)nt * 4);
-        if (per < 32) per = 32;
-        per = (per + 15) & ~(size_t)15;
-        ops_parallel((size_t)n, per, gemm_task, &ctx);
-    } else {
-        size_t per = (size_t)m / ((size_t)nt * 6);
-        if (per < 96) per = 96;
-        per = (per + 5) / 6 * 6;
-        ops_parallel((size_t)m, per, gemm_task, &ctx);
-    }
-}
-
-void ops_dense(int m, int cin, int cout, const float *x, const float *w, const float *b, enc_act act,
-               float *y)
-{
-    gemm_par(x, cin, NULL, w, b, act, y, m, cin, cout);
+        own_gemm(x, (size_t)cin, NULL, wp, b, act, y, m, cin, cout);
 }
 
 /* ------------------------------------------------------------ convolution */
@@ -468,7 +583,7 @@ static size_t conv_rows_per_block(const ops_win *g)
 
 size_t ops_conv2d_scratch(const ops_win *g)
 {
-    if (conv_direct(g) || !use_openblas()) return 0;
+    if (conv_direct(g) || !ops_gemm_is_openblas()) return 0;
     size_t m = (size_t)g->n * g->oh * g->ow, rows = conv_rows_per_block(g);
     if (rows > m) rows = m;
     return rows * (size_t)g->kh * g->kw * g->c;
@@ -518,17 +633,17 @@ static void im2col_task(void *vctx, size_t r0, size_t r1, int tid)
     }
 }
 
-void ops_conv2d(const ops_win *g, const float *x, const float *w, const float *b, enc_act act, float *y,
-                float *scratch)
+void ops_conv2d(const ops_win *g, const float *x, const float *w, const float *wp, const float *b, enc_act act,
+                float *y, float *scratch)
 {
     int k = g->kh * g->kw * g->c;
     size_t m = (size_t)g->n * g->oh * g->ow;
-    if (conv_direct(g)) {
-        gemm_par(x, g->c, NULL, w, b, act, y, (int)m, k, g->oc);
+    if (!ops_gemm_is_openblas()) {
+        own_gemm(x, (size_t)g->c, conv_direct(g) ? NULL : g, wp, b, act, y, (int)m, k, g->oc);
         return;
     }
-    if (!use_openblas()) {
-        gemm_par(x, k, g, w, b, act, y, (int)m, k, g->oc);
+    if (conv_direct(g)) {
+        blas_gemm(x, g->c, w, b, act, y, (int)m, k, g->oc);
         return;
     }
     size_t rows = conv_rows_per_block(g);
@@ -536,7 +651,7 @@ void ops_conv2d(const ops_win *g, const float *x, const float *w, const float *b
         size_t nr = m - r0 < rows ? m - r0 : rows;
         im2col_ctx ctx = {g, x, scratch, r0};
         ops_parallel(nr, 8, im2col_task, &ctx);
-        gemm_par(scratch, k, NULL, w, b, act, y + r0 * (size_t)g->oc, (int)nr, k, g->oc);
+        blas_gemm(scratch, k, w, b, act, y + r0 * (size_t)g->oc, (int)nr, k, g->oc);
     }
 }
 

@@ -2,7 +2,7 @@
  * ops.h - float NHWC kernels of the encoder graph (graph.c calls them).
  * Every kernel works on a batch of n images laid out [n][h][w][c]; shapes
  * are checked by graph.c before a kernel is called. Kernels split their work
- * over the library's worker threads (ops_parallel); GEMMs go to OpenBLAS.
+ * over the library's worker threads (ops_parallel).
  */
 #ifndef IMCAP_OPS_H
 #define IMCAP_OPS_H
@@ -18,12 +18,21 @@ typedef struct ops_win {
     int mult;             /* depthwise channel multiplier (oc = c * mult) */
 } ops_win;
 
+/* Weights w[k][n] of a convolution (k = kh*kw*c) or dense layer in the
+ * layout our GEMM reads (16-column panels, k x 16 each, zero padded):
+ * ops_packed_floats(k, n) floats, packed once per model by the graph. */
+size_t ops_packed_floats(int k, int n);
+void ops_pack_weights(int k, int n, const float *w, float *wp);
+/* True when IMCAP_GEMM=openblas selects OpenBLAS (which reads w, not wp). */
+bool ops_gemm_is_openblas(void);
+
 /* Scratch floats ops_conv2d needs for this geometry (0 for 1x1 stride-1
  * unpadded convolutions, which multiply the input directly): im2col blocks
  * bounded in size, whatever the batch. */
 size_t ops_conv2d_scratch(const ops_win *g);
-/* y[n][oh][ow][oc] = act(conv(x, w[kh][kw][c][oc]) + b); b may be NULL. */
-void ops_conv2d(const ops_win *g, const float *x, const float *w, const float *b, enc_act act,
+/* y[n][oh][ow][oc] = act(conv(x, w[kh][kw][c][oc]) + b); b may be NULL;
+ * wp: w packed by ops_pack_weights (needed unless ops_gemm_is_openblas()). */
+void ops_conv2d(const ops_win *g, const float *x, const float *w, const float *wp, const float *b, enc_act act,
                 float *y, float *scratch);
 /* Depthwise: output channel o = ci*mult + m reads input channel ci;
  * w[kh][kw][c*mult], b[c*mult] or NULL. */
@@ -35,9 +44,9 @@ void ops_avgpool(const ops_win *g, const float *x, float *y);
 void ops_maxpool(const ops_win *g, const float *x, float *y);
 /* y[n][c] = mean over hw of x[n][hw][c]. */
 void ops_gap(int n, int hw, int c, const float *x, float *y);
-/* y[m][cout] = x[m][cin] w[cin][cout] + b. */
-void ops_dense(int m, int cin, int cout, const float *x, const float *w, const float *b, enc_act act,
-               float *y);
+/* y[m][cout] = act(x[m][cin] w[cin][cout] + b); wp as for ops_conv2d. */
+void ops_dense(int m, int cin, int cout, const float *x, const float *w, const float *wp, const float *b,
+               enc_act act, float *y);
 /* y = a + b elementwise (count floats). */
 void ops_add(size_t count, const float *a, const float *b, float *y);
 /* y[m][c] = x[m][c] * w[c] + b[c] (b may be NULL). */
