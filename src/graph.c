@@ -533,26 +533,32 @@ static imcap_status pack_weights(const enc_graph *g)
     imcap_status st = IMCAP_OK;
     pthread_mutex_lock(&pk->mu);
     if (pk->n < g->n_nodes && pk->cap < g->n_nodes) {
-        float **q = realloc(pk->w, (size_t)g->n_nodes * sizeof *q);
-        if (!q) st = imcap_fail(IMCAP_E_NOMEM, "%s: out of memory packing weights", g->name);
-        else {
-            pk->w = q;
-            pk->cap = g->n_nodes;
-        }
+        float **q = realloc(pk->w, (size_t)g->n_nodes * sizeof *q), **qu = q ? realloc(pk->wu, (size_t)g->n_nodes * sizeof *qu) : NULL;
+        if (q) pk->w = q;
+        if (qu) pk->wu = qu;
+        if (!q || !qu) st = imcap_fail(IMCAP_E_NOMEM, "%s: out of memory packing weights", g->name);
+        else pk->cap = g->n_nodes;
     }
     for (; st == IMCAP_OK && pk->n < g->n_nodes; pk->n++) {
         const enc_node *nd = &g->nodes[pk->n];
-        pk->w[pk->n] = NULL;
+        pk->w[pk->n] = pk->wu[pk->n] = NULL;
         if (nd->op != ENC_CONV2D && nd->op != ENC_DENSE) continue;
         const enc_param *wp = &g->params[nd->weight];
+        const float *w = enc_graph_param_data(g, nd->weight);
         int n = wp->shape[wp->n_dims - 1], k = (int)(wp->count / (size_t)n);
+        ops_win win = make_win(g, nd, 1);
+        bool wino = nd->op == ENC_CONV2D && ops_winograd_ok(&win);
         float *d = imcap_alloc(ops_packed_floats(k, n), sizeof(float));
-        if (!d) {
+        float *du = wino ? imcap_alloc(ops_winograd_floats(win.c, n), sizeof(float)) : NULL;
+        if (!d || (wino && !du)) {
+            imcap_free(d);
             st = imcap_fail(IMCAP_E_NOMEM, "%s: out of memory packing the weights of '%s'", g->name, nd->name);
             break;
         }
-        ops_pack_weights(k, n, enc_graph_param_data(g, nd->weight), d);
+        ops_pack_weights(k, n, w, d);
+        if (du) ops_winograd_pack(win.c, n, w, du);
         pk->w[pk->n] = d;
+        pk->wu[pk->n] = du;
     }
     pthread_mutex_unlock(&pk->mu);
     return st;
@@ -566,13 +572,14 @@ static void run_node(const enc_graph *g, const enc_node *nd, int n, float *const
     const float *w = nd->weight >= 0 ? enc_graph_param_data(g, nd->weight) : NULL;
     const float *b = nd->bias >= 0 ? enc_graph_param_data(g, nd->bias) : NULL;
     int id = (int)(nd - g->nodes);
-    const float *wp = id < g->pack->n ? g->pack->w[id] : NULL; /* NULL on the OpenBLAS path */
+    /* NULL on the OpenBLAS path */
+    const float *wp = id < g->pack->n ? g->pack->w[id] : NULL, *wu = id < g->pack->n ? g->pack->wu[id] : NULL;
     size_t pix = (size_t)n * yv->h * yv->w, count = pix * (size_t)yv->c;
     bool act_done = false;
     switch (nd->op) {
     case ENC_CONV2D: {
         ops_win win = make_win(g, nd, n);
-        ops_conv2d(&win, x, w, wp, b, nd->act, y, scratch);
+        ops_conv2d(&win, x, w, wp, wu, b, nd->act, y, scratch);
         act_done = true;
         break;
     }

@@ -14,13 +14,14 @@
  * - the weights of CONV2D and DENSE nodes packed for our GEMM
  *   (ops_pack_weights), made by the first run that needs them; w[i] belongs
  *   to node i (NULL for other ops); nodes are append-only and parameters
- *   immutable, so packed weights stay valid while the graph grows;
+ *   immutable, so packed weights stay valid while the graph grows; wu[i]:
+ *   the Winograd transform of a 3x3 convolution's weights (ops_winograd_ok);
  * - an idle workspace (graph.c: the value buffers of the last run, reused
  *   by the next so their pages are not faulted in again on every run). */
 struct enc_ws;
 typedef struct enc_pack {
     pthread_mutex_t mu;
-    float **w;
+    float **w, **wu;
     int n, cap;
     struct enc_ws *ws;
 } enc_pack;

@@ -563,6 +563,216 @@ void ops_dense(int m, int cin, int cout, const float *x, const float *w, const f
         own_gemm(x, (size_t)cin, NULL, wp, b, act, y, m, cin, cout);
 }
 
+/* ------------------------------------------------- Winograd convolution */
+
+/* 3x3 stride-1 convolutions with enough channels and output pixels run as
+ * Winograd F(4x4, 3x3) (Lavin & Gray 2016, interpolation points 0, +-1,
+ * +-2, inf): each 4x4 output tile comes from a 6x6 input tile d as
+ * A^T [ (G g G^T) .* (B^T d B) ] A, so the 36 products per tile and channel
+ * pair replace 144 multiplications of the direct form. The elementwise
+ * products over channels are 36 GEMMs (tiles x c) x (c x oc), one per
+ * position xi of the 6x6 transform, with the transformed weights U[xi]
+ * packed once per model (ops_winograd_pack). Tiles are processed in blocks
+ * small enough that the block's transformed inputs V[36][tiles][c] and
+ * products M[36][tiles][oc] stay in L2, one block per task. */
+enum { WINO_L2_BYTES = 640 << 10, WINO_MIN_PIXELS = 256 };
+
+static pthread_once_t g_wino_once = PTHREAD_ONCE_INIT;
+static bool g_wino_off;
+
+static void wino_choose(void)
+{
+    const char *e = getenv("IMCAP_WINOGRAD");
+    g_wino_off = e && !strcmp(e, "0");
+}
+
+bool ops_winograd_ok(const ops_win *g)
+{
+    pthread_once(&g_wino_once, wino_choose);
+    return !g_wino_off && !ops_gemm_is_openblas() && g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 &&
+           g->c >= 16 && g->oc >= 16 && g->oh * g->ow >= WINO_MIN_PIXELS;
+}
+
+size_t ops_winograd_floats(int c, int oc) { return 36 * ops_packed_floats(c, oc); }
+
+void ops_winograd_pack(int c, int oc, const float *w, float *up)
+{
+    static const double G[6][3] = {{1.0 / 4, 0, 0},
+                                   {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                   {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                   {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                   {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                   {0, 0, 1}};
+    size_t per = ops_packed_floats(c, oc);
+    for (int xi = 0; xi < 36; xi++) {
+        int u = xi / 6, v = xi % 6;
+        float *dst = up + (size_t)xi * per;
+        for (int j0 = 0; j0 < oc; j0 += GEMM_NR)
+            for (int ci = 0; ci < c; ci++, dst += GEMM_NR)
+                for (int j = 0; j < GEMM_NR; j++) {
+                    double s = 0;
+                    if (j0 + j < oc)
+                        for (int a = 0; a < 3; a++)
+                            for (int b = 0; b < 3; b++)
+                                s += G[u][a] * G[v][b] * w[((size_t)(a * 3 + b) * c + ci) * oc + j0 + j];
+                    dst[j] = (float)s;
+                }
+    }
+}
+
+/* Tiles per block: a multiple of the GEMM's 6 rows, V and M within the L2
+ * budget. */
+static int wino_block_tiles(const ops_win *g)
+{
+    size_t per_tile = 36 * (size_t)(g->c + g->oc) * sizeof(float);
+    int tb = (int)(WINO_L2_BYTES / per_tile) / GEMM_MR * GEMM_MR;
+    return tb < GEMM_MR ? GEMM_MR : tb > 96 ? 96 : tb;
+}
+
+size_t ops_winograd_scratch(const ops_win *g)
+{
+    return (size_t)ops_threads() * (size_t)wino_block_tiles(g) * 36 * (size_t)(g->c + g->oc);
+}
+
+/* B^T d for one column of 6 (in place over 8 channels each). */
+static inline void wino_bt(__m256 *d0, __m256 *d1, __m256 *d2, __m256 *d3, __m256 *d4, __m256 *d5)
+{
+    __m256 four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f), two = _mm256_set1_ps(2.0f);
+    __m256 a = *d0, b = *d1, c = *d2, d = *d3, e = *d4, f = *d5;
+    __m256 t1 = _mm256_fnmadd_ps(four, c, e), t2 = _mm256_fnmadd_ps(four, b, d); /* e - 4c, d - 4b */
+    __m256 t3 = _mm256_sub_ps(e, c), t4 = _mm256_mul_ps(two, _mm256_sub_ps(d, b));
+    *d0 = _mm256_add_ps(_mm256_fnmadd_ps(five, c, _mm256_mul_ps(four, a)), e); /* 4a - 5c + e */
+    *d1 = _mm256_add_ps(t1, t2);                                               /* -4b - 4c + d + e */
+    *d2 = _mm256_sub_ps(t1, t2);                                               /* 4b - 4c - d + e */
+    *d3 = _mm256_add_ps(t3, t4);                                               /* -2b - c + 2d + e */
+    *d4 = _mm256_sub_ps(t3, t4);                                               /* 2b - c - 2d + e */
+    *d5 = _mm256_add_ps(_mm256_fnmadd_ps(five, d, _mm256_mul_ps(four, b)), f); /* 4b - 5d + f */
+}
+
+/* A^T m for one column of 6 -> 4. */
+static inline void wino_at(__m256 m0, __m256 m1, __m256 m2, __m256 m3, __m256 m4, __m256 m5, __m256 *o)
+{
+    __m256 s12 = _mm256_add_ps(m1, m2), d12 = _mm256_sub_ps(m1, m2);
+    __m256 s34 = _mm256_add_ps(m3, m4), d34 = _mm256_sub_ps(m3, m4);
+    o[0] = _mm256_add_ps(_mm256_add_ps(m0, s12), s34);
+    o[1] = _mm256_fmadd_ps(_mm256_set1_ps(2.0f), d34, d12);
+    o[2] = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), s34, s12);
+    o[3] = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8.0f), d34, d12), m5);
+}
+
+typedef struct wino_ctx {
+    const ops_win *g;
+    const float *x, *up, *b;
+    float *y, *scratch;
+    enc_act act;
+    int th, tw, tb, nblocks;
+    size_t tiles;
+} wino_ctx;
+
+/* Lanes [0, cnt) of 8 from p (zeros beyond). */
+static inline __m256 load_part(const float *p, int cnt)
+{
+    if (cnt >= 8) return _mm256_loadu_ps(p);
+    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(cnt), idx));
+}
+
+static inline void store_part(float *p, __m256 v, int cnt)
+{
+    if (cnt >= 8) {
+        _mm256_storeu_ps(p, v);
+        return;
+    }
+    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(cnt), idx), v);
+}
+
+static void wino_task(void *vctx, size_t b0, size_t b1, int tid)
+{
+    const wino_ctx *t = vctx;
+    const ops_win *g = t->g;
+    int C = g->c, OC = g->oc, tb = t->tb;
+    float *V = t->scratch + (size_t)tid * tb * 36 * (size_t)(C + OC), *M = V + (size_t)36 * tb * C;
+    size_t vstride = (size_t)tb * C, mstride = (size_t)tb * OC; /* per xi */
+    for (size_t blk = b0; blk < b1; blk++) {
+        size_t t0 = blk * (size_t)tb;
+        int nt = t->tiles - t0 < (size_t)tb ? (int)(t->tiles - t0) : tb;
+        /* Input transform: V[xi][i][c] = (B^T d B)[xi] of tile i. */
+        for (int i = 0; i < nt; i++) {
+            size_t tile = t0 + (size_t)i;
+            int tx = (int)(tile % (size_t)t->tw), ty = (int)(tile / (size_t)t->tw % (size_t)t->th);
+            const float *xi = t->x + tile / ((size_t)t->tw * t->th) * (size_t)g->h * g->w * C;
+            int iy0 = ty * 4 - g->pt, ix0 = tx * 4 - g->pl;
+            for (int c0 = 0; c0 < C; c0 += 8) {
+                int cnt = C - c0 < 8 ? C - c0 : 8;
+                __m256 d[6][6];
+                for (int r = 0; r < 6; r++)
+                    for (int q = 0; q < 6; q++) {
+                        int iy = iy0 + r, ix = ix0 + q;
+                        d[r][q] = iy < 0 || iy >= g->h || ix < 0 || ix >= g->w
+                                      ? _mm256_setzero_ps()
+                                      : load_part(xi + ((size_t)iy * g->w + ix) * C + c0, cnt);
+                    }
+                for (int q = 0; q < 6; q++) wino_bt(&d[0][q], &d[1][q], &d[2][q], &d[3][q], &d[4][q], &d[5][q]);
+                for (int r = 0; r < 6; r++) wino_bt(&d[r][0], &d[r][1], &d[r][2], &d[r][3], &d[r][4], &d[r][5]);
+                for (int xi6 = 0; xi6 < 36; xi6++)
+                    store_part(V + xi6 * vstride + (size_t)i * C + c0, d[xi6 / 6][xi6 % 6], cnt);
+            }
+        }
+        /* The 36 products: M[xi] = V[xi] U[xi]. */
+        for (int xi6 = 0; xi6 < 36; xi6++) {
+            gemm_ctx gc = {.x = V + xi6 * vstride, .wp = t->up + (size_t)xi6 * ops_packed_floats(C, OC), .lda = (size_t)C,
+                           .y = M + xi6 * mstride, .m = nt, .k = C, .n = OC, .act = ENC_ACT_NONE, .taps = 1, .c = C};
+            gc.tiles = (nt + GEMM_MR - 1) / GEMM_MR;
+            gc.panels = (OC + GEMM_NR - 1) / GEMM_NR;
+            gemm_kblocks(&gc);
+            gemm_block(&gc, 0, gc.tiles, 0, gc.panels);
+        }
+        /* Output transform, bias, activation. */
+        for (int i = 0; i < nt; i++) {
+            size_t tile = t0 + (size_t)i;
+            int tx = (int)(tile % (size_t)t->tw), ty = (int)(tile / (size_t)t->tw % (size_t)t->th);
+            float *yi = t->y + tile / ((size_t)t->tw * t->th) * (size_t)g->oh * g->ow * OC;
+            for (int o0 = 0; o0 < OC; o0 += 8) {
+                int cnt = OC - o0 < 8 ? OC - o0 : 8;
+                __m256 m[6][6], s[4][6], o[4];
+                for (int xi6 = 0; xi6 < 36; xi6++)
+                    m[xi6 / 6][xi6 % 6] = load_part(M + xi6 * mstride + (size_t)i * OC + o0, cnt);
+                for (int q = 0; q < 6; q++) {
+                    wino_at(m[0][q], m[1][q], m[2][q], m[3][q], m[4][q], m[5][q], o);
+                    for (int r = 0; r < 4; r++) s[r][q] = o[r];
+                }
+                __m256 bias = t->b ? load_part(t->b + o0, cnt) : _mm256_setzero_ps();
+                for (int r = 0; r < 4; r++) {
+                    int oy = ty * 4 + r;
+                    if (oy >= g->oh) break;
+                    wino_at(s[r][0], s[r][1], s[r][2], s[r][3], s[r][4], s[r][5], o);
+                    for (int q = 0; q < 4 && tx * 4 + q < g->ow; q++) {
+                        float *dst = yi + ((size_t)oy * g->ow + (size_t)(tx * 4 + q)) * OC + o0;
+                        __m256 v = _mm256_add_ps(o[q], bias);
+                        if (t->act == ENC_ACT_SIGMOID) {
+                            float tmp[8];
+                            _mm256_storeu_ps(tmp, v);
+                            for (int j = 0; j < cnt; j++) dst[j] = act1(tmp[j], t->act);
+                        } else {
+                            store_part(dst, act8(v, t->act), cnt);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void winograd_conv(const ops_win *g, const float *x, const float *up, const float *b, enc_act act, float *y,
+                          float *scratch)
+{
+    wino_ctx t = {g, x, up, b, y, scratch, act, (g->oh + 3) / 4, (g->ow + 3) / 4, wino_block_tiles(g), 0, 0};
+    t.tiles = (size_t)g->n * t.th * t.tw;
+    t.nblocks = (int)((t.tiles + (size_t)t.tb - 1) / (size_t)t.tb);
+    ops_parallel((size_t)t.nblocks, 1, wino_task, &t);
+}
+
 /* ------------------------------------------------------------ convolution */
 
 enum { IM2COL_MAX_FLOATS = 1 << 20 };
@@ -583,6 +793,7 @@ static size_t conv_rows_per_block(const ops_win *g)
 
 size_t ops_conv2d_scratch(const ops_win *g)
 {
+    if (ops_winograd_ok(g)) return ops_winograd_scratch(g);
     if (conv_direct(g) || !ops_gemm_is_openblas()) return 0;
     size_t m = (size_t)g->n * g->oh * g->ow, rows = conv_rows_per_block(g);
     if (rows > m) rows = m;
@@ -633,11 +844,15 @@ static void im2col_task(void *vctx, size_t r0, size_t r1, int tid)
     }
 }
 
-void ops_conv2d(const ops_win *g, const float *x, const float *w, const float *wp, const float *b, enc_act act,
-                float *y, float *scratch)
+void ops_conv2d(const ops_win *g, const float *x, const float *w, const float *wp, const float *wu, const float *b,
+                enc_act act, float *y, float *scratch)
 {
     int k = g->kh * g->kw * g->c;
     size_t m = (size_t)g->n * g->oh * g->ow;
+    if (wu && ops_winograd_ok(g)) {
+        winograd_conv(g, x, wu, b, act, y, scratch);
+        return;
+    }
     if (!ops_gemm_is_openblas()) {
         own_gemm(x, (size_t)g->c, conv_direct(g) ? NULL : g, wp, b, act, y, (int)m, k, g->oc);
         return;

@@ -30,10 +30,18 @@ bool ops_gemm_is_openblas(void);
  * unpadded convolutions, which multiply the input directly): im2col blocks
  * bounded in size, whatever the batch. */
 size_t ops_conv2d_scratch(const ops_win *g);
+/* Winograd F(4x4, 3x3) for this convolution: 3x3, stride 1, at least 16
+ * input and output channels and 256 output pixels, our GEMM, and not
+ * switched off with IMCAP_WINOGRAD=0. Its weights w[3][3][c][oc] are
+ * transformed and packed once: ops_winograd_floats(c, oc) floats. */
+bool ops_winograd_ok(const ops_win *g);
+size_t ops_winograd_floats(int c, int oc);
+void ops_winograd_pack(int c, int oc, const float *w, float *wu);
 /* y[n][oh][ow][oc] = act(conv(x, w[kh][kw][c][oc]) + b); b may be NULL;
- * wp: w packed by ops_pack_weights (needed unless ops_gemm_is_openblas()). */
-void ops_conv2d(const ops_win *g, const float *x, const float *w, const float *wp, const float *b, enc_act act,
-                float *y, float *scratch);
+ * wp: w packed by ops_pack_weights (needed unless ops_gemm_is_openblas());
+ * wu: w packed by ops_winograd_pack where ops_winograd_ok(g), else NULL. */
+void ops_conv2d(const ops_win *g, const float *x, const float *w, const float *wp, const float *wu, const float *b,
+                enc_act act, float *y, float *scratch);
 /* Depthwise: output channel o = ci*mult + m reads input channel ci;
  * w[kh][kw][c*mult], b[c*mult] or NULL. */
 void ops_dwconv2d(const ops_win *g, const float *x, const float *w, const float *b, enc_act act,
