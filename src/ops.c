@@ -417,6 +417,7 @@ static void gemm_rows(const gemm_ctx *g, int b, size_t r0, int mr, const float *
     }
     const ops_win *cv = g->cv;
     bool gather = g->c < GEMM_GATHER_C;
+    int n = c1 - c0, kw = cv->kw;
     for (int i = 0; i < GEMM_MR; i++) {
         size_t r = r0 + (size_t)(i < mr ? i : mr - 1);
         int ox = (int)(r % (size_t)cv->ow);
@@ -425,15 +426,17 @@ static void gemm_rows(const gemm_ctx *g, int b, size_t r0, int mr, const float *
         const float *xi = g->x + (q / (size_t)cv->oh) * (size_t)cv->h * cv->w * cv->c + c0;
         int iy0 = oy * cv->sh - cv->pt, ix0 = ox * cv->sw - cv->pl;
         float *dst = abuf + (size_t)i * GEMM_KC;
-        for (int t = t0; t < t1; t++) {
-            int iy = iy0 + t / cv->kw, ix = ix0 + t % cv->kw;
-            const float *src = iy < 0 || iy >= cv->h || ix < 0 || ix >= cv->w
-                                   ? g_zeros
-                                   : xi + ((size_t)iy * cv->w + (size_t)ix) * cv->c;
-            if (gather)
-                for (int j = 0; j < *len; j++) *dst++ = src[j];
-            else
+        for (int t = t0, ky = t0 / kw, kx = t0 % kw; t < t1; t++) {
+            int iy = iy0 + ky, ix = ix0 + kx;
+            bool in = (unsigned)iy < (unsigned)cv->h && (unsigned)ix < (unsigned)cv->w;
+            const float *src = in ? xi + ((size_t)iy * cv->w + (size_t)ix) * cv->c : g_zeros;
+            if (gather) {
+                for (int j = 0; j < n; j++) dst[j] = src[j];
+                dst += n;
+            } else {
                 ar[(t - t0) * GEMM_MR + i] = src;
+            }
+            if (++kx == kw) kx = 0, ky++;
         }
         if (gather) ar[i] = abuf + (size_t)i * GEMM_KC;
     }
