@@ -526,12 +526,23 @@ static ops_win make_win(const enc_graph *g, const enc_node *nd, int n)
     return w;
 }
 
-/* Packs the weights of nodes added since the last run (see enc_pack). */
+/* Packs the weights of nodes added since the last run (see enc_pack); the
+ * first run of a loaded graph also checks its weights against the file's
+ * checksum, so a damaged weight fails loudly instead of skewing outputs. */
 static imcap_status pack_weights(const enc_graph *g)
 {
     enc_pack *pk = g->pack;
     imcap_status st = IMCAP_OK;
     pthread_mutex_lock(&pk->mu);
+    if (pk->verified == 0 && g->has_checksum && g->path) {
+        pk->computed = enc_graph_compute_checksum(g);
+        pk->verified = pk->computed == g->checksum ? 1 : -1;
+    }
+    if (pk->verified < 0) {
+        pthread_mutex_unlock(&pk->mu);
+        return imcap_fail(IMCAP_E_FORMAT, "%s: weights checksum mismatch (stored %08x, computed %08x): the file is damaged",
+                          g->path, g->checksum, pk->computed);
+    }
     if (pk->n < g->n_nodes && pk->cap < g->n_nodes) {
         float **q = realloc(pk->w, (size_t)g->n_nodes * sizeof *q), **qu = q ? realloc(pk->wu, (size_t)g->n_nodes * sizeof *qu) : NULL;
         if (q) pk->w = q;
@@ -542,7 +553,7 @@ static imcap_status pack_weights(const enc_graph *g)
     for (; st == IMCAP_OK && pk->n < g->n_nodes; pk->n++) {
         const enc_node *nd = &g->nodes[pk->n];
         pk->w[pk->n] = pk->wu[pk->n] = NULL;
-        if (nd->op != ENC_CONV2D && nd->op != ENC_DENSE) continue;
+        if ((nd->op != ENC_CONV2D && nd->op != ENC_DENSE) || ops_gemm_is_openblas()) continue;
         const enc_param *wp = &g->params[nd->weight];
         const float *w = enc_graph_param_data(g, nd->weight);
         int n = wp->shape[wp->n_dims - 1], k = (int)(wp->count / (size_t)n);
@@ -740,7 +751,7 @@ imcap_status enc_graph_run(const enc_graph *g, const float *input, int n, const 
             if (last[nd->inputs[k]] < i) last[nd->inputs[k]] = i;
         }
     }
-    if (!ops_gemm_is_openblas() && (st = pack_weights(g)) != IMCAP_OK) goto done;
+    if ((st = pack_weights(g)) != IMCAP_OK) goto done;
     size_t scratch_len = 0;
     for (int i = 0; i < nn; i++) {
         if (!run[i] || g->nodes[i].op != ENC_CONV2D) continue;

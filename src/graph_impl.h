@@ -24,6 +24,8 @@ typedef struct enc_pack {
     float **w, **wu;
     int n, cap;
     struct enc_ws *ws;
+    int verified; /* weights vs the loaded file's checksum: 0 not yet, 1 equal, -1 differ */
+    uint32_t computed;
 } enc_pack;
 
 struct enc_graph {
@@ -45,13 +47,19 @@ struct enc_graph {
     int n_outputs, cap_outputs;
     enc_preproc pre;
     bool has_pre;
-    /* A loaded file's stored checksum; cleared by any later edit. */
+    /* A loaded file's stored checksum (structure and weights; cleared by
+     * any later edit) and path. The structure is verified on load, the
+     * weights by the first run, which reads them all anyway to pack them. */
     uint32_t checksum;
     bool has_checksum;
+    char *path;
     /* Called by enc_graph_free (closes a loaded file's mapping). */
     void (*on_free)(void *ctx);
     void *on_free_ctx;
     enc_pack *pack;
 };
+
+/* Checksum of the structure and every parameter's bytes (graph_io.c). */
+uint32_t enc_graph_compute_checksum(const enc_graph *g);
 
 #endif

@@ -95,7 +95,7 @@ static uint32_t structure_crc(const enc_graph *g)
     return crc;
 }
 
-static uint32_t compute_checksum(const enc_graph *g)
+uint32_t enc_graph_compute_checksum(const enc_graph *g)
 {
     uint32_t s = structure_crc(g), crc = imcap_crc32(0, &s, sizeof s);
     for (int i = 0; i < g->n_params; i++)
@@ -105,7 +105,7 @@ static uint32_t compute_checksum(const enc_graph *g)
 
 uint32_t enc_graph_checksum(const enc_graph *g)
 {
-    return g->has_checksum ? g->checksum : compute_checksum(g);
+    return g->has_checksum ? g->checksum : enc_graph_compute_checksum(g);
 }
 
 imcap_status enc_graph_save(const enc_graph *g, const char *path)
@@ -318,6 +318,10 @@ imcap_status enc_graph_load(const char *path, enc_graph **out)
                   path, gcrc, structure_crc(g));
     g->checksum = crc;
     g->has_checksum = true;
+    if (!(g->path = imcap_strdup(path))) {
+        s = IMCAP_E_NOMEM;
+        goto fail;
+    }
     g->on_free = close_file;
     g->on_free_ctx = f;
     *out = g;

@@ -5,6 +5,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "internal.h"
 
+#include <pthread.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -199,21 +201,37 @@ void imcap_atomic_abort(imcap_atomic_file *af)
     af->path = af->tmp_path = NULL;
 }
 
+/* CRC-32 (zlib's polynomial), slice-by-8: eight bytes per step through
+ * eight derived tables (~3 GB/s), so verifying an 89 MB encoder file's
+ * weights costs tens of milliseconds. */
+static uint32_t g_crc_table[8][256];
+static pthread_once_t g_crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        g_crc_table[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; i++)
+        for (int t = 1; t < 8; t++)
+            g_crc_table[t][i] = g_crc_table[0][g_crc_table[t - 1][i] & 0xff] ^ (g_crc_table[t - 1][i] >> 8);
+}
+
 uint32_t imcap_crc32(uint32_t crc, const void *data, size_t len)
 {
-    static uint32_t table[256];
-    static _Atomic int ready = 0;
-    if (!ready) {
-        for (uint32_t i = 0; i < 256; i++) {
-            uint32_t c = i;
-            for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-            table[i] = c;
-        }
-        ready = 1;
-    }
+    pthread_once(&g_crc_once, crc_init);
+    const uint32_t(*T)[256] = (const uint32_t(*)[256])g_crc_table;
     const unsigned char *p = data;
     crc = ~crc;
-    while (len--) crc = table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    for (; len >= 8; len -= 8, p += 8) {
+        uint32_t lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+        uint32_t hi = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+        crc = T[7][lo & 0xff] ^ T[6][(lo >> 8) & 0xff] ^ T[5][(lo >> 16) & 0xff] ^ T[4][lo >> 24] ^
+              T[3][hi & 0xff] ^ T[2][(hi >> 8) & 0xff] ^ T[1][(hi >> 16) & 0xff] ^ T[0][hi >> 24];
+    }
+    while (len--) crc = T[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
     return ~crc;
 }
 
