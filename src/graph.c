@@ -606,12 +606,13 @@ static void run_node(const enc_graph *g, const enc_node *nd, int n, float *const
         break;
     case ENC_ADD: ops_add(count, x, buf[nd->inputs[1]], y); break;
     case ENC_CONCAT: {
-        int off = 0;
+        const float *xs[ENC_MAX_INPUTS];
+        int cx[ENC_MAX_INPUTS];
         for (int i = 0; i < nd->n_inputs; i++) {
-            int cx = g->values[nd->inputs[i]].c;
-            ops_concat_part(pix, cx, yv->c, off, buf[nd->inputs[i]], y);
-            off += cx;
+            xs[i] = buf[nd->inputs[i]];
+            cx[i] = g->values[nd->inputs[i]].c;
         }
+        ops_concat(pix, nd->n_inputs, xs, cx, y);
         break;
     }
     case ENC_AVGPOOL: {

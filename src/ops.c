@@ -388,6 +388,20 @@ static void gemm_split(gemm_ctx *g)
         }
 }
 
+/* K range [koff, koff + len) of K block b (in W's rows). */
+static void gemm_krange(const gemm_ctx *g, int b, size_t *koff, int *len)
+{
+    if (g->tpb > 1 || g->cpb == g->c) {
+        int t0 = b * g->tpb, t1 = t0 + g->tpb < g->taps ? t0 + g->tpb : g->taps;
+        *koff = (size_t)t0 * g->c;
+        *len = (t1 - t0) * g->c;
+    } else {
+        int per_tap = (g->c + g->cpb - 1) / g->cpb, c0 = (b % per_tap) * g->cpb;
+        *koff = (size_t)(b / per_tap) * g->c + (size_t)c0;
+        *len = c0 + g->cpb < g->c ? g->cpb : g->c - c0;
+    }
+}
+
 /* Pointers to the 6 rows x taps of K block b for the tile of rows r0..;
  * with few channels per tap the block's taps are gathered into abuf
  * (6 rows of ntaps*c floats) and passed as one long tap. */
@@ -455,9 +469,22 @@ static void gemm_block(const gemm_ctx *g, int i0, int i1, int p0, int p1)
     _Alignas(64) float abuf[2][GEMM_MR * GEMM_KC];
     for (int b = 0; b < g->nkb; b++) {
         bool first = b == 0, last = b == g->nkb - 1;
-        int cur = 0, ntaps[2], len[2], mr[2];
-        size_t koff[2];
+        int cur = 0, ntaps[2], len[2], mr[2], next_len = 0;
+        size_t koff[2], next_koff = 0, next_lines = 0, per_tile = 0;
+        if (!last) {
+            /* W's next K block, fetched into L2 a slice per tile: W streams
+             * from memory once per run, and a cold block would stall the
+             * first tile of every K block. */
+            gemm_krange(g, b + 1, &next_koff, &next_len);
+            next_lines = (size_t)(p1 - p0) * (size_t)next_len;
+            per_tile = (next_lines + (size_t)(i1 - i0) - 1) / (size_t)(i1 - i0);
+        }
         for (int i = i0; i < i1; i++, cur ^= 1) {
+            for (size_t l = (size_t)(i - i0) * per_tile, le = l + per_tile < next_lines ? l + per_tile : next_lines;
+                 l < le; l++)
+                _mm_prefetch((const char *)(g->wp + ((size_t)(p0 + (int)(l / (size_t)next_len)) * g->k + next_koff +
+                                                    l % (size_t)next_len) * GEMM_NR),
+                             _MM_HINT_T1);
             size_t r0 = (size_t)i * GEMM_MR;
             if (i == i0) {
                 mr[cur] = g->m - (int)r0 < GEMM_MR ? g->m - (int)r0 : GEMM_MR;
@@ -1207,8 +1234,29 @@ void ops_softmax(size_t m, int c, const float *x, float *y)
     }
 }
 
-void ops_concat_part(size_t m, int cx, int cy, int off, const float *x, float *y)
+typedef struct concat_ctx {
+    int n, cy;
+    const float *const *x;
+    const int *cx;
+    float *y;
+} concat_ctx;
+
+static void concat_task(void *vctx, size_t r0, size_t r1, int tid)
 {
-    for (size_t r = 0; r < m; r++)
-        memcpy(y + r * (size_t)cy + off, x + r * (size_t)cx, (size_t)cx * sizeof(float));
+    const concat_ctx *t = vctx;
+    for (size_t r = r0; r < r1; r++) {
+        float *dst = t->y + r * (size_t)t->cy;
+        for (int i = 0; i < t->n; i++) {
+            memcpy(dst, t->x[i] + r * (size_t)t->cx[i], (size_t)t->cx[i] * sizeof(float));
+            dst += t->cx[i];
+        }
+    }
+}
+
+void ops_concat(size_t m, int n, const float *const *x, const int *cx, float *y)
+{
+    int cy = 0;
+    for (int i = 0; i < n; i++) cy += cx[i];
+    concat_ctx t = {n, cy, x, cx, y};
+    ops_parallel(m, 16384 / (size_t)(cy > 0 ? cy : 1) + 1, concat_task, &t);
 }

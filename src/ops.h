@@ -63,8 +63,8 @@ void ops_affine(size_t m, int c, const float *x, const float *w, const float *b,
 void ops_bias_act(size_t m, int c, const float *b, enc_act act, float *y);
 /* Softmax over the last dimension of x[m][c]. */
 void ops_softmax(size_t m, int c, const float *x, float *y);
-/* Copies x[m][cx] into columns [off, off+cx) of y[m][cy]. */
-void ops_concat_part(size_t m, int cx, int cy, int off, const float *x, float *y);
+/* y[m][cx[0] + .. + cx[n-1]] = the rows of x[0][m][cx[0]] .. x[n-1] side by side. */
+void ops_concat(size_t m, int n, const float *const *x, const int *cx, float *y);
 
 /* Runs fn(ctx, begin, end, tid) over [0, n) split into contiguous ranges of
  * at least min_chunk items on the worker threads (the caller takes a share;
