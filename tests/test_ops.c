@@ -576,14 +576,20 @@ static void mini_with_outputs(mini *m)
     enc_graph_set_preproc(m->g, &pre);
 }
 
+/* The mini graph (random weights from seed) saved to <tmp>/enc.gguf. */
+static void mini_saved(mini *m, uint64_t seed, char *path, size_t cap)
+{
+    imcap_rng_seed(&g_rng, seed);
+    mini_with_outputs(m);
+    snprintf(path, cap, "%s/enc.gguf", test_tmpdir());
+    REQUIRE_OK(enc_graph_save(m->g, path));
+}
+
 TEST(graph_save_load_round_trip_is_bit_identical)
 {
-    imcap_rng_seed(&g_rng, 7);
     mini m;
-    mini_with_outputs(&m);
     char path[600];
-    snprintf(path, sizeof path, "%s/enc.gguf", test_tmpdir());
-    REQUIRE_OK(enc_graph_save(m.g, path));
+    mini_saved(&m, 7, path, sizeof path);
     enc_graph *l = NULL;
     REQUIRE_OK(enc_graph_load(path, &l));
     CHECK_STR(enc_graph_name(l), "mini");
@@ -649,13 +655,10 @@ static void expect_load_fails(const char *path, const char *buf, size_t len, con
 
 TEST(graph_load_refuses_truncated_and_edited_files)
 {
-    imcap_rng_seed(&g_rng, 8);
     mini m;
-    mini_with_outputs(&m);
     char path[600], bad[600];
-    snprintf(path, sizeof path, "%s/enc.gguf", test_tmpdir());
+    mini_saved(&m, 8, path, sizeof path);
     snprintf(bad, sizeof bad, "%s/bad.gguf", test_tmpdir());
-    REQUIRE_OK(enc_graph_save(m.g, path));
     char *orig;
     size_t len;
     REQUIRE_OK(imcap_read_file(path, 1 << 24, &orig, &len));
@@ -705,12 +708,9 @@ TEST(graph_load_refuses_truncated_and_edited_files)
  * and every later one with a message naming the file, never a skewed result. */
 TEST(graph_first_run_refuses_damaged_weights)
 {
-    imcap_rng_seed(&g_rng, 10);
     mini m;
-    mini_with_outputs(&m);
     char path[600];
-    snprintf(path, sizeof path, "%s/enc.gguf", test_tmpdir());
-    REQUIRE_OK(enc_graph_save(m.g, path));
+    mini_saved(&m, 10, path, sizeof path);
     const enc_param *p0 = enc_graph_param(m.g, 0);
     const float *w0 = enc_graph_param_data(m.g, 0);
     REQUIRE(p0 && p0->count >= 4);
