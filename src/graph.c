@@ -526,23 +526,45 @@ static ops_win make_win(const enc_graph *g, const enc_node *nd, int n)
     return w;
 }
 
+/* Work of pack_weights, run on the worker threads: item 0 recomputes the
+ * file's checksum (when there is one to verify), item i > 0 packs node
+ * first + i - 1 into the buffers allocated for it. */
+typedef struct pack_ctx {
+    const enc_graph *g;
+    int first;
+    bool verify;
+} pack_ctx;
+
+static void pack_task(void *vctx, size_t i0, size_t i1, int tid)
+{
+    const pack_ctx *t = vctx;
+    const enc_graph *g = t->g;
+    for (size_t i = i0; i < i1; i++) {
+        if (i == 0) {
+            if (t->verify) g->pack->computed = enc_graph_compute_checksum(g);
+            continue;
+        }
+        int id = t->first + (int)i - 1;
+        const enc_node *nd = &g->nodes[id];
+        if (!g->pack->w[id]) continue;
+        const enc_param *wp = &g->params[nd->weight];
+        const float *w = enc_graph_param_data(g, nd->weight);
+        int n = wp->shape[wp->n_dims - 1], k = (int)(wp->count / (size_t)n);
+        ops_pack_weights(k, n, w, g->pack->w[id]);
+        if (g->pack->wu[id]) ops_winograd_pack(g->values[nd->inputs[0]].c, n, w, g->pack->wu[id]);
+    }
+}
+
 /* Packs the weights of nodes added since the last run (see enc_pack); the
  * first run of a loaded graph also checks its weights against the file's
- * checksum, so a damaged weight fails loudly instead of skewing outputs. */
+ * checksum, so a damaged weight fails loudly instead of skewing outputs.
+ * Both are spread over the worker threads (the checksum is one item). */
 static imcap_status pack_weights(const enc_graph *g)
 {
     enc_pack *pk = g->pack;
     imcap_status st = IMCAP_OK;
     pthread_mutex_lock(&pk->mu);
-    if (pk->verified == 0 && g->has_checksum && g->path) {
-        pk->computed = enc_graph_compute_checksum(g);
-        pk->verified = pk->computed == g->checksum ? 1 : -1;
-    }
-    if (pk->verified < 0) {
-        pthread_mutex_unlock(&pk->mu);
-        return imcap_fail(IMCAP_E_FORMAT, "%s: weights checksum mismatch (stored %08x, computed %08x): the file is damaged",
-                          g->path, g->checksum, pk->computed);
-    }
+    bool verify = pk->verified == 0 && g->has_checksum && g->path;
     if (pk->n < g->n_nodes && pk->cap < g->n_nodes) {
         float **q = realloc(pk->w, (size_t)g->n_nodes * sizeof *q), **qu = q ? realloc(pk->wu, (size_t)g->n_nodes * sizeof *qu) : NULL;
         if (q) pk->w = q;
@@ -550,27 +572,34 @@ static imcap_status pack_weights(const enc_graph *g)
         if (!q || !qu) st = imcap_fail(IMCAP_E_NOMEM, "%s: out of memory packing weights", g->name);
         else pk->cap = g->n_nodes;
     }
-    for (; st == IMCAP_OK && pk->n < g->n_nodes; pk->n++) {
-        const enc_node *nd = &g->nodes[pk->n];
-        pk->w[pk->n] = pk->wu[pk->n] = NULL;
+    int first = pk->n, i = first;
+    for (; st == IMCAP_OK && i < g->n_nodes; i++) {
+        const enc_node *nd = &g->nodes[i];
+        pk->w[i] = pk->wu[i] = NULL;
         if ((nd->op != ENC_CONV2D && nd->op != ENC_DENSE) || ops_gemm_is_openblas()) continue;
         const enc_param *wp = &g->params[nd->weight];
-        const float *w = enc_graph_param_data(g, nd->weight);
         int n = wp->shape[wp->n_dims - 1], k = (int)(wp->count / (size_t)n);
         ops_win win = make_win(g, nd, 1);
         bool wino = nd->op == ENC_CONV2D && ops_winograd_ok(&win);
-        float *d = imcap_alloc(ops_packed_floats(k, n), sizeof(float));
-        float *du = wino ? imcap_alloc(ops_winograd_floats(win.c, n), sizeof(float)) : NULL;
-        if (!d || (wino && !du)) {
-            imcap_free(d);
+        pk->w[i] = imcap_alloc(ops_packed_floats(k, n), sizeof(float));
+        pk->wu[i] = wino ? imcap_alloc(ops_winograd_floats(win.c, n), sizeof(float)) : NULL;
+        if (!pk->w[i] || (wino && !pk->wu[i]))
             st = imcap_fail(IMCAP_E_NOMEM, "%s: out of memory packing the weights of '%s'", g->name, nd->name);
-            break;
-        }
-        ops_pack_weights(k, n, w, d);
-        if (du) ops_winograd_pack(win.c, n, w, du);
-        pk->w[pk->n] = d;
-        pk->wu[pk->n] = du;
     }
+    if (st != IMCAP_OK) {
+        for (int j = first; j < i; j++) {
+            imcap_free(pk->w[j]);
+            imcap_free(pk->wu[j]);
+        }
+    } else if (verify || first < g->n_nodes) {
+        pack_ctx t = {g, first, verify};
+        ops_parallel((size_t)(g->n_nodes - first) + 1, 1, pack_task, &t);
+        pk->n = g->n_nodes;
+        if (verify) pk->verified = pk->computed == g->checksum ? 1 : -1;
+    }
+    if (st == IMCAP_OK && pk->verified < 0)
+        st = imcap_fail(IMCAP_E_FORMAT, "%s: weights checksum mismatch (stored %08x, computed %08x): the file is damaged",
+                        g->path, g->checksum, pk->computed);
     pthread_mutex_unlock(&pk->mu);
     return st;
 }

@@ -30,6 +30,7 @@
 /* ------------------------------------------------------------ worker pool */
 
 enum { POOL_MAX = 16 };
+#define POOL_SPIN_TICKS 1300000ull /* time-stamp counter ticks: ~0.5 ms at 2.6 GHz */
 
 static struct {
     pthread_once_t once;
@@ -63,8 +64,10 @@ static void *pool_worker(void *arg)
     int tid = (int)(intptr_t)arg;
     unsigned seen = 0;
     for (;;) {
-        /* Spin briefly (jobs of one run follow each other closely), then sleep. */
-        for (int spin = 0; spin < 400000 && atomic_load(&g_pool.agen) == seen; spin++) _mm_pause();
+        /* Spin up to ~0.5 ms (the jobs of one run follow each other closely,
+         * and a futex wake-up costs tens of microseconds), then sleep. */
+        for (uint64_t t0 = __rdtsc(); atomic_load(&g_pool.agen) == seen && __rdtsc() - t0 < POOL_SPIN_TICKS;)
+            _mm_pause();
         pthread_mutex_lock(&g_pool.mu);
         while (g_pool.gen == seen) pthread_cond_wait(&g_pool.cv_work, &g_pool.mu);
         seen = g_pool.gen;
@@ -249,7 +252,12 @@ void ops_pack_weights(int k, int n, const float *w, float *wp)
         int nr = n - j0 < GEMM_NR ? n - j0 : GEMM_NR;
         for (int kk = 0; kk < k; kk++, wp += GEMM_NR) {
             const float *src = w + (size_t)kk * n + j0;
-            for (int j = 0; j < GEMM_NR; j++) wp[j] = j < nr ? src[j] : 0.0f;
+            if (nr == GEMM_NR) {
+                _mm256_store_ps(wp, _mm256_loadu_ps(src));
+                _mm256_store_ps(wp + 8, _mm256_loadu_ps(src + 8));
+            } else {
+                for (int j = 0; j < GEMM_NR; j++) wp[j] = j < nr ? src[j] : 0.0f;
+            }
         }
     }
 }
@@ -627,27 +635,32 @@ size_t ops_winograd_floats(int c, int oc) { return 36 * ops_packed_floats(c, oc)
 
 void ops_winograd_pack(int c, int oc, const float *w, float *up)
 {
-    static const double G[6][3] = {{1.0 / 4, 0, 0},
-                                   {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                   {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                   {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                   {1.0 / 24, -1.0 / 12, 1.0 / 6},
-                                   {0, 0, 1}};
+    static const float G[6][3] = {{1.0f / 4, 0, 0},
+                                  {-1.0f / 6, -1.0f / 6, -1.0f / 6},
+                                  {-1.0f / 6, 1.0f / 6, -1.0f / 6},
+                                  {1.0f / 24, 1.0f / 12, 1.0f / 6},
+                                  {1.0f / 24, -1.0f / 12, 1.0f / 6},
+                                  {0, 0, 1}};
     size_t per = ops_packed_floats(c, oc);
-    for (int xi = 0; xi < 36; xi++) {
-        int u = xi / 6, v = xi % 6;
-        float *dst = up + (size_t)xi * per;
-        for (int j0 = 0; j0 < oc; j0 += GEMM_NR)
-            for (int ci = 0; ci < c; ci++, dst += GEMM_NR)
-                for (int j = 0; j < GEMM_NR; j++) {
-                    double s = 0;
-                    if (j0 + j < oc)
-                        for (int a = 0; a < 3; a++)
-                            for (int b = 0; b < 3; b++)
-                                s += G[u][a] * G[v][b] * w[((size_t)(a * 3 + b) * c + ci) * oc + j0 + j];
-                    dst[j] = (float)s;
-                }
-    }
+    for (int ci = 0; ci < c; ci++)
+        for (int o = 0; o < oc; o++) {
+            /* U = G g G^T for the 3x3 kernel g of (ci, o), via t = G g. */
+            float g3[3][3], t[6][3];
+            for (int a = 0; a < 9; a++) g3[a / 3][a % 3] = w[((size_t)a * c + ci) * oc + o];
+            for (int u = 0; u < 6; u++)
+                for (int b = 0; b < 3; b++) t[u][b] = G[u][0] * g3[0][b] + G[u][1] * g3[1][b] + G[u][2] * g3[2][b];
+            /* U[xi][ci][o] at the packed position of (ci, o) in matrix xi */
+            float *dst = up + ((size_t)(o / GEMM_NR) * c + ci) * GEMM_NR + o % GEMM_NR;
+            for (int u = 0; u < 6; u++)
+                for (int v = 0; v < 6; v++)
+                    dst[(size_t)(u * 6 + v) * per] = t[u][0] * G[v][0] + t[u][1] * G[v][1] + t[u][2] * G[v][2];
+        }
+    /* the zero padding of each matrix's last panel */
+    if (oc % GEMM_NR)
+        for (int xi = 0; xi < 36; xi++)
+            for (int ci = 0; ci < c; ci++)
+                for (int j = oc % GEMM_NR; j < GEMM_NR; j++)
+                    up[(size_t)xi * per + ((size_t)(oc / GEMM_NR) * c + ci) * GEMM_NR + j] = 0.0f;
 }
 
 /* Tiles per block: a multiple of the GEMM's 6 rows, V and M within the L2

@@ -20,7 +20,8 @@ typedef struct ops_win {
 
 /* Weights w[k][n] of a convolution (k = kh*kw*c) or dense layer in the
  * layout our GEMM reads (16-column panels, k x 16 each, zero padded):
- * ops_packed_floats(k, n) floats, packed once per model by the graph. */
+ * ops_packed_floats(k, n) floats, 32-byte aligned (imcap_alloc), packed
+ * once per model by the graph. */
 size_t ops_packed_floats(int k, int n);
 void ops_pack_weights(int k, int n, const float *w, float *wp);
 /* True when IMCAP_GEMM=openblas selects OpenBLAS (which reads w, not wp). */
