@@ -140,9 +140,14 @@ void enc_graph_free(enc_graph *g)
     imcap_free(g->pbuf);
     free(g->outputs);
     if (g->on_free) g->on_free(g->on_free_ctx);
-    for (int i = 0; i < g->pack->n; i++) imcap_free(g->pack->w[i]);
+    for (int i = 0; i < g->pack->n; i++) {
+        imcap_free(g->pack->w[i]);
+        imcap_free(g->pack->wu[i]);
+    }
     ws_destroy(g->pack->ws);
     free(g->pack->w);
+    free(g->pack->wu);
+    free(g->path);
     pthread_mutex_destroy(&g->pack->mu);
     free(g->pack);
     free(g);
