@@ -284,6 +284,8 @@ typedef struct imcap_train_params {
     int checkpoint_every;       /* also checkpoint every N batches (200); 0: only at epoch ends */
     float lr;                   /* Adam learning rate 1e-3 (betas 0.9, 0.999, eps 1e-8) */
     float clip;                 /* global gradient-norm clipping; 0 = off (default) */
+    float dropout;              /* dropout probability on the LSTM outputs (training only); 0 = off
+                                   (default) */
     int n_img1, n_hid, n_emb, n_out1; /* model sizes: 120, 300, 100, 120 */
     uint64_t seed;              /* 1: initialisation, batches and validation batches */
     imcap_progress_fn progress; /* batches done / total; may be NULL */

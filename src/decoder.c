@@ -254,6 +254,11 @@ struct dec_work {
     float *dhn, *dcn;             /* [max_b][H] gradient carried to the previous step */
     float *cend;                  /* [nsub][H] scratch for the last c of a sequence */
     float *da2, *da1;             /* [max_b][H], [max_b][n_img1] */
+    /* dropout on h_t before the output layers (training passes only) */
+    float drop;                   /* probability of dropping a unit, 0 = off */
+    uint64_t drop_seed;
+    uint32_t *rid;                /* [max_n] batch row * t1 + t of each packed row: the mask's key */
+    float *hd;                    /* [max_n][H] h_t after dropout */
 };
 
 void dec_work_free(dec_work *w)
@@ -261,7 +266,8 @@ void dec_work_free(dec_work *w)
     if (!w) return;
     void *p[] = {w->len, w->perm, w->base, w->bt,  w->off, w->rows, w->xtok, w->tgt, w->rowloss,
                  w->a1,  w->a2,   w->x,    w->g,   w->hp,  w->cp,   w->tc,   w->h,   w->ximg,
-                 w->y1,  w->dy1,  w->lg,   w->dh,  w->dx,  w->dhn,  w->dcn,  w->da2, w->da1, w->cend};
+                 w->y1,  w->dy1,  w->lg,   w->dh,  w->dx,  w->dhn,  w->dcn,  w->da2, w->da1, w->cend,
+                 w->rid, w->hd};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) imcap_free(p[i]);
     imcap_free(w);
 }
@@ -296,6 +302,7 @@ imcap_status dec_work_new(const dec_config *c, int max_b, int max_t1, dec_work *
               (w->y1 = imcap_alloc(n, sizeof(float) * c->n_out1)) &&
               (w->dy1 = imcap_alloc(n, sizeof(float) * c->n_out1)) &&
               (w->lg = imcap_alloc(n, sizeof(float) * c->n_vocab)) && (w->dh = imcap_alloc(n, sizeof(float) * H)) &&
+              (w->rid = imcap_alloc(n, sizeof(uint32_t))) && (w->hd = imcap_alloc(n, sizeof(float) * H)) &&
               (w->dx = imcap_alloc(n, sizeof(float) * c->n_emb)) &&
               (w->dhn = imcap_alloc((size_t)max_b * H, sizeof(float))) &&
               (w->dcn = imcap_alloc((size_t)max_b * H, sizeof(float))) &&
@@ -308,6 +315,24 @@ imcap_status dec_work_new(const dec_config *c, int max_b, int max_t1, dec_work *
     }
     *out = w;
     return IMCAP_OK;
+}
+
+void dec_work_set_dropout(dec_work *w, float p, uint64_t seed)
+{
+    w->drop = p > 0.0f && p < 1.0f ? p : 0.0f;
+    w->drop_seed = seed;
+}
+
+/* Dropout factor of unit j of the packed row keyed rid: 0 (dropped, with
+ * probability p) or 1 / (1 - p), from a hash of (seed, rid, j), so a mask
+ * depends on neither the packing nor the thread count. */
+static inline float drop_factor(uint64_t seed, uint32_t rid, int j, float p)
+{
+    uint64_t z = seed + (((uint64_t)rid << 20 | (uint64_t)j) + 1) * 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (float)(z >> 40) * 0x1p-24f < p ? 0.0f : 1.0f / (1.0f - p);
 }
 
 /* ---------------------------------------------------------------- LSTM cell */
@@ -400,6 +425,7 @@ typedef struct fb_ctx {
     int N, n_active, T;
     float scale; /* 1 / number of targets */
     int32_t pad;
+    float drop;  /* dropout probability of this pass (0 unless training) */
 } fb_ctx;
 
 /* The number of items each ops_parallel chunk gets: one chunk per thread. */
@@ -473,7 +499,14 @@ static void part_output_forward(void *vc, size_t b, size_t e, int tid)
     dec_work *w = c->w;
     const dec_tensors *P = &c->m->p;
     const int H = c->m->cfg.n_hid, O = c->m->cfg.n_out1, V = c->m->cfg.n_vocab, n = (int)(e - b);
-    dense_forward(w->h + b * H, P->out1_w, P->out1_b, n, H, O, w->y1 + b * O);
+    const float *hin = w->h;
+    if (c->drop > 0.0f) {
+        for (size_t r = b; r < e; r++)
+            for (int j = 0; j < H; j++)
+                w->hd[r * H + j] = w->h[r * H + j] * drop_factor(w->drop_seed, w->rid[r], j, c->drop);
+        hin = w->hd;
+    }
+    dense_forward(hin + b * H, P->out1_w, P->out1_b, n, H, O, w->y1 + b * O);
     elu_forward(w->y1 + b * O, (size_t)n * O);
     dense_forward(w->y1 + b * O, P->out2_w, P->out2_b, n, O, V, w->lg + b * V);
     for (size_t r = b; r < e; r++) {
@@ -520,6 +553,9 @@ static void part_output_backward(void *vc, size_t b, size_t e, int tid)
     elu_backward(w->dy1 + b * O, w->y1 + b * O, (size_t)n * O);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, H, O, 1.0f, w->dy1 + b * O, O, c->m->p.out1_w, H, 0.0f,
                 w->dh + b * H, H);
+    if (c->drop > 0.0f)
+        for (size_t r = b; r < e; r++)
+            for (int j = 0; j < H; j++) w->dh[r * H + j] *= drop_factor(w->drop_seed, w->rid[r], j, c->drop);
 }
 
 /* output features [b, e) of out1: its weight gradient */
@@ -527,7 +563,8 @@ static void part_out1_weights(void *vc, size_t b, size_t e, int tid)
 {
     fb_ctx *c = vc;
     const dec_config *cf = &c->m->cfg;
-    dense_weight_grad(c->w->dy1, c->w->h, c->N, cf->n_hid, cf->n_out1, b, e, c->m->g.out1_w, c->m->g.out1_b);
+    dense_weight_grad(c->w->dy1, c->drop > 0.0f ? c->w->hd : c->w->h, c->N, cf->n_hid, cf->n_out1, b, e,
+                      c->m->g.out1_w, c->m->g.out1_b);
 }
 
 /* sub-batches [b, e): back through time; g becomes d loss / d gate
@@ -660,6 +697,7 @@ imcap_status dec_forward_backward(dec_model *m, dec_work *w, const float *img, c
                 const int32_t *row = tokens + (size_t)w->perm[k0 + j] * t1;
                 w->xtok[N + j] = row[t];
                 w->tgt[N + j] = row[t + 1];
+                w->rid[N + j] = (uint32_t)((size_t)w->perm[k0 + j] * t1 + t);
                 n_tgt += row[t + 1] != c->pad_id;
             }
             N += bt;
@@ -672,7 +710,8 @@ imcap_status dec_forward_backward(dec_model *m, dec_work *w, const float *img, c
     if (N == 0) return IMCAP_OK;
 
     fb_ctx cx = {.m = m, .w = w, .img = img, .N = N, .n_active = n_active, .T = T,
-                 .scale = n_tgt > 0 ? 1.0f / (float)n_tgt : 0.0f, .pad = c->pad_id};
+                 .scale = n_tgt > 0 ? 1.0f / (float)n_tgt : 0.0f, .pad = c->pad_id,
+                 .drop = backward ? w->drop : 0.0f};
     ops_blas_enter();
     ops_parallel((size_t)n_active, per_thread((size_t)n_active), part_img_forward, &cx);
     ops_parallel((size_t)N, per_thread((size_t)N), part_input_projection, &cx);

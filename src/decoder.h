@@ -89,6 +89,13 @@ typedef struct dec_work dec_work;
 imcap_status dec_work_new(const dec_config *cfg, int max_b, int max_t1, dec_work **out);
 void dec_work_free(dec_work *w);
 
+/* Dropout for the following training passes (backward = true): each unit of
+ * the LSTM output h_t is zeroed with probability p before the output layers
+ * and the others scaled by 1 / (1 - p) (inverted dropout; passes without
+ * backward, validation and generation never drop). The mask is a hash of
+ * (seed, batch row, t, unit): set a new seed per batch. p = 0: off. */
+void dec_work_set_dropout(dec_work *w, float p, uint64_t seed);
+
 /* Batch of b sequences of t1 token ids (row-major [b][t1]): the model reads
  * tokens[:, :-1] and predicts tokens[:, 1:]; img is [b][n_img].
  * Returns the mean loss over non-pad targets in *loss (0 if there are none)

@@ -96,8 +96,9 @@ static imcap_status check_params(const imcap_train_params *p)
                           "min count %d, validation batches %d, checkpoint every %d",
                           p->epochs, p->batches_per_epoch, p->batch_size, p->max_len, p->min_count,
                           p->val_batches, p->checkpoint_every);
-    if (!(p->lr > 0 && p->lr < 10) || !(p->clip >= 0 && isfinite(p->clip)))
-        return imcap_fail(IMCAP_E_ARG, "training: learning rate %g or clipping %g out of range", p->lr, p->clip);
+    if (!(p->lr > 0 && p->lr < 10) || !(p->clip >= 0 && isfinite(p->clip)) || !(p->dropout >= 0 && p->dropout < 1))
+        return imcap_fail(IMCAP_E_ARG, "training: learning rate %g, clipping %g or dropout %g out of range", p->lr,
+                          p->clip, p->dropout);
     if (p->best_model && (!p->val_split || p->val_batches < 1))
         return imcap_fail(IMCAP_E_ARG, "training: keeping the best model (%s) needs a validation split and "
                                        "validation batches", p->best_model);
@@ -129,6 +130,7 @@ static imcap_status save_checkpoint(trainer *t)
         (s = gguf_set_u64(w, "imcap.train.seed", p->seed)) ||
         (s = gguf_set_f32(w, "imcap.train.lr", t->opt.p.lr)) ||
         (s = gguf_set_f32(w, "imcap.train.clip", t->opt.p.clip)) ||
+        (s = gguf_set_f32(w, "imcap.train.dropout", p->dropout)) ||
         (s = gguf_set_f32(w, "imcap.train.beta1", t->opt.p.beta1)) ||
         (s = gguf_set_f32(w, "imcap.train.beta2", t->opt.p.beta2)) ||
         (s = gguf_set_f32(w, "imcap.train.eps", t->opt.p.eps)) ||
@@ -209,6 +211,13 @@ static imcap_status load_checkpoint(trainer *t, const char *path, int epochs_wan
         goto out;
     p->lr = ap.lr;
     p->clip = ap.clip;
+    /* checkpoints written before dropout existed trained without it */
+    p->dropout = 0.0f;
+    if (gguf_has_key(f, "imcap.train.dropout") && (s = gguf_get_f32(f, "imcap.train.dropout", &p->dropout))) goto out;
+    if (!(p->dropout >= 0 && p->dropout < 1)) {
+        s = imcap_fail(IMCAP_E_FORMAT, "%s: imcap.train.dropout %g out of range", path, p->dropout);
+        goto out;
+    }
     p->n_img1 = lm->cfg.n_img1;
     p->n_hid = lm->cfg.n_hid;
     p->n_emb = lm->cfg.n_emb;
@@ -528,6 +537,8 @@ static imcap_status train_run(trainer *t, const imcap_train_params *req)
             size_t width;
             if ((s = imcap_batcher_next(t->batcher, (size_t)p->batch_size, t->images, t->tokens, &width))) return s;
             gather(t, t->train_rows, p->batch_size);
+            /* a mask per step, from the run's seed: a resumed run drops the same units */
+            dec_work_set_dropout(t->w, p->dropout, p->seed * 0x9e3779b97f4a7c15ull + t->step);
             float loss;
             int64_t nt;
             if ((s = dec_forward_backward(t->m, t->w, t->img, t->tokens, p->batch_size, (int)width, true, NULL, &loss,

@@ -33,22 +33,32 @@ static void random_model(dec_model *m, imcap_rng *rng, float scale)
     for (size_t i = 0; i < m->n_params; i++) m->params[i] += (float)(scale * imcap_rng_normal(rng));
 }
 
-static double loss_at(dec_model *m, dec_work *w, const float *img, int b, int t1)
+/* The loss of a pass; with train, a training pass (dropout applies; the
+ * gradients are overwritten). */
+static double loss_of(dec_model *m, dec_work *w, const float *img, int b, int t1, bool train)
 {
     float loss;
-    REQUIRE_OK(dec_forward_backward(m, w, img, tiny_tokens, b, t1, false, NULL, &loss, NULL));
+    REQUIRE_OK(dec_forward_backward(m, w, img, tiny_tokens, b, t1, train, NULL, &loss, NULL));
     return loss;
 }
 
-/* Central differences, step h; |fd - analytic| <= atol + rtol * |analytic|. */
-TEST(decoder_gradcheck_every_tensor_and_input)
+static double loss_at(dec_model *m, dec_work *w, const float *img, int b, int t1)
+{
+    return loss_of(m, w, img, b, t1, false);
+}
+
+/* Central differences, step h; |fd - analytic| <= atol + rtol * |analytic|;
+ * drop > 0: through a training pass with that dropout (a fixed mask). */
+static void gradcheck(float drop)
 {
     const double h = 4e-3, atol = 1.5e-3, rtol = 2e-2;
+    const bool train = drop > 0.0f;
     dec_config c = tiny_config();
     dec_model *m;
     dec_work *w;
     REQUIRE_OK(dec_model_new(&c, true, &m));
     REQUIRE_OK(dec_work_new(&c, 4, 7, &w));
+    dec_work_set_dropout(w, drop, 99);
     imcap_rng rng;
     imcap_rng_seed(&rng, 7);
     random_model(m, &rng, 0.3f);
@@ -59,6 +69,9 @@ TEST(decoder_gradcheck_every_tensor_and_input)
     REQUIRE_OK(dec_forward_backward(m, w, img, tiny_tokens, 4, 7, true, dimg, &loss, &nt));
     CHECK(nt == 4 + 2 + 5);
     CHECK(loss > 0.5f);
+    if (train) CHECK(fabs(loss - loss_at(m, w, img, 4, 7)) > 1e-3); /* the mask changes the loss */
+    float *grads = malloc(m->n_params * sizeof(float));
+    memcpy(grads, m->grads, m->n_params * sizeof(float));
     for (int ti = 0; ti < DEC_N_TENSORS; ti++) {
         dec_tensor_info info = dec_tensor_at(&c, ti);
         double worst = 0, gmax = 0;
@@ -66,11 +79,11 @@ TEST(decoder_gradcheck_every_tensor_and_input)
             float *p = m->params + info.offset + k;
             float saved = *p;
             *p = saved + (float)h;
-            double lp = loss_at(m, w, img, 4, 7);
+            double lp = loss_of(m, w, img, 4, 7, train);
             *p = saved - (float)h;
-            double lm = loss_at(m, w, img, 4, 7);
+            double lm = loss_of(m, w, img, 4, 7, train);
             *p = saved;
-            double fd = (lp - lm) / (2 * h), an = m->grads[info.offset + k];
+            double fd = (lp - lm) / (2 * h), an = grads[info.offset + k];
             double err = fabs(fd - an) - rtol * fabs(an);
             if (err > worst) worst = err;
             if (fabs(an) > gmax) gmax = fabs(an);
@@ -86,9 +99,9 @@ TEST(decoder_gradcheck_every_tensor_and_input)
     for (int k = 0; k < 20; k++) {
         float saved = img[k];
         img[k] = saved + (float)h;
-        double lp = loss_at(m, w, img, 4, 7);
+        double lp = loss_of(m, w, img, 4, 7, train);
         img[k] = saved - (float)h;
-        double lm = loss_at(m, w, img, 4, 7);
+        double lm = loss_of(m, w, img, 4, 7, train);
         img[k] = saved;
         double fd = (lp - lm) / (2 * h);
         if (!(fabs(fd - dimg[k]) <= atol + rtol * fabs(dimg[k])))
@@ -97,6 +110,38 @@ TEST(decoder_gradcheck_every_tensor_and_input)
         if (k >= 15) CHECK(dimg[k] == 0.0f);
     }
     CHECK(gmax > 1e-3);
+    free(grads);
+    dec_work_free(w);
+    dec_model_free(m);
+}
+
+TEST(decoder_gradcheck_every_tensor_and_input) { gradcheck(0.0f); }
+
+/* Dropout on h_t: the same check through training passes with a fixed mask
+ * (half the units dropped); one seed gives one mask, another seed another,
+ * and p = 0 is the evaluation pass. */
+TEST(decoder_gradcheck_with_dropout)
+{
+    gradcheck(0.5f);
+    dec_config c = tiny_config();
+    dec_model *m;
+    dec_work *w;
+    REQUIRE_OK(dec_model_new(&c, true, &m));
+    REQUIRE_OK(dec_work_new(&c, 4, 7, &w));
+    imcap_rng rng;
+    imcap_rng_seed(&rng, 3);
+    random_model(m, &rng, 0.3f);
+    float img[4 * 5];
+    for (int i = 0; i < 20; i++) img[i] = (float)imcap_rng_normal(&rng);
+    dec_work_set_dropout(w, 0.3f, 1);
+    double a = loss_of(m, w, img, 4, 7, true), a2 = loss_of(m, w, img, 4, 7, true);
+    dec_work_set_dropout(w, 0.3f, 2);
+    double b = loss_of(m, w, img, 4, 7, true);
+    dec_work_set_dropout(w, 0.0f, 2);
+    double off = loss_of(m, w, img, 4, 7, true);
+    CHECK(a == a2);                        /* same seed, same mask */
+    CHECK(a != b);                         /* another seed, another mask */
+    CHECK(off == loss_at(m, w, img, 4, 7)); /* p = 0: no dropout */
     dec_work_free(w);
     dec_model_free(m);
 }

@@ -118,12 +118,13 @@ static int stop_at_step(void *user, const imcap_train_report *r)
     return r->step >= *(const uint64_t *)user;
 }
 
-TEST(train_stopped_mid_run_resumes_to_the_same_result)
+static void stopped_mid_run(float dropout)
 {
     const char *dir = test_tmpdir();
     make_dataset(dir, N_IMG, DIM);
     /* uninterrupted */
     imcap_train_params a = small_params(dir, "a.gguf");
+    a.dropout = dropout;
     char ha[1100], hb[1100], sa[1100], sb[1100];
     snprintf(ha, sizeof ha, "%s/a.csv", dir);
     snprintf(hb, sizeof hb, "%s/b.csv", dir);
@@ -134,6 +135,7 @@ TEST(train_stopped_mid_run_resumes_to_the_same_result)
     REQUIRE_OK(imcap_train(&a));
     /* stopped at steps 8 and 13 (after checkpoints at 6 and 12), resumed */
     imcap_train_params b = small_params(dir, "b.gguf");
+    b.dropout = dropout;
     b.history_csv = hb;
     b.plot_svg = sb;
     uint64_t stop = 8;
@@ -174,6 +176,28 @@ TEST(train_stopped_mid_run_resumes_to_the_same_result)
     /* resuming a finished run does nothing */
     REQUIRE_OK(imcap_train(&b));
     require_same_file(a.checkpoint, b.checkpoint);
+}
+
+TEST(train_stopped_mid_run_resumes_to_the_same_result) { stopped_mid_run(0.0f); }
+
+/* With dropout the masks follow the step, so a resumed run still ends
+ * byte-identical to an uninterrupted one; and dropout did change training. */
+TEST(train_with_dropout_resumes_to_the_same_result)
+{
+    stopped_mid_run(0.3f);
+    const char *dir = test_tmpdir();
+    imcap_train_params c = small_params(dir, "c.gguf");
+    REQUIRE_OK(imcap_train(&c));
+    size_t la, lc;
+    char *da = slurp(small_params(dir, "a.gguf").checkpoint, &la), *dc = slurp(c.checkpoint, &lc);
+    CHECK(la != lc || memcmp(da, dc, la) != 0);
+    free(da);
+    free(dc);
+    dec_model *m;
+    imcap_vocab *v;
+    REQUIRE_OK(dec_load(c.checkpoint, &m, &v)); /* a plain decoder model: dropout is a training setting */
+    dec_model_free(m);
+    imcap_vocab_free(v);
 }
 
 /* A child process trains and is killed with SIGKILL at arbitrary moments

@@ -38,6 +38,7 @@ static void train_usage(FILE *fp)
             "  --checkpoint-every N   batches between checkpoints, 0 = epoch ends only (%d)\n"
             "  --lr X                 Adam learning rate (%g)\n"
             "  --clip X               clip the global gradient norm to X (off)\n"
+            "  --dropout P            drop LSTM outputs with probability P while training (0: off)\n"
             "  --img-hidden N, --hidden N, --embed N, --out-hidden N\n"
             "                         model sizes (%d, %d, %d, %d)\n"
             "  --seed N               random seed (%llu)\n"
@@ -121,6 +122,10 @@ int cmd_train(int argc, char **argv)
             p.best_model = argv[++i];
         } else if (v && !strcmp(a, "--plot")) {
             p.plot_svg = argv[++i];
+        } else if (v && !strcmp(a, "--dropout")) {
+            if (cli_parse_double(a, v, 0.0, 0.95, &x)) return 2;
+            p.dropout = (float)x;
+            i++;
         } else if (v && (!strcmp(a, "--lr") || !strcmp(a, "--clip"))) {
             if (cli_parse_double(a, v, a[2] == 'l' ? 1e-9 : 0.0, 10.0, &x)) return 2;
             if (a[2] == 'l') p.lr = (float)x;
