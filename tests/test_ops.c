@@ -189,6 +189,41 @@ TEST(ops_conv2d_matches_reference)
     for (size_t i = 0; i < sizeof conv_cases / sizeof *conv_cases; i++) run_window_case(&conv_cases[i]);
 }
 
+/* Which convolutions take the Winograd path (the cases above cover both
+ * sides of each rule); IMCAP_WINOGRAD=0 turns it off. */
+TEST(ops_winograd_applies_where_documented)
+{
+    /* n, h, w, c, oh, ow, oc, kh, kw, sh, sw, pt, pl, mult */
+    ops_win g = {1, 17, 19, 20, 17, 19, 21, 3, 3, 1, 1, 1, 1, 0};
+    CHECK(ops_winograd_ok(&g));
+    ops_win s2 = g;
+    s2.sh = s2.sw = 2, s2.oh = 9, s2.ow = 10;
+    CHECK(!ops_winograd_ok(&s2));
+    ops_win k5 = g;
+    k5.kh = k5.kw = 5, k5.pt = k5.pl = 2;
+    CHECK(!ops_winograd_ok(&k5));
+    ops_win few_c = g;
+    few_c.c = 3;
+    CHECK(!ops_winograd_ok(&few_c));
+    ops_win few_oc = g;
+    few_oc.oc = 8;
+    CHECK(!ops_winograd_ok(&few_oc));
+    ops_win small = {1, 8, 8, 448, 8, 8, 384, 3, 3, 1, 1, 1, 1, 0}; /* InceptionV3's 8x8 blocks */
+    CHECK(!ops_winograd_ok(&small));
+    CHECK(ops_winograd_floats(20, 21) == 36 * ops_packed_floats(20, 21));
+    CHECK(ops_packed_floats(20, 21) == 20 * 32);
+}
+
+TEST(ops_winograd_off_by_environment)
+{
+    setenv("IMCAP_WINOGRAD", "0", 1);
+    ops_win g = {1, 17, 19, 20, 17, 19, 21, 3, 3, 1, 1, 1, 1, 0};
+    CHECK(!ops_winograd_ok(&g));
+    /* and the direct path computes those cases to the reference */
+    imcap_rng_seed(&g_rng, 1);
+    for (size_t i = 0; i < sizeof conv_cases / sizeof *conv_cases; i++) run_window_case(&conv_cases[i]);
+}
+
 TEST(ops_conv2d_openblas_path_matches_reference)
 {
     setenv("IMCAP_GEMM", "openblas", 1);
