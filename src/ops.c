@@ -448,10 +448,19 @@ static void gemm_rows(const gemm_ctx *g, int b, size_t r0, int mr, const float *
         const float *xi = g->x + (q / (size_t)cv->oh) * (size_t)cv->h * cv->w * cv->c + c0;
         int iy0 = oy * cv->sh - cv->pt, ix0 = ox * cv->sw - cv->pl;
         float *dst = abuf + (size_t)i * GEMM_KC;
+        bool row_in = ix0 >= 0 && ix0 + kw <= cv->w && n == cv->c;
         for (int t = t0, ky = t0 / kw, kx = t0 % kw; t < t1; t++) {
             int iy = iy0 + ky, ix = ix0 + kx;
             bool in = (unsigned)iy < (unsigned)cv->h && (unsigned)ix < (unsigned)cv->w;
             const float *src = in ? xi + ((size_t)iy * cv->w + (size_t)ix) * cv->c : g_zeros;
+            if (gather && in && row_in && kx == 0 && t + kw <= t1) {
+                /* a whole kernel row inside the image: kw taps contiguous in NHWC */
+                memcpy(dst, src, (size_t)kw * n * sizeof(float));
+                dst += kw * n;
+                t += kw - 1;
+                ky++;
+                continue;
+            }
             if (gather) {
                 for (int j = 0; j < n; j++) dst[j] = src[j];
                 dst += n;
