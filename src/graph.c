@@ -689,7 +689,7 @@ static imcap_status run_segment(const enc_graph *g, enc_ws *ws, int i, int j, in
     size_t maxv = 0;
     for (int k = i; k <= j; k++)
         if (run[k] && value_floats(g, g->nodes[k].output) > maxv) maxv = value_floats(g, g->nodes[k].output);
-    int chunk = (int)(SEGMENT_CACHE_BYTES / (maxv * sizeof(float)));
+    int chunk = maxv ? (int)(SEGMENT_CACHE_BYTES / (maxv * sizeof(float))) : n;
     if (chunk < 1) chunk = 1;
     if (chunk > n) chunk = n;
     int nv = g->n_values;
