@@ -14,6 +14,7 @@
 #include "ops.h"
 
 #include <cblas.h>
+#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,6 +196,54 @@ static void dense_forward(const float *x, const float *w, const float *b, int n,
 {
     for (int r = 0; r < n; r++) memcpy(y + (size_t)r * out, b, sizeof(float) * out);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
+}
+
+/* Generation's GEMMs have 1-4 rows (beam hypotheses) and are bound by
+ * reading W once: for so few rows OpenBLAS repacks W on every call, which
+ * cost more than the arithmetic. small_nt reads each row of W once for all
+ * rows of x, the output features split over the worker threads.
+ * y [n][out] = (accumulate ? y : b) + x [n][in] W^T, n <= SMALL_ROWS. */
+enum { SMALL_ROWS = 4 };
+
+typedef struct small_ctx {
+    const float *x, *w, *b;
+    float *y;
+    int n, in, out;
+    bool accumulate;
+} small_ctx;
+
+static void small_nt_task(void *vctx, size_t o0, size_t o1, int tid)
+{
+    const small_ctx *t = vctx;
+    const int n = t->n, in = t->in;
+    for (size_t o = o0; o < o1; o++) {
+        const float *wr = t->w + o * (size_t)in;
+        __m256 acc[SMALL_ROWS];
+        for (int r = 0; r < n; r++) acc[r] = _mm256_setzero_ps();
+        int i = 0;
+        for (; i + 8 <= in; i += 8) {
+            __m256 wv = _mm256_loadu_ps(wr + i);
+            for (int r = 0; r < n; r++) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(t->x + (size_t)r * in + i), wv, acc[r]);
+        }
+        for (int r = 0; r < n; r++) {
+            float lanes[8];
+            _mm256_storeu_ps(lanes, acc[r]);
+            float sum = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+            for (int k = i; k < in; k++) sum += t->x[(size_t)r * in + k] * wr[k];
+            float *yo = t->y + (size_t)r * t->out + o;
+            *yo = (t->accumulate ? *yo : t->b[o]) + sum;
+        }
+    }
+}
+
+static void small_nt(const float *x, int n, const float *w, const float *b, int in, int out, float *y,
+                     bool accumulate)
+{
+    for (int r0 = 0; r0 < n; r0 += SMALL_ROWS) {
+        small_ctx t = {x + (size_t)r0 * in, w, b, y + (size_t)r0 * out, n - r0 < SMALL_ROWS ? n - r0 : SMALL_ROWS,
+                       in, out, accumulate};
+        ops_parallel((size_t)out, 64, small_nt_task, &t);
+    }
 }
 
 /* Given dy [n][out] and the layer input x [n][in]: dW += dy^T x, db += colsum
@@ -777,13 +826,13 @@ void dec_step(const dec_model *m, const int32_t *tokens, int n, const float *h, 
     float *x = scratch, *g = x + (size_t)n * E, *hn = g + (size_t)n * G4, *cn = hn + (size_t)n * H;
     float *y1 = cn + (size_t)n * H, *tc = y1 + (size_t)n * O;
     for (int r = 0; r < n; r++) memcpy(x + (size_t)r * E, m->p.emb + (size_t)tokens[r] * E, sizeof(float) * E);
-    dense_forward(x, m->p.lstm_wx, m->p.lstm_b, n, E, G4, g);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, G4, H, 1.0f, h, H, m->p.lstm_wh, H, 1.0f, g, G4);
+    small_nt(x, n, m->p.lstm_wx, m->p.lstm_b, E, G4, g, false);
+    small_nt(h, n, m->p.lstm_wh, NULL, H, G4, g, true);
     for (int r = 0; r < n; r++)
         lstm_cell_forward(H, g + (size_t)r * G4, c + (size_t)r * H, cn + (size_t)r * H, tc, hn + (size_t)r * H);
     memcpy(h_out, hn, sizeof(float) * (size_t)n * H);
     memcpy(c_out, cn, sizeof(float) * (size_t)n * H);
-    dense_forward(hn, m->p.out1_w, m->p.out1_b, n, H, O, y1);
+    small_nt(hn, n, m->p.out1_w, m->p.out1_b, H, O, y1, false);
     elu_forward(y1, (size_t)n * O);
-    dense_forward(y1, m->p.out2_w, m->p.out2_b, n, O, cf->n_vocab, logits);
+    small_nt(y1, n, m->p.out2_w, m->p.out2_b, O, cf->n_vocab, logits, false);
 }
