@@ -33,6 +33,19 @@ static void random_model(dec_model *m, imcap_rng *rng, float scale)
     for (size_t i = 0; i < m->n_params; i++) m->params[i] += (float)(scale * imcap_rng_normal(rng));
 }
 
+/* The tiny model with random weights (seed), a workspace for 4 x 7 tokens
+ * and 4 random image embeddings. */
+static void tiny_setup(bool grads, uint64_t seed, dec_model **m, dec_work **w, float img[4 * 5])
+{
+    dec_config c = tiny_config();
+    REQUIRE_OK(dec_model_new(&c, grads, m));
+    REQUIRE_OK(dec_work_new(&c, 4, 7, w));
+    imcap_rng rng;
+    imcap_rng_seed(&rng, seed);
+    random_model(*m, &rng, 0.3f);
+    for (int i = 0; i < 20; i++) img[i] = (float)imcap_rng_normal(&rng);
+}
+
 /* The loss of a pass; with train, a training pass (dropout applies; the
  * gradients are overwritten). */
 static double loss_of(dec_model *m, dec_work *w, const float *img, int b, int t1, bool train)
@@ -56,14 +69,9 @@ static void gradcheck(float drop)
     dec_config c = tiny_config();
     dec_model *m;
     dec_work *w;
-    REQUIRE_OK(dec_model_new(&c, true, &m));
-    REQUIRE_OK(dec_work_new(&c, 4, 7, &w));
-    dec_work_set_dropout(w, drop, 99);
-    imcap_rng rng;
-    imcap_rng_seed(&rng, 7);
-    random_model(m, &rng, 0.3f);
     float img[4 * 5], dimg[4 * 5];
-    for (int i = 0; i < 20; i++) img[i] = (float)imcap_rng_normal(&rng);
+    tiny_setup(true, 7, &m, &w, img);
+    dec_work_set_dropout(w, drop, 99);
     float loss;
     int64_t nt;
     REQUIRE_OK(dec_forward_backward(m, w, img, tiny_tokens, 4, 7, true, dimg, &loss, &nt));
@@ -123,16 +131,10 @@ TEST(decoder_gradcheck_every_tensor_and_input) { gradcheck(0.0f); }
 TEST(decoder_gradcheck_with_dropout)
 {
     gradcheck(0.5f);
-    dec_config c = tiny_config();
     dec_model *m;
     dec_work *w;
-    REQUIRE_OK(dec_model_new(&c, true, &m));
-    REQUIRE_OK(dec_work_new(&c, 4, 7, &w));
-    imcap_rng rng;
-    imcap_rng_seed(&rng, 3);
-    random_model(m, &rng, 0.3f);
     float img[4 * 5];
-    for (int i = 0; i < 20; i++) img[i] = (float)imcap_rng_normal(&rng);
+    tiny_setup(true, 3, &m, &w, img);
     dec_work_set_dropout(w, 0.3f, 1);
     double a = loss_of(m, w, img, 4, 7, true), a2 = loss_of(m, w, img, 4, 7, true);
     dec_work_set_dropout(w, 0.3f, 2);
@@ -153,13 +155,8 @@ TEST(decoder_step_api_matches_batched_forward)
     dec_config c = tiny_config();
     dec_model *m;
     dec_work *w;
-    REQUIRE_OK(dec_model_new(&c, false, &m));
-    REQUIRE_OK(dec_work_new(&c, 4, 7, &w));
-    imcap_rng rng;
-    imcap_rng_seed(&rng, 11);
-    random_model(m, &rng, 0.3f);
     float img[4 * 5];
-    for (int i = 0; i < 20; i++) img[i] = (float)imcap_rng_normal(&rng);
+    tiny_setup(false, 11, &m, &w, img);
     float batch_loss;
     int64_t nt;
     REQUIRE_OK(dec_forward_backward(m, w, img, tiny_tokens, 4, 7, false, NULL, &batch_loss, &nt));
