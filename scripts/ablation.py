@@ -47,6 +47,7 @@ def main():
     ap.add_argument("--epochs", type=int, required=True)
     ap.add_argument("--sizes", default="120 300 100 120", help="decoder sizes: img hidden, hidden, embed, out hidden")
     ap.add_argument("--dropout", default="0")
+    ap.add_argument("--alpha", default="0.7")
     ap.add_argument("--batches", type=int, required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--extra", action="append", default=[])
@@ -78,7 +79,7 @@ def main():
     L.append("1000 dev images as validation split; the epoch with the lowest validation loss is kept (early")
     L.append("stopping, `--best`). Captions of the 1000 dev images are scored by `imcap eval` (COCO toolkit")
     L.append("tokenization and metrics, 5 references per image; CIDEr = CIDEr-D). Decoding: greedy, or beam")
-    L.append(f"search with {k} beams and length normalisation alpha 0.7; at most 20 words.\n")
+    L.append(f"search with {k} beams and length normalisation alpha {a.alpha}; at most 20 words.\n")
     L.append("| model | encoder (embedding) | decoding | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | ROUGE-L | CIDEr-D | training: best epoch of epochs x batches (val loss), time |")
     L.append("|---|---|---|---|---|---|---|---|---|---|")
     for n in names:
