@@ -531,6 +531,14 @@ static ops_win make_win(const enc_graph *g, const enc_node *nd, int n)
     return w;
 }
 
+/* W of a CONV2D or DENSE node as the GEMM's [k][n]. */
+static void weight_dims(const enc_graph *g, const enc_node *nd, int *k, int *n)
+{
+    const enc_param *wp = &g->params[nd->weight];
+    *n = wp->shape[wp->n_dims - 1];
+    *k = (int)(wp->count / (size_t)*n);
+}
+
 /* Work of pack_weights, run on the worker threads: item 0 recomputes the
  * file's checksum (when there is one to verify), item i > 0 packs node
  * first + i - 1 into the buffers allocated for it. */
@@ -552,9 +560,9 @@ static void pack_task(void *vctx, size_t i0, size_t i1, int tid)
         int id = t->first + (int)i - 1;
         const enc_node *nd = &g->nodes[id];
         if (!g->pack->w[id]) continue;
-        const enc_param *wp = &g->params[nd->weight];
         const float *w = enc_graph_param_data(g, nd->weight);
-        int n = wp->shape[wp->n_dims - 1], k = (int)(wp->count / (size_t)n);
+        int k, n;
+        weight_dims(g, nd, &k, &n);
         ops_pack_weights(k, n, w, g->pack->w[id]);
         if (g->pack->wu[id]) ops_winograd_pack(g->values[nd->inputs[0]].c, n, w, g->pack->wu[id]);
     }
@@ -582,8 +590,8 @@ static imcap_status pack_weights(const enc_graph *g)
         const enc_node *nd = &g->nodes[i];
         pk->w[i] = pk->wu[i] = NULL;
         if ((nd->op != ENC_CONV2D && nd->op != ENC_DENSE) || ops_gemm_is_openblas()) continue;
-        const enc_param *wp = &g->params[nd->weight];
-        int n = wp->shape[wp->n_dims - 1], k = (int)(wp->count / (size_t)n);
+        int k, n;
+        weight_dims(g, nd, &k, &n);
         ops_win win = make_win(g, nd, 1);
         bool wino = nd->op == ENC_CONV2D && ops_winograd_ok(&win);
         pk->w[i] = imcap_alloc(ops_packed_floats(k, n), sizeof(float));

@@ -366,6 +366,17 @@ static void gemm_kblocks(gemm_ctx *g)
     }
 }
 
+/* The derived fields of g: K as taps x channels, tile and panel counts,
+ * K blocks (x, lda, cv, m, k, n must be set). */
+static void gemm_init(gemm_ctx *g)
+{
+    g->taps = g->cv ? g->cv->kh * g->cv->kw : 1;
+    g->c = g->cv ? g->cv->c : g->k;
+    g->tiles = (g->m + GEMM_MR - 1) / GEMM_MR;
+    g->panels = (g->n + GEMM_NR - 1) / GEMM_NR;
+    gemm_kblocks(g);
+}
+
 /* Tasks: rows_split ranges of 6-row tiles x cols_split ranges of panels,
  * at most 4 per thread (ops_parallel then hands them out one by one). The
  * split minimises the busiest thread's tile count; a task covers at most
@@ -384,9 +395,8 @@ static void gemm_split(gemm_ctx *g)
         for (int rs = 1; rs <= T && rs * cs <= max_tasks; rs++) {
             int tasks = rs * cs, rounds = (tasks + nt - 1) / nt;
             long per = (long)((T + rs - 1) / rs) * ((P + cs - 1) / cs);
-            /* busiest thread's micro-tiles, then a small cost per task (A
-             * pointers, W block reloads), preferring more tasks on ties
-             * only through balance */
+            /* the busiest thread's micro-tiles; among equal splits the one
+             * with fewer tasks (each recomputes A pointers, reloads W) */
             long cost = (long)rounds * per * 64 + tasks;
             if (best < 0 || cost < best) {
                 best = cost;
@@ -396,17 +406,21 @@ static void gemm_split(gemm_ctx *g)
         }
 }
 
-/* K range [koff, koff + len) of K block b (in W's rows). */
-static void gemm_krange(const gemm_ctx *g, int b, size_t *koff, int *len)
+/* K block b: taps [t0, t1) with channels [c0, c1) of each; in W's rows it
+ * is [t0 * c + c0, t0 * c + c0 + (t1 - t0) * (c1 - c0)). */
+static void gemm_kblock(const gemm_ctx *g, int b, int *t0, int *t1, int *c0, int *c1)
 {
     if (g->tpb > 1 || g->cpb == g->c) {
-        int t0 = b * g->tpb, t1 = t0 + g->tpb < g->taps ? t0 + g->tpb : g->taps;
-        *koff = (size_t)t0 * g->c;
-        *len = (t1 - t0) * g->c;
+        *t0 = b * g->tpb;
+        *t1 = *t0 + g->tpb < g->taps ? *t0 + g->tpb : g->taps;
+        *c0 = 0;
+        *c1 = g->c;
     } else {
-        int per_tap = (g->c + g->cpb - 1) / g->cpb, c0 = (b % per_tap) * g->cpb;
-        *koff = (size_t)(b / per_tap) * g->c + (size_t)c0;
-        *len = c0 + g->cpb < g->c ? g->cpb : g->c - c0;
+        int per_tap = (g->c + g->cpb - 1) / g->cpb;
+        *t0 = b / per_tap;
+        *t1 = *t0 + 1;
+        *c0 = (b % per_tap) * g->cpb;
+        *c1 = *c0 + g->cpb < g->c ? *c0 + g->cpb : g->c;
     }
 }
 
@@ -417,18 +431,7 @@ static void gemm_rows(const gemm_ctx *g, int b, size_t r0, int mr, const float *
                       int *len, size_t *koff)
 {
     int t0, t1, c0, c1;
-    if (g->tpb > 1 || g->cpb == g->c) {
-        t0 = b * g->tpb;
-        t1 = t0 + g->tpb < g->taps ? t0 + g->tpb : g->taps;
-        c0 = 0;
-        c1 = g->c;
-    } else {
-        int per_tap = (g->c + g->cpb - 1) / g->cpb;
-        t0 = b / per_tap;
-        t1 = t0 + 1;
-        c0 = (b % per_tap) * g->cpb;
-        c1 = c0 + g->cpb < g->c ? c0 + g->cpb : g->c;
-    }
+    gemm_kblock(g, b, &t0, &t1, &c0, &c1);
     *ntaps = t1 - t0;
     *len = c1 - c0;
     *koff = (size_t)t0 * g->c + c0;
@@ -492,7 +495,10 @@ static void gemm_block(const gemm_ctx *g, int i0, int i1, int p0, int p1)
             /* W's next K block, fetched into L2 a slice per tile: W streams
              * from memory once per run, and a cold block would stall the
              * first tile of every K block. */
-            gemm_krange(g, b + 1, &next_koff, &next_len);
+            int t0, t1, c0, c1;
+            gemm_kblock(g, b + 1, &t0, &t1, &c0, &c1);
+            next_koff = (size_t)t0 * g->c + (size_t)c0;
+            next_len = (t1 - t0) * (c1 - c0);
             next_lines = (size_t)(p1 - p0) * (size_t)next_len;
             per_tile = (next_lines + (size_t)(i1 - i0) - 1) / (size_t)(i1 - i0);
         }
@@ -540,11 +546,7 @@ static void own_gemm(const float *x, size_t lda, const ops_win *cv, const float 
                      float *y, int m, int k, int n)
 {
     gemm_ctx g = {.x = x, .wp = wp, .b = b, .lda = lda, .cv = cv, .y = y, .m = m, .k = k, .n = n, .act = act};
-    g.taps = cv ? cv->kh * cv->kw : 1;
-    g.c = cv ? cv->c : k;
-    g.tiles = (m + GEMM_MR - 1) / GEMM_MR;
-    g.panels = (n + GEMM_NR - 1) / GEMM_NR;
-    gemm_kblocks(&g);
+    gemm_init(&g);
     gemm_split(&g);
     ops_parallel((size_t)g.rows_split * g.cols_split, 1, gemm_task, &g);
 }
@@ -717,9 +719,17 @@ typedef struct wino_ctx {
     const float *x, *up, *b;
     float *y, *scratch;
     enc_act act;
-    int th, tw, tb, nblocks;
+    int th, tw, tb; /* tiles per image: th x tw; tiles per block: tb */
     size_t tiles;
 } wino_ctx;
+
+/* Tile number -> image, tile row, tile column. */
+static inline size_t wino_tile(const wino_ctx *t, size_t tile, int *ty, int *tx)
+{
+    *tx = (int)(tile % (size_t)t->tw);
+    *ty = (int)(tile / (size_t)t->tw % (size_t)t->th);
+    return tile / ((size_t)t->tw * t->th);
+}
 
 /* Lanes [0, cnt) of 8 from p (zeros beyond). */
 static inline __m256 load_part(const float *p, int cnt)
@@ -751,9 +761,8 @@ static void wino_task(void *vctx, size_t b0, size_t b1, int tid)
         int nt = t->tiles - t0 < (size_t)tb ? (int)(t->tiles - t0) : tb;
         /* Input transform: V[xi][i][c] = (B^T d B)[xi] of tile i. */
         for (int i = 0; i < nt; i++) {
-            size_t tile = t0 + (size_t)i;
-            int tx = (int)(tile % (size_t)t->tw), ty = (int)(tile / (size_t)t->tw % (size_t)t->th);
-            const float *xi = t->x + tile / ((size_t)t->tw * t->th) * (size_t)g->h * g->w * C;
+            int tx, ty;
+            const float *xi = t->x + wino_tile(t, t0 + (size_t)i, &ty, &tx) * (size_t)g->h * g->w * C;
             int iy0 = ty * 4 - g->pt, ix0 = tx * 4 - g->pl;
             for (int c0 = 0; c0 < C; c0 += 8) {
                 int cnt = C - c0 < 8 ? C - c0 : 8;
@@ -774,17 +783,14 @@ static void wino_task(void *vctx, size_t b0, size_t b1, int tid)
         /* The 36 products: M[xi] = V[xi] U[xi]. */
         for (int xi6 = 0; xi6 < 36; xi6++) {
             gemm_ctx gc = {.x = V + xi6 * vstride, .wp = t->up + (size_t)xi6 * ops_packed_floats(C, OC), .lda = (size_t)C,
-                           .y = M + xi6 * mstride, .m = nt, .k = C, .n = OC, .act = ENC_ACT_NONE, .taps = 1, .c = C};
-            gc.tiles = (nt + GEMM_MR - 1) / GEMM_MR;
-            gc.panels = (OC + GEMM_NR - 1) / GEMM_NR;
-            gemm_kblocks(&gc);
+                           .y = M + xi6 * mstride, .m = nt, .k = C, .n = OC, .act = ENC_ACT_NONE};
+            gemm_init(&gc);
             gemm_block(&gc, 0, gc.tiles, 0, gc.panels);
         }
         /* Output transform, bias, activation. */
         for (int i = 0; i < nt; i++) {
-            size_t tile = t0 + (size_t)i;
-            int tx = (int)(tile % (size_t)t->tw), ty = (int)(tile / (size_t)t->tw % (size_t)t->th);
-            float *yi = t->y + tile / ((size_t)t->tw * t->th) * (size_t)g->oh * g->ow * OC;
+            int tx, ty;
+            float *yi = t->y + wino_tile(t, t0 + (size_t)i, &ty, &tx) * (size_t)g->oh * g->ow * OC;
             for (int o0 = 0; o0 < OC; o0 += 8) {
                 int cnt = OC - o0 < 8 ? OC - o0 : 8;
                 __m256 m[6][6], s[4][6], o[4];
@@ -819,10 +825,9 @@ static void wino_task(void *vctx, size_t b0, size_t b1, int tid)
 static void winograd_conv(const ops_win *g, const float *x, const float *up, const float *b, enc_act act, float *y,
                           float *scratch)
 {
-    wino_ctx t = {g, x, up, b, y, scratch, act, (g->oh + 3) / 4, (g->ow + 3) / 4, wino_block_tiles(g), 0, 0};
+    wino_ctx t = {g, x, up, b, y, scratch, act, (g->oh + 3) / 4, (g->ow + 3) / 4, wino_block_tiles(g), 0};
     t.tiles = (size_t)g->n * t.th * t.tw;
-    t.nblocks = (int)((t.tiles + (size_t)t.tb - 1) / (size_t)t.tb);
-    ops_parallel((size_t)t.nblocks, 1, wino_task, &t);
+    ops_parallel((t.tiles + (size_t)t.tb - 1) / (size_t)t.tb, 1, wino_task, &t);
 }
 
 /* ------------------------------------------------------------ convolution */

@@ -202,8 +202,8 @@ void imcap_atomic_abort(imcap_atomic_file *af)
 }
 
 /* CRC-32 (zlib's polynomial), slice-by-8: eight bytes per step through
- * eight derived tables (~3 GB/s), so verifying an 89 MB encoder file's
- * weights costs tens of milliseconds. */
+ * eight derived tables (~1.6 GB/s here, 5x the byte-wise table), so
+ * verifying an 89 MB encoder file's weights costs ~55 ms. */
 static uint32_t g_crc_table[8][256];
 static pthread_once_t g_crc_once = PTHREAD_ONCE_INIT;
 
