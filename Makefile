@@ -1,13 +1,15 @@
 # imcap - build with `make`, test with `make check` (optimised + ASan/UBSan).
 CC      ?= cc
+# src/ is grouped by pipeline stage; every folder is on the include path.
+SRCDIRS := $(patsubst %/,%,$(sort $(dir $(wildcard src/*/*.c))))
 OPT     ?= -O2 -g
 CFLAGS  := $(OPT) -march=x86-64-v3 -std=c11 -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation \
-           -fPIC -pthread -Iinclude -Isrc $(EXTRA_CFLAGS)
+           -fPIC -pthread -Iinclude $(SRCDIRS:%=-I%) $(EXTRA_CFLAGS)
 LDLIBS  += -lopenblas -ljpeg -lpng -lexif -lcjson -lespeak-ng -lm -pthread
 SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 BUILD   ?= build
-SRC     := $(wildcard src/*.c)
+SRC     := $(wildcard src/*/*.c)
 TOOLSRC := $(wildcard tools/*.c)
 TESTSRC := $(wildcard tests/*.c)
 OBJ     := $(SRC:%.c=$(BUILD)/%.o)
@@ -27,21 +29,21 @@ $(BUILD)/imcap: $(TOOLOBJ) $(BUILD)/libimcap.a
 $(BUILD)/imcap_tests: $(TESTOBJ) $(OBJ)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h tools/*.h tests/*.h)
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/*/*.h tools/*.h tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 # Decoder training kernels: let GCC vectorize their elementwise loops.
-$(BUILD)/src/decoder.o $(BUILD)/src/optimizer.o: CFLAGS += -O3 -fno-math-errno -fno-trapping-math
+$(BUILD)/src/decoder/decoder.o $(BUILD)/src/decoder/optimizer.o: CFLAGS += -O3 -fno-math-errno -fno-trapping-math
 
 # Image resize loops: let GCC vectorize them (integer math, results unchanged).
-$(BUILD)/src/image.o: CFLAGS += -O3
+$(BUILD)/src/image/image.o: CFLAGS += -O3
 
 # Benchmark programs: bench/<name>.c -> build/<name> (make bench).
 BENCHSRC := $(wildcard bench/*.c)
 bench: $(BENCHSRC:bench/%.c=$(BUILD)/%)
 
-$(BUILD)/bench_%: bench/bench_%.c $(BUILD)/libimcap.a $(wildcard include/*.h src/*.h)
+$(BUILD)/bench_%: bench/bench_%.c $(BUILD)/libimcap.a $(wildcard include/*.h src/*/*.h)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libimcap.a $(LDLIBS)
 
 asan:

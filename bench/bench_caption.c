@@ -21,8 +21,8 @@
  * photos, so the peer (scripts/caption_peer.py) can check it does the same work.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "../src/captioner.h"
-#include "../src/generate.h"
+#include "captioner.h"
+#include "generate.h"
 
 #include <dirent.h>
 #include <math.h>

@@ -13,8 +13,8 @@
  * threads) over the timed batches: less sensitive to other load than the
  * wall-clock rate on a shared machine).
  */
-#include "../src/decoder.h"
-#include "../src/optimizer.h"
+#include "decoder.h"
+#include "optimizer.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -13,8 +13,8 @@
  * "batch N: X images/s (Y ms/batch), Z GFLOP/s".
  */
 #define _GNU_SOURCE
-#include "../src/graph.h"
-#include "../src/ops.h"
+#include "graph.h"
+#include "ops.h"
 
 #include <immintrin.h>
 #include <math.h>

@@ -238,7 +238,7 @@ imcap_status imcap_embfile_write(const char *path, size_t dim, const char *encod
 
 /* ------------------------------------------------ decoder and training */
 
-/* Training of the LSTM decoder (src/train.c) on an embeddings file and a
+/* Training of the LSTM decoder (src/decoder/train.c) on an embeddings file and a
  * caption dataset: epochs x batches of random images with one random caption
  * each (imcap_batcher), Adam, validation loss each epoch, loss history CSV +
  * SVG plot, atomic GGUF checkpoints (docs/FORMATS.md "Decoder checkpoint")

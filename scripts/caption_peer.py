@@ -30,7 +30,7 @@ from encoder_peer import Encoder, Gguf  # noqa: E402
 
 class Decoder:
     """The decoder of docs/FORMATS.md ("Decoder checkpoint" tensors) with the generation rules of
-    src/generate.c. t: dict of torch tensors by tensor name (without a "decoder." prefix)."""
+    src/decoder/generate.c. t: dict of torch tensors by tensor name (without a "decoder." prefix)."""
 
     def __init__(self, t, words, max_len, alpha):
         self.img1_w, self.img1_b = t["img1.weight"], t["img1.bias"]
@@ -82,7 +82,7 @@ class Decoder:
         return out, total, ended
 
     def beam(self, img, K=3, n_best=1):
-        """The C algorithm (src/generate.c): extensions ranked by summed log-probability; an END
+        """The C algorithm (src/decoder/generate.c): extensions ranked by summed log-probability; an END
         extension among the first K finishes a caption, others fill the K prefixes; finished
         captions ranked by logprob / len^alpha; early stop once K are finished and no prefix can
         beat the K-th. -> n_best of (score, word ids, logprob, ended), best first."""

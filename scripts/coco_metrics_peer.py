@@ -2,7 +2,7 @@
 """coco_metrics_peer.py - an independent, compact Python implementation of the
 COCO caption toolkit's BLEU-1..4, ROUGE-L and CIDEr-D on already tokenized
 captions (written for imcap from the metric definitions; pycocoevalcap is not
-installable offline). It is the peer that cross-checks src/metrics.c and makes
+installable offline). It is the peer that cross-checks src/eval/metrics.c and makes
 the golden files of tests/test_metrics.c.
 
 usage:

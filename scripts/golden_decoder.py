@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Golden file for the LSTM decoder (tests/data/decoder_golden.bin).
 
-Builds the decoder of src/decoder.h in PyTorch (Debian python3-torch) with
+Builds the decoder of src/decoder/decoder.h in PyTorch (Debian python3-torch) with
 tiny but nontrivial sizes, and writes the inputs (tokens with PAD, image
 embeddings), the weights, the loss, every gradient, d loss / d image and
 the losses and final weights of 10 Adam steps with gradient clipping.

@@ -5,7 +5,7 @@ Makes a small decoder with random weights (numpy, fixed seed), 6 image embedding
 PyTorch implementation of the generation rules (scripts/caption_peer.py, class Decoder: greedy
 and beam search with length normalisation, PAD/START/UNK masked, END masked first) on them.
 Writes tests/data/generate_golden.json: config, vocabulary, weights (row-major, the C tensor
-layout of src/decoder.h), embeddings and, per embedding and setting, the captions (word ids),
+layout of src/decoder/decoder.h), embeddings and, per embedding and setting, the captions (word ids),
 log-probabilities, scores and whether they ended.
 
 Run: OPENBLAS_NUM_THREADS=1 /usr/bin/python3 scripts/golden_generate.py

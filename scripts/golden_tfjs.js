@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /*
  * golden_tfjs.js - golden outputs of TensorFlow.js (npm @tensorflow/tfjs, CPU
- * backend) for the TF.js importer (src/tfjs.c). Run from anywhere:
+ * backend) for the TF.js importer (src/encoder/tfjs.c). Run from anywhere:
  *     nice node scripts/golden_tfjs.js
  * It installs peers/package.json into peers/node_modules when missing.
  *

@@ -5,7 +5,7 @@
 #ifndef IMCAP_TEST_FIXTURE_H
 #define IMCAP_TEST_FIXTURE_H
 
-#include "../src/captioner.h"
+#include "captioner.h"
 
 /* The tiny encoder: 16x16x3 input, conv 3x3/2 + ReLU, global average pool,
  * dense to n_img = 6 floats named "embedding"; preprocessing x/255*2-1. */

@@ -7,8 +7,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "fixture.h"
 #include "test.h"
-#include "../src/generate.h"
-#include "../src/gguf.h"
+#include "generate.h"
+#include "gguf.h"
 
 #include <pthread.h>
 #include <sys/stat.h>

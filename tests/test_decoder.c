@@ -4,9 +4,9 @@
  * forward, the PyTorch golden file, and an overfit run on real captions.
  */
 #include "test.h"
-#include "../src/decoder.h"
-#include "../src/generate.h"
-#include "../src/optimizer.h"
+#include "decoder.h"
+#include "generate.h"
+#include "optimizer.h"
 
 #include <math.h>
 

@@ -5,7 +5,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "test.h"
-#include "../src/extract.h"
+#include "extract.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

@@ -5,7 +5,7 @@
  * model's distribution.
  */
 #include "test.h"
-#include "../src/generate.h"
+#include "generate.h"
 
 #include <math.h>
 

@@ -1,5 +1,5 @@
 #include "test.h"
-#include "../src/gguf.h"
+#include "gguf.h"
 
 static void write_sample(const char *path)
 {

@@ -4,7 +4,7 @@
  * against OpenCV goldens (tests/data/resize_golden.bin, scripts/golden_resize.py).
  */
 #include "test.h"
-#include "../src/internal.h"
+#include "internal.h"
 
 #include <dirent.h>
 #include <strings.h>

@@ -7,9 +7,9 @@
  * multi-op graph.
  */
 #include "test.h"
-#include "../src/gguf.h"
-#include "../src/graph.h"
-#include "../src/ops.h"
+#include "gguf.h"
+#include "graph.h"
+#include "ops.h"
 
 #include <pthread.h>
 

@@ -1,6 +1,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "test.h"
-#include "../src/internal.h"
+#include "internal.h"
 
 #include <dirent.h>
 #include <pthread.h>

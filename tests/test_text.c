@@ -1,7 +1,7 @@
 #define _DEFAULT_SOURCE
 #include "test.h"
 #include "imcap.h"
-#include "../src/internal.h"
+#include "internal.h"
 
 #include <cjson/cJSON.h>
 #include <limits.h>

@@ -6,7 +6,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "test.h"
-#include "../src/tfjs.h"
+#include "tfjs.h"
 
 #include <errno.h>
 #include <sys/stat.h>

@@ -5,7 +5,7 @@
  */
 #define _GNU_SOURCE
 #include "test.h"
-#include "../src/decoder.h"
+#include "decoder.h"
 
 #include <signal.h>
 #include <sys/stat.h>

@@ -1,5 +1,5 @@
 #include "test.h"
-#include "../src/internal.h"
+#include "internal.h"
 
 #include <sys/stat.h>
 

@@ -1,6 +1,6 @@
 /*
  * extract.c - feature extraction: runs an encoder over a list of images and
- * writes the embeddings file the decoder trains on (src/embfile.c).
+ * writes the embeddings file the decoder trains on (src/encoder/embfile.c).
  *
  * Pipeline: worker threads decode + preprocess images into a ring of batch
  * slots (3 batches deep) while the calling thread runs the network (which
