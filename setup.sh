@@ -19,6 +19,7 @@ log() { printf '\n== %s\n' "$*" >&2; }
 
 APT_PACKAGES=(build-essential pkg-config libopenblas-dev libjpeg-dev libpng-dev libexif-dev
               libcjson-dev libespeak-ng-dev espeak-ng python3 python3-numpy ca-certificates curl unzip)
+APT_PACKAGES+=(libopenmpi-dev openmpi-bin iproute2)  # MPI scale-out: mpirun, tests/suites/mpi.sh (ip netns)
 if [ "$NO_APT" = 0 ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -42,6 +42,9 @@ static void train_usage(FILE *fp)
             "  --img-hidden N, --hidden N, --embed N, --out-hidden N\n"
             "                         model sizes (%d, %d, %d, %d)\n"
             "  --seed N               random seed (%llu)\n"
+            "  --chunks K             cut each batch into K fixed sub-batches summed in a fixed order:\n"
+            "                         the results depend on K, not on the ranks (mpirun -np N, N <= K);\n"
+            "                         default 1, under mpirun N (kept in the checkpoint)\n"
             "  --quiet                no progress line\n",
             d.epochs, d.batches_per_epoch, d.batch_size, d.max_len, d.min_count, d.val_batches, d.checkpoint_every,
             d.lr, d.n_img1, d.n_hid, d.n_emb, d.n_out1, (unsigned long long)d.seed);
@@ -143,7 +146,7 @@ int cmd_train(int argc, char **argv)
         } else if (v && (!strcmp(a, "--epochs") || !strcmp(a, "--batches") || !strcmp(a, "--batch") ||
                          !strcmp(a, "--max-len") || !strcmp(a, "--min-count") || !strcmp(a, "--val-batches") ||
                          !strcmp(a, "--checkpoint-every") || !strcmp(a, "--img-hidden") || !strcmp(a, "--hidden") ||
-                         !strcmp(a, "--embed") || !strcmp(a, "--out-hidden"))) {
+                         !strcmp(a, "--embed") || !strcmp(a, "--out-hidden") || !strcmp(a, "--chunks"))) {
             long lo = !strcmp(a, "--val-batches") || !strcmp(a, "--checkpoint-every") ? 0 : 1;
             if (!strcmp(a, "--max-len")) lo = 2;
             if (cli_parse_int(a, v, lo, 100000000, &n)) return 2;
@@ -157,6 +160,7 @@ int cmd_train(int argc, char **argv)
                        : !strcmp(a, "--img-hidden")       ? &p.n_img1
                        : !strcmp(a, "--hidden")           ? &p.n_hid
                        : !strcmp(a, "--embed")            ? &p.n_emb
+                       : !strcmp(a, "--chunks")           ? &p.chunks
                                                           : &p.n_out1;
             *dst = (int)n;
             i++;
@@ -181,8 +185,9 @@ int cmd_train(int argc, char **argv)
     ui.last = -1e9;
     p.report = train_report;
     p.report_user = &ui;
+    p.comm = cli_comm();
     imcap_status s = imcap_train(&p);
-    if (!s && !ui.quiet)
+    if (!s && !ui.quiet && p.comm->rank == 0)
         fprintf(stderr, "imcap train: done; model and checkpoint %s, history %s, plot %s%s%s\n", p.checkpoint,
                 p.history_csv, p.plot_svg, p.best_model ? ", best-validation model " : "",
                 p.best_model ? p.best_model : "");
