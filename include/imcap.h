@@ -537,6 +537,9 @@ typedef struct imcap_extract_params {
     int batch;             /* images per network run (default 8, at most 256) */
     imcap_progress_fn progress;
     void *progress_user;
+    const imcap_comm *comm; /* ranks sharing the list (image i on rank i % size, in shard files
+                             * "<out>.rank<R>of<N>", each resumable; rank 0 merges them into out,
+                             * the same bytes as one process writes); NULL: one process */
 } imcap_extract_params;
 
 typedef struct imcap_extract_report {
