@@ -289,6 +289,9 @@ typedef struct imcap_train_report {
     double eta_s;               /* estimated seconds to the end */
     const char *checkpoint;     /* path when a checkpoint was just written, else NULL */
     int best;                   /* 1 when the best-validation model was just written */
+    double comm_s;              /* ranks of a job: seconds this process spent exchanging gradients */
+    double train_s;             /* seconds of this run so far (training and validation) */
+    uint64_t comm_bytes;        /* bytes this process sends per batch (0 for one process) */
 } imcap_train_report;
 /* Called after every batch and at each epoch end; non-zero stops training
  * (imcap_train then returns IMCAP_E_ARG "interrupted"). */

@@ -50,7 +50,7 @@ static void train_usage(FILE *fp)
             d.lr, d.n_img1, d.n_hid, d.n_emb, d.n_out1, (unsigned long long)d.seed);
 }
 
-typedef struct train_ui { double last; int quiet, tty; } train_ui;
+typedef struct train_ui { double last; int quiet, tty; imcap_train_report end; } train_ui;
 
 static double now_s(void)
 {
@@ -62,6 +62,7 @@ static double now_s(void)
 static int train_report(void *user, const imcap_train_report *r)
 {
     train_ui *ui = user;
+    ui->end = *r;
     if (ui->quiet) return 0;
     const int eta = (int)r->eta_s;
     if (r->epoch_end) {
@@ -191,6 +192,10 @@ int cmd_train(int argc, char **argv)
         fprintf(stderr, "imcap train: done; model and checkpoint %s, history %s, plot %s%s%s\n", p.checkpoint,
                 p.history_csv, p.plot_svg, p.best_model ? ", best-validation model " : "",
                 p.best_model ? p.best_model : "");
+    if (!s && p.comm->size > 1 && p.comm->rank == 0 && ui.end.train_s > 0)
+        fprintf(stderr, "imcap train: %d ranks, %d chunks a batch: gradient exchange %.3f s of %.3f s (%.1f%%), "
+                "%.0f bytes sent per batch by each rank\n", p.comm->size, p.chunks ? p.chunks : p.comm->size,
+                ui.end.comm_s, ui.end.train_s, 100.0 * ui.end.comm_s / ui.end.train_s, (double)ui.end.comm_bytes);
     free(hist);
     free(plot);
     free(best);

@@ -638,6 +638,9 @@ static imcap_status train_run(trainer *t, const imcap_train_params *req)
         const double el = imcap_now() - t0;
         const uint64_t done = t->step - step0;
         r.step = t->step;
+        r.comm_s = dist_comm_seconds(t->dist);
+        r.train_s = el;
+        r.comm_bytes = dist_bytes_per_step(t->dist);
         r.tokens_per_s = el > 0 ? tokens / el : 0;
         r.eta_s = done > 0 ? el / (double)done * (double)(total - t->step) : 0;
         int stop = 0;
