@@ -290,6 +290,7 @@ typedef struct imcap_train_report {
     const char *checkpoint;     /* path when a checkpoint was just written, else NULL */
     int best;                   /* 1 when the best-validation model was just written */
     double comm_s;              /* ranks of a job: seconds this process spent exchanging gradients */
+    double wait_s;              /* ... and waiting for the slowest rank before the exchanges */
     double train_s;             /* seconds of this run so far (training and validation) */
     uint64_t comm_bytes;        /* bytes this process sends per batch (0 for one process) */
 } imcap_train_report;

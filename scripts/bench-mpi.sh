@@ -37,8 +37,8 @@ train_once() { # label np chunks sizes...
   else IMCAP_THREADS=1 "${cmd[@]}" > "$T/out" 2>&1; fi
   local tps ex tr by
   tps=$(grep -o '[0-9]* tokens/s, checkpoint' "$T/out" | tail -n1 | cut -d' ' -f1)
-  ex=$(sed -nE 's/.*gradient exchange ([0-9.]+) s of ([0-9.]+) s.* ([0-9]+) bytes sent.*/\1 \2 \3/p' "$T/out")
-  echo "$label $tps ${ex:-0 0 0}" >> "$T/train.txt"
+  ex=$(sed -nE 's/.*gradient exchange ([0-9.]+) s of ([0-9.]+) s.* ([0-9]+) bytes sent.*slowest rank ([0-9.]+) s.*/\1 \2 \3 \4/p' "$T/out")
+  echo "$label $tps ${ex:-0 0 0 0}" >> "$T/train.txt"
 }
 sizes_recipe=(--img-hidden 120 --hidden 300 --embed 100 --out-hidden 120)
 sizes_large=(--img-hidden 256 --hidden 512 --embed 256 --out-hidden 256)
@@ -69,16 +69,19 @@ python3 - "$T" "$BATCHES" "$NX" <<'PY'
 import sys, statistics as st
 T, batches, nx = sys.argv[1], sys.argv[2], sys.argv[3]
 rows = [l.split() for l in open(T + "/train.txt")]
-print(f"| training run ({batches} batches of 64, 1 thread a rank) | tokens/s (median) | vs 1 process | exchange share | bytes sent per step per rank |")
-print("|---|---|---|---|---|")
+print(f"| training run ({batches} batches of 64, 1 thread a rank) | tokens/s (median) | vs 1 process | exchange share | waiting for the slowest rank | exchange ms per step | bytes sent per step per rank |")
+print("|---|---|---|---|---|---|---|")
 for sz in ("recipe", "large"):
     base = st.median(float(r[1]) for r in rows if r[0] == f"{sz}/1proc/chunks1")
     for l in ("1proc/chunks1", "1proc/chunks2", "2ranks/chunks2"):
         rr = [r for r in rows if r[0] == f"{sz}/{l}"]
         tps = st.median(float(r[1]) for r in rr)
         share = st.median(float(r[2]) / float(r[3]) * 100 if float(r[3]) > 0 else 0 for r in rr)
+        wait = st.median(float(r[5]) / float(r[3]) * 100 if float(r[3]) > 0 else 0 for r in rr)
+        ms = st.median(float(r[2]) / int(batches) * 1000 for r in rr)
         by = int(rr[-1][4])
-        print(f"| {sz} {l} | {tps:.0f} | {tps / base:.2f}x | {f'{share:.1f}%' if by else '-'} | {by if by else '-'} |")
+        print(f"| {sz} {l} | {tps:.0f} | {tps / base:.2f}x | {f'{share:.1f}%' if by else '-'} | "
+              f"{f'{wait:.1f}%' if by else '-'} | {f'{ms:.2f}' if by else '-'} | {by if by else '-'} |")
 print()
 print(f"| extraction ({nx} images, MobileNet-EdgeTPU) | images/s (median) |")
 print("|---|---|")

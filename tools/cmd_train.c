@@ -194,8 +194,10 @@ int cmd_train(int argc, char **argv)
                 p.best_model ? p.best_model : "");
     if (!s && p.comm->size > 1 && p.comm->rank == 0 && ui.end.train_s > 0)
         fprintf(stderr, "imcap train: %d ranks, %d chunks a batch: gradient exchange %.3f s of %.3f s (%.1f%%), "
-                "%.0f bytes sent per batch by each rank\n", p.comm->size, p.chunks ? p.chunks : p.comm->size,
-                ui.end.comm_s, ui.end.train_s, 100.0 * ui.end.comm_s / ui.end.train_s, (double)ui.end.comm_bytes);
+                "%.0f bytes sent per batch by each rank; waiting for the slowest rank %.3f s (%.1f%%)\n",
+                p.comm->size, p.chunks ? p.chunks : p.comm->size, ui.end.comm_s, ui.end.train_s,
+                100.0 * ui.end.comm_s / ui.end.train_s, (double)ui.end.comm_bytes, ui.end.wait_s,
+                100.0 * ui.end.wait_s / ui.end.train_s);
     free(hist);
     free(plot);
     free(best);

@@ -639,6 +639,7 @@ static imcap_status train_run(trainer *t, const imcap_train_params *req)
         const uint64_t done = t->step - step0;
         r.step = t->step;
         r.comm_s = dist_comm_seconds(t->dist);
+        r.wait_s = dist_wait_seconds(t->dist);
         r.train_s = el;
         r.comm_bytes = dist_bytes_per_step(t->dist);
         r.tokens_per_s = el > 0 ? tokens / el : 0;

@@ -14,7 +14,7 @@ struct dist_ctx {
     float *slice;           /* [S] this rank's slice of the summed gradient */
     float *all;             /* [N][S] every slice, gathered */
     double *stats, *stats_all; /* [slots][2] (loss, targets) of this rank's chunks / [N][slots][2] */
-    double comm_s;
+    double comm_s, wait_s;
 };
 
 void dist_free(dist_ctx *d)
@@ -70,6 +70,8 @@ size_t dist_bytes_per_step(const dist_ctx *d)
 
 double dist_comm_seconds(const dist_ctx *d) { return d->comm_s; }
 
+double dist_wait_seconds(const dist_ctx *d) { return d->wait_s; }
+
 static imcap_status timed(dist_ctx *d, imcap_status s)
 {
     if (s) {
@@ -116,7 +118,11 @@ imcap_status dist_forward_backward(dist_ctx *d, imcap_status local, dec_model *m
         }
     }
     if ((s = imcap_comm_agree(d->c, s))) return s;
+    /* measured apart: waiting for the slowest rank, then the exchange itself */
+    const double tw = imcap_now();
+    if ((s = timed(d, d->c->barrier(d->c->user)))) return s;
     const double t0 = imcap_now();
+    d->wait_s += t0 - tw;
     if ((s = timed(d, d->c->allgather(d->c->user, d->stats, d->stats_all, sizeof(double) * 2 * (size_t)d->slots))))
         return s;
     if ((s = timed(d, d->c->alltoall(d->c->user, d->send, d->recv, sizeof(float) * (size_t)d->slots * S)))) return s;

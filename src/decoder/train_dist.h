@@ -41,5 +41,7 @@ imcap_status dist_share_floats(const imcap_comm *c, imcap_status local, float *v
 size_t dist_bytes_per_step(const dist_ctx *d);
 /* Seconds spent exchanging (the collectives, not the fold) since dist_new. */
 double dist_comm_seconds(const dist_ctx *d);
+/* Seconds spent waiting for the slowest rank before the exchanges. */
+double dist_wait_seconds(const dist_ctx *d);
 
 #endif
