@@ -184,14 +184,20 @@ static void run_ranks(int n, int K, float drop, int bad, rank_job *jobs, float *
     pthread_barrier_destroy(&sh.bar);
 }
 
+static size_t n_params(void)
+{
+    dec_config c = cfg();
+    dec_model *m;
+    REQUIRE_OK(dec_model_new(&c, false, &m));
+    const size_t P = m->n_params;
+    dec_model_free(m);
+    return P;
+}
+
 /* N = 1 .. 4 ranks with 4 chunks (dropout on): the same bits everywhere. */
 TEST(train_dist_ranks_give_identical_bits)
 {
-    dec_config c = cfg();
-    dec_model *m0;
-    REQUIRE_OK(dec_model_new(&c, true, &m0));
-    const size_t P = m0->n_params;
-    dec_model_free(m0);
+    const size_t P = n_params();
     float *g[MAXR], *ref = malloc(sizeof(float) * P);
     for (int r = 0; r < MAXR; r++) g[r] = malloc(sizeof(float) * P);
     rank_job jobs[MAXR];
@@ -215,11 +221,7 @@ TEST(train_dist_ranks_give_identical_bits)
 /* A failure on one rank before the exchange becomes every rank's, with its message. */
 TEST(train_dist_error_on_one_rank_stops_all)
 {
-    dec_config c = cfg();
-    dec_model *m0;
-    REQUIRE_OK(dec_model_new(&c, true, &m0));
-    const size_t P = m0->n_params;
-    dec_model_free(m0);
+    const size_t P = n_params();
     float *g[MAXR];
     for (int r = 0; r < MAXR; r++) g[r] = malloc(sizeof(float) * P);
     rank_job jobs[MAXR];
