@@ -33,12 +33,15 @@ train_once() { # label np chunks sizes...
   local label=$1 np=$2 chunks=$3; shift 3
   local cmd=($B train --embeddings "$EMB" --captions "$CAPS" --train-split "$TRAIN" --epochs 1 --batches "$BATCHES"
              --batch 64 --val-batches 0 --checkpoint "$T/c.gguf" --chunks "$chunks" "$@")
-  if [ "$np" -gt 1 ]; then IMCAP_THREADS=1 "${MPI[@]}" -np "$np" "${cmd[@]}" > "$T/out" 2>&1
-  else IMCAP_THREADS=1 "${cmd[@]}" > "$T/out" 2>&1; fi
+  # CPU seconds (user + system, the ranks included): the load-insensitive measure of the work
+  local TIMEFORMAT="%U %S" cpu
+  if [ "$np" -gt 1 ]; then cpu=$( { time IMCAP_THREADS=1 "${MPI[@]}" -np "$np" "${cmd[@]}" > "$T/out" 2>&1; } 2>&1 )
+  else cpu=$( { time IMCAP_THREADS=1 "${cmd[@]}" > "$T/out" 2>&1; } 2>&1 ); fi
+  cpu=$(echo "$cpu" | tail -n1 | awk '{print $1 + $2}')
   local tps ex tr by
   tps=$(grep -o '[0-9]* tokens/s, checkpoint' "$T/out" | tail -n1 | cut -d' ' -f1)
   ex=$(sed -nE 's/.*gradient exchange ([0-9.]+) s of ([0-9.]+) s.* ([0-9]+) bytes sent.*slowest rank ([0-9.]+) s.*/\1 \2 \3 \4/p' "$T/out")
-  echo "$label $tps ${ex:-0 0 0 0}" >> "$T/train.txt"
+  echo "$label $tps ${ex:-0 0 0 0} $cpu" >> "$T/train.txt"
 }
 sizes_recipe=(--img-hidden 120 --hidden 300 --embed 100 --out-hidden 120)
 sizes_large=(--img-hidden 256 --hidden 512 --embed 256 --out-hidden 256)
@@ -69,10 +72,11 @@ python3 - "$T" "$BATCHES" "$NX" <<'PY'
 import sys, statistics as st
 T, batches, nx = sys.argv[1], sys.argv[2], sys.argv[3]
 rows = [l.split() for l in open(T + "/train.txt")]
-print(f"| training run ({batches} batches of 64, 1 thread a rank) | tokens/s (median) | vs 1 process | exchange share | waiting for the slowest rank | exchange ms per step | bytes sent per step per rank |")
-print("|---|---|---|---|---|---|---|")
+print(f"| training run ({batches} batches of 64, 1 thread a rank) | tokens/s (median) | vs 1 process | CPU s (all ranks) | vs 1 process | exchange share | waiting for the slowest rank | exchange ms per step | bytes sent per step per rank |")
+print("|---|---|---|---|---|---|---|---|---|")
 for sz in ("recipe", "large"):
     base = st.median(float(r[1]) for r in rows if r[0] == f"{sz}/1proc/chunks1")
+    cbase = st.median(float(r[6]) for r in rows if r[0] == f"{sz}/1proc/chunks1")
     for l in ("1proc/chunks1", "1proc/chunks2", "2ranks/chunks2"):
         rr = [r for r in rows if r[0] == f"{sz}/{l}"]
         tps = st.median(float(r[1]) for r in rr)
@@ -80,7 +84,8 @@ for sz in ("recipe", "large"):
         wait = st.median(float(r[5]) / float(r[3]) * 100 if float(r[3]) > 0 else 0 for r in rr)
         ms = st.median(float(r[2]) / int(batches) * 1000 for r in rr)
         by = int(rr[-1][4])
-        print(f"| {sz} {l} | {tps:.0f} | {tps / base:.2f}x | {f'{share:.1f}%' if by else '-'} | "
+        cpu = st.median(float(r[6]) for r in rr)
+        print(f"| {sz} {l} | {tps:.0f} | {tps / base:.2f}x | {cpu:.1f} | {cpu / cbase:.2f}x | {f'{share:.1f}%' if by else '-'} | "
               f"{f'{wait:.1f}%' if by else '-'} | {f'{ms:.2f}' if by else '-'} | {by if by else '-'} |")
 print()
 print(f"| extraction ({nx} images, MobileNet-EdgeTPU) | images/s (median) |")

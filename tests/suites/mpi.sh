@@ -33,6 +33,8 @@ trap cleanup EXIT
 # one thread per rank: the decoder's sub-batch packing follows the thread count, so every run
 # of a comparison uses the same; 2 cores are shared by up to 3 ranks
 export IMCAP_THREADS=1 OPENBLAS_NUM_THREADS=1
+# containers often forbid the cross-process memory copy (CMA) of the shared-memory transport
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
 MPI=(mpirun --oversubscribe --allow-run-as-root --bind-to none)
 
 head -n 30 data/flickr8k/train.txt > "$T/train.txt"
@@ -126,6 +128,10 @@ EV=(eval --model "$T/n1.gguf" --embeddings "$T/e1.emb" --split "$T/dev.txt" --ca
 "${MPI[@]}" -np 3 "$B" "${EV[@]}" --results-out "$T/r3.json" >"$T/t3" 2>"$T/log"
 check "eval: 3 ranks print one table equal to one process's" \
   bash -c "[ \$(grep -c '^CIDEr:' '$T/t3') = 1 ] && diff <(tail -n +2 '$T/t1') <(tail -n +2 '$T/t3') >/dev/null && cmp -s '$T/r1.json' '$T/r3.json'"
+"${MPI[@]}" -np 1 "$B" "${EV[@]}" : -np 1 "$B" "${EV[@]/$T\/n1.gguf/$T/none.gguf}" >"$T/t4" 2>"$T/log"
+st=$?
+check "eval: a missing model on rank 1 stops both ranks with its message" \
+  bash -c "[ $st -ne 0 ] && grep -q 'rank 1: .*none.gguf' '$T/log' && ! grep -q CIDEr '$T/t4'"
 
 # ---- 2 ranks in two network namespaces joined by a veth pair (TCP between them)
 if ! ip netns add "$NS0" 2>/dev/null; then
