@@ -20,6 +20,12 @@
 extern "C" {
 #endif
 
+/* libimcap.so is built with hidden visibility: what this header declares is
+ * its exported API (and nothing else is). */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 #define IMCAP_VERSION_STRING "0.1.0"
 
 /* ------------------------------------------------------------------ core */
@@ -34,6 +40,10 @@ typedef enum imcap_status {
     IMCAP_E_MISMATCH,    /* inputs that do not belong together (dims, checksums) */
     IMCAP_E_INTERNAL     /* a bug: please report */
 } imcap_status;
+
+/* The library's version, IMCAP_VERSION_STRING of the build (the shared
+ * library's SONAME is libimcap.so.<major>). */
+const char *imcap_version(void);
 
 /* Static name of a status ("ok", "io error", ...). */
 const char *imcap_status_str(imcap_status s);
@@ -518,6 +528,29 @@ void imcap_extract_report_free(imcap_extract_report *rep);
 
 /* ------------------------------------------------------------- encoder */
 
+/* An encoder model file (models/encoders/NAME.gguf, made by `imcap convert`):
+ * a CNN that turns an image into the float vectors of its named outputs
+ * ("embedding", "logits", "mixed5", ...). Loaded once, it is immutable:
+ * embed calls may run concurrently on one encoder. */
+typedef struct imcap_encoder imcap_encoder;
+
+imcap_status imcap_encoder_load(const char *path, imcap_encoder **out);
+void imcap_encoder_free(imcap_encoder *e);
+const char *imcap_encoder_name(const imcap_encoder *e);
+/* Network input size (the image is center-cropped and resized to it). */
+void imcap_encoder_input_size(const imcap_encoder *e, int *h, int *w);
+int imcap_encoder_n_outputs(const imcap_encoder *e);
+const char *imcap_encoder_output_name(const imcap_encoder *e, int i); /* NULL if out of range */
+/* Floats per image of the named output (its h*w*c, NHWC order); 0 with a
+ * message naming the encoder and the output when it has no such output. */
+size_t imcap_encoder_output_size(const imcap_encoder *e, const char *output);
+/* Runs the encoder on n decoded images (the preprocessing of `imcap
+ * extract`: square crop, resize, the model's normalisation; batches of up to
+ * 8 images): out receives [n][imcap_encoder_output_size(e, output)] floats,
+ * the rows `imcap extract` writes for these images. output NULL: "embedding". */
+imcap_status imcap_encoder_embed(const imcap_encoder *e, const imcap_image *images, size_t n, const char *output,
+                                 float *out);
+
 /* ----------------------------------------------------------- captioner */
 
 /* A captioner: one model file (docs/FORMATS.md, "Captioner file") holding
@@ -535,6 +568,15 @@ typedef struct imcap_captioner imcap_captioner;
  * preprocessing differ from what the model expects is refused with a
  * message naming the file and the problem. */
 imcap_status imcap_captioner_load(const char *model_path, const char *encoder_path, imcap_captioner **out);
+/* model_path NULL in imcap_captioner_load means this default model:
+ * $IMCAP_MODEL when set; else models/default.imcap in the current directory;
+ * else, with <dir> the folder of the loaded library binary (libimcap.so, or
+ * the program the static archive is linked into): <dir>/../models/default.imcap
+ * (a build tree: build/libimcap.so) or <dir>/../share/imcap/models/default.imcap
+ * (an installed copy, `make install`; its encoders sit in models/encoders/
+ * beside it, where imcap_captioner_load looks). Writes the path into buf
+ * (size bytes); IMCAP_E_IO naming the places looked at when none exists. */
+imcap_status imcap_default_model_path(char *buf, size_t size);
 void imcap_captioner_free(imcap_captioner *c);
 
 /* The generation settings stored in the model (chosen when it was made). */
@@ -557,6 +599,8 @@ const char *imcap_captioner_checkpoint(const imcap_captioner *c);
 imcap_status imcap_captioner_export(const char *checkpoint, const char *encoder_path, const char *output,
                                     const char *embeddings, const imcap_gen_params *gen, const char *out_path);
 int imcap_captioner_vocab_size(const imcap_captioner *c);
+/* The model's vocabulary (owned by the captioner). */
+const imcap_vocab *imcap_captioner_vocab(const imcap_captioner *c);
 
 /* One caption and its alternatives, best first. */
 typedef struct imcap_caption_alt {
@@ -616,6 +660,10 @@ imcap_status imcap_speech_write_wav(const char *text, const imcap_speech_params 
 /* Speak text on the default audio output and return when done. Fails with
  * IMCAP_E_UNSUPPORTED and a clear message when there is no audio device. */
 imcap_status imcap_speech_play(const char *text, const imcap_speech_params *p);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }
