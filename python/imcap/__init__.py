@@ -199,7 +199,7 @@ class Captioner:
         elif p.temperature > 0:
             p.beam = 1
         p.n_best = 1 if n_best is None else int(n_best)
-        if p.temperature == 0 and p.n_best > p.beam:
+        if p.temperature == 0 and p.n_best > p.beam >= 1:
             if beam is not None and p.beam > 1:
                 raise ValueError("imcap: n_best %d is more than beam %d" % (p.n_best, p.beam))
             p.beam = p.n_best
