@@ -121,23 +121,13 @@ class _Decoded:
 
 # --------------------------------------------------------------- captioner
 
-class Captioner:
-    """A captioning model (docs/FORMATS.md "Captioner file") and its encoder.
-
-    model: captioner file (None: default_model_path()); encoder: its encoder file (None: the file
-    the model names, looked for in <model dir>/encoders/, <model dir>/ and models/encoders/)."""
-
-    def __init__(self, model=None, encoder=None):
-        self._h = None
-        handle = c_void_p()
-        _check(lib.imcap_captioner_load(_fs(model), _fs(encoder), byref(handle)))
-        self._h = handle
-        self.model = os.fspath(model) if model is not None else default_model_path()
-        self._vocab = None
+class _Object:
+    """A library object: closed by close(), by the end of a with block or when collected."""
+    _h = None
 
     def close(self):
         if self._h is not None:
-            lib.imcap_captioner_free(self._h)
+            self._free(self._h)
             self._h = None
 
     def __del__(self):
@@ -151,8 +141,25 @@ class Captioner:
 
     def _handle(self):
         if self._h is None:
-            raise ValueError("imcap: the captioner is closed")
+            raise ValueError("imcap: the %s is closed" % self._what)
         return self._h
+
+
+class Captioner(_Object):
+    """A captioning model (docs/FORMATS.md "Captioner file") and its encoder.
+
+    model: captioner file (None: default_model_path()); encoder: its encoder file (None: the file
+    the model names, looked for in <model dir>/encoders/, <model dir>/ and models/encoders/)."""
+
+    _what = "captioner"
+    _free = staticmethod(lib.imcap_captioner_free)
+
+    def __init__(self, model=None, encoder=None):
+        handle = c_void_p()
+        _check(lib.imcap_captioner_load(_fs(model), _fs(encoder), byref(handle)))
+        self._h = handle
+        self.model = os.fspath(model) if model is not None else default_model_path()
+        self._vocab = None
 
     @property
     def encoder_name(self):
@@ -256,35 +263,18 @@ def _floats(arr):
 
 # ----------------------------------------------------------------- encoder
 
-class Encoder:
+class Encoder(_Object):
     """An encoder model file (models/encoders/NAME.gguf): a CNN whose named outputs ("embedding",
     "logits", "mixed5", ...) are image features."""
 
+    _what = "encoder"
+    _free = staticmethod(lib.imcap_encoder_free)
+
     def __init__(self, path):
-        self._h = None
         handle = c_void_p()
         _check(lib.imcap_encoder_load(_fs(path), byref(handle)))
         self._h = handle
         self.path = os.fspath(path)
-
-    def close(self):
-        if self._h is not None:
-            lib.imcap_encoder_free(self._h)
-            self._h = None
-
-    def __del__(self):
-        self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def _handle(self):
-        if self._h is None:
-            raise ValueError("imcap: the encoder is closed")
-        return self._h
 
     @property
     def name(self):

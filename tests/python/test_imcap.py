@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import threading
@@ -326,9 +327,10 @@ def test_the_gil_is_released_during_work(cap):
 
 @needs_model
 def test_pip_install_offline_works(tmp_path):
-    site = tmp_path / "site"
+    site, src = tmp_path / "site", tmp_path / "src"
+    shutil.copytree(ROOT / "python", src, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-build-isolation", "--no-deps",
-                        "--no-index", "--target", str(site), str(ROOT / "python")],
+                        "--no-index", "--target", str(site), str(src)],
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert (site / "imcap" / "__init__.py").exists()
