@@ -326,19 +326,30 @@ def test_the_gil_is_released_during_work(cap):
 # ------------------------------------------------------------- pip install
 
 @needs_model
-def test_pip_install_offline_works(tmp_path):
-    site, src = tmp_path / "site", tmp_path / "src"
+@pytest.mark.parametrize("where", ["target", "venv"])
+def test_pip_install_offline_works(tmp_path, where):
+    """`pip install --no-build-isolation --no-deps ./python` with no index (offline), into a --target
+    folder or a virtual environment over Debian's packages; the installed copy captions."""
+    src = tmp_path / "src"
     shutil.copytree(ROOT / "python", src, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-build-isolation", "--no-deps",
-                        "--no-index", "--target", str(site), str(src)],
-                       capture_output=True, text=True, cwd=tmp_path)
+    py, env = sys.executable, dict(os.environ, LD_LIBRARY_PATH=str(ROOT / "build"))
+    env.pop("IMCAP_LIBRARY", None)
+    env.pop("PYTHONPATH", None)
+    if where == "target":
+        site = tmp_path / "site"
+        extra = ["--target", str(site)]
+        env["PYTHONPATH"] = str(site)
+    else:
+        venv = tmp_path / "venv"
+        subprocess.run([py, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+        py, extra = str(venv / "bin" / "python"), []
+        site = venv
+    r = subprocess.run([py, "-m", "pip", "install", "--no-build-isolation", "--no-deps", "--no-index",
+                        *extra, str(src)], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert (site / "imcap" / "__init__.py").exists()
     code = ("import imcap, sys; print(imcap.__file__); print(imcap.__version__); "
             "print(imcap.Captioner(sys.argv[1]).caption(sys.argv[2]))")
-    env = dict(os.environ, PYTHONPATH=str(site), LD_LIBRARY_PATH=str(ROOT / "build"))
-    env.pop("IMCAP_LIBRARY", None)
-    out = subprocess.run([sys.executable, "-c", code, str(MODEL), str(PHOTOS[0])], env=env,
+    out = subprocess.run([py, "-c", code, str(MODEL), str(PHOTOS[0])], env=env,
                          capture_output=True, text=True, cwd=tmp_path, check=True).stdout.splitlines()
     assert out[0].startswith(str(site))
     assert out[1] == imcap.__version__
