@@ -263,6 +263,8 @@ def _floats(arr):
 
 # ----------------------------------------------------------------- encoder
 
+_EMBED_CHUNK = 32  # images decoded at a time by Encoder.embed
+
 class Encoder(_Object):
     """An encoder model file (models/encoders/NAME.gguf): a CNN whose named outputs ("embedding",
     "logits", "mixed5", ...) are image features."""
@@ -306,11 +308,12 @@ class Encoder(_Object):
         items = [images] if single else list(images)
         dim = self.output_size(output)
         out = np.empty((len(items), dim), dtype=np.float32)
-        if items:
-            dec = _Decoded(items)
+        for first in range(0, len(items), _EMBED_CHUNK):  # bounded memory for decoded photos
+            chunk = items[first:first + _EMBED_CHUNK]
+            dec = _Decoded(chunk)
             try:
-                _check(lib.imcap_encoder_embed(self._handle(), dec.structs, len(items), output.encode(),
-                                               _floats(out)))
+                _check(lib.imcap_encoder_embed(self._handle(), dec.structs, len(chunk), output.encode(),
+                                               _floats(out[first:first + len(chunk)])))
             finally:
                 dec.close()
         return out[0] if single else out

@@ -147,6 +147,9 @@ def test_encoder_embed(cap):
     arr = pixels(PHOTOS[4])
     batch = enc.embed(np.stack([arr, arr[::-1].copy()]))
     np.testing.assert_allclose(batch[0], many[4], rtol=0, atol=1e-5)
+    big = enc.embed([arr] * 33 + [PHOTOS[0]])   # more than one chunk of decoded images
+    np.testing.assert_allclose(big[:33], np.repeat(many[4:5], 33, axis=0), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(big[33], many[0], rtol=0, atol=1e-5)
     logits = enc.embed([PHOTOS[0].read_bytes()], output="logits")
     assert logits.shape == (1, enc.output_size("logits"))
     assert enc.embed([]).shape == (0, cap.embedding_size)
