@@ -537,6 +537,8 @@ typedef struct imcap_extract_params {
     void *progress_user;
     int dtype;             /* storage of new files: IMCAP_EMB_F32 (default) or IMCAP_EMB_F16;
                             * a resumed file must have been created with the same */
+    const char *dtypes;    /* NULL, or "f32" / "f16" for all outputs, or one per output:
+                            * "f32,f16" with output "embedding,grid" (overrides dtype) */
 } imcap_extract_params;
 
 typedef struct imcap_extract_report {
