@@ -315,3 +315,131 @@ TEST(attention_overfits_real_captions_and_greedy_regenerates_them)
     dec_work_free(w);
     dec_model_free(m);
 }
+
+/* ---- PyTorch golden (scripts/golden_attention.py) ---- */
+
+typedef struct reader {
+    const char *p, *end;
+} reader;
+
+static const void *take(reader *r, size_t n)
+{
+    REQUIRE((size_t)(r->end - r->p) >= n);
+    const void *q = r->p;
+    r->p += n;
+    return q;
+}
+
+static int32_t take_i32(reader *r)
+{
+    int32_t v;
+    memcpy(&v, take(r, 4), 4);
+    return v;
+}
+
+static float take_f32(reader *r)
+{
+    float v;
+    memcpy(&v, take(r, 4), 4);
+    return v;
+}
+
+/* Tolerances: float32 on both sides, different summation orders and our
+ * polynomial exp/tanh: loss 1e-5 relative; gradients |c - torch| <= 2e-6 +
+ * 1e-4 (|torch| + the tensor's largest); Adam losses 1e-5 relative, weights
+ * after 10 steps 1e-5 absolute; greedy captions identical. */
+TEST(attention_matches_pytorch_golden)
+{
+    char *data;
+    size_t len;
+    REQUIRE_OK(imcap_read_file(test_path("tests/data/attention_golden.bin"), 1 << 20, &data, &len));
+    reader r = {data, data + len};
+    REQUIRE(memcmp(take(&r, 8), "IMCAGLD1", 8) == 0);
+    dec_config c = {.arch = DEC_ARCH_ATTENTION};
+    c.n_img = take_i32(&r);
+    c.grid_h = take_i32(&r);
+    c.grid_w = take_i32(&r);
+    c.n_att = take_i32(&r);
+    c.n_hid = take_i32(&r);
+    c.n_emb = take_i32(&r);
+    c.n_out1 = take_i32(&r);
+    c.n_vocab = take_i32(&r);
+    c.pad_id = take_i32(&r);
+    int B = take_i32(&r), T1 = take_i32(&r), n_steps = take_i32(&r), gen_len = take_i32(&r);
+    float lr = take_f32(&r), clip = take_f32(&r), lambda = take_f32(&r);
+    REQUIRE(B > 0 && B < 100 && T1 > 1 && T1 < 100 && n_steps > 0 && n_steps < 100 && gen_len > 0 && gen_len < 50);
+    dec_model *m;
+    dec_work *w;
+    REQUIRE_OK(dec_model_new(&c, true, &m));
+    REQUIRE_OK(dec_work_new(&c, B, T1, &w));
+    dec_work_set_attention_reg(w, lambda);
+    const size_t nin = (size_t)B * dec_input_floats(&c);
+    int32_t *tok = malloc(sizeof(int32_t) * B * T1);
+    float *rw = malloc(sizeof(float) * B), *img = malloc(sizeof(float) * nin), *dimg = malloc(sizeof(float) * nin);
+    REQUIRE(tok && rw && img && dimg);
+    memcpy(tok, take(&r, sizeof(int32_t) * B * T1), sizeof(int32_t) * B * T1);
+    memcpy(rw, take(&r, sizeof(float) * B), sizeof(float) * B);
+    memcpy(img, take(&r, sizeof(float) * nin), sizeof(float) * nin);
+    const int NT = dec_n_tensors(&c);
+    for (int i = 0; i < NT; i++) {
+        dec_tensor_info ti = dec_tensor_at(&c, i);
+        memcpy(m->params + ti.offset, take(&r, sizeof(float) * ti.size), sizeof(float) * ti.size);
+    }
+    /* greedy captions of the initial model (at the end of the file) */
+    gen_special sp = {.start_id = 2, .end_id = 3, .n_masked = 3, .masked = {0, 1, 2}};
+    int32_t *out = malloc(sizeof(int32_t) * B * gen_len);
+    int *olen = malloc(sizeof(int) * B);
+    REQUIRE(out && olen);
+    REQUIRE_OK(gen_greedy_batch(m, img, B, &sp, gen_len, out, olen));
+
+    float loss, ref_loss = take_f32(&r);
+    REQUIRE_OK(dec_forward_backward(m, w, img, tok, rw, B, T1, true, dimg, &loss, NULL));
+    CHECK_NEAR(loss, ref_loss, 1e-5 * fabs(ref_loss));
+    for (int i = 0; i <= NT; i++) {
+        const char *name = i < NT ? dec_tensor_at(&c, i).name : "d_img";
+        size_t n = i < NT ? dec_tensor_at(&c, i).size : nin;
+        const float *ref = take(&r, sizeof(float) * n);
+        const float *got = i < NT ? m->grads + dec_tensor_at(&c, i).offset : dimg;
+        double gmax = 0;
+        for (size_t k = 0; k < n; k++) gmax = fmax(gmax, fabs(ref[k]));
+        REQUIRE(gmax > 1e-4);
+        for (size_t k = 0; k < n; k++)
+            if (!(fabs(got[k] - ref[k]) <= 2e-6 + 1e-4 * (fabs(ref[k]) + gmax)))
+                test_fail_at(__FILE__, __LINE__, "gradient %s[%zu]: %.9g, torch %.9g", name, k, got[k], ref[k]);
+    }
+    adam a;
+    adam_params ap = adam_default_params();
+    ap.lr = lr;
+    ap.clip = clip;
+    REQUIRE_OK(adam_init(&a, &ap, m->n_params));
+    for (int s = 0; s < n_steps; s++) {
+        float ref = take_f32(&r);
+        REQUIRE_OK(dec_forward_backward(m, w, img, tok, rw, B, T1, true, NULL, &loss, NULL));
+        CHECK_NEAR(loss, ref, 1e-5 * fabs(ref));
+        adam_step(&a, m->params, m->grads);
+    }
+    for (int i = 0; i < NT; i++) {
+        dec_tensor_info ti = dec_tensor_at(&c, i);
+        const float *ref = take(&r, sizeof(float) * ti.size);
+        for (size_t k = 0; k < ti.size; k++)
+            if (!(fabs(m->params[ti.offset + k] - ref[k]) <= 1e-5))
+                test_fail_at(__FILE__, __LINE__, "%s[%zu] after Adam: %.9g, torch %.9g", ti.name, k,
+                             m->params[ti.offset + k], ref[k]);
+    }
+    for (int b = 0; b < B; b++) {
+        int n = take_i32(&r);
+        const int32_t *words = take(&r, sizeof(int32_t) * gen_len);
+        CHECK(olen[b] == n && memcmp(out + (size_t)b * gen_len, words, sizeof(int32_t) * n) == 0);
+    }
+    CHECK(r.p == r.end);
+    adam_free(&a);
+    free(out);
+    free(olen);
+    free(tok);
+    free(rw);
+    free(img);
+    free(dimg);
+    free(data);
+    dec_work_free(w);
+    dec_model_free(m);
+}
