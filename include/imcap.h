@@ -189,6 +189,20 @@ void imcap_batcher_set_state(imcap_batcher *b, const uint64_t state[4]);
 #define IMCAP_EMB_DIM_MAX 65536
 #define IMCAP_EMB_ENCODER_MAX 63   /* bytes of the encoder id string */
 
+/* Grid files (version 2, docs/FORMATS.md): each row is a rows x cols x
+ * channels feature map (e.g. the 7x7x2048 map before a CNN's global
+ * average pool), row-major over (row, col) with channels last, stored as
+ * float32 or float16; in memory rows are always float32 ([rows*cols*channels],
+ * dim = rows*cols*channels). A flat embedding is 1 x 1 x dim, float32. */
+#define IMCAP_EMB_F32 0
+#define IMCAP_EMB_F16 1
+#define IMCAP_EMB_GRID_SIDE_MAX 4096
+#define IMCAP_EMB_GRID_DIM_MAX (1 << 22) /* values per grid row */
+typedef struct imcap_emb_layout {
+    size_t rows, cols, channels;
+    int dtype; /* storage: IMCAP_EMB_F32 or IMCAP_EMB_F16 */
+} imcap_emb_layout;
+
 /* Reader: the whole file in memory, every size and CRC validated; values
  * must be finite. A file with bytes beyond the rows its header counts (an
  * interrupted writer) is refused: resume the writer to repair it. */
@@ -202,6 +216,9 @@ const char *imcap_embfile_name(const imcap_embfile *f, size_t row);
 const float *imcap_embfile_row(const imcap_embfile *f, size_t row);  /* [dim] */
 const float *imcap_embfile_data(const imcap_embfile *f);       /* [count][dim], 64-byte aligned */
 int64_t imcap_embfile_find(const imcap_embfile *f, const char *name); /* row or -1 */
+/* Grid shape and storage type ({1, 1, dim, IMCAP_EMB_F32} for a flat file);
+ * value (r, c, k) of row i is imcap_embfile_row(f, i)[(r*cols + c)*channels + k]. */
+imcap_emb_layout imcap_embfile_layout(const imcap_embfile *f);
 /* rows[i] = the row of image i of the dataset (for training); an image
  * without an embedding is IMCAP_E_MISMATCH naming it and the count missing. */
 imcap_status imcap_embfile_match(const imcap_embfile *f, const imcap_captions *c, int32_t *rows);
@@ -215,6 +232,11 @@ typedef struct imcap_embfile_writer imcap_embfile_writer;
  * (else a multiple of 4 in 8..IMCAP_EMB_NAME_WIDTH_MAX); encoder may be NULL. */
 imcap_status imcap_embfile_create(const char *path, size_t dim, size_t name_width, const char *encoder,
                                   imcap_embfile_writer **out);
+/* Same with a grid shape and storage type; a 1 x 1 x dim float32 layout
+ * writes a version-1 file, anything else version 2. Float16 files refuse a
+ * row with a value outside the float16 range (|x| >= 65520). */
+imcap_status imcap_embfile_create_grid(const char *path, const imcap_emb_layout *layout, size_t name_width,
+                                       const char *encoder, imcap_embfile_writer **out);
 /* Reopen to continue: keeps the longest prefix of complete, CRC-valid rows,
  * drops the rest (a torn last row; *n_dropped counts dropped records, a
  * partial one included) and truncates the file there. dim (unless 0) and
@@ -228,6 +250,8 @@ imcap_status imcap_embfile_flush(imcap_embfile_writer *w);
 size_t imcap_embfile_writer_count(const imcap_embfile_writer *w);
 /* Whether a row for name is already in the file (resume skips those). */
 int imcap_embfile_writer_has(const imcap_embfile_writer *w, const char *name);
+/* The file's layout (a resumed file keeps the one it was created with). */
+imcap_emb_layout imcap_embfile_writer_layout(const imcap_embfile_writer *w);
 /* Flushes, closes and frees (also on failure). */
 imcap_status imcap_embfile_writer_close(imcap_embfile_writer *w);
 
@@ -493,11 +517,16 @@ typedef struct imcap_extract_params {
     const char *output;    /* encoder output stored: "embedding" (default), "mixed5", ...
                             * Several outputs in one pass: "embedding,mixed5" with
                             * out "a.emb,b.emb" (one file each; only missing rows are
-                            * computed, and only the part of the net they need). */
+                            * computed, and only the part of the net they need).
+                            * "grid": the spatial map the embedding's global
+                            * average pool reads (7x7x1280 for the MobileNets),
+                            * written as a grid file (see "embeddings file"). */
     int threads;           /* decoding threads (default 2) */
     int batch;             /* images per network run (default 8, at most 256) */
     imcap_progress_fn progress;
     void *progress_user;
+    int dtype;             /* storage of new files: IMCAP_EMB_F32 (default) or IMCAP_EMB_F16;
+                            * a resumed file must have been created with the same */
 } imcap_extract_params;
 
 typedef struct imcap_extract_report {

@@ -497,11 +497,33 @@ void enc_graph_set_preproc(enc_graph *g, const enc_preproc *p)
 
 const enc_preproc *enc_graph_preproc(const enc_graph *g) { return g->has_pre ? &g->pre : NULL; }
 
-int enc_graph_output(const enc_graph *g, const char *name)
+static int stored_output(const enc_graph *g, const char *name)
 {
     for (int i = 0; i < g->n_outputs; i++)
         if (!strcmp(g->outputs[i].name, name)) return g->outputs[i].value;
     return -1;
+}
+
+/* The spatial map the "embedding" output pools: the input of its global
+ * average pool (GAP, or an average pool whose one window covers the whole
+ * map), or -1. */
+static int pooled_map(const enc_graph *g)
+{
+    int e = stored_output(g, "embedding");
+    if (e <= 0) return -1;
+    const enc_node *nd = &g->nodes[e - 1]; /* node i makes value i+1 */
+    const enc_value *x = &g->values[nd->inputs[0]], *y = &g->values[e];
+    bool whole = nd->op == ENC_AVGPOOL && y->h == 1 && y->w == 1 && nd->kh == x->h && nd->kw == x->w &&
+                 nd->pad == ENC_PAD_VALID;
+    if ((nd->op != ENC_GAP && !whole) || nd->act != ENC_ACT_NONE) return -1;
+    return nd->inputs[0];
+}
+
+int enc_graph_output(const enc_graph *g, const char *name)
+{
+    int v = stored_output(g, name);
+    if (v < 0 && !strcmp(name, "grid")) v = pooled_map(g);
+    return v;
 }
 
 const enc_value *enc_graph_value(const enc_graph *g, int id)

@@ -78,7 +78,9 @@ int enc_graph_add_node(enc_graph *g, const enc_node *node, const char *out_name)
 imcap_status enc_graph_set_output(enc_graph *g, const char *name, int value_id);
 void enc_graph_set_preproc(enc_graph *g, const enc_preproc *p);
 const enc_preproc *enc_graph_preproc(const enc_graph *g);
-/* Value id of a named output, or -1. */
+/* Value id of a named output, or -1. "grid", unless the graph names an
+ * output so, is the spatial map the "embedding" output's global average
+ * pool reads (HxWxC, row-major, channels last), where there is one. */
 int enc_graph_output(const enc_graph *g, const char *name);
 const enc_value *enc_graph_value(const enc_graph *g, int id);
 const char *enc_graph_name(const enc_graph *g);
