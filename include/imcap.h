@@ -326,6 +326,11 @@ typedef struct imcap_train_params {
     void *progress_user;
     imcap_train_report_fn report; /* per batch and per epoch details; may be NULL */
     void *report_user;
+    const char *decoder;        /* architecture: "recipe" (default, NULL) or "attention" (soft
+                                   attention over a grid embeddings file: imcap extract --output
+                                   grid; n_img1 unused) */
+    int n_att;                  /* attention: size of the attention MLP (256) */
+    float att_lambda;           /* attention: weight of the doubly stochastic regulariser (1) */
 } imcap_train_params;
 
 imcap_train_params imcap_train_default_params(void);
