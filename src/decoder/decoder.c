@@ -473,6 +473,8 @@ typedef struct fb_ctx {
     const float *img;
     int N, n_active, T;
     float scale; /* 1 / number of targets */
+    const float *row_w; /* [b] loss weight of each batch row, or NULL (all 1) */
+    int t1;             /* tokens per batch row (packed row -> batch row: rid / t1) */
     int32_t pad;
     float drop;  /* dropout probability of this pass (0 unless training) */
 } fb_ctx;
@@ -564,7 +566,8 @@ static void part_output_forward(void *vc, size_t b, size_t e, int tid)
             memset(z, 0, sizeof(float) * V);
             w->rowloss[r] = 0.0;
         } else {
-            w->rowloss[r] = softmax_xent_row(z, V, w->tgt[r], c->scale);
+            const float wr = c->row_w ? c->row_w[w->rid[r] / (uint32_t)c->t1] : 1.0f;
+            w->rowloss[r] = wr * softmax_xent_row(z, V, w->tgt[r], c->scale * wr);
         }
     }
 }
@@ -695,6 +698,13 @@ static void part_img1_weights(void *vc, size_t b, size_t e, int tid)
 imcap_status dec_forward_backward(dec_model *m, dec_work *w, const float *img, const int32_t *tokens, int b,
                                   int t1, bool backward, float *d_img, float *loss, int64_t *n_targets)
 {
+    return dec_forward_backward_weighted(m, w, img, tokens, NULL, b, t1, backward, d_img, loss, n_targets);
+}
+
+imcap_status dec_forward_backward_weighted(dec_model *m, dec_work *w, const float *img, const int32_t *tokens,
+                                           const float *row_w, int b, int t1, bool backward, float *d_img,
+                                           float *loss, int64_t *n_targets)
+{
     const dec_config *c = &m->cfg;
     const int D = c->n_img, A = c->n_img1, H = c->n_hid, V = c->n_vocab;
     const int T = t1 - 1, ns = w->nsub;
@@ -759,7 +769,7 @@ imcap_status dec_forward_backward(dec_model *m, dec_work *w, const float *img, c
     if (N == 0) return IMCAP_OK;
 
     fb_ctx cx = {.m = m, .w = w, .img = img, .N = N, .n_active = n_active, .T = T,
-                 .scale = n_tgt > 0 ? 1.0f / (float)n_tgt : 0.0f, .pad = c->pad_id,
+                 .scale = n_tgt > 0 ? 1.0f / (float)n_tgt : 0.0f, .row_w = row_w, .t1 = t1, .pad = c->pad_id,
                  .drop = backward ? w->drop : 0.0f};
     ops_blas_enter();
     ops_parallel((size_t)n_active, per_thread((size_t)n_active), part_img_forward, &cx);

@@ -106,6 +106,12 @@ void dec_work_set_dropout(dec_work *w, float p, uint64_t seed);
 imcap_status dec_forward_backward(dec_model *m, dec_work *w, const float *img, const int32_t *tokens,
                                   int b, int t1, bool backward, float *d_img, float *loss,
                                   int64_t *n_targets);
+/* The same with a loss weight per batch row, row_w [b] (NULL: all 1):
+ * loss = sum_r row_w[r] * sum_t CE_rt / n_targets, and the gradients of that
+ * (weights may be negative; policy-gradient training uses them). */
+imcap_status dec_forward_backward_weighted(dec_model *m, dec_work *w, const float *img, const int32_t *tokens,
+                                           const float *row_w, int b, int t1, bool backward, float *d_img,
+                                           float *loss, int64_t *n_targets);
 
 /* ---- inference: one step at a time for n hypotheses ---- */
 
