@@ -102,7 +102,7 @@ int main(int argc, char **argv)
             }
         }
         float loss;
-        if (dec_forward_backward_weighted(m, w, simg, tok, adv, S, t1, true, NULL, &loss, NULL)) return fail("backward");
+        if (dec_forward_backward(m, w, simg, tok, adv, S, t1, true, NULL, &loss, NULL)) return fail("backward");
         adam_step(&opt, m->params, m->grads);
         double w3 = imcap_now(), c3 = cpu_seconds();
         wall[0] += w1 - w0, wall[1] += w2 - w1, wall[2] += w3 - w2;

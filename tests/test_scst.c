@@ -146,17 +146,17 @@ static const float pg_adv[5] = {0.7f, -1.3f, 0.4f, 0.0f, -0.6f};
 static double pg_objective(const dec_model *m, const float *img)
 {
     const dec_config *c = &m->cfg;
-    const int H = c->n_hid, V = c->n_vocab;
-    float h[8], cc[8], logits[16];
+    const int V = c->n_vocab;
+    float st[32], logits[16];
     float *scratch = malloc(sizeof(float) * dec_step_scratch_floats(c, 1));
-    REQUIRE(H <= 8 && V <= 16 && scratch);
+    REQUIRE(dec_state_floats(c) <= 32 && dec_context_floats(c) == 0 && V <= 16 && scratch);
     double J = 0;
     int n_t = 0;
     for (int r = 0; r < 5; r++) {
-        REQUIRE_OK(dec_init_state(m, img + r * c->n_img, 1, h, cc));
+        REQUIRE_OK(dec_init_state(m, img + r * c->n_img, 1, NULL, st));
         double lp = 0;
         for (int t = 0; t < 6 && pg_tokens[r * 7 + t + 1] != c->pad_id; t++) {
-            dec_step(m, &pg_tokens[r * 7 + t], 1, h, cc, logits, h, cc, scratch);
+            dec_step(m, NULL, true, &pg_tokens[r * 7 + t], 1, st, logits, st, NULL, scratch);
             double mx = -INFINITY, s = 0;
             for (int v = 0; v < V; v++) mx = fmax(mx, logits[v]);
             for (int v = 0; v < V; v++) s += exp((double)logits[v] - mx);
@@ -184,7 +184,7 @@ TEST(scst_policy_gradient_matches_finite_differences_for_every_tensor)
     for (int i = 0; i < 25; i++) img[i] = (float)imcap_rng_normal(&rng);
     float loss;
     int64_t nt;
-    REQUIRE_OK(dec_forward_backward_weighted(m, w, img, pg_tokens, pg_adv, 5, 7, true, NULL, &loss, &nt));
+    REQUIRE_OK(dec_forward_backward(m, w, img, pg_tokens, pg_adv, 5, 7, true, NULL, &loss, &nt));
     CHECK(nt == 4 + 3 + 6 + 2 + 4);
     const double J = pg_objective(m, img);
     CHECK(fabs(loss - J) <= 1e-5 * fmax(1.0, fabs(J)));
@@ -217,7 +217,7 @@ TEST(scst_policy_gradient_matches_finite_differences_for_every_tensor)
     int32_t tok2[5 * 7];
     memcpy(tok2, pg_tokens, sizeof tok2);
     tok2[3 * 7 + 1] = 5; /* another caption in the zero-advantage row */
-    REQUIRE_OK(dec_forward_backward_weighted(m, w, img, tok2, adv2, 5, 7, true, NULL, &loss, &nt));
+    REQUIRE_OK(dec_forward_backward(m, w, img, tok2, adv2, 5, 7, true, NULL, &loss, &nt));
     double worst = 0;
     for (size_t i = 0; i < m->n_params; i++) worst = fmax(worst, fabs(m->grads[i] - grads[i]));
     CHECK(worst < 1e-6);

@@ -7,7 +7,7 @@
  * gen_rollouts gives each its greedy caption and K samples (seeded from the
  * run's seed and the step); cider_reward scores them against the image's
  * training references; the K*B sampled captions, START w.. END, go through
- * dec_forward_backward_weighted with row weight = advantage, so
+ * dec_forward_backward with row weight = advantage, so
  *   loss = sum_r A_r sum_t CE_rt / n_targets = -sum_r A_r log p(y_r) / n_targets,
  * and Adam steps. log p is the decoder's full softmax (the training loss's);
  * the samples come from the generation rules' masked softmax (PAD, START,
@@ -472,7 +472,7 @@ static imcap_status scst_step(scst *t, float *reward, float *greedy)
     *reward = (float)(sum_r / ((double)B * K));
     *greedy = (float)(sum_g / B);
     float loss;
-    if ((s = dec_forward_backward_weighted(t->m, t->w, t->simg, t->tokens, t->row_w, B * K, t1, true, NULL, &loss,
+    if ((s = dec_forward_backward(t->m, t->w, t->simg, t->tokens, t->row_w, B * K, t1, true, NULL, &loss,
                                            NULL)))
         return s;
     if (!isfinite(loss))
@@ -525,9 +525,9 @@ static imcap_status scst_run(scst *t, const imcap_scst_params *req)
         imcap_rng_seed(&t->pick, t->p.seed);
     }
     const char *src = resuming ? req->checkpoint : req->init;
-    if ((size_t)t->m->cfg.n_img != D)
-        return imcap_fail(IMCAP_E_MISMATCH, "embeddings file %s has dimension %zu but the decoder %s reads %d",
-                          req->embeddings, D, src, t->m->cfg.n_img);
+    if (dec_input_floats(&t->m->cfg) != D)
+        return imcap_fail(IMCAP_E_MISMATCH, "embeddings file %s has dimension %zu but the decoder %s reads %zu",
+                          req->embeddings, D, src, dec_input_floats(&t->m->cfg));
     const imcap_scst_params *p = &t->p;
     t->sp.start_id = imcap_vocab_start(t->vocab);
     t->sp.end_id = imcap_vocab_end(t->vocab);

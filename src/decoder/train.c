@@ -331,7 +331,7 @@ static imcap_status validate(trainer *t, float *val_loss)
         if (s) return s;
         gather(t, t->val_rows, bs);
         float loss;
-        s = dec_forward_backward(t->m, t->w, t->img, t->tokens, bs, (int)width, false, NULL, &loss, NULL);
+        s = dec_forward_backward(t->m, t->w, t->img, t->tokens, NULL, bs, (int)width, false, NULL, &loss, NULL);
         if (s) return s;
         sum += loss;
     }
@@ -387,14 +387,14 @@ static imcap_status train_run(trainer *t, const imcap_train_params *req)
     uint64_t sampler[4];
     if (resuming) {
         if ((s = load_checkpoint(t, req->checkpoint, req->epochs, sampler))) return s;
-        if ((size_t)t->m->cfg.n_img != D)
+        if (dec_input_floats(&t->m->cfg) != D)
             return imcap_fail(IMCAP_E_MISMATCH, "embeddings file %s has dimension %zu but checkpoint %s was trained "
-                              "on dimension %d", req->embeddings, D, req->checkpoint, t->m->cfg.n_img);
+                              "on dimension %zu", req->embeddings, D, req->checkpoint, dec_input_floats(&t->m->cfg));
     } else {
         if ((s = imcap_vocab_build(t->train, t->p.min_count, &t->vocab))) return s;
         dec_config c = {.n_img = (int)D, .n_img1 = t->p.n_img1, .n_hid = t->p.n_hid, .n_emb = t->p.n_emb,
                         .n_out1 = t->p.n_out1, .n_vocab = (int)imcap_vocab_size(t->vocab),
-                        .pad_id = imcap_vocab_pad(t->vocab)};
+                        .pad_id = imcap_vocab_pad(t->vocab), .arch = DEC_ARCH_RECIPE};
         if ((s = dec_model_new(&c, true, &t->m))) return s;
         imcap_rng rng;
         imcap_rng_seed(&rng, t->p.seed);
@@ -440,7 +440,7 @@ static imcap_status train_run(trainer *t, const imcap_train_params *req)
             dec_work_set_dropout(t->w, p->dropout, p->seed * 0x9e3779b97f4a7c15ull + t->step);
             float loss;
             int64_t nt;
-            if ((s = dec_forward_backward(t->m, t->w, t->img, t->tokens, p->batch_size, (int)width, true, NULL, &loss,
+            if ((s = dec_forward_backward(t->m, t->w, t->img, t->tokens, NULL, p->batch_size, (int)width, true, NULL, &loss,
                                           &nt)))
                 return s;
             if (!isfinite(loss))
