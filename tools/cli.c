@@ -3,6 +3,9 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -73,4 +76,24 @@ int cli_parse_double(const char *flag, const char *s, double lo, double hi, doub
     }
     *out = v;
     return 0;
+}
+
+const char *cli_default_model(void)
+{
+    const char *env = getenv("IMCAP_MODEL");
+    if (env && *env) return env;
+    static char exe_rel[PATH_MAX];
+    struct stat st;
+    if (stat("models/default.imcap", &st) == 0) return "models/default.imcap";
+    /* Next to the binary: <repo>/build/imcap -> <repo>/models/default.imcap. */
+    ssize_t n = readlink("/proc/self/exe", exe_rel, sizeof exe_rel - 64);
+    if (n > 0) {
+        exe_rel[n] = 0;
+        char *s = strrchr(exe_rel, '/');
+        if (s) {
+            strcpy(s, "/../models/default.imcap");
+            if (stat(exe_rel, &st) == 0) return exe_rel;
+        }
+    }
+    return "models/default.imcap";
 }
