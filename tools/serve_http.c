@@ -862,7 +862,10 @@ int serve_port(const serve_server *s) { return s->port; }
 void serve_drain_and_stop(serve_server *s)
 {
     atomic_store(&s->draining, 1);
+    /* Closing the listening socket refuses new connections at once
+     * (quiesced, it would still complete handshakes into its backlog). */
     MHD_socket lfd = MHD_quiesce_daemon(s->d);
+    if (lfd != MHD_INVALID_SOCKET) close(lfd);
     double deadline = now_s() + s->cfg.drain_s;
     /* Requests in flight finish; past the deadline only those a worker
      * holds are waited for (uploads still coming in are cut). */
@@ -877,7 +880,6 @@ void serve_drain_and_stop(serve_server *s)
         nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(s->d);
-    if (lfd != MHD_INVALID_SOCKET) close(lfd);
     serve_pool_stop(&s->pool);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
