@@ -404,5 +404,10 @@ if __name__ == "__main__":
         import traceback
         traceback.print_exc()
         failed += 1
+    finally:
+        for s in Server.all:
+            if s.p.poll() is None:
+                s.p.kill()
+                s.p.wait()
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
