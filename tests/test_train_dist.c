@@ -105,7 +105,7 @@ TEST(train_dist_chunks_sum_to_the_batch_gradient)
     setup(&m, &w, img);
     float loss;
     int64_t nt;
-    REQUIRE_OK(dec_forward_backward(m, w, img, tokens, BATCH, T1, true, NULL, &loss, &nt));
+    REQUIRE_OK(dec_forward_backward(m, w, img, tokens, NULL, BATCH, T1, true, NULL, &loss, &nt));
     float *g = malloc(sizeof(float) * m->n_params);
     memcpy(g, m->grads, sizeof(float) * m->n_params);
     for (int K = 1; K <= BATCH; K++) {

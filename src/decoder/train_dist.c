@@ -91,9 +91,9 @@ imcap_status dist_forward_backward(dist_ctx *d, imcap_status local, dec_model *m
         /* the plain batch, exactly as without chunks */
         if (local) return local;
         dec_work_set_dropout(w, dropout, drop_seed);
-        return dec_forward_backward(m, w, img, tokens, b, t1, true, NULL, loss, n_targets);
+        return dec_forward_backward(m, w, img, tokens, NULL, b, t1, true, NULL, loss, n_targets);
     }
-    const size_t D = (size_t)m->cfg.n_img, P = d->P, S = d->S;
+    const size_t D = dec_input_floats(&m->cfg), P = d->P, S = d->S;
     const int K = d->K, N = d->N;
     imcap_status s = local;
     /* this rank's chunks: c = rank + j * N */
@@ -106,8 +106,8 @@ imcap_status dist_forward_backward(dist_ctx *d, imcap_status local, dec_model *m
         dec_work_set_dropout(w, dropout, drop_seed + (uint64_t)c * 0xd1b54a32d192ed03ull);
         float l;
         int64_t nt;
-        if ((s = dec_forward_backward(m, w, img + (size_t)r0 * D, tokens + (size_t)r0 * t1, r1 - r0, t1, true, NULL,
-                                      &l, &nt)))
+        if ((s = dec_forward_backward(m, w, img + (size_t)r0 * D, tokens + (size_t)r0 * t1, NULL, r1 - r0, t1, true,
+                                      NULL, &l, &nt)))
             break;
         st[0] = l;
         st[1] = (double)nt;

@@ -24,7 +24,7 @@ typedef struct dist_ctx dist_ctx;
 imcap_status dist_new(const imcap_comm *c, int chunks, int batch, size_t n_params, dist_ctx **out);
 void dist_free(dist_ctx *d);
 
-/* One training batch: img [b][D], tokens [b][t1]. `local` is this rank's
+/* One training batch: img [b][dec_input_floats], tokens [b][t1]. `local` is this rank's
  * status so far (agreed before anything is exchanged: an error on one rank
  * becomes the error of all). Chunk c drops with seed drop_seed + c * a
  * constant. On return (every rank) m->grads holds the batch gradient, *loss

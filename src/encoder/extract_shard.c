@@ -43,15 +43,20 @@ static imcap_status merge_one(const char *out, const imcap_embfile *done, int N,
         shard_path(path, sizeof path, out, r, N);
         st = imcap_embfile_open(path, &sh[r]);
     }
-    const size_t dim = st ? 0 : imcap_embfile_dim(sh[0]);
-    for (int r = 1; r < N && !st; r++)
-        if (imcap_embfile_dim(sh[r]) != dim || strcmp(imcap_embfile_encoder(sh[r]), imcap_embfile_encoder(sh[0])))
-            st = imcap_fail(IMCAP_E_MISMATCH, "%s: shard %d has another dimension or encoder than shard 0", out, r);
-    if (!st && done && (imcap_embfile_dim(done) != dim || strcmp(imcap_embfile_encoder(done), imcap_embfile_encoder(sh[0]))))
-        st = imcap_fail(IMCAP_E_MISMATCH, "%s: the existing file has another dimension or encoder than the shards",
-                        out);
+    /* every source: the same layout (grid shape, storage type) and encoder as shard 0 */
+    imcap_emb_layout lay = {0};
+    if (!st) lay = imcap_embfile_layout(sh[0]);
+    for (int r = 1; r <= N && !st; r++) {
+        const imcap_embfile *f = r < N ? sh[r] : done;
+        if (!f) continue;
+        imcap_emb_layout l = imcap_embfile_layout(f);
+        if (l.rows != lay.rows || l.cols != lay.cols || l.channels != lay.channels || l.dtype != lay.dtype ||
+            strcmp(imcap_embfile_encoder(f), imcap_embfile_encoder(sh[0])))
+            st = imcap_fail(IMCAP_E_MISMATCH, "%s: %s%d has another shape, storage or encoder than shard 0", out,
+                            r < N ? "shard " : "the existing file (", r < N ? r : 0);
+    }
     snprintf(tmp, sizeof tmp, "%s.merge", out);
-    if (!st) st = imcap_embfile_create(tmp, dim, name_width, imcap_embfile_encoder(sh[0]), &w);
+    if (!st) st = imcap_embfile_create_grid(tmp, &lay, name_width, imcap_embfile_encoder(sh[0]), &w);
     for (size_t i = 0; i < n && !st; i++) {
         const imcap_embfile *src = done;
         int64_t row = done ? imcap_embfile_find(done, names[i]) : -1;
