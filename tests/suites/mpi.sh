@@ -7,7 +7,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
-B=$ROOT/build/imcap
+B=${IMCAP_BIN:-$ROOT/build/imcap}  # IMCAP_BIN: another build of the CLI
 pass=0 fail=0 skip=0
 ok() { echo "ok   $1"; pass=$((pass + 1)); }
 ko() { echo "FAIL $1"; fail=$((fail + 1)); }
@@ -121,6 +121,21 @@ check "train: rank 0 failing to write a checkpoint stops every rank with the mes
 st=$?
 check "train: more ranks than chunks is refused" \
   bash -c "[ $st -ne 0 ] && grep -q 'at least the number of ranks' '$T/log'"
+
+# the attention decoder on a float16 grid file: sharded grid extraction and training, same bits
+"$B" extract --encoder "$ENC" --images "$IMG" --list "$T/all.txt" --output grid --dtype f16 --out "$T/g1.emb" \
+  >"$T/log" 2>&1
+"${MPI[@]}" -np 2 "$B" extract --encoder "$ENC" --images "$IMG" --list "$T/all.txt" --output grid --dtype f16 \
+  --out "$T/g2.emb" >"$T/log" 2>&1
+check "extract: a float16 grid file from 2 ranks = 1 process, byte for byte" \
+  bash -c "[ -s '$T/g1.emb' ] && cmp -s '$T/g1.emb' '$T/g2.emb'"
+AT=(train --embeddings "$T/g1.emb" --captions "$CAPS" --train-split "$T/train.txt" --val-split "$T/dev.txt"
+    --decoder attention --att-size 8 --batch 8 --batches 3 --epochs 2 --val-batches 2 --min-count 2 --hidden 12
+    --embed 8 --out-hidden 8 --chunks 4 --quiet)
+"$B" "${AT[@]}" --checkpoint "$T/a1.gguf" >"$T/log" 2>&1
+"${MPI[@]}" -np 2 "$B" "${AT[@]}" --checkpoint "$T/a2.gguf" >"$T/log" 2>&1
+check "train: attention decoder, 2 ranks = 1 process (checkpoint and history)" \
+  bash -c "[ -s '$T/a1.gguf' ] && cmp -s '$T/a1.gguf' '$T/a2.gguf' && cmp -s '$T/a1.history.csv' '$T/a2.history.csv'"
 
 # ---- evaluation split across ranks: one table, the same as one process
 EV=(eval --model "$T/n1.gguf" --embeddings "$T/e1.emb" --split "$T/dev.txt" --captions "$CAPS" --quiet)
