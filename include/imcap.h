@@ -363,16 +363,16 @@ typedef struct imcap_train_params {
     void *progress_user;
     imcap_train_report_fn report; /* per batch and per epoch details; may be NULL */
     void *report_user;
-    const imcap_comm *comm;     /* ranks sharing each batch (NULL: one process); rank 0 alone
-                                   writes files and calls progress/report */
-    int chunks;                 /* each batch is cut into `chunks` fixed sub-batches whose gradients
-                                   are summed in chunk order, so results depend on chunks, never on
-                                   the number of ranks (<= chunks); 0: 1 (one process) or the ranks */
     const char *decoder;        /* architecture: "recipe" (default, NULL) or "attention" (soft
                                    attention over a grid embeddings file: imcap extract --output
                                    grid; n_img1 unused) */
     int n_att;                  /* attention: size of the attention MLP (256) */
     float att_lambda;           /* attention: weight of the doubly stochastic regulariser (1) */
+    const imcap_comm *comm;     /* ranks sharing each batch (NULL: one process); rank 0 alone
+                                   writes files and calls progress/report */
+    int chunks;                 /* each batch is cut into `chunks` fixed sub-batches whose gradients
+                                   are summed in chunk order, so results depend on chunks, never on
+                                   the number of ranks (<= chunks); 0: 1 (one process) or the ranks */
 } imcap_train_params;
 
 imcap_train_params imcap_train_default_params(void);
@@ -647,13 +647,13 @@ typedef struct imcap_extract_params {
     int batch;             /* images per network run (default 8, at most 256) */
     imcap_progress_fn progress;
     void *progress_user;
-    const imcap_comm *comm; /* ranks sharing the list (image i on rank i % size, in shard files
-                             * "<out>.rank<R>of<N>", each resumable; rank 0 merges them into out,
-                             * the same bytes as one process writes); NULL: one process */
     int dtype;             /* storage of new files: IMCAP_EMB_F32 (default) or IMCAP_EMB_F16;
                             * a resumed file must have been created with the same */
     const char *dtypes;    /* NULL, or "f32" / "f16" for all outputs, or one per output:
                             * "f32,f16" with output "embedding,grid" (overrides dtype) */
+    const imcap_comm *comm; /* ranks sharing the list (image i on rank i % size, in shard files
+                             * "<out>.rank<R>of<N>", each resumable; rank 0 merges them into out,
+                             * the same bytes as one process writes); NULL: one process */
 } imcap_extract_params;
 
 typedef struct imcap_extract_report {
