@@ -326,10 +326,79 @@ typedef struct imcap_train_params {
     void *progress_user;
     imcap_train_report_fn report; /* per batch and per epoch details; may be NULL */
     void *report_user;
+    const char *decoder;        /* architecture: "recipe" (default, NULL) or "attention" (soft
+                                   attention over a grid embeddings file: imcap extract --output
+                                   grid; n_img1 unused) */
+    int n_att;                  /* attention: size of the attention MLP (256) */
+    float att_lambda;           /* attention: weight of the doubly stochastic regulariser (1) */
 } imcap_train_params;
 
 imcap_train_params imcap_train_default_params(void);
 imcap_status imcap_train(const imcap_train_params *p);
+
+/* Self-critical sequence training (src/decoder/scst.c; Rennie et al. 2017):
+ * fine-tunes a trained decoder for CIDEr-D. Each batch draws images of the
+ * training split; each image gets its greedy caption and `samples` captions
+ * sampled from the model; each caption's reward is its CIDEr-D against the
+ * image's training references (document frequencies over the training
+ * split's references, computed once); advantage = reward - baseline (the
+ * greedy caption's reward, or the mean of the image's other samples);
+ * loss = -sum advantage * log p(caption) / caption tokens, through the
+ * decoder's backward; Adam. Each epoch ends with the greedy CIDEr-D of the
+ * validation split (as imcap_eval computes it), history CSV + SVG plot,
+ * checkpoint and the best-validation model. Checkpoints hold the whole loop
+ * state: a resumed run ends exactly as an uninterrupted one. */
+typedef struct imcap_scst_report {
+    int epoch, epochs;          /* current epoch (1-based) of epochs */
+    int batch, batches;         /* batch within the epoch of batches */
+    uint64_t step, total_steps; /* batches done in the whole run, of total */
+    double reward;              /* this batch: mean CIDEr-D of the sampled captions */
+    double greedy;              /* this batch: mean CIDEr-D of the greedy captions */
+    double epoch_reward, epoch_greedy; /* this epoch so far */
+    double val_cider;           /* epoch end (and epoch 0 = the start model): validation greedy CIDEr-D;
+                                   else NaN */
+    int epoch_end;              /* 1 on the report that ends an epoch */
+    double samples_per_s;       /* sampled captions trained per second in this process */
+    double gen_s, reward_s, train_s; /* seconds in this process: rollouts, rewards, forward+backward+Adam */
+    double eta_s;
+    const char *checkpoint;     /* path when a checkpoint was just written, else NULL */
+    int best;                   /* 1 when the best-validation model was just written */
+} imcap_scst_report;
+typedef int (*imcap_scst_report_fn)(void *user, const imcap_scst_report *r);
+
+enum { IMCAP_SCST_BASELINE_GREEDY = 0, IMCAP_SCST_BASELINE_MEAN = 1 };
+
+typedef struct imcap_scst_params {
+    const char *embeddings;     /* embeddings file (imcap extract) */
+    const char *captions;       /* captions: CSV, token file or COCO JSON */
+    const char *train_split;    /* training images: their references give the rewards */
+    const char *val_split;      /* validation images (greedy CIDEr-D each epoch), or NULL */
+    const char *init;           /* the start: decoder model, training checkpoint or captioner file */
+    const char *checkpoint;     /* checkpoint path (GGUF), written atomically */
+    const char *history_csv;    /* history CSV (epoch,step,reward,greedy_reward,val_cider), or NULL */
+    const char *plot_svg;       /* plot of rewards and validation CIDEr-D, or NULL */
+    const char *best_model;     /* decoder model of the epoch with the highest validation CIDEr-D, or NULL */
+    int resume;                 /* continue from `checkpoint` if it exists (its settings win, except
+                                   epochs, which may be raised) */
+    int epochs;                 /* 10 */
+    int batches_per_epoch;      /* 100 */
+    int batch_size;             /* images per batch: 16 */
+    int samples;                /* sampled captions per image: 5 */
+    int max_len;                /* words per caption: 20 */
+    int baseline;               /* IMCAP_SCST_BASELINE_GREEDY (default) or _MEAN (needs samples >= 2) */
+    int val_images;             /* validation: the first N images of the split, 0 = all */
+    int checkpoint_every;       /* also checkpoint every N batches (50); 0: only at epoch ends */
+    float lr;                   /* Adam learning rate 5e-5 */
+    float clip;                 /* global gradient-norm clipping; 0 = off */
+    uint64_t seed;              /* 1: images and samples */
+    imcap_progress_fn progress;
+    void *progress_user;
+    imcap_scst_report_fn report;
+    void *report_user;
+} imcap_scst_params;
+
+imcap_scst_params imcap_scst_default_params(void);
+imcap_status imcap_scst_train(const imcap_scst_params *p);
 
 /* ------------------------------------------------------------ generation */
 
@@ -537,6 +606,8 @@ typedef struct imcap_extract_params {
     void *progress_user;
     int dtype;             /* storage of new files: IMCAP_EMB_F32 (default) or IMCAP_EMB_F16;
                             * a resumed file must have been created with the same */
+    const char *dtypes;    /* NULL, or "f32" / "f16" for all outputs, or one per output:
+                            * "f32,f16" with output "embedding,grid" (overrides dtype) */
 } imcap_extract_params;
 
 typedef struct imcap_extract_report {
