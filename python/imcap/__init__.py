@@ -122,7 +122,8 @@ class _Decoded:
 # --------------------------------------------------------------- captioner
 
 class _Object:
-    """A library object: closed by close(), by the end of a with block or when collected."""
+    """A library object: closed by close(), by the end of a with block or when collected. Calls may
+    run on several threads at once, but close() must not race with them."""
     _h = None
 
     def close(self):
