@@ -48,7 +48,7 @@ reps = 20000
 t0 = time.perf_counter()
 for _ in range(reps):
     cap._params(3, 3, None, None, None, None)
-    [imcap._alt_dict(out.contents.alt[i]) for i in range(out.contents.n_alt)]
+    [imcap._alt_dict(out.contents, i) for i in range(out.contents.n_alt)]
 own_us = (time.perf_counter() - t0) / reps * 1e6
 lib.imcap_caption_free(out)
 print("binding's own Python work per describe() (settings + result dicts, no captioning): %.1f us" % own_us)

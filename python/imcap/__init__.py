@@ -218,7 +218,8 @@ class Captioner(_Object):
                  length_alpha=None):
         """Captions of image, best first: a list of n_best dicts with "caption" (text), "logprob"
         (model log-probability), "score" (ranking score), "words" (list of words), "ended" (False
-        when cut at max_len). Unset settings are the model's (greedy or beam search as it was made)."""
+        when cut at max_len), and for attention models "attention": float32 [words, grid rows,
+        grid cols], each word's weights over the image grid (summing to 1). Unset settings are the model's (greedy or beam search as it was made)."""
         p = self._params(beam, n_best, temperature, seed, max_len, length_alpha)
         h = self._handle()
         out = ctypes.POINTER(_lib.Caption)()
@@ -233,7 +234,7 @@ class Captioner(_Object):
             _check(lib.imcap_caption_image(h, byref(img), byref(p), byref(out)))
             del keep
         try:
-            return [_alt_dict(out.contents.alt[i]) for i in range(out.contents.n_alt)]
+            return [_alt_dict(out.contents, i) for i in range(out.contents.n_alt)]
         finally:
             lib.imcap_caption_free(out)
 
@@ -252,10 +253,16 @@ class Captioner(_Object):
         return out
 
 
-def _alt_dict(a):
+def _alt_dict(cap, i):
+    a = cap.alt[i]
     text = _text(a.text)
-    return {"caption": text, "logprob": a.logprob, "score": a.score, "words": text.split(),
-            "ended": bool(a.ended)}
+    d = {"caption": text, "logprob": a.logprob, "score": a.score, "words": text.split(),
+         "ended": bool(a.ended)}
+    if _lib.HAS_ATTENTION and a.attention:
+        rows, cols = cap.grid_rows, cap.grid_cols
+        att = np.ctypeslib.as_array(a.attention, shape=(a.n_words * rows * cols,))
+        d["attention"] = att.reshape(a.n_words, rows, cols).copy()
+    return d
 
 
 def _floats(arr):
