@@ -90,7 +90,6 @@ class _Decoded:
 
     def __init__(self, images):
         self.structs = (_lib.Image * max(len(images), 1))()
-        self.n = 0
         self._owned = []
         self._keep = []
         try:
@@ -105,9 +104,9 @@ class _Decoded:
                     self._owned.append(i)
                 else:
                     data = bytes(image)
-                    _check(lib.imcap_image_decode(data, len(data), b"(bytes)", byref(self.structs[i])))
+                    name = b"(bytes of image %d)" % i
+                    _check(lib.imcap_image_decode(data, len(data), name, byref(self.structs[i])))
                     self._owned.append(i)
-                self.n = i + 1
         except BaseException:
             self.close()
             raise
