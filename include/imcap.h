@@ -45,6 +45,11 @@ typedef enum imcap_status {
  * library's SONAME is libimcap.so.<major>). */
 const char *imcap_version(void);
 
+/* sizeof the public struct of that name ("imcap_caption_alt", ...) in this
+ * build of the library, 0 for a name it does not know: bindings that mirror
+ * the structs (python/imcap) check their layouts against it. */
+size_t imcap_abi_sizeof(const char *type_name);
+
 /* Static name of a status ("ok", "io error", ...). */
 const char *imcap_status_str(imcap_status s);
 
