@@ -30,10 +30,14 @@ static const char *const CAPTION_HELP =
     "  --seed S         sampling seed (default 1; same seed, same captions)\n"
     "  --max-len N      at most N words (default: the model's setting, 20)\n"
     "  --alpha A        beam length normalisation: score = logprob / len^A (default 0.7)\n"
+    "  --block-ngram N  beam search: no N-gram twice in a caption (0: off; default:\n"
+    "                   the model's setting)\n"
     "  --n-best N       N captions per image, best first (beam search widens to N\n"
     "                   if needed; with --temperature, N samples). Text output is\n"
     "                   then 'path<TAB>rank<TAB>logprob<TAB>caption' lines\n"
     "  --json           one JSON array: path, caption, logprob, score, alternatives,\n"
+    "                   (attention models: grid [rows, cols] and per word its\n"
+    "                   attention weights, row-major over the grid),\n"
     "                   timings (ms) per image\n"
     "  --threads N      images captioned in parallel (default 2)\n"
     "  --speak          speak each caption on the audio device\n"
@@ -49,7 +53,7 @@ static const char *const CAPTION_HELP =
 typedef struct opts {
     const char *model, *encoder, *wav;
     imcap_gen_params gen;
-    int beam_set, max_len_set, alpha_set, n_best;
+    int beam_set, max_len_set, alpha_set, block_set, n_best;
     int json, threads, speak;
     imcap_speech_params speech;
 } opts;
@@ -225,6 +229,28 @@ static int check_wav_pattern(const char *p)
     return 0;
 }
 
+/* Attention models: "attention", one entry per word: the word and its
+ * grid_rows * grid_cols weights, row-major over the grid. */
+static void add_attention(cJSON *o, const imcap_caption *cap, const imcap_caption_alt *a)
+{
+    if (!a->attention || cap->grid_rows < 1) return;
+    const int L = cap->grid_rows * cap->grid_cols;
+    cJSON *words = cJSON_AddArrayToObject(o, "attention");
+    const char *p = a->text;
+    for (int i = 0; i < a->n_words; i++) {
+        const char *e = strchr(p, ' ');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        char word[256];
+        snprintf(word, sizeof word, "%.*s", (int)(n < sizeof word ? n : sizeof word - 1), p);
+        cJSON *w = cJSON_CreateObject();
+        cJSON_AddStringToObject(w, "word", word);
+        cJSON *wt = cJSON_AddArrayToObject(w, "weights");
+        for (int k = 0; k < L; k++) cJSON_AddItemToArray(wt, cJSON_CreateNumber(a->attention[(size_t)i * L + k]));
+        cJSON_AddItemToArray(words, w);
+        p = e ? e + 1 : p + n;
+    }
+}
+
 static cJSON *caption_json(const char *path, const imcap_caption *cap)
 {
     cJSON *o = cJSON_CreateObject();
@@ -232,6 +258,12 @@ static cJSON *caption_json(const char *path, const imcap_caption *cap)
     cJSON_AddStringToObject(o, "caption", cap->alt[0].text);
     cJSON_AddNumberToObject(o, "logprob", cap->alt[0].logprob);
     cJSON_AddNumberToObject(o, "score", cap->alt[0].score);
+    if (cap->grid_rows > 0) {
+        cJSON *g = cJSON_AddArrayToObject(o, "grid");
+        cJSON_AddItemToArray(g, cJSON_CreateNumber(cap->grid_rows));
+        cJSON_AddItemToArray(g, cJSON_CreateNumber(cap->grid_cols));
+    }
+    add_attention(o, cap, &cap->alt[0]);
     cJSON *alts = cJSON_AddArrayToObject(o, "alternatives");
     for (int i = 0; i < cap->n_alt; i++) {
         cJSON *a = cJSON_CreateObject();
@@ -240,6 +272,7 @@ static cJSON *caption_json(const char *path, const imcap_caption *cap)
         cJSON_AddNumberToObject(a, "score", cap->alt[i].score);
         cJSON_AddNumberToObject(a, "words", cap->alt[i].n_words);
         cJSON_AddBoolToObject(a, "ended", cap->alt[i].ended);
+        add_attention(a, cap, &cap->alt[i]);
         cJSON_AddItemToArray(alts, a);
     }
     cJSON *t = cJSON_AddObjectToObject(o, "timings_ms");
@@ -387,6 +420,10 @@ static int parse(int argc, char **argv, opts *o, list *in)
             if (cli_parse_double(a, v, 0, 2, &d)) return 2;
             o->gen.length_alpha = (float)d;
             o->alpha_set = 1;
+        } else if (!strcmp(a, "--block-ngram")) {
+            if (cli_parse_int(a, v, 0, 8, &n)) return 2;
+            o->gen.block_ngram = (int)n;
+            o->block_set = 1;
         } else if (!strcmp(a, "--n-best")) {
             if (cli_parse_int(a, v, 1, 64, &n)) return 2;
             o->n_best = (int)n;
@@ -442,6 +479,7 @@ int cmd_caption(int argc, char **argv)
     if (!o.beam_set) o.gen.beam = o.gen.temperature > 0 ? 1 : mp.beam;
     if (!o.max_len_set) o.gen.max_len = mp.max_len;
     if (!o.alpha_set) o.gen.length_alpha = mp.length_alpha;
+    if (!o.block_set) o.gen.block_ngram = mp.block_ngram;
     o.gen.n_best = o.n_best;
     if (o.gen.temperature == 0 && o.n_best > o.gen.beam) {
         if (o.beam_set && o.gen.beam > 1) {
