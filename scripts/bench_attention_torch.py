@@ -18,22 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-MASK = (1 << 64) - 1
-
-
-class LCG:
-    def __init__(self, seed):
-        self.s = seed
-
-    def next(self):
-        self.s = (self.s * 6364136223846793005 + 1442695040888963407) & MASK
-        return self.s >> 33
-
-
-def cpu_seconds():
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
+from bench_decoder_torch import LCG, cpu_seconds  # the same LCG as the C side
 
 def make_batch(g, k, b, t1, L, d, v):
     tok = [[1] * t1 for _ in range(b)]
