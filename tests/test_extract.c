@@ -102,7 +102,7 @@ static extract_ctx ctx(const char *out_name, int batch)
     snprintf(dir, sizeof dir, "%s/img", test_tmpdir());
     snprintf(list, sizeof list, "%s/list.txt", test_tmpdir());
     snprintf(o, 700, "%s/%s", test_tmpdir(), out_name);
-    extract_ctx x = {"tiny.gguf", dir, list, o, "embedding", 2, batch, NULL, NULL, IMCAP_EMB_F32};
+    extract_ctx x = {"tiny.gguf", dir, list, o, "embedding", 2, batch, NULL, NULL, IMCAP_EMB_F32, NULL};
     return x;
 }
 
@@ -402,6 +402,26 @@ TEST(extract_grid_output_float32_and_float16)
     x16.out_path = tpath("g32.emb");
     CHECK(extract_run(g, &x16, &rep) == IMCAP_E_MISMATCH);
     CHECK(strstr(imcap_last_error(), "float32 rows; this run writes 6 x 6 x 5 float16") != NULL);
+    imcap_extract_report_free(&rep);
+    /* one storage type per output */
+    extract_ctx xd = ctx("gd16.emb", 4);
+    snprintf(outs, sizeof outs, "%s/ed32.emb,%s/gd16.emb", test_tmpdir(), test_tmpdir());
+    xd.out_path = outs;
+    xd.output = "embedding,grid";
+    xd.dtypes = "f32,f16";
+    REQUIRE_OK(extract_run(g, &xd, &rep));
+    imcap_extract_report_free(&rep);
+    REQUIRE_OK(imcap_embfile_open(tpath("ed32.emb"), &fe));
+    REQUIRE_OK(imcap_embfile_open(tpath("gd16.emb"), &f16));
+    CHECK(imcap_embfile_layout(fe).dtype == IMCAP_EMB_F32 && imcap_embfile_layout(f16).dtype == IMCAP_EMB_F16);
+    CHECK(imcap_embfile_count(fe) == NIMG && imcap_embfile_count(f16) == NIMG);
+    imcap_embfile_close(fe);
+    imcap_embfile_close(f16);
+    xd.dtypes = "f16,f32,f32";
+    CHECK(extract_run(g, &xd, &rep) == IMCAP_E_ARG && strstr(imcap_last_error(), "give one, or one per output"));
+    imcap_extract_report_free(&rep);
+    xd.dtypes = "f32,f8";
+    CHECK(extract_run(g, &xd, &rep) == IMCAP_E_ARG && strstr(imcap_last_error(), "'f8'"));
     imcap_extract_report_free(&rep);
     enc_graph_free(g);
 }

@@ -21,7 +21,7 @@ static const char *const EXTRACT_HELP =
     "                 grid: the spatial map the embedding pools (e.g. 7x7x1280), one\n"
     "                 rows x cols x channels map per image (docs/FORMATS.md)\n"
     "  --dtype T      storage of the values: f32 (default) or f16 (half the size;\n"
-    "                 read back as float32)\n"
+    "                 read back as float32); one per output: --dtype f32,f16\n"
     "  --threads N    image decoding threads (default 2)\n"
     "  --batch N      images per network run (default 8)\n";
 
@@ -79,14 +79,7 @@ int cmd_extract(int argc, char **argv)
         else if (!strcmp(a, "--list")) p.list = v;
         else if (!strcmp(a, "--out")) p.out = v;
         else if (!strcmp(a, "--output")) p.output = v;
-        else if (!strcmp(a, "--dtype")) {
-            if (!strcmp(v, "f32")) p.dtype = IMCAP_EMB_F32;
-            else if (!strcmp(v, "f16")) p.dtype = IMCAP_EMB_F16;
-            else {
-                fprintf(stderr, "imcap extract: --dtype must be f32 or f16, not '%s'\n", v);
-                return 2;
-            }
-        }
+        else if (!strcmp(a, "--dtype")) p.dtypes = v;
         else if (!strcmp(a, "--threads")) {
             if (cli_parse_int(a, v, 1, 64, &n)) return 2;
             p.threads = (int)n;

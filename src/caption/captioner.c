@@ -238,10 +238,49 @@ static imcap_status check_header(const gguf_file *f, const char *path)
     return IMCAP_OK;
 }
 
+imcap_status captioner_read_decoder(const char *path, dec_model **m, imcap_vocab **v)
+{
+    *m = NULL;
+    *v = NULL;
+    gguf_file *f;
+    imcap_status st = gguf_open(path, &f);
+    if (st) return st;
+    const char *arch = NULL;
+    if (!gguf_has_key(f, K_ARCH) || gguf_get_str(f, K_ARCH, &arch) || strcmp(arch, ARCH) != 0) {
+        gguf_close(f);
+        return dec_load(path, m, v);
+    }
+    const char *const *words;
+    size_t n_words;
+    if ((st = check_header(f, path)) || (st = load_decoder(f, path, m))) goto out;
+    if ((st = gguf_get_arr_str(f, K_VOCAB, &words, &n_words))) goto out;
+    if ((st = imcap_vocab_from_words(words, n_words, v))) {
+        imcap_fail_prefix(st, "%s: vocabulary", path);
+        goto out;
+    }
+    if ((int64_t)n_words != (*m)->cfg.n_vocab || (*m)->cfg.pad_id != imcap_vocab_pad(*v))
+        st = imcap_fail(IMCAP_E_FORMAT, "%s: the vocabulary (%zu words) does not fit the decoder (%d outputs)", path,
+                        n_words, (*m)->cfg.n_vocab);
+out:
+    gguf_close(f);
+    if (st) {
+        dec_model_free(*m);
+        imcap_vocab_free(*v);
+        *m = NULL;
+        *v = NULL;
+    }
+    return st;
+}
+
 imcap_status imcap_captioner_load(const char *model_path, const char *encoder_path, imcap_captioner **out)
 {
     *out = NULL;
-    if (!model_path) return imcap_fail(IMCAP_E_ARG, "captioner: no model file given");
+    char default_path[4096];
+    if (!model_path) {
+        imcap_status dst = imcap_default_model_path(default_path, sizeof default_path);
+        if (dst) return dst;
+        model_path = default_path;
+    }
     imcap_captioner *c = calloc(1, sizeof *c);
     if (!c) return imcap_fail(IMCAP_E_NOMEM, "%s: out of memory", model_path);
     gguf_file *f = NULL;
@@ -452,6 +491,7 @@ const char *imcap_captioner_encoder_name(const imcap_captioner *c) { return c->e
 const char *imcap_captioner_encoder_path(const imcap_captioner *c) { return c->encoder_paths; }
 const char *imcap_captioner_checkpoint(const imcap_captioner *c) { return c->checkpoint; }
 int imcap_captioner_vocab_size(const imcap_captioner *c) { return c->dec->cfg.n_vocab; }
+const imcap_vocab *imcap_captioner_vocab(const imcap_captioner *c) { return c->vocab; }
 int imcap_captioner_embedding_size(const imcap_captioner *c) { return c->emb_size; }
 
 /* ---------------------------------------------------------------- caption */

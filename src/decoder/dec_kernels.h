@@ -94,7 +94,7 @@ static inline void dense_forward(const float *x, const float *w, const float *b,
  * cost more than the arithmetic. small_nt reads each row of W once for all
  * rows of x, the output features split over the worker threads.
  * y [n][out] = (accumulate ? y : b) + x [n][in] W^T, n <= SMALL_ROWS. */
-enum { SMALL_ROWS = 4 };
+enum { SMALL_ROWS = 8 };
 
 typedef struct small_ctx {
     const float *x, *w, *b;

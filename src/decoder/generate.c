@@ -430,6 +430,120 @@ out:
     return st;
 }
 
+typedef struct roll_ctx {
+    gen_ctx *g;
+    int t, k1;            /* step, rows per image (k + 1) */
+    const int *live;      /* [n_live] row of each live hypothesis */
+    imcap_rng *rng;       /* [rows] */
+    int32_t *pick;        /* [n_live] chosen token */
+} roll_ctx;
+
+/* live hypotheses [b, e): greedy argmax, or a draw from the masked softmax
+ * (the hypothesis's logits are overwritten with exp(z - max)) */
+static void roll_pick(void *vc, size_t b, size_t e, int tid)
+{
+    const roll_ctx *c = vc;
+    const gen_ctx *g = c->g;
+    const int V = g->V, end = g->sp->end_id;
+    for (size_t j = b; j < e; j++) {
+        float *z = g->logits + j * (size_t)V;
+        const int row = c->live[j];
+        int32_t best = -1;
+        for (int v = 0; v < V; v++) {
+            if (!g->allowed[v] || (c->t == 0 && v == end)) continue;
+            if (best < 0 || z[v] > z[best]) best = v;
+        }
+        if (row % c->k1 != 0) {
+            const float mx = z[best];
+            double sum = 0;
+            for (int v = 0; v < V; v++) {
+                z[v] = g->allowed[v] && !(c->t == 0 && v == end) ? expf(z[v] - mx) : 0.0f;
+                sum += z[v];
+            }
+            const double u = imcap_rng_uniform(&c->rng[row]) * sum;
+            double acc = 0;
+            for (int v = 0; v < V; v++) {
+                if (z[v] == 0.0f) continue;
+                best = v; /* the last possible token absorbs rounding */
+                acc += z[v];
+                if (u < acc) break;
+            }
+        }
+        c->pick[j] = best;
+    }
+}
+
+imcap_status gen_rollouts(const dec_model *m, const float *img, int n, int k, const gen_special *sp, int max_len,
+                          uint64_t seed, int32_t *out, int *lens, bool *ended)
+{
+    if (n < 1 || k < 0 || k > 1000 || max_len < 1 || max_len > GEN_MAX_LEN)
+        return imcap_fail(IMCAP_E_ARG, "rollouts: %d images, %d samples, max length %d", n, k, max_len);
+    const int k1 = k + 1, rows = n * k1;
+    gen_ctx g;
+    imcap_status st = ctx_init(&g, m, sp, rows, rows);
+    if (st) return st;
+    const size_t S = g.S, C = dec_context_floats(&m->cfg);
+    /* per photo, then copied to each of its rows: context [rows][C], state [rows][S] */
+    float *ctx0 = C ? imcap_alloc((size_t)n * C, sizeof(float)) : NULL;
+    float *st0 = imcap_alloc((size_t)n * S, sizeof(float)), *state = imcap_alloc((size_t)rows * S, sizeof(float));
+    int32_t *tok = imcap_alloc((size_t)rows, sizeof(int32_t)), *pick = imcap_alloc((size_t)rows, sizeof(int32_t));
+    int *live = imcap_alloc((size_t)rows, sizeof(int));
+    imcap_rng *rng = imcap_alloc((size_t)rows, sizeof(imcap_rng));
+    if ((C && !ctx0) || !st0 || !state || !tok || !pick || !live || !rng) {
+        st = imcap_fail(IMCAP_E_NOMEM, "rollouts: out of memory for %d rows", rows);
+        goto out;
+    }
+    ops_blas_enter();
+    st = dec_init_state(m, img, n, ctx0, st0);
+    if (st) goto leave;
+    for (int r = 0; r < rows; r++) {
+        if (C) memcpy(g.ctx + (size_t)r * C, ctx0 + (size_t)(r / k1) * C, sizeof(float) * C);
+        memcpy(state + (size_t)r * S, st0 + (size_t)(r / k1) * S, sizeof(float) * S);
+        tok[r] = sp->start_id;
+        live[r] = r;
+        lens[r] = 0;
+        ended[r] = false;
+        uint64_t x = seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(r + 1));
+        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+        imcap_rng_seed(&rng[r], x ^ (x >> 31));
+    }
+    /* the live hypotheses are kept packed: hypothesis j is row live[j] */
+    int n_live = rows;
+    for (int t = 0; t < max_len && n_live > 0; t++) {
+        dec_step(m, g.ctx, false, tok, n_live, state, g.logits, state, NULL, g.scratch);
+        roll_ctx rc = {.g = &g, .t = t, .k1 = k1, .live = live, .rng = rng, .pick = pick};
+        ops_parallel((size_t)n_live, 8, roll_pick, &rc);
+        int kept = 0;
+        for (int j = 0; j < n_live; j++) {
+            const int r = live[j];
+            if (pick[j] == sp->end_id) {
+                ended[r] = true;
+                continue;
+            }
+            out[(size_t)r * max_len + lens[r]++] = pick[j];
+            if (kept != j) {
+                memcpy(state + (size_t)kept * S, state + (size_t)j * S, sizeof(float) * S);
+                if (C) memcpy(g.ctx + (size_t)kept * C, g.ctx + (size_t)j * C, sizeof(float) * C);
+            }
+            tok[kept] = pick[j];
+            live[kept++] = r;
+        }
+        n_live = kept;
+    }
+leave:
+    ops_blas_leave();
+out:
+    imcap_free(ctx0);
+    imcap_free(st0);
+    imcap_free(state);
+    imcap_free(tok);
+    imcap_free(pick);
+    imcap_free(live);
+    imcap_free(rng);
+    ctx_free(&g);
+    return st;
+}
+
 imcap_status gen_greedy(const dec_model *m, const float *img, int n, int32_t start_id, int32_t end_id, int max_len,
                         int32_t *out, int *lens)
 {

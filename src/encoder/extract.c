@@ -285,6 +285,22 @@ imcap_status extract_run(const enc_graph *g, const extract_ctx *x, imcap_extract
     if (n_paths != n_out)
         return imcap_fail(IMCAP_E_ARG, "%d outputs (%s) but %d output files (%s): give one file per output", n_out,
                           x->output, n_paths, x->out_path);
+    char dbuf[256];
+    const char *dnames[EXTRACT_MAX_OUTPUTS + 1];
+    int dtypes[EXTRACT_MAX_OUTPUTS];
+    for (int k = 0; k < n_out; k++) dtypes[k] = x->dtype;
+    if (x->dtypes) {
+        int n_d = split_list(x->dtypes, dbuf, sizeof dbuf, dnames);
+        if (n_d != n_out && n_d != 1)
+            return imcap_fail(IMCAP_E_ARG, "%d outputs (%s) but %d value types (%s): give one, or one per output",
+                              n_out, x->output, n_d, x->dtypes);
+        for (int k = 0; k < n_out; k++) {
+            const char *d = dnames[n_d == 1 ? 0 : k];
+            if (!strcmp(d, "f32")) dtypes[k] = IMCAP_EMB_F32;
+            else if (!strcmp(d, "f16")) dtypes[k] = IMCAP_EMB_F16;
+            else return imcap_fail(IMCAP_E_ARG, "value type '%s' is neither f32 nor f16", d);
+        }
+    }
     out_file of[EXTRACT_MAX_OUTPUTS];
     memset(of, 0, sizeof of);
     int vids[EXTRACT_MAX_OUTPUTS];
@@ -309,11 +325,11 @@ imcap_status extract_run(const enc_graph *g, const extract_ctx *x, imcap_extract
         }
         const enc_value *ov = enc_graph_value(g, of[k].vid);
         of[k].dim = (size_t)ov->h * ov->w * ov->c;
-        imcap_emb_layout l = {(size_t)ov->h, (size_t)ov->w, (size_t)ov->c, x->dtype};
+        imcap_emb_layout l = {(size_t)ov->h, (size_t)ov->w, (size_t)ov->c, dtypes[k]};
         of[k].layout = l;
+        if (dtypes[k] != IMCAP_EMB_F32 && dtypes[k] != IMCAP_EMB_F16)
+            return imcap_fail(IMCAP_E_ARG, "value type %d is neither IMCAP_EMB_F32 nor IMCAP_EMB_F16", dtypes[k]);
     }
-    if (x->dtype != IMCAP_EMB_F32 && x->dtype != IMCAP_EMB_F16)
-        return imcap_fail(IMCAP_E_ARG, "value type %d is neither IMCAP_EMB_F32 nor IMCAP_EMB_F16", x->dtype);
 
     char **all = NULL, **todo = NULL;
     uint8_t *need = NULL; /* [n_todo] bit k: file k lacks the image */
@@ -475,7 +491,7 @@ imcap_status imcap_extract(const imcap_extract_params *p, imcap_extract_report *
     imcap_status st = enc_graph_load(p->encoder, &g);
     if (st != IMCAP_OK) return st;
     extract_ctx x = {p->encoder, p->image_dir, p->list, p->out, p->output, p->threads, p->batch,
-                     p->progress, p->progress_user, p->dtype};
+                     p->progress, p->progress_user, p->dtype, p->dtypes};
     st = extract_run(g, &x, rep);
     enc_graph_free(g);
     return st;

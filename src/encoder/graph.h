@@ -21,7 +21,9 @@ typedef enum enc_op {
     ENC_GAP,       /* global average pool: HxWxC -> 1x1xC */
     ENC_SOFTMAX,   /* over channels */
     ENC_ACT,       /* activation only */
-    ENC_AFFINE     /* per-channel y = x*w + bias (unfused batch norm); w [C], bias [C] */
+    ENC_AFFINE,    /* per-channel y = x*w + bias (unfused batch norm); w [C], bias [C] */
+    ENC_PAD        /* zero padding (Keras ZeroPadding2D): kh rows above, sh rows below,
+                      kw columns left, sw columns right (0..MAX each) */
 } enc_op;
 
 typedef enum enc_act { ENC_ACT_NONE, ENC_ACT_RELU, ENC_ACT_RELU6, ENC_ACT_SIGMOID } enc_act;
