@@ -182,7 +182,6 @@ typedef struct at_work {
     int *bt, *off;          /* [max_t1] rows alive at step t, their first packed row */
     int32_t *xtok, *tgt;    /* [N] input token and target of each packed row */
     uint32_t *rid;          /* [N] batch row * t1 + t: the dropout mask's key */
-    double *rowloss;        /* [N] */
     float *mean;            /* [max_b][D] mean of the grid, sorted order */
     float *P, *dP;          /* [max_b][L][A] att_a a_i + b, its gradient */
     float *S;               /* [max_b][L] sum over the row's steps of alpha */
@@ -207,7 +206,7 @@ static void at_work_free(void *vw)
     at_work *w = vw;
     if (!w) return;
     void *p[] = {w->len, w->perm, w->bt, w->off, w->rid, w->hn, w->cn,
-                 w->xtok, w->tgt, w->rowloss, w->mean, w->P, w->dP, w->S, w->hp, w->cp, w->tc, w->q,
+                 w->xtok, w->tgt, w->mean, w->P, w->dP, w->S, w->hp, w->cp, w->tc, w->q,
                  w->dq, w->alpha, w->z, w->beta, w->dbp, w->xin, w->dxin, w->g, w->o, w->dO, w->y1, w->dy1,
                  w->lg, w->dhn, w->dcn, w->dmean, w->da, w->tmp};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) imcap_free(p[i]);
@@ -232,7 +231,7 @@ static imcap_status at_work_new(const dec_config *c, int max_b, int max_t1, void
               (w->bt = imcap_alloc((size_t)max_t1, sizeof(int))) && (w->off = imcap_alloc((size_t)max_t1, sizeof(int))) &&
               (w->rid = imcap_alloc(N, sizeof(uint32_t))) && (w->hn = imcap_alloc(N * H, sizeof(float))) &&
               (w->cn = imcap_alloc(N * H, sizeof(float))) && (w->xtok = imcap_alloc(N, sizeof(int32_t))) &&
-              (w->tgt = imcap_alloc(N, sizeof(int32_t))) && (w->rowloss = imcap_alloc(N, sizeof(double))) &&
+              (w->tgt = imcap_alloc(N, sizeof(int32_t))) &&
               (w->mean = imcap_alloc(B * D, sizeof(float))) && (w->P = imcap_alloc(B * L * A, sizeof(float))) &&
               (w->dP = imcap_alloc(B * L * A, sizeof(float))) && (w->S = imcap_alloc(B * L, sizeof(float))) &&
               (w->hp = imcap_alloc(N * H, sizeof(float))) && (w->cp = imcap_alloc(N * H, sizeof(float))) &&
