@@ -428,6 +428,8 @@ typedef struct imcap_gen_params {
     int max_len;        /* maximum number of words, 1..100 (default 20) */
     int n_best;         /* captions returned, 1..64 (default 1); <= beam for beam search */
     float length_alpha; /* beam length normalisation exponent, 0..2 (default 0.7) */
+    int block_ngram;    /* beam search: no n-gram of this many words twice in a caption
+                           (0 = off, the default; 1..8) */
 } imcap_gen_params;
 
 imcap_gen_params imcap_gen_default_params(void);
@@ -504,6 +506,7 @@ typedef struct imcap_eval_params {
     int beam;               /* 0: the model's setting (captioner) or greedy (decoder) */
     int max_len;            /* 0: the model's setting or the default (20 words) */
     float length_alpha;     /* < 0 (default): the model's setting or the default */
+    int block_ngram;        /* < 0 (default): the model's setting (or off); else as imcap_gen_params */
     int threads;            /* captioning threads (default 2) */
     imcap_progress_fn progress; /* images done / total; non-zero stops (IMCAP_E_ARG) */
     void *progress_user;
@@ -714,12 +717,15 @@ typedef struct imcap_caption_alt {
     double score;    /* ranking score (logprob / len^alpha) */
     int n_words;
     int ended;       /* 1 if the model ended the caption, 0 if cut at max_len */
+    float *attention; /* attention models: [n_words][grid_rows * grid_cols] weights (row-major over
+                         the grid, each word's summing to 1); NULL for other models */
 } imcap_caption_alt;
 
 typedef struct imcap_caption {
     int n_alt;
     imcap_caption_alt *alt;
     double t_decode, t_encode, t_generate; /* seconds spent on each stage */
+    int grid_rows, grid_cols; /* attention models: the grid the weights cover; 0 otherwise */
 } imcap_caption;
 
 /* Caption an image file / an encoded image in memory (JPEG, PNG or BMP;

@@ -23,6 +23,7 @@ static void eval_usage(FILE *fp)
             "  --beam K           beam width (default: the model's setting; 1 = greedy)\n"
             "  --max-len N        maximum caption words (default: the model's setting)\n"
             "  --alpha A          beam length normalisation exponent (default: the model's setting)\n"
+            "  --block-ngram N    beam search: no N-gram twice in a caption (0: off; default: the model's)\n"
             "  --threads N        captioning threads (default 2)\n"
             "  --results-out R    also write the captions as COCO results JSON\n"
             "                     ([{\"image_id\": name, \"caption\": ...}]; `imcap score` reads it)\n"
@@ -99,6 +100,10 @@ int cmd_eval(int argc, char **argv)
             if (cli_parse_int(a, v, 1, 64, &n)) return 2;
             p.threads = (int)n;
             i++;
+        } else if (v && !strcmp(a, "--block-ngram")) {
+            if (cli_parse_int(a, v, 0, 8, &n)) return 2;
+            p.block_ngram = (int)n;
+            i++;
         } else if (v && !strcmp(a, "--alpha")) {
             if (cli_parse_double(a, v, 0.0, 2.0, &x)) return 2;
             p.length_alpha = (float)x;
@@ -137,6 +142,7 @@ int cmd_eval(int argc, char **argv)
         cJSON_AddNumberToObject(o, "beam", r.gen.beam);
         cJSON_AddNumberToObject(o, "max_len", r.gen.max_len);
         cJSON_AddNumberToObject(o, "length_alpha", r.gen.length_alpha);
+        cJSON_AddNumberToObject(o, "block_ngram", r.gen.block_ngram);
         cJSON_AddNumberToObject(o, "seconds", r.seconds);
         char *text = cJSON_Print(o);
         cJSON_Delete(o);
