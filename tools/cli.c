@@ -7,8 +7,20 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+char *cli_derived(const char *path, const char *suffix)
+{
+    size_t n = strlen(path);
+    if (n > 5 && !strcmp(path + n - 5, ".gguf")) n -= 5;
+    char *s = malloc(n + strlen(suffix) + 1);
+    if (!s) return NULL;
+    memcpy(s, path, n);
+    strcpy(s + n, suffix);
+    return s;
+}
 
 static double now(void)
 {
@@ -16,6 +28,8 @@ static double now(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+double cli_now(void) { return now(); }
 
 int cli_error(const char *cmd, imcap_status s)
 {
@@ -80,20 +94,8 @@ int cli_parse_double(const char *flag, const char *s, double lo, double hi, doub
 
 const char *cli_default_model(void)
 {
-    const char *env = getenv("IMCAP_MODEL");
-    if (env && *env) return env;
-    static char exe_rel[PATH_MAX];
-    struct stat st;
-    if (stat("models/default.imcap", &st) == 0) return "models/default.imcap";
-    /* Next to the binary: <repo>/build/imcap -> <repo>/models/default.imcap. */
-    ssize_t n = readlink("/proc/self/exe", exe_rel, sizeof exe_rel - 64);
-    if (n > 0) {
-        exe_rel[n] = 0;
-        char *s = strrchr(exe_rel, '/');
-        if (s) {
-            strcpy(s, "/../models/default.imcap");
-            if (stat(exe_rel, &st) == 0) return exe_rel;
-        }
-    }
-    return "models/default.imcap";
+    /* $IMCAP_MODEL, ./models/default.imcap, or beside the binary (build tree or installed copy). */
+    static char path[PATH_MAX];
+    if (imcap_default_model_path(path, sizeof path) == IMCAP_OK) return path;
+    return "models/default.imcap"; /* loading it then names the missing file */
 }

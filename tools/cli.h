@@ -21,6 +21,11 @@ int cli_progress_fn(void *user, uint64_t done, uint64_t total, const char *what)
 int cli_parse_int(const char *flag, const char *s, long lo, long hi, long *out);
 int cli_parse_double(const char *flag, const char *s, double lo, double hi, double *out);
 
+/* Monotonic seconds. */
+double cli_now(void);
+/* "<path without .gguf><suffix>", malloc'd (NULL when out of memory):
+ * the default names of files written next to a checkpoint. */
+char *cli_derived(const char *path, const char *suffix);
 /* The captioning model to use when none is given: $IMCAP_MODEL, else
  * models/default.imcap (in the current directory, else beside the binary). */
 const char *cli_default_model(void);
@@ -44,6 +49,8 @@ int cmd_report(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+/* `imcap train --scst ...` (tools/cmd_scst.c): self-critical sequence training. */
+int cmd_scst(int argc, char **argv);
 int cmd_vocab(int argc, char **argv);
 
 #endif

@@ -379,7 +379,17 @@ int cmd_caption(int argc, char **argv)
         list_free(&in);
         return 2;
     }
-    if (!o.model) o.model = cli_default_model();
+    static char default_path[PATH_MAX];
+    if (!o.model) {
+        /* $IMCAP_MODEL, ./models/default.imcap, or beside the binary (build tree or installed copy). */
+        if (imcap_default_model_path(default_path, sizeof default_path)) {
+            fprintf(stderr, "imcap caption: %s; run ./setup.sh (or `make model`) to make it, or pass --model FILE\n",
+                    imcap_last_error());
+            list_free(&in);
+            return 1;
+        }
+        o.model = default_path;
+    }
     imcap_captioner *c;
     imcap_status st = imcap_captioner_load(o.model, o.encoder, &c);
     if (st) {
