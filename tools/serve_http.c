@@ -533,7 +533,6 @@ static void answer_model(req *r)
     cJSON_AddStringToObject(j, "checkpoint", imcap_captioner_checkpoint(s->c));
     cJSON_AddNumberToObject(j, "vocab_size", imcap_captioner_vocab_size(s->c));
     cJSON_AddNumberToObject(j, "embedding_size", imcap_captioner_embedding_size(s->c));
-    cJSON_AddBoolToObject(j, "attention", 0);
     cJSON_AddStringToObject(j, "version", IMCAP_VERSION_STRING);
     cJSON *d = cJSON_AddObjectToObject(j, "defaults");
     cJSON_AddNumberToObject(d, "beam", s->gen.beam);
