@@ -739,8 +739,10 @@ TEST(tfjs_resnet50_matches_tfjs)
             }
             top_same &= top[k] == ref[k];
         }
-        fprintf(stderr, "  %s: 1-cos(embedding) %.1e, 1-cos(grid) %.1e, |probs| %.1e, top-5 %d %d %d %d %d%s\n", images[i],
-                1 - ce, 1 - cg, max_abs_diff(gp, wp, 1000), top[0], top[1], top[2], top[3], top[4],
+        char gs[64] = "";
+        if (!strcmp(images[i], "parrot.jpg")) snprintf(gs, sizeof gs, ", 1-cos(grid) %.1e", 1 - cg);
+        fprintf(stderr, "  %s: 1-cos(embedding) %.1e%s, |probs| %.1e, top-5 %d %d %d %d %d%s\n", images[i], 1 - ce, gs,
+                max_abs_diff(gp, wp, 1000), top[0], top[1], top[2], top[3], top[4],
                 top_same ? " (= TF.js)" : " (TF.js differs)");
         CHECK(ce >= 0.99999);
         CHECK(cg >= 0.99999);
