@@ -300,26 +300,6 @@ static int emit(opts *o, const list *in, size_t i, const slot *s, int *first_jso
 
 /* ------------------------------------------------------------------ main */
 
-static const char *default_model(void)
-{
-    const char *env = getenv("IMCAP_MODEL");
-    if (env && *env) return env;
-    static char exe_rel[PATH_MAX];
-    struct stat st;
-    if (stat("models/default.imcap", &st) == 0) return "models/default.imcap";
-    /* Next to the binary: <repo>/build/imcap -> <repo>/models/default.imcap. */
-    ssize_t n = readlink("/proc/self/exe", exe_rel, sizeof exe_rel - 64);
-    if (n > 0) {
-        exe_rel[n] = 0;
-        char *s = strrchr(exe_rel, '/');
-        if (s) {
-            strcpy(s, "/../models/default.imcap");
-            if (stat(exe_rel, &st) == 0) return exe_rel;
-        }
-    }
-    return "models/default.imcap";
-}
-
 static int parse(int argc, char **argv, opts *o, list *in)
 {
     long n;
@@ -424,7 +404,17 @@ int cmd_caption(int argc, char **argv)
         list_free(&in);
         return 2;
     }
-    if (!o.model) o.model = default_model();
+    static char default_path[PATH_MAX];
+    if (!o.model) {
+        /* $IMCAP_MODEL, ./models/default.imcap, or beside the binary (build tree or installed copy). */
+        if (imcap_default_model_path(default_path, sizeof default_path)) {
+            fprintf(stderr, "imcap caption: %s; run ./setup.sh (or `make model`) to make it, or pass --model FILE\n",
+                    imcap_last_error());
+            list_free(&in);
+            return 1;
+        }
+        o.model = default_path;
+    }
     imcap_captioner *c;
     imcap_status st = imcap_captioner_load(o.model, o.encoder, &c);
     if (st) {

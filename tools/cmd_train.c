@@ -39,6 +39,10 @@ static void train_usage(FILE *fp)
             "  --lr X                 Adam learning rate (%g)\n"
             "  --clip X               clip the global gradient norm to X (off)\n"
             "  --dropout P            drop LSTM outputs with probability P while training (0: off)\n"
+            "  --decoder NAME         recipe (pooled vector, default) or attention (soft attention over\n"
+            "                         a grid embeddings file: imcap extract --output grid)\n"
+            "  --att-size N           attention: attention MLP size (%d)\n"
+            "  --att-lambda X         attention: doubly stochastic regulariser weight (%g)\n"
             "  --img-hidden N, --hidden N, --embed N, --out-hidden N\n"
             "                         model sizes (%d, %d, %d, %d)\n"
             "  --seed N               random seed (%llu)\n"
@@ -46,7 +50,7 @@ static void train_usage(FILE *fp)
             "  --scst                 self-critical sequence training from a trained decoder\n"
             "                         (imcap train --scst --help)\n",
             d.epochs, d.batches_per_epoch, d.batch_size, d.max_len, d.min_count, d.val_batches, d.checkpoint_every,
-            d.lr, d.n_img1, d.n_hid, d.n_emb, d.n_out1, (unsigned long long)d.seed);
+            d.lr, d.n_att, d.att_lambda, d.n_img1, d.n_hid, d.n_emb, d.n_out1, (unsigned long long)d.seed);
 }
 
 typedef struct train_ui { double last; int quiet, tty; } train_ui;
@@ -107,6 +111,12 @@ int cmd_train(int argc, char **argv)
             p.best_model = argv[++i];
         } else if (v && !strcmp(a, "--plot")) {
             p.plot_svg = argv[++i];
+        } else if (v && !strcmp(a, "--decoder")) {
+            p.decoder = argv[++i];
+        } else if (v && !strcmp(a, "--att-lambda")) {
+            if (cli_parse_double(a, v, 0.0, 1000.0, &x)) return 2;
+            p.att_lambda = (float)x;
+            i++;
         } else if (v && !strcmp(a, "--dropout")) {
             if (cli_parse_double(a, v, 0.0, 0.95, &x)) return 2;
             p.dropout = (float)x;
@@ -128,7 +138,7 @@ int cmd_train(int argc, char **argv)
         } else if (v && (!strcmp(a, "--epochs") || !strcmp(a, "--batches") || !strcmp(a, "--batch") ||
                          !strcmp(a, "--max-len") || !strcmp(a, "--min-count") || !strcmp(a, "--val-batches") ||
                          !strcmp(a, "--checkpoint-every") || !strcmp(a, "--img-hidden") || !strcmp(a, "--hidden") ||
-                         !strcmp(a, "--embed") || !strcmp(a, "--out-hidden"))) {
+                         !strcmp(a, "--embed") || !strcmp(a, "--out-hidden") || !strcmp(a, "--att-size"))) {
             long lo = !strcmp(a, "--val-batches") || !strcmp(a, "--checkpoint-every") ? 0 : 1;
             if (!strcmp(a, "--max-len")) lo = 2;
             if (cli_parse_int(a, v, lo, 100000000, &n)) return 2;
@@ -142,6 +152,7 @@ int cmd_train(int argc, char **argv)
                        : !strcmp(a, "--img-hidden")       ? &p.n_img1
                        : !strcmp(a, "--hidden")           ? &p.n_hid
                        : !strcmp(a, "--embed")            ? &p.n_emb
+                       : !strcmp(a, "--att-size")         ? &p.n_att
                                                           : &p.n_out1;
             *dst = (int)n;
             i++;

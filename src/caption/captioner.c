@@ -257,7 +257,12 @@ out:
 imcap_status imcap_captioner_load(const char *model_path, const char *encoder_path, imcap_captioner **out)
 {
     *out = NULL;
-    if (!model_path) return imcap_fail(IMCAP_E_ARG, "captioner: no model file given");
+    char default_path[4096];
+    if (!model_path) {
+        imcap_status dst = imcap_default_model_path(default_path, sizeof default_path);
+        if (dst) return dst;
+        model_path = default_path;
+    }
     imcap_captioner *c = calloc(1, sizeof *c);
     if (!c) return imcap_fail(IMCAP_E_NOMEM, "%s: out of memory", model_path);
     gguf_file *f = NULL;
@@ -464,6 +469,7 @@ const char *imcap_captioner_encoder_name(const imcap_captioner *c) { return c->e
 const char *imcap_captioner_encoder_path(const imcap_captioner *c) { return c->encoder_paths; }
 const char *imcap_captioner_checkpoint(const imcap_captioner *c) { return c->checkpoint; }
 int imcap_captioner_vocab_size(const imcap_captioner *c) { return c->dec->cfg.n_vocab; }
+const imcap_vocab *imcap_captioner_vocab(const imcap_captioner *c) { return c->vocab; }
 int imcap_captioner_embedding_size(const imcap_captioner *c) { return c->emb_size; }
 
 /* ---------------------------------------------------------------- caption */

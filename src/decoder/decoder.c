@@ -10,6 +10,7 @@
 
 static const dec_arch *const archs[DEC_N_ARCHS] = {
     [DEC_ARCH_RECIPE] = &dec_arch_recipe,
+    [DEC_ARCH_ATTENTION] = &dec_arch_attention,
 };
 
 static const dec_arch *arch_of(const dec_config *c)

@@ -10,6 +10,11 @@
  *         i = sig(.), f = sig(.), g = tanh(.), o = sig(.),
  *         c' = f*c + i*g, h' = o*tanh(c'))
  *     h -> dense n_out1 ELU -> dense n_vocab logits
+ *   "attention" (DEC_ARCH_ATTENTION, attention.c): soft attention over a
+ *     grid of L = grid_h x grid_w regions of D features (Show, Attend and
+ *     Tell): h0, c0 from the grid mean; per step alpha = softmax over
+ *     w . tanh(W_a a_i + W_h h), context z = sum alpha_i a_i gated by
+ *     sigmoid(W_b h), LSTM input [emb; beta z], deep output (h, z, emb).
  *
  * An architecture defines its image input (dec_input_floats per photo), its
  * parameter tensors (dec_tensor_at), a per-photo context computed once
@@ -188,7 +193,7 @@ typedef struct dec_arch {
                  const float *state, float *logits, float *state_out, float *attn, float *scratch);
 } dec_arch;
 
-extern const dec_arch dec_arch_recipe;
+extern const dec_arch dec_arch_recipe, dec_arch_attention;
 
 /* ---- model files (GGUF, docs/FORMATS.md "Decoder checkpoint") ---- */
 

@@ -38,6 +38,8 @@ imcap_train_params imcap_train_default_params(void)
     p.n_emb = 100;
     p.n_out1 = 120;
     p.seed = 1;
+    p.n_att = 256;
+    p.att_lambda = 1.0f;
     return p;
 }
 
@@ -100,6 +102,11 @@ static imcap_status check_params(const imcap_train_params *p)
     if (!(p->lr > 0 && p->lr < 10) || !(p->clip >= 0 && isfinite(p->clip)) || !(p->dropout >= 0 && p->dropout < 1))
         return imcap_fail(IMCAP_E_ARG, "training: learning rate %g, clipping %g or dropout %g out of range", p->lr,
                           p->clip, p->dropout);
+    if (p->decoder && dec_arch_from_name(p->decoder) < 0)
+        return imcap_fail(IMCAP_E_ARG, "training: unknown decoder architecture '%s' (recipe or attention)", p->decoder);
+    if (p->n_att < 1 || p->n_att > (1 << 16) || !(p->att_lambda >= 0 && p->att_lambda <= 1000))
+        return imcap_fail(IMCAP_E_ARG, "training: attention size %d or regulariser weight %g out of range", p->n_att,
+                          p->att_lambda);
     if (p->best_model && (!p->val_split || p->val_batches < 1))
         return imcap_fail(IMCAP_E_ARG, "training: keeping the best model (%s) needs a validation split and "
                                        "validation batches", p->best_model);
@@ -132,6 +139,7 @@ static imcap_status save_checkpoint(trainer *t)
         (s = gguf_set_f32(w, "imcap.train.lr", t->opt.p.lr)) ||
         (s = gguf_set_f32(w, "imcap.train.clip", t->opt.p.clip)) ||
         (s = gguf_set_f32(w, "imcap.train.dropout", p->dropout)) ||
+        (s = gguf_set_f32(w, "imcap.train.att_lambda", p->att_lambda)) ||
         (s = gguf_set_f32(w, "imcap.train.beta1", t->opt.p.beta1)) ||
         (s = gguf_set_f32(w, "imcap.train.beta2", t->opt.p.beta2)) ||
         (s = gguf_set_f32(w, "imcap.train.eps", t->opt.p.eps)) ||
@@ -219,6 +227,17 @@ static imcap_status load_checkpoint(trainer *t, const char *path, int epochs_wan
         s = imcap_fail(IMCAP_E_FORMAT, "%s: imcap.train.dropout %g out of range", path, p->dropout);
         goto out;
     }
+    /* checkpoints written before the attention decoder have no regulariser weight */
+    p->att_lambda = 1.0f;
+    if (gguf_has_key(f, "imcap.train.att_lambda") &&
+        (s = gguf_get_f32(f, "imcap.train.att_lambda", &p->att_lambda)))
+        goto out;
+    if (!(p->att_lambda >= 0 && p->att_lambda <= 1000)) {
+        s = imcap_fail(IMCAP_E_FORMAT, "%s: imcap.train.att_lambda %g out of range", path, p->att_lambda);
+        goto out;
+    }
+    p->decoder = dec_arch_name(lm->cfg.arch);
+    if (lm->cfg.arch == DEC_ARCH_ATTENTION) p->n_att = lm->cfg.n_att;
     p->n_img1 = lm->cfg.n_img1;
     p->n_hid = lm->cfg.n_hid;
     p->n_emb = lm->cfg.n_emb;
@@ -390,11 +409,32 @@ static imcap_status train_run(trainer *t, const imcap_train_params *req)
         if (dec_input_floats(&t->m->cfg) != D)
             return imcap_fail(IMCAP_E_MISMATCH, "embeddings file %s has dimension %zu but checkpoint %s was trained "
                               "on dimension %zu", req->embeddings, D, req->checkpoint, dec_input_floats(&t->m->cfg));
+        const imcap_emb_layout lay = imcap_embfile_layout(t->emb);
+        if (t->m->cfg.arch == DEC_ARCH_ATTENTION &&
+            (lay.rows != (size_t)t->m->cfg.grid_h || lay.cols != (size_t)t->m->cfg.grid_w))
+            return imcap_fail(IMCAP_E_MISMATCH, "embeddings file %s has a %zux%zu grid but checkpoint %s was trained on "
+                              "%dx%d", req->embeddings, lay.rows, lay.cols, req->checkpoint, t->m->cfg.grid_h,
+                              t->m->cfg.grid_w);
     } else {
         if ((s = imcap_vocab_build(t->train, t->p.min_count, &t->vocab))) return s;
         dec_config c = {.n_img = (int)D, .n_img1 = t->p.n_img1, .n_hid = t->p.n_hid, .n_emb = t->p.n_emb,
                         .n_out1 = t->p.n_out1, .n_vocab = (int)imcap_vocab_size(t->vocab),
                         .pad_id = imcap_vocab_pad(t->vocab), .arch = DEC_ARCH_RECIPE};
+        if (t->p.decoder && dec_arch_from_name(t->p.decoder) == DEC_ARCH_ATTENTION) {
+            /* the grid of the embeddings file: L = rows x cols regions of channels features */
+            const imcap_emb_layout lay = imcap_embfile_layout(t->emb);
+            if (lay.rows * lay.cols < 2)
+                return imcap_fail(IMCAP_E_MISMATCH,
+                                  "%s: the attention decoder needs a grid embeddings file (imcap extract --output "
+                                  "grid), this one holds %zu-float vectors",
+                                  req->embeddings, D);
+            c.arch = DEC_ARCH_ATTENTION;
+            c.n_img = (int)lay.channels;
+            c.grid_h = (int)lay.rows;
+            c.grid_w = (int)lay.cols;
+            c.n_img1 = 0;
+            c.n_att = t->p.n_att;
+        }
         if ((s = dec_model_new(&c, true, &t->m))) return s;
         imcap_rng rng;
         imcap_rng_seed(&rng, t->p.seed);
@@ -420,6 +460,7 @@ static imcap_status train_run(trainer *t, const imcap_train_params *req)
         imcap_batcher_get_state(t->val_batcher, t->val_state);
     }
     if ((s = dec_work_new(&t->m->cfg, p->batch_size, p->max_len, &t->w))) return s;
+    dec_work_set_attention_reg(t->w, p->att_lambda);
     t->images = malloc(sizeof(int32_t) * (size_t)p->batch_size);
     t->tokens = malloc(sizeof(int32_t) * (size_t)p->batch_size * (size_t)p->max_len);
     t->img = imcap_alloc((size_t)p->batch_size * D, sizeof(float));
