@@ -431,10 +431,10 @@ TEST(scst_learns_to_emit_a_rare_rewarded_word)
     p.history_csv = hist;
     p.plot_svg = plot;
     p.best_model = best;
-    /* the mean-of-other-samples baseline: with the greedy one the same run
-     * learns "red" for only about half of the seeds tried (the advantages of
-     * a poor start model are nearly all negative) */
-    p.baseline = IMCAP_SCST_BASELINE_MEAN;
+    /* the default mean-of-other-samples baseline: with the greedy one the
+     * same run learns "red" for only about half of the seeds tried (the
+     * advantages of a poor start model are nearly all negative) */
+    CHECK(p.baseline == IMCAP_SCST_BASELINE_MEAN);
     REQUIRE_OK(imcap_scst_train(&p));
     toy_red(p.checkpoint, &ra, &rb);
     CHECK(ra >= 3);     /* it learnt "red" where the references say it */
@@ -488,12 +488,14 @@ TEST(scst_killed_at_any_moment_resumes_to_the_same_result)
     imcap_scst_params a = toy_params(dir, "a.gguf");
     a.epochs = 4;
     a.checkpoint_every = 1;
+    a.baseline = IMCAP_SCST_BASELINE_GREEDY; /* the default (mean) runs in the other tests */
     REQUIRE_OK(imcap_scst_train(&a));
     char ca[1100];
     snprintf(ca, sizeof ca, "%s", a.checkpoint);
     imcap_scst_params b = toy_params(dir, "b.gguf");
     b.epochs = 4;
     b.checkpoint_every = 1;
+    b.baseline = IMCAP_SCST_BASELINE_GREEDY;
     b.resume = 1;
     const long delays_us[] = {30000, 70000, 5000, 110000, 1000, 50000};
     int kills = 0;
@@ -600,7 +602,6 @@ TEST(scst_attention_decoder_trains_and_resumes_exactly)
     a.init = ce_ck;
     a.epochs = 3;
     a.batches_per_epoch = 10;
-    a.baseline = IMCAP_SCST_BASELINE_MEAN;
     char hist[1100];
     snprintf(hist, sizeof hist, "%s/att.csv", dir);
     a.history_csv = hist;
