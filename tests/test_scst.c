@@ -648,3 +648,37 @@ TEST(scst_attention_decoder_trains_and_resumes_exactly)
     free(da);
     free(db);
 }
+
+/* The CLI: `imcap train --scst` on the toy data writes the checkpoint, the
+ * history, the plot and the best model next to it, with a progress line
+ * naming the reward, the greedy CIDEr-D and the time split. */
+TEST(scst_cli_trains_and_reports)
+{
+    const char *dir = test_tmpdir();
+    toy_setup(dir);
+    char cmd[4096], err[8192];
+    snprintf(cmd, sizeof cmd,
+             "%s train --scst --init %s/init.gguf --embeddings %s/emb.bin --captions %s/c.csv --train-split "
+             "%s/train.txt --val-split %s/val.txt --checkpoint %s/cli.gguf --epochs 2 --batches 5 --batch 4 "
+             "--samples 3 --max-len 8 --lr 1e-2",
+             test_imcap_bin(), dir, dir, dir, dir, dir, dir);
+    REQUIRE(test_run(cmd, NULL, 0, err, sizeof err) == 0);
+    CHECK(strstr(err, "start model: validation CIDEr-D") != NULL);
+    CHECK(strstr(err, "epoch 2/2: mean reward") != NULL);
+    CHECK(strstr(err, "generation") && strstr(err, "backward"));
+    const char *files[4] = {"cli.gguf", "cli.history.csv", "cli.cider.svg", "cli.best.gguf"};
+    for (int i = 0; i < 4; i++) {
+        char p[1200];
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        FILE *fp = fopen(p, "r");
+        if (!fp) test_fail_at(__FILE__, __LINE__, "%s was not written", files[i]);
+        else fclose(fp);
+    }
+    snprintf(cmd, sizeof cmd, "%s train --scst --embeddings x --captions y --train-split z", test_imcap_bin());
+    CHECK(test_run(cmd, NULL, 0, err, sizeof err) == 2);
+    CHECK(strstr(err, "--init") != NULL);
+    snprintf(cmd, sizeof cmd, "%s train --scst --help", test_imcap_bin());
+    char out[8192];
+    CHECK(test_run(cmd, out, sizeof out, NULL, 0) == 0);
+    CHECK(strstr(out, "--samples") && strstr(out, "--baseline"));
+}
