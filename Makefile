@@ -33,6 +33,15 @@ $(BUILD)/%.o: %.c $(wildcard include/*.h src/*/*.h tools/*.h tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# imcap serve: libmicrohttpd for the tool only; its web page compiled in as a C array.
+$(BUILD)/imcap: LDLIBS += -lmicrohttpd
+$(BUILD)/imcap: $(BUILD)/gen/serve_page.o
+$(BUILD)/gen/serve_page.c: tools/serve/index.html scripts/embed-file.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed-file.sh serve_page $< > $@.tmp && mv $@.tmp $@
+$(BUILD)/gen/serve_page.o: $(BUILD)/gen/serve_page.c
+	$(CC) $(CFLAGS) -c -o $@ $<
+
 # Decoder training kernels: let GCC vectorize their elementwise loops.
 $(BUILD)/src/decoder/decoder.o $(BUILD)/src/decoder/optimizer.o: CFLAGS += -O3 -fno-math-errno -fno-trapping-math
 

@@ -22,6 +22,8 @@ APT_PACKAGES=(build-essential pkg-config libopenblas-dev libjpeg-dev libpng-dev 
 # Python binding, its tests and the notebook (tests/suites/python.sh, notebook.sh).
 APT_PACKAGES+=(python3-pytest python3-pip python3-setuptools python3-pil python3-matplotlib
                python3-ipykernel python3-nbconvert jupyter-nbconvert)
+# imcap serve (libmicrohttpd) and its browser, reverse-proxy and load tests.
+APT_PACKAGES+=(libmicrohttpd-dev chromium nginx wrk)
 if [ "$NO_APT" = 0 ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -33,6 +35,12 @@ if [ "$NO_APT" = 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+fi
+
+# npm packages of the test suites (package.json: playwright-core drives chromium in serve_browser).
+if [ ! -f node_modules/playwright-core/package.json ]; then
+  log "npm packages for the tests (package.json)"
+  npm ci --no-audit --no-fund --silent >/dev/null
 fi
 
 log "data"

@@ -754,6 +754,11 @@ void imcap_speech_free(int16_t *samples);
 /* Write PCM samples as a RIFF/WAVE file (PCM, 16-bit, mono), atomically. */
 imcap_status imcap_wav_write(const char *path, const int16_t *samples, size_t n_samples, int sample_rate);
 
+/* The same RIFF/WAVE bytes in memory (*out released with imcap_wav_free()). */
+imcap_status imcap_wav_encode(const int16_t *samples, size_t n_samples, int sample_rate, uint8_t **out,
+                              size_t *len);
+void imcap_wav_free(uint8_t *wav);
+
 /* Synthesize text and write it as a WAV file (atomically). */
 imcap_status imcap_speech_write_wav(const char *text, const imcap_speech_params *p, const char *path);
 

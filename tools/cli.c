@@ -3,6 +3,9 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -87,4 +90,12 @@ int cli_parse_double(const char *flag, const char *s, double lo, double hi, doub
     }
     *out = v;
     return 0;
+}
+
+const char *cli_default_model(void)
+{
+    /* $IMCAP_MODEL, ./models/default.imcap, or beside the binary (build tree or installed copy). */
+    static char path[PATH_MAX];
+    if (imcap_default_model_path(path, sizeof path) == IMCAP_OK) return path;
+    return "models/default.imcap"; /* loading it then names the missing file */
 }
