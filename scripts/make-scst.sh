@@ -13,7 +13,7 @@
 #   IMCAP_EMB      embeddings file [out/emb/mobilenet_edgetpu.f32]
 #   OUT_DIR        checkpoints, logs, results [out/scst]
 #   IMCAP_OUT      candidate captioner [OUT_DIR/scst.imcap]
-#   SCST_ARGS      training settings [--epochs 16 --batches 50 --batch 16 --samples 5 --lr 5e-5
+#   SCST_ARGS      training settings [--epochs 6 --batches 50 --batch 16 --samples 5 --lr 5e-5
 #                  --baseline mean]
 #   IMCAP_BEAM, IMCAP_ALPHA   beam compared with greedy and stored in the export [3, 0.5]
 set -euo pipefail
@@ -23,7 +23,7 @@ ENC=${IMCAP_ENCODER:-models/encoders/mobilenet_edgetpu_224_1.0_uint8.gguf}
 EMB=${IMCAP_EMB:-out/emb/mobilenet_edgetpu.f32}
 OUT_DIR=${OUT_DIR:-out/scst}
 OUT=${IMCAP_OUT:-$OUT_DIR/scst.imcap}
-ARGS=${SCST_ARGS:---epochs 16 --batches 50 --batch 16 --samples 5 --lr 5e-5 --baseline mean}
+ARGS=${SCST_ARGS:---epochs 6 --batches 50 --batch 16 --samples 5 --lr 5e-5 --baseline mean}
 BEAM=${IMCAP_BEAM:-3}
 ALPHA=${IMCAP_ALPHA:-0.5}
 D=data/flickr8k
