@@ -347,7 +347,7 @@ imcap_status imcap_train(const imcap_train_params *p);
  * sampled from the model; each caption's reward is its CIDEr-D against the
  * image's training references (document frequencies over the training
  * split's references, computed once); advantage = reward - baseline (the
- * greedy caption's reward, or the mean of the image's other samples);
+ * mean of the image's other samples, or the greedy caption's reward);
  * loss = -sum advantage * log p(caption) / caption tokens, through the
  * decoder's backward; Adam. Each epoch ends with the greedy CIDEr-D of the
  * validation split (as imcap_eval computes it), history CSV + SVG plot,
@@ -390,7 +390,7 @@ typedef struct imcap_scst_params {
     int batch_size;             /* images per batch: 16 */
     int samples;                /* sampled captions per image: 5 */
     int max_len;                /* words per caption: 20 */
-    int baseline;               /* IMCAP_SCST_BASELINE_GREEDY (default) or _MEAN (needs samples >= 2) */
+    int baseline;               /* IMCAP_SCST_BASELINE_MEAN (default; needs samples >= 2) or _GREEDY */
     int val_images;             /* validation: the first N images of the split, 0 = all */
     int checkpoint_every;       /* also checkpoint every N batches (50); 0: only at epoch ends */
     float lr;                   /* Adam learning rate 5e-5 */
