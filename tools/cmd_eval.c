@@ -28,7 +28,8 @@ static void eval_usage(FILE *fp)
             "  --results-out R    also write the captions as COCO results JSON\n"
             "                     ([{\"image_id\": name, \"caption\": ...}]; `imcap score` reads it)\n"
             "  --json             print one JSON object instead of the table\n"
-            "  --quiet            no progress line\n");
+            "  --quiet            no progress line\n"
+            "Under mpirun -np N, rank R captions the images i mod N = R; rank 0 prints the one table.\n");
 }
 
 static int write_results(const char *path, const imcap_eval_result *r)
@@ -124,9 +125,15 @@ int cmd_eval(int argc, char **argv)
     prog.quiet = quiet;
     p.progress = cli_progress_fn;
     p.progress_user = &prog;
+    p.comm = cli_comm();
     imcap_eval_result r;
     imcap_status st = imcap_eval(&p, &r);
     if (st) return cli_error("eval", st);
+    /* under mpirun every rank holds all captions and scores; rank 0 writes and prints */
+    if (p.comm->rank != 0) {
+        imcap_eval_result_free(&r);
+        return 0;
+    }
     int bad = results_out ? write_results(results_out, &r) : 0;
     const char *decoding = r.gen.beam > 1 ? "beam" : "greedy";
     if (json) {
