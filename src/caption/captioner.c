@@ -222,18 +222,21 @@ static imcap_status load_decoder(const gguf_file *f, const char *path, dec_model
         *(int *)((char *)&cf + dec_keys[i].off) = (int)v;
     }
     if ((st = dec_config_check(&cf))) return imcap_fail_prefix(st, "%s", path);
-    dec_model *m;
-    if ((st = dec_model_new(&cf, false, &m))) return st;
+    /* Shapes first: the allocation below is then bounded by the file's size. */
+    const gguf_tensor *tensors[DEC_N_TENSORS];
     for (int i = 0; i < DEC_N_TENSORS; i++) {
         dec_tensor_info ti = dec_tensor_at(&cf, i);
         char name[96];
         snprintf(name, sizeof name, TENSOR_PREFIX "%s", ti.name);
-        const gguf_tensor *t;
-        if (gguf_expect_tensor(f, name, GGUF_T_F32, ti.n_dims, ti.shape, &t)) {
-            dec_model_free(m);
+        if (gguf_expect_tensor(f, name, GGUF_T_F32, ti.n_dims, ti.shape, &tensors[i]))
             return IMCAP_E_FORMAT; /* the file disagrees with itself; message names file and tensor */
-        }
-        const float *src = t->data;
+    }
+    dec_model *m;
+    if ((st = dec_model_new(&cf, false, &m))) return st;
+    for (int i = 0; i < DEC_N_TENSORS; i++) {
+        dec_tensor_info ti = dec_tensor_at(&cf, i);
+        const char *name = tensors[i]->name;
+        const float *src = tensors[i]->data;
         for (size_t k = 0; k < ti.size; k++)
             if (!isfinite(src[k])) {
                 dec_model_free(m);

@@ -7,6 +7,9 @@
  * alignment (key general.alignment, default 32); tensor data, each tensor at
  * its offset (a multiple of the alignment) from the start of the data section.
  * A string is u64 length + bytes (no NUL).
+ *
+ * Files written here carry the key imcap.tensor_crc32c (array of i32, one
+ * CRC-32C per tensor in order, over its data bytes); gguf_open verifies it.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "gguf.h"
@@ -24,6 +27,11 @@ enum {
     GV_BOOL = 7, GV_STR = 8, GV_ARR = 9, GV_U64 = 10, GV_I64 = 11, GV_F64 = 12
 };
 enum { GGUF_ALIGN = 32, GGUF_MAX_COUNT = 1 << 24 };
+/* The smallest encodings: a key/value is a u64 key length, a u32 type and
+ * at least one value byte; a tensor info a u64 name length, u32 n_dims, one
+ * u64 dimension, u32 type and u64 offset; an array string its u64 length. */
+enum { GGUF_MIN_KV = 8 + 4 + 1, GGUF_MIN_TENSOR = 8 + 4 + 8 + 4 + 8, GGUF_MIN_STR = 8 };
+#define GGUF_CRC_KEY "imcap.tensor_crc32c"
 
 typedef struct gguf_kv {
     char *key;
@@ -100,7 +108,8 @@ static imcap_status rd_kv(rd *r, gguf_kv *kv)
     if (kv->type == GV_STR) return rd_str(r, &kv->str, kv->key);
     if (kv->type == GV_ARR) {
         if ((s = rd_u32(r, &kv->arr_type, kv->key)) || (s = rd_u64(r, &kv->n, kv->key))) return s;
-        if (kv->n > GGUF_MAX_COUNT || kv->n > r->size - r->pos)
+        if (kv->n > GGUF_MAX_COUNT || kv->n > r->size - r->pos ||
+            (kv->arr_type == GV_STR && kv->n > (r->size - r->pos) / GGUF_MIN_STR))
             return imcap_fail(IMCAP_E_FORMAT, "%s: key %s: bad array length %llu", r->path, kv->key,
                               (unsigned long long)kv->n);
         if (kv->arr_type == GV_STR) {
@@ -137,6 +146,47 @@ static size_t type_size(uint32_t t)
     }
 }
 
+static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Duplicate tensor names: sorted copy of the name pointers, O(n log n). */
+static imcap_status check_unique_names(const gguf_file *f)
+{
+    if (f->n_tensors < 2) return IMCAP_OK;
+    char **sorted = malloc(f->n_tensors * sizeof *sorted);
+    if (!sorted) return imcap_fail(IMCAP_E_NOMEM, "%s: out of memory", f->path);
+    memcpy(sorted, f->tensor_names, f->n_tensors * sizeof *sorted);
+    qsort(sorted, f->n_tensors, sizeof *sorted, cmp_name);
+    imcap_status s = IMCAP_OK;
+    for (size_t i = 1; i < f->n_tensors && !s; i++)
+        if (!strcmp(sorted[i - 1], sorted[i]))
+            s = imcap_fail(IMCAP_E_FORMAT, "%s: duplicate tensor name %s", f->path, sorted[i]);
+    free(sorted);
+    return s;
+}
+
+static const gguf_kv *find_kv(const gguf_file *f, const char *key);
+
+/* Per-tensor CRC-32C (GGUF_CRC_KEY), when the file carries it. Files
+ * written before the key existed have none and are read unverified. */
+static imcap_status verify_checksums(const gguf_file *f)
+{
+    const gguf_kv *kv = find_kv(f, GGUF_CRC_KEY);
+    if (!kv) return IMCAP_OK;
+    if (kv->type != GV_ARR || kv->arr_type != GV_I32 || kv->n != f->n_tensors)
+        return imcap_fail(IMCAP_E_FORMAT, "%s: key %s is not an array of %zu i32 (one per tensor)", f->path,
+                          GGUF_CRC_KEY, f->n_tensors);
+    const int32_t *want = kv->arr;
+    for (size_t i = 0; i < f->n_tensors; i++) {
+        const gguf_tensor *t = &f->tensors[i];
+        uint32_t got = imcap_crc32c(0, t->data, t->n_bytes);
+        if (got != (uint32_t)want[i])
+            return imcap_fail(IMCAP_E_FORMAT,
+                              "%s: tensor %s: checksum mismatch (stored %08x, computed %08x): the file is damaged",
+                              f->path, t->name, (unsigned)(uint32_t)want[i], (unsigned)got);
+    }
+    return IMCAP_OK;
+}
+
 static imcap_status parse(gguf_file *f)
 {
     rd r = {f->map, 0, f->size, f->path};
@@ -149,9 +199,12 @@ static imcap_status parse(gguf_file *f)
     if ((s = rd_u32(&r, &version, "version"))) return s;
     if (version != 3) return imcap_fail(IMCAP_E_UNSUPPORTED, "%s: GGUF version %u, expected 3", f->path, version);
     if ((s = rd_u64(&r, &nt, "tensor count")) || (s = rd_u64(&r, &nkv, "key count"))) return s;
-    if (nt > GGUF_MAX_COUNT || nkv > GGUF_MAX_COUNT)
-        return imcap_fail(IMCAP_E_FORMAT, "%s: implausible counts (%llu tensors, %llu keys)", f->path,
-                          (unsigned long long)nt, (unsigned long long)nkv);
+    /* Bound both counts by what the rest of the file can hold before allocating. */
+    const size_t rest = f->size - r.pos;
+    if (nt > GGUF_MAX_COUNT || nkv > GGUF_MAX_COUNT || nt > rest / GGUF_MIN_TENSOR || nkv > rest / GGUF_MIN_KV ||
+        nt * GGUF_MIN_TENSOR + nkv * GGUF_MIN_KV > rest)
+        return imcap_fail(IMCAP_E_FORMAT, "%s: implausible counts (%llu tensors, %llu keys) for a file of %zu bytes",
+                          f->path, (unsigned long long)nt, (unsigned long long)nkv, f->size);
     f->kv = calloc((size_t)nkv + 1, sizeof *f->kv);
     f->tensors = calloc((size_t)nt + 1, sizeof *f->tensors);
     f->tensor_names = calloc((size_t)nt + 1, sizeof *f->tensor_names);
@@ -204,12 +257,8 @@ static imcap_status parse(gguf_file *f)
             s = imcap_fail(IMCAP_E_FORMAT, "%s: tensor %s: size overflows", f->path, t->name);
             goto out;
         }
-        for (uint64_t j = 0; j < i; j++)
-            if (!strcmp(f->tensor_names[j], t->name)) {
-                s = imcap_fail(IMCAP_E_FORMAT, "%s: duplicate tensor name %s", f->path, t->name);
-                goto out;
-            }
     }
+    if ((s = check_unique_names(f))) goto out;
     size_t data_start = (size_t)((r.pos + align - 1) / align * align);
     if (data_start > f->size && nt > 0) {
         s = imcap_fail(IMCAP_E_FORMAT, "%s: truncated before the tensor data", f->path);
@@ -225,7 +274,7 @@ static imcap_status parse(gguf_file *f)
         }
         t->data = f->map + data_start + offsets[i];
     }
-    s = IMCAP_OK;
+    s = verify_checksums(f);
 out:
     free(offsets);
     return s;
@@ -430,6 +479,10 @@ void gguf_writer_free(gguf_writer *w)
 static gguf_kv *new_kv(gguf_writer *w, const char *key, uint32_t type)
 {
     if (w->err) return NULL;
+    if (!strcmp(key, GGUF_CRC_KEY)) {
+        w->err = imcap_fail(IMCAP_E_ARG, "gguf: key %s is written by gguf_write itself", key);
+        return NULL;
+    }
     for (size_t i = 0; i < w->n_kv; i++)
         if (!strcmp(w->kv[i].key, key)) {
             w->err = imcap_fail(IMCAP_E_ARG, "gguf: key %s set twice", key);
@@ -579,11 +632,20 @@ imcap_status gguf_write(gguf_writer *w, const char *path)
     imcap_status s = imcap_atomic_open(&af, path);
     if (s) return s;
     long pos;
+    /* The checksum key, one CRC-32C per tensor, written after the caller's keys. */
+    int32_t *crcs = imcap_alloc(w->n_t ? w->n_t : 1, sizeof *crcs);
+    if (!crcs) {
+        imcap_atomic_abort(&af);
+        return IMCAP_E_NOMEM;
+    }
+    for (size_t i = 0; i < w->n_t; i++) crcs[i] = (int32_t)imcap_crc32c(0, w->t[i].data, w->t[i].n_bytes);
+    const gguf_kv crc_kv = {.key = GGUF_CRC_KEY, .type = GV_ARR, .arr_type = GV_I32, .n = w->n_t, .arr = crcs};
     if ((s = imcap_atomic_write(&af, "GGUF", 4)) || (s = w_u32(&af, 3)) || (s = w_u64(&af, w->n_t)) ||
-        (s = w_u64(&af, w->n_kv)))
+        (s = w_u64(&af, w->n_kv + 1)))
         goto fail;
     for (size_t i = 0; i < w->n_kv; i++)
         if ((s = write_kv(&af, &w->kv[i]))) goto fail;
+    if ((s = write_kv(&af, &crc_kv))) goto fail;
     uint64_t off = 0;
     for (size_t i = 0; i < w->n_t; i++) {
         const wtensor *t = &w->t[i];
@@ -605,8 +667,10 @@ imcap_status gguf_write(gguf_writer *w, const char *path)
             (s = imcap_atomic_write(&af, zeros, (GGUF_ALIGN - t->n_bytes % GGUF_ALIGN) % GGUF_ALIGN)))
             goto fail;
     }
+    imcap_free(crcs);
     return imcap_atomic_commit(&af);
 fail:
+    imcap_free(crcs);
     imcap_atomic_abort(&af);
     return s;
 }

@@ -142,6 +142,31 @@ imcap_status imcap_read_file(const char *path, size_t max_bytes, char **data, si
     return IMCAP_OK;
 }
 
+static long g_fault[IMCAP_FAULT_KINDS];
+
+void imcap_fault_inject(imcap_fault_kind k, long n) { __atomic_store_n(&g_fault[k], n, __ATOMIC_SEQ_CST); }
+
+bool imcap_fault_hit(imcap_fault_kind k)
+{
+    if (__atomic_load_n(&g_fault[k], __ATOMIC_RELAXED) <= 0) return false;
+    if (__atomic_sub_fetch(&g_fault[k], 1, __ATOMIC_SEQ_CST) != 0) return false;
+    errno = k == IMCAP_FAULT_WRITE ? ENOSPC : k == IMCAP_FAULT_OPEN ? EACCES : EIO;
+    return true;
+}
+
+imcap_status imcap_check_output(const char *path, const char *what)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return imcap_fail(IMCAP_E_IO, "%s: the %s output is %s, not a file", path, what,
+                          S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
+    imcap_atomic_file af;
+    imcap_status s = imcap_atomic_open(&af, path);
+    if (s) return imcap_fail_prefix(s, "%s output %s cannot be written", what, path);
+    imcap_atomic_abort(&af);
+    return IMCAP_OK;
+}
+
 imcap_status imcap_atomic_open(imcap_atomic_file *af, const char *path)
 {
     memset(af, 0, sizeof *af);
@@ -153,7 +178,7 @@ imcap_status imcap_atomic_open(imcap_atomic_file *af, const char *path)
         return imcap_fail(IMCAP_E_NOMEM, "%s: out of memory", path);
     }
     snprintf(af->tmp_path, n, "%s.tmp.%ld", path, (long)getpid());
-    af->fp = fopen(af->tmp_path, "wb");
+    af->fp = imcap_fault_hit(IMCAP_FAULT_OPEN) ? NULL : fopen(af->tmp_path, "wb");
     if (!af->fp) {
         imcap_status s = imcap_fail(IMCAP_E_IO, "%s: cannot create: %s", af->tmp_path, strerror(errno));
         imcap_atomic_abort(af);
@@ -165,7 +190,7 @@ imcap_status imcap_atomic_open(imcap_atomic_file *af, const char *path)
 imcap_status imcap_atomic_write(imcap_atomic_file *af, const void *data, size_t len)
 {
     if (!af->fp) return imcap_fail(IMCAP_E_ARG, "atomic write on a closed file");
-    if (len && fwrite(data, 1, len, af->fp) != len)
+    if (len && (imcap_fault_hit(IMCAP_FAULT_WRITE) || fwrite(data, 1, len, af->fp) != len))
         return imcap_fail(IMCAP_E_IO, "%s: write failed: %s", af->tmp_path, strerror(errno));
     return IMCAP_OK;
 }
@@ -174,12 +199,12 @@ imcap_status imcap_atomic_commit(imcap_atomic_file *af)
 {
     imcap_status s = IMCAP_OK;
     if (!af->fp) return imcap_fail(IMCAP_E_ARG, "atomic commit on a closed file");
-    if (fflush(af->fp) != 0 || fsync(fileno(af->fp)) != 0)
+    if (fflush(af->fp) != 0 || imcap_fault_hit(IMCAP_FAULT_FSYNC) || fsync(fileno(af->fp)) != 0)
         s = imcap_fail(IMCAP_E_IO, "%s: flush failed: %s", af->tmp_path, strerror(errno));
     if (fclose(af->fp) != 0 && s == IMCAP_OK)
         s = imcap_fail(IMCAP_E_IO, "%s: close failed: %s", af->tmp_path, strerror(errno));
     af->fp = NULL;
-    if (s == IMCAP_OK && rename(af->tmp_path, af->path) != 0)
+    if (s == IMCAP_OK && (imcap_fault_hit(IMCAP_FAULT_RENAME) || rename(af->tmp_path, af->path) != 0))
         s = imcap_fail(IMCAP_E_IO, "%s: cannot rename into place: %s", af->path, strerror(errno));
     if (s != IMCAP_OK) {
         imcap_atomic_abort(af);
@@ -232,6 +257,40 @@ uint32_t imcap_crc32(uint32_t crc, const void *data, size_t len)
               T[3][hi & 0xff] ^ T[2][(hi >> 8) & 0xff] ^ T[1][(hi >> 16) & 0xff] ^ T[0][hi >> 24];
     }
     while (len--) crc = T[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+
+#if !defined(__SSE4_2__)
+static uint32_t g_crc32c_table[256];
+static pthread_once_t g_crc32c_once = PTHREAD_ONCE_INIT;
+
+static void crc32c_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = (c & 1) ? 0x82F63B78u ^ (c >> 1) : c >> 1;
+        g_crc32c_table[i] = c;
+    }
+}
+#endif
+
+uint32_t imcap_crc32c(uint32_t crc, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    crc = ~crc;
+#if defined(__SSE4_2__)
+    uint64_t c = crc;
+    for (; len >= 8; len -= 8, p += 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        c = __builtin_ia32_crc32di(c, v);
+    }
+    crc = (uint32_t)c;
+    while (len--) crc = __builtin_ia32_crc32qi(crc, *p++);
+#else
+    pthread_once(&g_crc32c_once, crc32c_init);
+    while (len--) crc = g_crc32c_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+#endif
     return ~crc;
 }
 

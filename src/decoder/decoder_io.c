@@ -104,6 +104,16 @@ imcap_status dec_gguf_read(const gguf_file *f, dec_model **out_m, imcap_vocab **
         imcap_vocab_free(v);
         return s;
     }
+    /* Every tensor's shape is checked before allocating, so the sizes are
+     * bounded by what the file holds, not by its header. */
+    for (int i = 0; i < DEC_N_TENSORS; i++) {
+        dec_tensor_info t = dec_tensor_at(&c, i);
+        const gguf_tensor *gt;
+        if ((s = gguf_expect_tensor(f, t.name, GGUF_T_F32, t.n_dims, t.shape, &gt))) {
+            imcap_vocab_free(v);
+            return s;
+        }
+    }
     dec_model *m;
     if ((s = dec_model_new(&c, false, &m))) {
         imcap_vocab_free(v);
@@ -111,13 +121,7 @@ imcap_status dec_gguf_read(const gguf_file *f, dec_model **out_m, imcap_vocab **
     }
     for (int i = 0; i < DEC_N_TENSORS; i++) {
         dec_tensor_info t = dec_tensor_at(&c, i);
-        const gguf_tensor *gt;
-        if ((s = gguf_expect_tensor(f, t.name, GGUF_T_F32, t.n_dims, t.shape, &gt))) {
-            dec_model_free(m);
-            imcap_vocab_free(v);
-            return s;
-        }
-        memcpy(m->params + t.offset, gt->data, sizeof(float) * t.size);
+        memcpy(m->params + t.offset, gguf_find_tensor(f, t.name)->data, sizeof(float) * t.size);
     }
     *out_m = m;
     *out_v = v;

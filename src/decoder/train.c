@@ -480,6 +480,11 @@ static imcap_status train_run(trainer *t, const imcap_train_params *req)
 {
     imcap_status s = check_params(req);
     if (s) return s;
+    /* Every output is checked before the long work starts. */
+    const char *const outputs[][2] = {{req->checkpoint, "checkpoint"}, {req->best_model, "best model"},
+                                      {req->history_csv, "loss history"}, {req->plot_svg, "loss plot"}};
+    for (size_t i = 0; i < sizeof outputs / sizeof outputs[0]; i++)
+        if (outputs[i][0] && (s = imcap_check_output(outputs[i][0], outputs[i][1]))) return s;
     t->p = *req;
     if ((s = load_data(t))) return s;
     const size_t D = imcap_embfile_dim(t->emb);
