@@ -66,3 +66,26 @@ model: all
 	bash scripts/make-model.sh
 
 .PHONY: all asan bench check test clean model
+
+# Fuzzing: one libFuzzer harness per untrusted input (tests/fuzz/fuzz_*.c), built by clang with
+# ASan+UBSan into build-fuzz/; `make fuzz [FUZZ_SECONDS=N]` runs each N s (scripts/fuzz.sh) and
+# fails on any finding. Corpora grow in build-fuzz/corpus/, findings land in build-fuzz/findings/.
+FUZZ_SECONDS ?= 60
+FUZZ_OPT = -O1 -g -Wno-unknown-warning-option -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZSRC := $(wildcard tests/fuzz/fuzz_*.c)
+
+fuzz-build:
+	$(MAKE) BUILD=build-fuzz CC=clang OPT="$(FUZZ_OPT)" fuzz-harnesses
+
+fuzz-harnesses: $(FUZZSRC:tests/fuzz/%.c=$(BUILD)/%) $(BUILD)/make_seeds
+
+$(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(BUILD)/libimcap.a
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(BUILD)/libimcap.a $(LDLIBS)
+
+$(BUILD)/make_seeds: tests/fuzz/make_seeds.c tests/fixture.c $(BUILD)/libimcap.a
+	$(CC) $(CFLAGS) -Itests -o $@ tests/fuzz/make_seeds.c tests/fixture.c $(BUILD)/libimcap.a $(LDLIBS)
+
+fuzz: all fuzz-build
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
+
+.PHONY: fuzz fuzz-build fuzz-harnesses

@@ -596,6 +596,41 @@ imcap_status gguf_add_tensor(gguf_writer *w, const char *name, gguf_tensor_type 
     return IMCAP_OK;
 }
 
+imcap_status gguf_writer_copy(gguf_writer *w, const gguf_file *f)
+{
+    imcap_status s = IMCAP_OK;
+    for (size_t i = 0; i < f->n_kv && !s; i++) {
+        const gguf_kv *kv = &f->kv[i];
+        if (!strcmp(kv->key, GGUF_CRC_KEY)) continue; /* recomputed by gguf_write */
+        if (!strcmp(kv->key, "general.alignment") && !(kv->type == GV_U32 && kv->v.u32 == GGUF_ALIGN))
+            return w->err = imcap_fail(IMCAP_E_UNSUPPORTED, "%s: alignment other than %d", f->path, GGUF_ALIGN);
+        switch (kv->type) {
+        case GV_U32: s = gguf_set_u32(w, kv->key, kv->v.u32); break;
+        case GV_I32: s = gguf_set_i32(w, kv->key, kv->v.i32); break;
+        case GV_F32: s = gguf_set_f32(w, kv->key, kv->v.f32); break;
+        case GV_U64: s = gguf_set_u64(w, kv->key, kv->v.u64); break;
+        case GV_STR: s = gguf_set_str(w, kv->key, kv->str); break;
+        case GV_ARR:
+            if (kv->arr_type == GV_I32) s = gguf_set_arr_i32(w, kv->key, kv->arr, (size_t)kv->n);
+            else if (kv->arr_type == GV_F32) s = gguf_set_arr_f32(w, kv->key, kv->arr, (size_t)kv->n);
+            else if (kv->arr_type == GV_STR) s = gguf_set_arr_str(w, kv->key, (const char *const *)kv->arr, (size_t)kv->n);
+            else s = w->err = imcap_fail(IMCAP_E_UNSUPPORTED, "%s: key %s: array type %u is not written by imcap",
+                                         f->path, kv->key, kv->arr_type);
+            break;
+        default:
+            s = w->err = imcap_fail(IMCAP_E_UNSUPPORTED, "%s: key %s: value type %u is not written by imcap", f->path,
+                                    kv->key, kv->type);
+        }
+    }
+    for (size_t i = 0; i < f->n_tensors && !s; i++) {
+        const gguf_tensor *t = &f->tensors[i];
+        int64_t shape[GGUF_MAX_DIMS];
+        memcpy(shape, t->shape, sizeof shape);
+        s = gguf_add_tensor(w, t->name, t->type, t->n_dims, shape, t->data);
+    }
+    return s;
+}
+
 static imcap_status w_u32(imcap_atomic_file *af, uint32_t v) { return imcap_atomic_write(af, &v, 4); }
 static imcap_status w_u64(imcap_atomic_file *af, uint64_t v) { return imcap_atomic_write(af, &v, 8); }
 static imcap_status w_str(imcap_atomic_file *af, const char *s)

@@ -67,7 +67,12 @@ imcap_status gguf_set_arr_str(gguf_writer *w, const char *key, const char *const
 /* Data is referenced, not copied: it must stay valid until gguf_write. */
 imcap_status gguf_add_tensor(gguf_writer *w, const char *name, gguf_tensor_type type, int n_dims,
                              const int64_t *shape, const void *data);
-/* temp + fsync + rename. */
+/* Every key and tensor of f (open until gguf_write), as written by an
+ * older imcap: re-writing a file adds the tensor checksums. Keys of types
+ * imcap does not write are refused (IMCAP_E_UNSUPPORTED). */
+imcap_status gguf_writer_copy(gguf_writer *w, const gguf_file *f);
+/* temp + fsync + rename; adds the key imcap.tensor_crc32c (a CRC-32C of
+ * each tensor's data, verified by gguf_open). */
 imcap_status gguf_write(gguf_writer *w, const char *path);
 
 #endif
