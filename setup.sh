@@ -19,6 +19,8 @@ log() { printf '\n== %s\n' "$*" >&2; }
 
 APT_PACKAGES=(build-essential pkg-config libopenblas-dev libjpeg-dev libpng-dev libexif-dev
               libcjson-dev libespeak-ng-dev espeak-ng python3 python3-numpy ca-certificates curl unzip)
+# The fuzz harnesses (make fuzz, tests/suites/fuzz.sh): clang with the libFuzzer runtime.
+APT_PACKAGES+=(clang libclang-rt-14-dev)
 if [ "$NO_APT" = 0 ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -236,14 +236,17 @@ static imcap_status load_decoder(const gguf_file *f, const char *path, dec_model
     for (int i = 0; i < DEC_N_TENSORS; i++) {
         dec_tensor_info ti = dec_tensor_at(&cf, i);
         const char *name = tensors[i]->name;
-        const float *src = tensors[i]->data;
+        const float *src = m->params + ti.offset;
+        if ((st = gguf_tensor_copy(f, tensors[i], m->params + ti.offset))) { /* checksum verified */
+            dec_model_free(m);
+            return st;
+        }
         for (size_t k = 0; k < ti.size; k++)
             if (!isfinite(src[k])) {
                 dec_model_free(m);
                 return imcap_fail(IMCAP_E_FORMAT, "%s: tensor %s has a non-finite value at index %zu", path, name,
                                   k);
             }
-        memcpy(m->params + ti.offset, src, ti.size * sizeof(float));
     }
     *out = m;
     return IMCAP_OK;

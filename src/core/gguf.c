@@ -8,8 +8,9 @@
  * its offset (a multiple of the alignment) from the start of the data section.
  * A string is u64 length + bytes (no NUL).
  *
- * Files written here carry the key imcap.tensor_crc32c (array of i32, one
- * CRC-32C per tensor in order, over its data bytes); gguf_open verifies it.
+ * Files written here carry the key imcap.tensor_crc32 (array of i32, one
+ * CRC-32 per tensor in order, over its data bytes); gguf_open checks its
+ * form, gguf_tensor_copy / gguf_verify the data.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "gguf.h"
@@ -31,7 +32,7 @@ enum { GGUF_ALIGN = 32, GGUF_MAX_COUNT = 1 << 24 };
  * at least one value byte; a tensor info a u64 name length, u32 n_dims, one
  * u64 dimension, u32 type and u64 offset; an array string its u64 length. */
 enum { GGUF_MIN_KV = 8 + 4 + 1, GGUF_MIN_TENSOR = 8 + 4 + 8 + 4 + 8, GGUF_MIN_STR = 8 };
-#define GGUF_CRC_KEY "imcap.tensor_crc32c"
+#define GGUF_CRC_KEY "imcap.tensor_crc32"
 
 typedef struct gguf_kv {
     char *key;
@@ -166,23 +167,53 @@ static imcap_status check_unique_names(const gguf_file *f)
 
 static const gguf_kv *find_kv(const gguf_file *f, const char *key);
 
-/* Per-tensor CRC-32C (GGUF_CRC_KEY), when the file carries it. Files
- * written before the key existed have none and are read unverified. */
-static imcap_status verify_checksums(const gguf_file *f)
+/* Per-tensor CRC-32 (GGUF_CRC_KEY), when the file carries it, into each
+ * tensor's crc. Files written before the key existed have none. */
+static imcap_status read_checksums(gguf_file *f)
 {
     const gguf_kv *kv = find_kv(f, GGUF_CRC_KEY);
     if (!kv) return IMCAP_OK;
     if (kv->type != GV_ARR || kv->arr_type != GV_I32 || kv->n != f->n_tensors)
         return imcap_fail(IMCAP_E_FORMAT, "%s: key %s is not an array of %zu i32 (one per tensor)", f->path,
                           GGUF_CRC_KEY, f->n_tensors);
-    const int32_t *want = kv->arr;
+    const int32_t *crc = kv->arr;
+    for (size_t i = 0; i < f->n_tensors; i++) {
+        f->tensors[i].crc = (uint32_t)crc[i];
+        f->tensors[i].has_crc = true;
+    }
+    return IMCAP_OK;
+}
+
+static imcap_status crc_mismatch(const gguf_file *f, const gguf_tensor *t, uint32_t got)
+{
+    return imcap_fail(IMCAP_E_FORMAT, "%s: tensor %s: checksum mismatch (stored %08x, computed %08x): the file is damaged",
+                      f->path, t->name, (unsigned)t->crc, (unsigned)got);
+}
+
+imcap_status gguf_tensor_copy(const gguf_file *f, const gguf_tensor *t, void *dst)
+{
+    if (!t->has_crc) {
+        memcpy(dst, t->data, t->n_bytes);
+        return IMCAP_OK;
+    }
+    /* 64 KB at a time: each chunk is still in cache when it is copied */
+    enum { CHUNK = 1 << 16 };
+    const unsigned char *src = t->data;
+    uint32_t crc = 0;
+    for (size_t at = 0; at < t->n_bytes; at += CHUNK) {
+        size_t n = t->n_bytes - at < CHUNK ? t->n_bytes - at : CHUNK;
+        crc = imcap_crc32(crc, src + at, n);
+        memcpy((unsigned char *)dst + at, src + at, n);
+    }
+    return crc == t->crc ? IMCAP_OK : crc_mismatch(f, t, crc);
+}
+
+imcap_status gguf_verify(const gguf_file *f)
+{
     for (size_t i = 0; i < f->n_tensors; i++) {
         const gguf_tensor *t = &f->tensors[i];
-        uint32_t got = imcap_crc32c(0, t->data, t->n_bytes);
-        if (got != (uint32_t)want[i])
-            return imcap_fail(IMCAP_E_FORMAT,
-                              "%s: tensor %s: checksum mismatch (stored %08x, computed %08x): the file is damaged",
-                              f->path, t->name, (unsigned)(uint32_t)want[i], (unsigned)got);
+        uint32_t got;
+        if (t->has_crc && (got = imcap_crc32(0, t->data, t->n_bytes)) != t->crc) return crc_mismatch(f, t, got);
     }
     return IMCAP_OK;
 }
@@ -274,7 +305,7 @@ static imcap_status parse(gguf_file *f)
         }
         t->data = f->map + data_start + offsets[i];
     }
-    s = verify_checksums(f);
+    s = read_checksums(f);
 out:
     free(offsets);
     return s;
@@ -667,13 +698,13 @@ imcap_status gguf_write(gguf_writer *w, const char *path)
     imcap_status s = imcap_atomic_open(&af, path);
     if (s) return s;
     long pos;
-    /* The checksum key, one CRC-32C per tensor, written after the caller's keys. */
+    /* The checksum key, one CRC-32 per tensor, written after the caller's keys. */
     int32_t *crcs = imcap_alloc(w->n_t ? w->n_t : 1, sizeof *crcs);
     if (!crcs) {
         imcap_atomic_abort(&af);
         return IMCAP_E_NOMEM;
     }
-    for (size_t i = 0; i < w->n_t; i++) crcs[i] = (int32_t)imcap_crc32c(0, w->t[i].data, w->t[i].n_bytes);
+    for (size_t i = 0; i < w->n_t; i++) crcs[i] = (int32_t)imcap_crc32(0, w->t[i].data, w->t[i].n_bytes);
     const gguf_kv crc_kv = {.key = GGUF_CRC_KEY, .type = GV_ARR, .arr_type = GV_I32, .n = w->n_t, .arr = crcs};
     if ((s = imcap_atomic_write(&af, "GGUF", 4)) || (s = w_u32(&af, 3)) || (s = w_u64(&af, w->n_t)) ||
         (s = w_u64(&af, w->n_kv + 1)))

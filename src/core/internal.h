@@ -71,11 +71,9 @@ typedef enum imcap_fault_kind {
 void imcap_fault_inject(imcap_fault_kind k, long n);
 bool imcap_fault_hit(imcap_fault_kind k);
 
-/* CRC-32 (IEEE, as zlib), chainable: crc = imcap_crc32(crc, p, n), start 0. */
+/* CRC-32 (IEEE, as zlib), chainable: crc = imcap_crc32(crc, p, n), start 0.
+ * IMCAP_CRC_TABLE=1 in the environment forces the table path (tests). */
 uint32_t imcap_crc32(uint32_t crc, const void *data, size_t len);
-/* CRC-32C (Castagnoli, as iSCSI/ext4), chainable like imcap_crc32: the SSE4.2
- * crc32 instruction where the build has it (~3x the speed), else a table. */
-uint32_t imcap_crc32c(uint32_t crc, const void *data, size_t len);
 
 /* Deterministic PRNG (xoshiro256**), seeded with splitmix64. */
 typedef struct imcap_rng { uint64_t s[4]; } imcap_rng;

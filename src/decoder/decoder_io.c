@@ -121,7 +121,11 @@ imcap_status dec_gguf_read(const gguf_file *f, dec_model **out_m, imcap_vocab **
     }
     for (int i = 0; i < DEC_N_TENSORS; i++) {
         dec_tensor_info t = dec_tensor_at(&c, i);
-        memcpy(m->params + t.offset, gguf_find_tensor(f, t.name)->data, sizeof(float) * t.size);
+        if ((s = gguf_tensor_copy(f, gguf_find_tensor(f, t.name), m->params + t.offset))) {
+            dec_model_free(m);
+            imcap_vocab_free(v);
+            return s;
+        }
     }
     *out_m = m;
     *out_v = v;

@@ -261,8 +261,7 @@ static imcap_status load_checkpoint(trainer *t, const char *path, int epochs_wan
     if ((s = gguf_expect_tensor(f, "adam.m", GGUF_T_F32, 1, &np, &tm)) ||
         (s = gguf_expect_tensor(f, "adam.v", GGUF_T_F32, 1, &np, &tv)))
         goto out;
-    memcpy(t->opt.m, tm->data, sizeof(float) * t->m->n_params);
-    memcpy(t->opt.v, tv->data, sizeof(float) * t->m->n_params);
+    if ((s = gguf_tensor_copy(f, tm, t->opt.m)) || (s = gguf_tensor_copy(f, tv, t->opt.v))) goto out;
     for (size_t i = 0; i < t->m->n_params; i++)
         if (!isfinite(t->m->params[i]) || !isfinite(t->opt.m[i]) || !(t->opt.v[i] >= 0 && isfinite(t->opt.v[i]))) {
             s = imcap_fail(IMCAP_E_FORMAT, "%s: non-finite weight or optimizer value at parameter %zu", path, i);
