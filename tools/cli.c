@@ -1,9 +1,11 @@
 /* cli.c - error printing, progress line and number parsing for the CLI. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -73,4 +75,15 @@ int cli_parse_double(const char *flag, const char *s, double lo, double hi, doub
     }
     *out = v;
     return 0;
+}
+
+void cli_fault_from_env(void)
+{
+    const char *e = getenv("IMCAP_TEST_FAULT");
+    static const char *const kinds[IMCAP_FAULT_KINDS] = {"open", "write", "fsync", "rename"};
+    if (!e) return;
+    for (int k = 0; k < IMCAP_FAULT_KINDS; k++) {
+        size_t n = strlen(kinds[k]);
+        if (!strncmp(e, kinds[k], n) && e[n] == ':') imcap_fault_inject((imcap_fault_kind)k, atol(e + n + 1));
+    }
 }

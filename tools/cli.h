@@ -21,6 +21,10 @@ int cli_progress_fn(void *user, uint64_t done, uint64_t total, const char *what)
 int cli_parse_int(const char *flag, const char *s, long lo, long hi, long *out);
 int cli_parse_double(const char *flag, const char *s, double lo, double hi, double *out);
 
+/* Test hook: IMCAP_TEST_FAULT=KIND:N (KIND open, write, fsync or rename) makes
+ * the N-th such operation of the library's file writers fail (tests/test_faults_cli.c). */
+void cli_fault_from_env(void);
+
 /* Subcommands (argv[0] is the subcommand name). */
 typedef int (*cli_cmd_fn)(int argc, char **argv);
 int cmd_caption(int argc, char **argv);
