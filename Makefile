@@ -137,6 +137,11 @@ fuzz-harnesses: $(FUZZSRC:tests/fuzz/%.c=$(BUILD)/%) $(BUILD)/make_seeds
 $(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(BUILD)/libimcap.a
 	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(BUILD)/libimcap.a $(LDLIBS)
 
+# The server's harness links the server (tools/serve_*.c) and libmicrohttpd.
+$(BUILD)/fuzz_serve_request: tests/fuzz/fuzz_serve_request.c $(BUILD)/tools/serve_http.o $(BUILD)/tools/serve_pool.o \
+                             $(BUILD)/tools/caption_json.o $(BUILD)/tools/cli.o $(BUILD)/gen/serve_page.o $(BUILD)/libimcap.a
+	$(CC) $(CFLAGS) -Itools -fsanitize=fuzzer -o $@ $(filter %.c %.o %.a,$^) $(LDLIBS) -lmicrohttpd
+
 $(BUILD)/make_seeds: tests/fuzz/make_seeds.c tests/fixture.c $(BUILD)/libimcap.a
 	$(CC) $(CFLAGS) -Itests -o $@ tests/fuzz/make_seeds.c tests/fixture.c $(BUILD)/libimcap.a $(LDLIBS)
 
