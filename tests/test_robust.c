@@ -10,6 +10,7 @@
 #include "fixture.h"
 #include "gguf.h"
 #include "generate.h"
+#include "tfjs.h"
 #include "test.h"
 
 #include <dirent.h>
@@ -484,4 +485,20 @@ TEST(robust_write_faults_embeddings_append)
     REQUIRE_OK(imcap_embfile_resume(path, 4, "test", &w, &dropped));
     CHECK(imcap_embfile_writer_count(w) == 5);
     REQUIRE_OK(imcap_embfile_writer_close(w));
+}
+
+/* Found by fuzz_tfjs: a weights shard of zero bytes offset a NULL buffer
+ * (UBSan in the sanitized build); now it is just too short for the weights. */
+TEST(robust_tfjs_empty_weights_shard)
+{
+    size_t n;
+    unsigned char *json = read_bytes("tests/data/tfjs_seq/model.json", &n);
+    write_bytes(tmp("model.json"), json, n);
+    free(json);
+    write_bytes(tmp("weights.bin"), "", 0);
+    tfjs_options o;
+    tfjs_default_options(&o);
+    enc_graph *g = NULL;
+    CHECK(tfjs_import(tmp("model.json"), &o, &g) == IMCAP_E_FORMAT);
+    CHECK(g == NULL && strstr(imcap_last_error(), "weights"));
 }
