@@ -88,6 +88,22 @@ TEST(faults_cli_report_eval_wav)
              test_imcap_bin(), model, split, caps, dir, out);
     sweep(cmd, out);
 
+    /* an output that cannot be written is refused before the work */
+    char sub[800];
+    snprintf(sub, sizeof sub, "%s/adir", test_tmpdir());
+    REQUIRE(mkdir(sub, 0755) == 0);
+    for (int k = 0; k < 2; k++) {
+        char e2[8192];
+        if (k == 0)
+            snprintf(cmd, sizeof cmd, "IMCAP_QUIET=1 '%s' eval --model '%s' --split '%s' --captions '%s' --images '%s' "
+                     "--results-out '%s'", test_imcap_bin(), model, split, caps, dir, sub);
+        else
+            snprintf(cmd, sizeof cmd, "IMCAP_QUIET=1 '%s' report --model '%s' --split '%s' --captions '%s' --images '%s' "
+                     "-n 1 --out '%s'", test_imcap_bin(), model, split, caps, dir, sub);
+        CHECK(test_run(cmd, NULL, 0, e2, sizeof e2) != 0);
+        CHECK(strstr(e2, sub) && strstr(e2, "directory"));
+    }
+
     snprintf(out, sizeof out, "%s/say.wav", test_tmpdir());
     snprintf(cmd, sizeof cmd, "'%s' caption --model '%s' --wav '%s' '%s/owl.jpg'", test_imcap_bin(), model, out, dir);
     sweep(cmd, out);

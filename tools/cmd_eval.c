@@ -116,6 +116,9 @@ int cmd_eval(int argc, char **argv)
         eval_usage(stderr);
         return 2;
     }
+    /* the results file is written after the whole split: check it can be, first */
+    imcap_status ost = results_out ? imcap_check_output(results_out, "results") : IMCAP_OK;
+    if (ost) return cli_error("eval", ost);
     cli_progress prog;
     cli_progress_init(&prog, "eval");
     prog.quiet = quiet;
