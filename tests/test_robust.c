@@ -502,3 +502,18 @@ TEST(robust_tfjs_empty_weights_shard)
     CHECK(tfjs_import(tmp("model.json"), &o, &g) == IMCAP_E_FORMAT);
     CHECK(g == NULL && strstr(imcap_last_error(), "weights"));
 }
+
+/* The table CRC (CPUs without PCLMULQDQ; forced by IMCAP_CRC_TABLE) reads
+ * the checksums the folded CRC wrote: the CLI captions a fixture model. */
+TEST(robust_crc32_table_path_verifies_files_written_by_the_fast_path)
+{
+    char model[600], enc[600], cmd[3000], out[4096], err[4096];
+    fixture_captioner(test_tmpdir(), 5, 1, model, enc);
+    snprintf(cmd, sizeof cmd, "IMCAP_QUIET=1 IMCAP_CRC_TABLE=1 '%s' caption --model '%s' --encoder '%s' "
+             "tests/fuzz/seeds/image_png/rgb.png", test_imcap_bin(), model, enc);
+    CHECK(test_run(cmd, out, sizeof out, err, sizeof err) == 0);
+    CHECK(strstr(out, "rgb.png\t") != NULL);
+    flip_tensor_byte(model, "decoder.out2.weight");
+    CHECK(test_run(cmd, out, sizeof out, err, sizeof err) != 0);
+    CHECK(strstr(err, "decoder.out2.weight") && strstr(err, "checksum"));
+}

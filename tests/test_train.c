@@ -531,3 +531,50 @@ TEST(train_write_faults_leave_previous_files_intact)
         free(next[i]);
     }
 }
+
+/* Issue 14, finding 6: `train --resume` from a checkpoint with one damaged
+ * weight or Adam value (a weight that became 1e37) is refused, naming the
+ * file and the tensor. */
+static void damage_tensor(const char *path, const char *tensor, float value)
+{
+    gguf_file *f;
+    REQUIRE_OK(gguf_open(path, &f));
+    const gguf_tensor *t = gguf_find_tensor(f, tensor);
+    REQUIRE(t && t->n_bytes >= 32);
+    unsigned char head[32];
+    memcpy(head, t->data, 32);
+    gguf_close(f);
+    size_t n;
+    unsigned char *d = (unsigned char *)slurp(path, &n);
+    unsigned char *at = memmem(d, n, head, 32);
+    REQUIRE(at);
+    memcpy(at + 4, &value, 4);
+    FILE *fp = fopen(path, "wb");
+    REQUIRE(fp && fwrite(d, 1, n, fp) == n && fclose(fp) == 0);
+    free(d);
+}
+
+TEST(train_resume_refuses_a_damaged_checkpoint)
+{
+    const char *dir = test_tmpdir();
+    make_dataset(dir, N_IMG, DIM);
+    imcap_train_params p = small_params(dir, "run.gguf");
+    uint64_t stop = 3;
+    p.report = stop_at_step;
+    p.report_user = &stop;
+    CHECK(imcap_train(&p) == IMCAP_E_ARG); /* stopped after the checkpoint at step 2 */
+    size_t n;
+    char *good = slurp(p.checkpoint, &n);
+    static const char *const tensors[2] = {"lstm.weight_hh", "adam.m"};
+    for (int k = 0; k < 2; k++) {
+        FILE *fp = fopen(p.checkpoint, "wb");
+        REQUIRE(fp && fwrite(good, 1, n, fp) == n && fclose(fp) == 0);
+        damage_tensor(p.checkpoint, tensors[k], 1e37f);
+        imcap_train_params r = small_params(dir, "run.gguf");
+        r.resume = 1;
+        CHECK(imcap_train(&r) == IMCAP_E_FORMAT);
+        CHECK(strstr(imcap_last_error(), "run.gguf") && strstr(imcap_last_error(), tensors[k]) &&
+              strstr(imcap_last_error(), "checksum"));
+    }
+    free(good);
+}
