@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "test.h"
 #include "decoder.h"
+#include "fixture.h"
 
 #include <dirent.h>
 #include <signal.h>
@@ -535,25 +536,6 @@ TEST(train_write_faults_leave_previous_files_intact)
 /* Issue 14, finding 6: `train --resume` from a checkpoint with one damaged
  * weight or Adam value (a weight that became 1e37) is refused, naming the
  * file and the tensor. */
-static void damage_tensor(const char *path, const char *tensor, float value)
-{
-    gguf_file *f;
-    REQUIRE_OK(gguf_open(path, &f));
-    const gguf_tensor *t = gguf_find_tensor(f, tensor);
-    REQUIRE(t && t->n_bytes >= 32);
-    unsigned char head[32];
-    memcpy(head, t->data, 32);
-    gguf_close(f);
-    size_t n;
-    unsigned char *d = (unsigned char *)slurp(path, &n);
-    unsigned char *at = memmem(d, n, head, 32);
-    REQUIRE(at);
-    memcpy(at + 4, &value, 4);
-    FILE *fp = fopen(path, "wb");
-    REQUIRE(fp && fwrite(d, 1, n, fp) == n && fclose(fp) == 0);
-    free(d);
-}
-
 TEST(train_resume_refuses_a_damaged_checkpoint)
 {
     const char *dir = test_tmpdir();
@@ -569,7 +551,8 @@ TEST(train_resume_refuses_a_damaged_checkpoint)
     for (int k = 0; k < 2; k++) {
         FILE *fp = fopen(p.checkpoint, "wb");
         REQUIRE(fp && fwrite(good, 1, n, fp) == n && fclose(fp) == 0);
-        damage_tensor(p.checkpoint, tensors[k], 1e37f);
+        const float big = 1e37f;
+        fixture_poke_tensor(p.checkpoint, tensors[k], 4, &big, sizeof big);
         imcap_train_params r = small_params(dir, "run.gguf");
         r.resume = 1;
         CHECK(imcap_train(&r) == IMCAP_E_FORMAT);
