@@ -1,5 +1,6 @@
 /* cmd_eval.c - `imcap eval`: caption a split and print the COCO metric table. */
 #include "cli.h"
+#include "internal.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -51,12 +52,13 @@ static int write_results(const char *path, const imcap_eval_result *r)
     if (!text) return 1;
     size_t len = strlen(text);
     text[len] = '\n';
-    FILE *fp = fopen(path, "wb");
-    int bad = !fp || fwrite(text, 1, len + 1, fp) != len + 1;
-    if (fp && fclose(fp) != 0) bad = 1;
+    imcap_atomic_file af;
+    imcap_status s = imcap_atomic_open(&af, path);
+    if (!s) s = imcap_atomic_write(&af, text, len + 1);
+    if (!s) s = imcap_atomic_commit(&af);
+    else imcap_atomic_abort(&af);
     free(text);
-    if (bad) fprintf(stderr, "imcap eval: %s: cannot write the results file\n", path);
-    return bad;
+    return s ? cli_error("eval", s) : 0;
 }
 
 int cmd_eval(int argc, char **argv)
@@ -120,6 +122,9 @@ int cmd_eval(int argc, char **argv)
         eval_usage(stderr);
         return 2;
     }
+    /* the results file is written after the whole split: check it can be, first */
+    imcap_status ost = results_out ? imcap_check_output(results_out, "results") : IMCAP_OK;
+    if (ost) return cli_error("eval", ost);
     cli_progress prog;
     cli_progress_init(&prog, "eval");
     prog.quiet = quiet;
