@@ -25,6 +25,8 @@ APT_PACKAGES+=(python3-pytest python3-pip python3-setuptools python3-venv python
                python3-ipykernel python3-nbconvert jupyter-nbconvert)
 # imcap serve (libmicrohttpd) and its browser, reverse-proxy and load tests.
 APT_PACKAGES+=(libmicrohttpd-dev chromium nginx wrk)
+# The fuzz harnesses (make fuzz, tests/suites/fuzz.sh): clang with the libFuzzer runtime.
+APT_PACKAGES+=(clang libclang-rt-14-dev)
 if [ "$NO_APT" = 0 ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

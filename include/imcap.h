@@ -389,7 +389,7 @@ imcap_status imcap_train(const imcap_train_params *p);
  * sampled from the model; each caption's reward is its CIDEr-D against the
  * image's training references (document frequencies over the training
  * split's references, computed once); advantage = reward - baseline (the
- * greedy caption's reward, or the mean of the image's other samples);
+ * mean of the image's other samples, or the greedy caption's reward);
  * loss = -sum advantage * log p(caption) / caption tokens, through the
  * decoder's backward; Adam. Each epoch ends with the greedy CIDEr-D of the
  * validation split (as imcap_eval computes it), history CSV + SVG plot,
@@ -432,7 +432,7 @@ typedef struct imcap_scst_params {
     int batch_size;             /* images per batch: 16 */
     int samples;                /* sampled captions per image: 5 */
     int max_len;                /* words per caption: 20 */
-    int baseline;               /* IMCAP_SCST_BASELINE_GREEDY (default) or _MEAN (needs samples >= 2) */
+    int baseline;               /* IMCAP_SCST_BASELINE_MEAN (default; needs samples >= 2) or _GREEDY */
     int val_images;             /* validation: the first N images of the split, 0 = all */
     int checkpoint_every;       /* also checkpoint every N batches (50); 0: only at epoch ends */
     float lr;                   /* Adam learning rate 5e-5 */
@@ -470,6 +470,8 @@ typedef struct imcap_gen_params {
     int max_len;        /* maximum number of words, 1..100 (default 20) */
     int n_best;         /* captions returned, 1..64 (default 1); <= beam for beam search */
     float length_alpha; /* beam length normalisation exponent, 0..2 (default 0.7) */
+    int block_ngram;    /* beam search: no n-gram of this many words twice in a caption
+                           (0 = off, the default; 1..8) */
 } imcap_gen_params;
 
 imcap_gen_params imcap_gen_default_params(void);
@@ -546,6 +548,7 @@ typedef struct imcap_eval_params {
     int beam;               /* 0: the model's setting (captioner) or greedy (decoder) */
     int max_len;            /* 0: the model's setting or the default (20 words) */
     float length_alpha;     /* < 0 (default): the model's setting or the default */
+    int block_ngram;        /* < 0 (default): the model's setting (or off); else as imcap_gen_params */
     int threads;            /* captioning threads (default 2) */
     imcap_progress_fn progress; /* images done / total; non-zero stops (IMCAP_E_ARG) */
     void *progress_user;
@@ -760,12 +763,15 @@ typedef struct imcap_caption_alt {
     double score;    /* ranking score (logprob / len^alpha) */
     int n_words;
     int ended;       /* 1 if the model ended the caption, 0 if cut at max_len */
+    float *attention; /* attention models: [n_words][grid_rows * grid_cols] weights (row-major over
+                         the grid, each word's summing to 1); NULL for other models */
 } imcap_caption_alt;
 
 typedef struct imcap_caption {
     int n_alt;
     imcap_caption_alt *alt;
     double t_decode, t_encode, t_generate; /* seconds spent on each stage */
+    int grid_rows, grid_cols; /* attention models: the grid the weights cover; 0 otherwise */
 } imcap_caption;
 
 /* Caption an image file / an encoded image in memory (JPEG, PNG or BMP;

@@ -40,6 +40,9 @@ const char *cli_default_model(void);
  * timings_ms {decode, encode, generate, total}. NULL when out of memory. */
 struct cJSON;
 struct cJSON *cli_caption_json(const char *path, const imcap_caption *cap);
+/* Test hook: IMCAP_TEST_FAULT=KIND:N (KIND open, write, fsync or rename) makes
+ * the N-th such operation of the library's file writers fail (tests/test_faults_cli.c). */
+void cli_fault_from_env(void);
 
 /* Subcommands (argv[0] is the subcommand name). */
 typedef int (*cli_cmd_fn)(int argc, char **argv);

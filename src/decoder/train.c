@@ -295,8 +295,7 @@ static imcap_status load_checkpoint(trainer *t, const char *path, int epochs_wan
     if ((s = gguf_expect_tensor(f, "adam.m", GGUF_T_F32, 1, &np, &tm)) ||
         (s = gguf_expect_tensor(f, "adam.v", GGUF_T_F32, 1, &np, &tv)))
         goto out;
-    memcpy(t->opt.m, tm->data, sizeof(float) * t->m->n_params);
-    memcpy(t->opt.v, tv->data, sizeof(float) * t->m->n_params);
+    if ((s = gguf_tensor_copy(f, tm, t->opt.m)) || (s = gguf_tensor_copy(f, tv, t->opt.v))) goto out;
     for (size_t i = 0; i < t->m->n_params; i++)
         if (!isfinite(t->m->params[i]) || !isfinite(t->opt.m[i]) || !(t->opt.v[i] >= 0 && isfinite(t->opt.v[i]))) {
             s = imcap_fail(IMCAP_E_FORMAT, "%s: non-finite weight or optimizer value at parameter %zu", path, i);
@@ -415,6 +414,11 @@ static imcap_status train_setup(trainer *t, const imcap_train_params *req)
 {
     imcap_status s = check_params(req);
     if (s) return s;
+    /* Every output is checked before the long work starts. */
+    const char *const outputs[][2] = {{req->checkpoint, "checkpoint"}, {req->best_model, "best model"},
+                                      {req->history_csv, "loss history"}, {req->plot_svg, "loss plot"}};
+    for (size_t i = 0; i < sizeof outputs / sizeof outputs[0]; i++)
+        if (outputs[i][0] && (s = imcap_check_output(outputs[i][0], outputs[i][1]))) return s;
     t->p = *req;
     t->chunks = req->chunks > 0 ? req->chunks : t->comm->size;
     if ((s = load_data(t))) return s;

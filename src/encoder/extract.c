@@ -470,10 +470,14 @@ imcap_status extract_run_shard(const enc_graph *g, const extract_ctx *x, const e
                 if (mask & (1u << f)) ids[n_ids] = vids[f], bouts[n_ids++] = outs[f];
             if (st == IMCAP_OK && good > 0)
                 st = enc_graph_run(g, jb.slots + (size_t)s0 * slot_floats, good, ids, n_ids, bouts);
-            for (int k = 0; k < good && st == IMCAP_OK; k++)
+            /* done counts each image once all its rows are appended, so that
+             * a failure in the middle of a batch reports what the files hold */
+            for (int k = 0; k < good && st == IMCAP_OK; k++) {
                 for (int f = 0; f < n_out && st == IMCAP_OK; f++)
                     if (need[bidx[k]] & (1u << f))
                         st = imcap_embfile_append(of[f].w, todo[bidx[k]], of[f].rows + (size_t)k * of[f].dim);
+                if (st == IMCAP_OK) rep->done++;
+            }
             pthread_mutex_lock(&jb.mu);
             for (int k = 0; k < nb; k++) jb.ready[s0 + k] = 0;
             jb.consumed += (size_t)nb;
@@ -481,7 +485,6 @@ imcap_status extract_run_shard(const enc_graph *g, const extract_ctx *x, const e
             pthread_mutex_unlock(&jb.mu);
             if (st != IMCAP_OK) break;
             j += (size_t)nb;
-            rep->done += (uint64_t)good;
             if (report_progress(x, rep->resumed + j, n_all, "images") && j < n_todo)
                 st = imcap_fail(IMCAP_E_ARG, "interrupted after %llu of %zu images; run again to resume",
                                 (unsigned long long)(rep->resumed + j), n_all);

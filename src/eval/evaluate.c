@@ -27,6 +27,7 @@ imcap_eval_params imcap_eval_default_params(void)
     imcap_eval_params p;
     memset(&p, 0, sizeof p);
     p.length_alpha = -1.0f;
+    p.block_ngram = -1;
     p.threads = 2;
     return p;
 }
@@ -48,6 +49,7 @@ static imcap_status eval_gen(const imcap_eval_params *p, imcap_gen_params base, 
     if (p->beam) base.beam = p->beam;
     if (p->max_len) base.max_len = p->max_len;
     if (p->length_alpha >= 0) base.length_alpha = p->length_alpha;
+    if (p->block_ngram >= 0) base.block_ngram = p->block_ngram;
     base.temperature = 0.0f;
     base.n_best = 1;
     *out = base;
