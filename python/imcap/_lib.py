@@ -18,17 +18,17 @@ class Image(Structure):          # imcap_image
 
 class GenParams(Structure):      # imcap_gen_params
     _fields_ = [("beam", c_int), ("temperature", c_float), ("seed", c_uint64), ("max_len", c_int),
-                ("n_best", c_int), ("length_alpha", c_float)]
+                ("n_best", c_int), ("length_alpha", c_float), ("block_ngram", c_int)]
 
 
 class CaptionAlt(Structure):     # imcap_caption_alt
     _fields_ = [("text", c_char_p), ("logprob", c_double), ("score", c_double), ("n_words", c_int),
-                ("ended", c_int)]
+                ("ended", c_int), ("attention", POINTER(c_float))]
 
 
 class Caption(Structure):        # imcap_caption
     _fields_ = [("n_alt", c_int), ("alt", POINTER(CaptionAlt)), ("t_decode", c_double),
-                ("t_encode", c_double), ("t_generate", c_double)]
+                ("t_encode", c_double), ("t_generate", c_double), ("grid_rows", c_int), ("grid_cols", c_int)]
 
 
 class ScoreItem(Structure):      # imcap_score_item
