@@ -312,6 +312,9 @@ int cmd_report(int argc, char **argv)
         return 2;
     }
     if (!o.model) o.model = model_default();
+    /* the page is written after every photo is captioned: check it can be, first */
+    imcap_status ost = imcap_check_output(o.out, "report");
+    if (ost) return cli_error("report", ost);
 
     int rc = 1;
     imcap_status st;

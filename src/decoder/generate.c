@@ -126,9 +126,16 @@ static imcap_status ctx_init(gen_ctx *g, const dec_model *m, const gen_special *
     return IMCAP_OK;
 }
 
+/* A NaN or infinite logit (weights that overflow the LSTM) is an error, never a caption. */
+static imcap_status nonfinite_logit(int step)
+{
+    return imcap_fail(IMCAP_E_FORMAT, "generation: the decoder produced a non-finite score at step %d (its "
+                      "weights overflow: the model file is damaged or was not trained by imcap)", step + 1);
+}
+
 /* Masked log-softmax of n rows of logits into g->logp; END allowed unless
- * first. Disallowed tokens get -INFINITY. */
-static void log_softmax_rows(gen_ctx *g, int n, bool first)
+ * first. Disallowed tokens get -INFINITY. Fails on a non-finite allowed logit. */
+static imcap_status log_softmax_rows(gen_ctx *g, int n, bool first, int step)
 {
     const int V = g->V, end = g->sp->end_id;
     for (int r = 0; r < n; r++) {
@@ -136,7 +143,10 @@ static void log_softmax_rows(gen_ctx *g, int n, bool first)
         double *o = g->logp + (size_t)r * V;
         double mx = -INFINITY;
         for (int v = 0; v < V; v++)
-            if (g->allowed[v] && !(first && v == end) && l[v] > mx) mx = l[v];
+            if (g->allowed[v] && !(first && v == end)) {
+                if (!isfinite(l[v])) return nonfinite_logit(step);
+                if (l[v] > mx) mx = l[v];
+            }
         double s = 0;
         for (int v = 0; v < V; v++)
             if (g->allowed[v] && !(first && v == end)) s += exp((double)l[v] - mx);
@@ -144,6 +154,7 @@ static void log_softmax_rows(gen_ctx *g, int n, bool first)
         for (int v = 0; v < V; v++)
             o[v] = (g->allowed[v] && !(first && v == end)) ? (double)l[v] - lse : -INFINITY;
     }
+    return IMCAP_OK;
 }
 
 static double hyp_score(double lp, int len, float alpha)
@@ -170,7 +181,7 @@ static imcap_status run_single(gen_ctx *g, const float *img, const imcap_gen_par
     const double T = p->temperature;
     for (int t = 0; t < p->max_len; t++) {
         dec_step(g->m, g->ctx, true, &tok, 1, hc, g->logits, hc, NULL, g->scratch);
-        log_softmax_rows(g, 1, t == 0);
+        if ((st = log_softmax_rows(g, 1, t == 0, t))) break;
         const double *q = g->logp;
         int pick = -1;
         if (T == 0.0) {
@@ -202,7 +213,7 @@ static imcap_status run_single(gen_ctx *g, const float *img, const imcap_gen_par
     out->logprob = lp;
     out->score = hyp_score(lp, out->n_words + out->ended, p->length_alpha);
     imcap_free(hc);
-    return IMCAP_OK;
+    return st;
 }
 
 /* Finished list: best first by score, stable (earlier insertions win ties),
@@ -265,7 +276,7 @@ static imcap_status run_beam(gen_ctx *g, const float *img, const imcap_gen_param
 
     for (int t = 0; t < p->max_len && n_live > 0; t++) {
         dec_step(g->m, g->ctx, true, tok, n_live, h, g->logits, h, NULL, g->scratch);
-        log_softmax_rows(g, n_live, t == 0);
+        if ((st = log_softmax_rows(g, n_live, t == 0, t))) goto done;
         /* The C best extensions, sorted. */
         int n_top = 0;
         for (int r = 0; r < n_live; r++) {
@@ -411,6 +422,10 @@ imcap_status gen_greedy_batch(const dec_model *m, const float *img, int n, const
             int32_t best = -1;
             for (size_t v = 0; v < V; v++) {
                 if (!g.allowed[v] || (t == 0 && (int32_t)v == sp->end_id)) continue;
+                if (!isfinite(z[v])) {
+                    st = nonfinite_logit(t);
+                    goto out;
+                }
                 if (best < 0 || z[v] > z[best]) best = (int32_t)v;
             }
             if (best == sp->end_id) {
@@ -579,7 +594,7 @@ static imcap_status replay(const dec_model *m, const float *img, const gen_speci
         }
         dec_step(m, g.ctx, true, &tok, 1, hc, g.logits, hc, attn && t < n_words ? attn + (size_t)t * L : NULL,
                  g.scratch);
-        log_softmax_rows(&g, 1, t == 0);
+        if ((st = log_softmax_rows(&g, 1, t == 0, t))) goto done;
         lp += g.logp[next];
         tok = next;
     }
