@@ -48,6 +48,13 @@ $(BUILD)/src/decoder/decoder.o $(BUILD)/src/decoder/optimizer.o: CFLAGS += -O3 -
 # Image resize loops: let GCC vectorize them (integer math, results unchanged).
 $(BUILD)/src/image/image.o: CFLAGS += -O3
 
+# MPI (Debian OpenMPI) for the CLI's communicator (tools/mpi.c), when installed; the library has none.
+MPI_LIBS := $(shell pkg-config --libs ompi-c 2>/dev/null)
+ifneq ($(MPI_LIBS),)
+$(BUILD)/tools/mpi.o: CFLAGS += $(shell pkg-config --cflags ompi-c) -DIMCAP_MPI
+$(BUILD)/imcap: LDLIBS += $(MPI_LIBS)
+endif
+
 # Benchmark programs: bench/<name>.c -> build/<name> (make bench).
 BENCHSRC := $(wildcard bench/*.c)
 bench: $(BENCHSRC:bench/%.c=$(BUILD)/%)

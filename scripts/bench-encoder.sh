@@ -51,6 +51,7 @@ echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-32s %5s %10s %10s %10s %10s %8s %8s %7s\n' encoder batch "C img/s" "C direct" "torch" "ORT" "C/torch" "C/ORT" "%peak"
 for f in "${files[@]}"; do
   base=$(basename "$f" .gguf)
+  case "$base" in resnet50) resnet=$f; continue ;; esac # its peers are torchvision's: below
   out=$(unset OPENBLAS_NUM_THREADS; ./build/bench_encoder --model "$f" --dump "$WORK/$base.in" "$WORK/$base.out")
   shape=$(./build/bench_encoder --model "$f" --batch 1 --seconds 0 | sed -nE 's/.*input ([0-9]+)x([0-9]+)x([0-9]+),.*/\1 \2 \3/p')
   gflop=$(./build/bench_encoder --model "$f" --batch 1 --seconds 0 | sed -nE 's/.*, ([0-9.]+) GFLOP\/image.*/\1/p')
@@ -76,4 +77,21 @@ for f in "${files[@]}"; do
       printf "%-32s %5d %10.2f %10.2f %10.2f %10.2f %8.2f %8.2f %6.1f%%\n", n, b, c, d, t, o, c/t, c/o, 100*c*g/p }'
   done
 done
+# ResNet-50: the peers run the standard torchvision resnet50 export (scripts/resnet50_peer.py),
+# not our graph; same rounds, each runtime's best.
+if [ -n "${resnet:-}" ]; then
+  $PY scripts/resnet50_peer.py --onnx "$WORK/resnet50_torchvision.onnx" >/dev/null 2>&1
+  gflop=$(./build/bench_encoder --model "$resnet" --batch 1 --seconds 0 | sed -nE 's/.*, ([0-9.]+) GFLOP\/image.*/\1/p')
+  for b in 1 8; do
+    c=0 d=0 t=0 o=0
+    for r in $(seq "$ROUNDS"); do
+      x=$(unset OPENBLAS_NUM_THREADS; ./build/bench_encoder --model "$resnet" --batch $b --seconds "$SECONDS_PER" | ips); c=$(best "$c" "$x")
+      x=$(unset OPENBLAS_NUM_THREADS; IMCAP_WINOGRAD=0 ./build/bench_encoder --model "$resnet" --batch $b --seconds "$SECONDS_PER" | ips); d=$(best "$d" "$x")
+      x=$($PY scripts/resnet50_peer.py --bench --batch $b --seconds "$SECONDS_PER" | ips); t=$(best "$t" "$x")
+      x=$(node scripts/encoder_ort.js "$WORK/resnet50_torchvision.onnx" 224 224 3 --bench --batch $b --seconds "$SECONDS_PER" | ips); o=$(best "$o" "$x")
+    done
+    awk -v n="resnet50 (peers: torchvision)" -v b=$b -v c="$c" -v d="$d" -v t="$t" -v o="$o" -v g="$gflop" -v p="$peak" 'BEGIN {
+      printf "%-32s %5d %10.2f %10.2f %10.2f %10.2f %8.2f %8.2f %6.1f%%\n", n, b, c, d, t, o, c/t, c/o, 100*c*g/p }'
+  done
+fi
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -2,6 +2,8 @@
 // encoder_ort.js - the ONNX Runtime (CPU) peer of the C encoder: runs the ONNX file that
 // scripts/encoder_peer.py exported from OUR encoder file (same network, same weights).
 //   node scripts/encoder_ort.js F.onnx H W C [--check IN.f32 OUT.f32] [--bench --batch 1,8 --seconds S]
+//                               [--threads N]   (intra-op threads, default 2; the bench line also
+//                               gives the process CPU time per image)
 // Uses 2 intra-op threads (this machine's cores). Install: scripts/bench-encoder.sh does
 // `ONNXRUNTIME_NODE_INSTALL=skip npm install` in peers/.
 'use strict';
@@ -16,15 +18,16 @@ async function main() {
     process.exit(2);
   }
   const [file, H, W, C] = [a[0], +a[1], +a[2], +a[3]];
-  let check = null, bench = false, batches = [1, 8], seconds = 5;
+  let check = null, bench = false, batches = [1, 8], seconds = 5, threads = 2;
   for (let i = 4; i < a.length; i++) {
     if (a[i] === '--check') { check = [a[i + 1], a[i + 2]]; i += 2; }
     else if (a[i] === '--bench') bench = true;
     else if (a[i] === '--batch') batches = a[++i].split(',').map(Number);
     else if (a[i] === '--seconds') seconds = +a[++i];
+    else if (a[i] === '--threads') threads = +a[++i];
   }
   const sess = await ort.InferenceSession.create(file, {
-    executionProviders: ['cpu'], intraOpNumThreads: 2, interOpNumThreads: 1,
+    executionProviders: ['cpu'], intraOpNumThreads: threads, interOpNumThreads: 1,
     graphOptimizationLevel: 'all', executionMode: 'sequential',
   });
   const inName = sess.inputNames[0], outName = sess.outputNames[0];
@@ -55,13 +58,14 @@ async function main() {
     if (minCos < 0.9999) process.exit(1);
   }
   if (bench) {
-    console.log(`onnxruntime-node ${ort.env.versions.common}: ${path.basename(file)}, 2 intra-op threads`);
+    console.log(`onnxruntime-node ${ort.env.versions.common}: ${path.basename(file)}, ${threads} intra-op threads`);
     for (const n of batches) {
       const x = new Float32Array(n * px);
       for (let i = 0; i < x.length; i++) x[i] = Math.random() * 2 - 1;
       const feeds = { [inName]: new ort.Tensor('float32', x, [n, C, H, W]) };
       await sess.run(feeds);
       let runs = 0;
+      const c0 = process.cpuUsage();
       const t0 = process.hrtime.bigint();
       let t = 0;
       do {
@@ -69,7 +73,9 @@ async function main() {
         runs++;
         t = Number(process.hrtime.bigint() - t0) / 1e9;
       } while (t < seconds);
-      console.log(`batch ${n}: ${(runs * n / t).toFixed(2)} images/s (${(1e3 * t / runs).toFixed(2)} ms/batch, ${runs} runs)`);
+      const cpu = process.cpuUsage(c0);
+      console.log(`batch ${n}: ${(runs * n / t).toFixed(2)} images/s (${(1e3 * t / runs).toFixed(2)} ms/batch, ${runs} runs), ` +
+        `${((cpu.user + cpu.system) / 1e3 / runs / n).toFixed(1)} CPU-ms/image`);
     }
   }
 }

@@ -34,6 +34,8 @@ double cli_now(void) { return now(); }
 int cli_error(const char *cmd, imcap_status s)
 {
     const char *m = imcap_last_error();
+    /* the ranks of a job agree on one message: rank 0 prints it */
+    if (cli_comm()->rank != 0) return 1;
     fprintf(stderr, "imcap %s: %s\n", cmd, (m && *m) ? m : imcap_status_str(s));
     return 1;
 }

@@ -24,11 +24,13 @@ static void eval_usage(FILE *fp)
             "  --beam K           beam width (default: the model's setting; 1 = greedy)\n"
             "  --max-len N        maximum caption words (default: the model's setting)\n"
             "  --alpha A          beam length normalisation exponent (default: the model's setting)\n"
+            "  --block-ngram N    beam search: no N-gram twice in a caption (0: off; default: the model's)\n"
             "  --threads N        captioning threads (default 2)\n"
             "  --results-out R    also write the captions as COCO results JSON\n"
             "                     ([{\"image_id\": name, \"caption\": ...}]; `imcap score` reads it)\n"
             "  --json             print one JSON object instead of the table\n"
-            "  --quiet            no progress line\n");
+            "  --quiet            no progress line\n"
+            "Under mpirun -np N, rank R captions the images i mod N = R; rank 0 prints the one table.\n");
 }
 
 static int write_results(const char *path, const imcap_eval_result *r)
@@ -101,6 +103,10 @@ int cmd_eval(int argc, char **argv)
             if (cli_parse_int(a, v, 1, 64, &n)) return 2;
             p.threads = (int)n;
             i++;
+        } else if (v && !strcmp(a, "--block-ngram")) {
+            if (cli_parse_int(a, v, 0, 8, &n)) return 2;
+            p.block_ngram = (int)n;
+            i++;
         } else if (v && !strcmp(a, "--alpha")) {
             if (cli_parse_double(a, v, 0.0, 2.0, &x)) return 2;
             p.length_alpha = (float)x;
@@ -124,9 +130,15 @@ int cmd_eval(int argc, char **argv)
     prog.quiet = quiet;
     p.progress = cli_progress_fn;
     p.progress_user = &prog;
+    p.comm = cli_comm();
     imcap_eval_result r;
     imcap_status st = imcap_eval(&p, &r);
     if (st) return cli_error("eval", st);
+    /* under mpirun every rank holds all captions and scores; rank 0 writes and prints */
+    if (p.comm->rank != 0) {
+        imcap_eval_result_free(&r);
+        return 0;
+    }
     int bad = results_out ? write_results(results_out, &r) : 0;
     const char *decoding = r.gen.beam > 1 ? "beam" : "greedy";
     if (json) {
@@ -142,6 +154,7 @@ int cmd_eval(int argc, char **argv)
         cJSON_AddNumberToObject(o, "beam", r.gen.beam);
         cJSON_AddNumberToObject(o, "max_len", r.gen.max_len);
         cJSON_AddNumberToObject(o, "length_alpha", r.gen.length_alpha);
+        cJSON_AddNumberToObject(o, "block_ngram", r.gen.block_ngram);
         cJSON_AddNumberToObject(o, "seconds", r.seconds);
         char *text = cJSON_Print(o);
         cJSON_Delete(o);

@@ -50,7 +50,12 @@ int main(int argc, char **argv)
         return 0;
     }
     for (int i = 0; commands[i].name; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            if (cli_comm_start(&argc, &argv)) return 1;
+            int rc = commands[i].fn(argc - 1, argv + 1);
+            cli_comm_end(rc);
+            return rc;
+        }
     fprintf(stderr, "imcap: unknown command '%s'\n", argv[1]);
     return usage(stderr);
 }

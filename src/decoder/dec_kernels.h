@@ -91,12 +91,13 @@ static inline void dense_forward(const float *x, const float *w, const float *b,
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
 }
 
-/* Generation's GEMMs have 1-4 rows (beam hypotheses) and are bound by
- * reading W once: for so few rows OpenBLAS repacks W on every call, which
- * cost more than the arithmetic. small_nt reads each row of W once for all
- * rows of x, the output features split over the worker threads.
- * y [n][out] = (accumulate ? y : b) + x [n][in] W^T, n <= SMALL_ROWS. */
-enum { SMALL_ROWS = 8 };
+/* Generation's GEMMs have few rows (beam hypotheses; SCST's rollouts: a
+ * few hundred) and are bound by reading W: for few rows OpenBLAS repacks W
+ * on every call, which cost more than the arithmetic. small_nt reads each
+ * row of W once for every SMALL_ROWS rows of x (while it is in L1), two rows
+ * of W at a time, the output features split over the worker threads; each
+ * output is the same sum whatever n is. y [n][out] = (accumulate ? y : b) + x [n][in] W^T. */
+enum { SMALL_ROWS = 6, SMALL_COLS = 2 };
 
 typedef struct small_ctx {
     const float *x, *w, *b;
@@ -105,26 +106,41 @@ typedef struct small_ctx {
     bool accumulate;
 } small_ctx;
 
+/* output features [o0, o1): SMALL_COLS rows of W at a time against
+ * SMALL_ROWS rows of x (12 accumulators in registers) */
 static inline void small_nt_task(void *vctx, size_t o0, size_t o1, int tid)
 {
     const small_ctx *t = vctx;
-    const int n = t->n, in = t->in;
-    for (size_t o = o0; o < o1; o++) {
-        const float *wr = t->w + o * (size_t)in;
-        __m256 acc[SMALL_ROWS];
-        for (int r = 0; r < n; r++) acc[r] = _mm256_setzero_ps();
-        int i = 0;
-        for (; i + 8 <= in; i += 8) {
-            __m256 wv = _mm256_loadu_ps(wr + i);
-            for (int r = 0; r < n; r++) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(t->x + (size_t)r * in + i), wv, acc[r]);
-        }
-        for (int r = 0; r < n; r++) {
-            float lanes[8];
-            _mm256_storeu_ps(lanes, acc[r]);
-            float sum = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
-            for (int k = i; k < in; k++) sum += t->x[(size_t)r * in + k] * wr[k];
-            float *yo = t->y + (size_t)r * t->out + o;
-            *yo = (t->accumulate ? *yo : t->b[o]) + sum;
+    const int in = t->in;
+    for (size_t o = o0; o < o1; o += SMALL_COLS) {
+        const int nc = o1 - o < SMALL_COLS ? (int)(o1 - o) : SMALL_COLS;
+        const float *wr[SMALL_COLS];
+        for (int c = 0; c < SMALL_COLS; c++) wr[c] = t->w + (o + (c < nc ? c : 0)) * (size_t)in;
+        for (int r0 = 0; r0 < t->n; r0 += SMALL_ROWS) {
+            const int n = t->n - r0 < SMALL_ROWS ? t->n - r0 : SMALL_ROWS;
+            const float *x = t->x + (size_t)r0 * in;
+            __m256 acc[SMALL_ROWS][SMALL_COLS];
+            for (int r = 0; r < SMALL_ROWS; r++)
+                for (int c = 0; c < SMALL_COLS; c++) acc[r][c] = _mm256_setzero_ps();
+            int i = 0;
+            for (; i + 8 <= in; i += 8) {
+                const __m256 w0 = _mm256_loadu_ps(wr[0] + i), w1 = _mm256_loadu_ps(wr[1] + i);
+                for (int r = 0; r < n; r++) {
+                    const __m256 xv = _mm256_loadu_ps(x + (size_t)r * in + i);
+                    acc[r][0] = _mm256_fmadd_ps(xv, w0, acc[r][0]);
+                    acc[r][1] = _mm256_fmadd_ps(xv, w1, acc[r][1]);
+                }
+            }
+            for (int r = 0; r < n; r++)
+                for (int c = 0; c < nc; c++) {
+                    float lanes[8];
+                    _mm256_storeu_ps(lanes, acc[r][c]);
+                    float sum =
+                        ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+                    for (int k = i; k < in; k++) sum += x[(size_t)r * in + k] * wr[c][k];
+                    float *yo = t->y + (size_t)(r0 + r) * t->out + o + c;
+                    *yo = (t->accumulate ? *yo : t->b[o + c]) + sum;
+                }
         }
     }
 }
@@ -132,11 +148,8 @@ static inline void small_nt_task(void *vctx, size_t o0, size_t o1, int tid)
 static inline void small_nt(const float *x, int n, const float *w, const float *b, int in, int out, float *y,
                      bool accumulate)
 {
-    for (int r0 = 0; r0 < n; r0 += SMALL_ROWS) {
-        small_ctx t = {x + (size_t)r0 * in, w, b, y + (size_t)r0 * out, n - r0 < SMALL_ROWS ? n - r0 : SMALL_ROWS,
-                       in, out, accumulate};
-        ops_parallel((size_t)out, 64, small_nt_task, &t);
-    }
+    small_ctx t = {x, w, b, y, n, in, out, accumulate};
+    ops_parallel((size_t)out, 64, small_nt_task, &t);
 }
 
 /* Given dy [n][out] and the layer input x [n][in]: dW += dy^T x, db += colsum
