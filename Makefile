@@ -146,8 +146,9 @@ $(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(BUILD)/libimca
 
 # The server's harness links the server (tools/serve_*.c) and libmicrohttpd.
 $(BUILD)/fuzz_serve_request: tests/fuzz/fuzz_serve_request.c $(BUILD)/tools/serve_http.o $(BUILD)/tools/serve_pool.o \
-                             $(BUILD)/tools/caption_json.o $(BUILD)/tools/cli.o $(BUILD)/gen/serve_page.o $(BUILD)/libimcap.a
-	$(CC) $(CFLAGS) -Itools -fsanitize=fuzzer -o $@ $(filter %.c %.o %.a,$^) $(LDLIBS) -lmicrohttpd
+                             $(BUILD)/tools/caption_json.o $(BUILD)/tools/cli.o $(BUILD)/tools/mpi.o $(BUILD)/gen/serve_page.o \
+                             $(BUILD)/libimcap.a
+	$(CC) $(CFLAGS) -Itools -fsanitize=fuzzer -o $@ $(filter %.c %.o %.a,$^) $(LDLIBS) -lmicrohttpd $(MPI_LIBS)
 
 $(BUILD)/make_seeds: tests/fuzz/make_seeds.c tests/fixture.c $(BUILD)/libimcap.a
 	$(CC) $(CFLAGS) -Itests -o $@ tests/fuzz/make_seeds.c tests/fixture.c $(BUILD)/libimcap.a $(LDLIBS)

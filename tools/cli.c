@@ -31,11 +31,13 @@ static double now(void)
 
 double cli_now(void) { return now(); }
 
+int cli_quiet_errors;
+
 int cli_error(const char *cmd, imcap_status s)
 {
     const char *m = imcap_last_error();
     /* the ranks of a job agree on one message: rank 0 prints it */
-    if (cli_comm()->rank != 0) return 1;
+    if (cli_quiet_errors) return 1;
     fprintf(stderr, "imcap %s: %s\n", cmd, (m && *m) ? m : imcap_status_str(s));
     return 1;
 }

@@ -26,6 +26,9 @@ int cli_parse_double(const char *flag, const char *s, double lo, double hi, doub
 int cli_comm_start(int *argc, char ***argv);
 const imcap_comm *cli_comm(void);
 void cli_comm_end(int rc);
+/* Set by cli_comm_start on the ranks other than 0 of a job: cli_error prints nothing there (the
+ * ranks agree on one message, which rank 0 prints). */
+extern int cli_quiet_errors;
 /* Monotonic seconds. */
 double cli_now(void);
 /* "<path without .gguf><suffix>", malloc'd (NULL when out of memory):

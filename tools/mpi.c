@@ -78,6 +78,7 @@ int cli_comm_start(int *argc, char ***argv)
     g_started = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &g_comm.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_comm.size);
+    cli_quiet_errors = g_comm.rank != 0;
     g_comm.allgather = mpi_allgather;
     g_comm.alltoall = mpi_alltoall;
     g_comm.bcast = mpi_bcast;
