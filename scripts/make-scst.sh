@@ -8,7 +8,8 @@
 #   4. the exported candidate captioner (the lead chooses the default: this never overwrites
 #      models/default.imcap) and the table (markdown) on stdout and in $OUT_DIR/table.md.
 # Environment (defaults in brackets):
-#   IMCAP_START    start model [models/default.imcap]
+#   IMCAP_START    start model [models/default.imcap: run `make model` first, which writes the
+#                  cross-entropy model there; the committed default is already SCST-tuned]
 #   IMCAP_ENCODER  its encoder [models/encoders/mobilenet_edgetpu_224_1.0_uint8.gguf]
 #   IMCAP_EMB      embeddings file [out/emb/mobilenet_edgetpu.f32]
 #   OUT_DIR        checkpoints, logs, results [out/scst]
