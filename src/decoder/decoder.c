@@ -11,10 +11,10 @@
  * the recurrent product h_{t-1} Wh^T is done per step.
  */
 #include "decoder.h"
+#include "dec_isa.h"
 #include "ops.h"
 
 #include <cblas.h>
-#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,33 +163,14 @@ void dec_model_init(dec_model *m, imcap_rng *rng)
 
 /* ------------------------------------------------------------ elementwise */
 
-/* e^x, x clamped to [-87, 88]: x = n ln2 + r with |r| <= ln2/2, e^r by
- * the Cephes degree-7 polynomial, 2^n built in the exponent bits. Relative
- * error about 2e-7. Branch-free and call-free so that loops calling it are
- * vectorized (AVX2 with this build's flags). */
-static inline float exp_fast(float x)
+const dec_kernels *dec_kernels_active(void)
 {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round(x / ln2) */
-    const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    switch (cpu_isa_active()) {
+    case CPU_AVX512: return &dec_kernels_avx512;
+    case CPU_AVX2: return &dec_kernels_avx2;
+    default: return &dec_kernels_generic;
+    }
 }
-
-static inline float sigmoid_fast(float x) { return 1.0f / (1.0f + exp_fast(-x)); }
-
-/* tanh(x) = 1 - 2 / (e^{2x} + 1): absolute error about 2e-7. */
-static inline float tanh_fast(float x) { return 1.0f - 2.0f / (exp_fast(2.0f * x) + 1.0f); }
 
 /* y = x W^T + b for x [n][in], W [out][in], b [out] -> y [n][out]. */
 static void dense_forward(const float *x, const float *w, const float *b, int n, int in, int out, float *y)
@@ -198,51 +179,15 @@ static void dense_forward(const float *x, const float *w, const float *b, int n,
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
 }
 
-/* Generation's GEMMs have 1-4 rows (beam hypotheses) and are bound by
- * reading W once: for so few rows OpenBLAS repacks W on every call, which
- * cost more than the arithmetic. small_nt reads each row of W once for all
- * rows of x, the output features split over the worker threads.
- * y [n][out] = (accumulate ? y : b) + x [n][in] W^T, n <= SMALL_ROWS. */
-enum { SMALL_ROWS = 4 };
-
-typedef struct small_ctx {
-    const float *x, *w, *b;
-    float *y;
-    int n, in, out;
-    bool accumulate;
-} small_ctx;
-
-static void small_nt_task(void *vctx, size_t o0, size_t o1, int tid)
-{
-    const small_ctx *t = vctx;
-    const int n = t->n, in = t->in;
-    for (size_t o = o0; o < o1; o++) {
-        const float *wr = t->w + o * (size_t)in;
-        __m256 acc[SMALL_ROWS];
-        for (int r = 0; r < n; r++) acc[r] = _mm256_setzero_ps();
-        int i = 0;
-        for (; i + 8 <= in; i += 8) {
-            __m256 wv = _mm256_loadu_ps(wr + i);
-            for (int r = 0; r < n; r++) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(t->x + (size_t)r * in + i), wv, acc[r]);
-        }
-        for (int r = 0; r < n; r++) {
-            float lanes[8];
-            _mm256_storeu_ps(lanes, acc[r]);
-            float sum = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
-            for (int k = i; k < in; k++) sum += t->x[(size_t)r * in + k] * wr[k];
-            float *yo = t->y + (size_t)r * t->out + o;
-            *yo = (t->accumulate ? *yo : t->b[o]) + sum;
-        }
-    }
-}
-
+/* Generation's small GEMM (dec_isa.h) in groups of DEC_SMALL_ROWS rows,
+ * the output features split over the worker threads. */
 static void small_nt(const float *x, int n, const float *w, const float *b, int in, int out, float *y,
                      bool accumulate)
 {
-    for (int r0 = 0; r0 < n; r0 += SMALL_ROWS) {
-        small_ctx t = {x + (size_t)r0 * in, w, b, y + (size_t)r0 * out, n - r0 < SMALL_ROWS ? n - r0 : SMALL_ROWS,
-                       in, out, accumulate};
-        ops_parallel((size_t)out, 64, small_nt_task, &t);
+    for (int r0 = 0; r0 < n; r0 += DEC_SMALL_ROWS) {
+        dec_small_ctx t = {x + (size_t)r0 * in, w, b, y + (size_t)r0 * out,
+                           n - r0 < DEC_SMALL_ROWS ? n - r0 : DEC_SMALL_ROWS, in, out, accumulate};
+        ops_parallel((size_t)out, 64, dec_kernels_active()->small_nt_task, &t);
     }
 }
 
@@ -257,20 +202,6 @@ static void dense_backward(const float *dy, const float *x, const float *w, int 
         for (int j = 0; j < out; j++) db[j] += d[j];
     }
     if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
-}
-
-static void elu_forward(float *y, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        float e = exp_fast(y[i]) - 1.0f;
-        y[i] = y[i] > 0.0f ? y[i] : e;
-    }
-}
-
-/* dy *= ELU'(x) written with the ELU output y: 1 if y > 0 else y + 1. */
-static void elu_backward(float *dy, const float *y, size_t n)
-{
-    for (size_t i = 0; i < n; i++) dy[i] *= y[i] > 0.0f ? 1.0f : y[i] + 1.0f;
 }
 
 /* ---------------------------------------------------------------- workspace */
@@ -386,80 +317,7 @@ static inline float drop_factor(uint64_t seed, uint32_t rid, int j, float p)
 
 /* ---------------------------------------------------------------- LSTM cell */
 
-/* One row: g [4H] holds the gate pre-activations (i, f, g, o) and receives
- * the activations; cp = c_{t-1}; out: cn = c_t, tc = tanh(c_t), h = h_t. */
-static void lstm_cell_forward(int H, float *restrict g, const float *restrict cp, float *restrict cn,
-                              float *restrict tc, float *restrict h)
-{
-    for (int k = 0; k < H; k++) {
-        const float i_ = sigmoid_fast(g[k]), f_ = sigmoid_fast(g[H + k]), g_ = tanh_fast(g[2 * H + k]),
-                    o_ = sigmoid_fast(g[3 * H + k]);
-        g[k] = i_;
-        g[H + k] = f_;
-        g[2 * H + k] = g_;
-        g[3 * H + k] = o_;
-        const float cc = f_ * cp[k] + i_ * g_;
-        const float th = tanh_fast(cc);
-        cn[k] = cc;
-        tc[k] = th;
-        h[k] = o_ * th;
-    }
-}
-
-/* Backward of one row: g [4H] holds the activations and receives d loss /
- * d pre-activations; dho = d loss / d h_t from the outputs; dhn, dcn hold
- * d h_t, d c_t from step t + 1 and receive (dhn: unchanged, the caller
- * recomputes it with a GEMM) dcn = d c_{t-1}. */
-static void lstm_cell_backward(int H, float *restrict g, const float *restrict cp, const float *restrict tc,
-                               const float *restrict dho, const float *restrict dhn, float *restrict dcn)
-{
-    for (int k = 0; k < H; k++) {
-        const float i_ = g[k], f_ = g[H + k], g_ = g[2 * H + k], o_ = g[3 * H + k], th = tc[k];
-        const float dh = dho[k] + dhn[k];
-        const float dc = dcn[k] + dh * o_ * (1.0f - th * th);
-        dcn[k] = dc * f_;
-        g[k] = dc * g_ * i_ * (1.0f - i_);
-        g[H + k] = dc * cp[k] * f_ * (1.0f - f_);
-        g[2 * H + k] = dc * i_ * (1.0f - g_ * g_);
-        g[3 * H + k] = dh * th * o_ * (1.0f - o_);
-    }
-}
-
 /* --------------------------------------------------------- forward/backward */
-
-/* Softmax cross-entropy of one row of logits, in place: returns the loss and
- * leaves scale * (softmax - onehot(target)) in the row. */
-static double softmax_xent_row(float *restrict z, int n, int target, float scale)
-{
-    /* 8 lanes of partial max / sum so that the reductions vectorize */
-    float lane[8];
-    for (int l = 0; l < 8; l++) lane[l] = z[0];
-    int j = 0;
-    for (; j + 8 <= n; j += 8)
-        for (int l = 0; l < 8; l++) lane[l] = z[j + l] > lane[l] ? z[j + l] : lane[l];
-    float mx = lane[0];
-    for (int l = 1; l < 8; l++) mx = lane[l] > mx ? lane[l] : mx;
-    for (; j < n; j++) mx = z[j] > mx ? z[j] : mx;
-    const float zt = z[target];
-    for (int l = 0; l < 8; l++) lane[l] = 0.0f;
-    for (j = 0; j + 8 <= n; j += 8)
-        for (int l = 0; l < 8; l++) {
-            float e = exp_fast(z[j + l] - mx);
-            z[j + l] = e;
-            lane[l] += e;
-        }
-    float sum = 0.0f;
-    for (; j < n; j++) {
-        float e = exp_fast(z[j] - mx);
-        z[j] = e;
-        sum += e;
-    }
-    for (int l = 0; l < 8; l++) sum += lane[l];
-    const float inv = scale / sum;
-    for (j = 0; j < n; j++) z[j] *= inv;
-    z[target] -= scale;
-    return log((double)sum) - (double)(zt - mx);
-}
 
 /* Everything the parallel parts of one forward/backward pass share. Each
  * part is a function of a range [b, e) of rows (or of output features, or
@@ -487,6 +345,7 @@ static size_t per_thread(size_t n)
 /* rows [b, e) of the packed images: gather, dense ELU, dense ELU */
 static void part_img_forward(void *vc, size_t b, size_t e, int tid)
 {
+    const dec_kernels *K = dec_kernels_active();
     fb_ctx *c = vc;
     dec_work *w = c->w;
     const dec_config *cf = &c->m->cfg;
@@ -494,9 +353,9 @@ static void part_img_forward(void *vc, size_t b, size_t e, int tid)
     for (size_t j = b; j < e; j++)
         memcpy(w->ximg + j * D, c->img + (size_t)w->perm[j] * D, sizeof(float) * D);
     dense_forward(w->ximg + b * D, c->m->p.img1_w, c->m->p.img1_b, n, D, A, w->a1 + b * A);
-    elu_forward(w->a1 + b * A, (size_t)n * A);
+    K->elu_forward(w->a1 + b * A, (size_t)n * A);
     dense_forward(w->a1 + b * A, c->m->p.img2_w, c->m->p.img2_b, n, A, H, w->a2 + b * H);
-    elu_forward(w->a2 + b * H, (size_t)n * H);
+    K->elu_forward(w->a2 + b * H, (size_t)n * H);
 }
 
 /* packed rows [b, e): embeddings and the input projection g = x Wx^T + b */
@@ -515,6 +374,7 @@ static void part_input_projection(void *vc, size_t b, size_t e, int tid)
  * their hp/cp rows. */
 static void part_recurrence(void *vc, size_t b, size_t e, int tid)
 {
+    const dec_kernels *K = dec_kernels_active();
     fb_ctx *c = vc;
     dec_work *w = c->w;
     const int H = c->m->cfg.n_hid, G4 = 4 * H, T = c->T;
@@ -532,7 +392,7 @@ static void part_recurrence(void *vc, size_t b, size_t e, int tid)
                         c->m->p.lstm_wh, H, 1.0f, g, G4);
             for (int j = 0; j < bt; j++) {
                 float *h = w->h + (size_t)(o0 + j) * H;
-                lstm_cell_forward(H, g + (size_t)j * G4, w->cp + (size_t)(o0 + j) * H,
+                K->lstm_cell_forward(H, g + (size_t)j * G4, w->cp + (size_t)(o0 + j) * H,
                                   j < bn ? w->cp + (size_t)(o1 + j) * H : w->cend + s * H,
                                   w->tc + (size_t)(o0 + j) * H, h);
                 if (j < bn) memcpy(w->hp + (size_t)(o1 + j) * H, h, sizeof(float) * H);
@@ -544,6 +404,7 @@ static void part_recurrence(void *vc, size_t b, size_t e, int tid)
 /* packed rows [b, e): output layers, softmax cross-entropy, d logits */
 static void part_output_forward(void *vc, size_t b, size_t e, int tid)
 {
+    const dec_kernels *K = dec_kernels_active();
     fb_ctx *c = vc;
     dec_work *w = c->w;
     const dec_tensors *P = &c->m->p;
@@ -556,7 +417,7 @@ static void part_output_forward(void *vc, size_t b, size_t e, int tid)
         hin = w->hd;
     }
     dense_forward(hin + b * H, P->out1_w, P->out1_b, n, H, O, w->y1 + b * O);
-    elu_forward(w->y1 + b * O, (size_t)n * O);
+    K->elu_forward(w->y1 + b * O, (size_t)n * O);
     dense_forward(w->y1 + b * O, P->out2_w, P->out2_b, n, O, V, w->lg + b * V);
     for (size_t r = b; r < e; r++) {
         float *z = w->lg + r * V;
@@ -564,7 +425,7 @@ static void part_output_forward(void *vc, size_t b, size_t e, int tid)
             memset(z, 0, sizeof(float) * V);
             w->rowloss[r] = 0.0;
         } else {
-            w->rowloss[r] = softmax_xent_row(z, V, w->tgt[r], c->scale);
+            w->rowloss[r] = K->softmax_xent_row(z, V, w->tgt[r], c->scale);
         }
     }
 }
@@ -593,13 +454,14 @@ static void part_out2_weights(void *vc, size_t b, size_t e, int tid)
 /* packed rows [b, e): d y1 = d logits W2, ELU', d h = d y1' W1 */
 static void part_output_backward(void *vc, size_t b, size_t e, int tid)
 {
+    const dec_kernels *K = dec_kernels_active();
     fb_ctx *c = vc;
     dec_work *w = c->w;
     const dec_config *cf = &c->m->cfg;
     const int H = cf->n_hid, O = cf->n_out1, V = cf->n_vocab, n = (int)(e - b);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, O, V, 1.0f, w->lg + b * V, V, c->m->p.out2_w, O, 0.0f,
                 w->dy1 + b * O, O);
-    elu_backward(w->dy1 + b * O, w->y1 + b * O, (size_t)n * O);
+    K->elu_backward(w->dy1 + b * O, w->y1 + b * O, (size_t)n * O);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, H, O, 1.0f, w->dy1 + b * O, O, c->m->p.out1_w, H, 0.0f,
                 w->dh + b * H, H);
     if (c->drop > 0.0f)
@@ -621,6 +483,7 @@ static void part_out1_weights(void *vc, size_t b, size_t e, int tid)
  * to step t; after step 0 they hold d h0 and d c0. */
 static void part_bptt(void *vc, size_t b, size_t e, int tid)
 {
+    const dec_kernels *K = dec_kernels_active();
     fb_ctx *c = vc;
     dec_work *w = c->w;
     const int H = c->m->cfg.n_hid, G4 = 4 * H, T = c->T;
@@ -639,7 +502,7 @@ static void part_bptt(void *vc, size_t b, size_t e, int tid)
                     memset(dhn, 0, sizeof(float) * H);
                     memset(dcn, 0, sizeof(float) * H);
                 }
-                lstm_cell_backward(H, g + (size_t)j * G4, w->cp + (size_t)(o0 + j) * H,
+                K->lstm_cell_backward(H, g + (size_t)j * G4, w->cp + (size_t)(o0 + j) * H,
                                    w->tc + (size_t)(o0 + j) * H, w->dh + (size_t)(o0 + j) * H, dhn, dcn);
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bt, H, G4, 1.0f, g, G4, c->m->p.lstm_wh, H, 0.0f,
@@ -698,8 +561,11 @@ imcap_status dec_forward_backward(dec_model *m, dec_work *w, const float *img, c
     const dec_config *c = &m->cfg;
     const int D = c->n_img, A = c->n_img1, H = c->n_hid, V = c->n_vocab;
     const int T = t1 - 1, ns = w->nsub;
+    const dec_kernels *K = dec_kernels_active();
     *loss = 0.0f;
     if (n_targets) *n_targets = 0;
+    imcap_status cs = cpu_check();
+    if (cs) return cs;
     if (memcmp(&w->cfg, c, sizeof *c) != 0)
         return imcap_fail(IMCAP_E_MISMATCH, "decoder workspace was made for another configuration");
     if (b < 1 || b > w->max_b || t1 < 2 || t1 > w->max_t1)
@@ -779,9 +645,9 @@ imcap_status dec_forward_backward(dec_model *m, dec_work *w, const float *img, c
         ops_parallel((size_t)V, per_thread((size_t)V), part_embedding_grad, &cx);
         /* image MLP (small): h0 and c0 are both a2 */
         for (size_t i = 0; i < (size_t)n_active * H; i++) w->da2[i] = w->dhn[i] + w->dcn[i];
-        elu_backward(w->da2, w->a2, (size_t)n_active * H);
+        K->elu_backward(w->da2, w->a2, (size_t)n_active * H);
         dense_backward(w->da2, w->a1, m->p.img2_w, n_active, A, H, m->g.img2_w, m->g.img2_b, w->da1);
-        elu_backward(w->da1, w->a1, (size_t)n_active * A);
+        K->elu_backward(w->da1, w->a1, (size_t)n_active * A);
         ops_parallel((size_t)A, per_thread((size_t)A), part_img1_weights, &cx);
         if (d_img) {
             /* d img overwrites the gathered images (no longer needed) */
@@ -799,14 +665,15 @@ imcap_status dec_forward_backward(dec_model *m, dec_work *w, const float *img, c
 
 imcap_status dec_init_state(const dec_model *m, const float *img, int n, float *h, float *c)
 {
+    const dec_kernels *K = dec_kernels_active();
     const dec_config *cf = &m->cfg;
     if (n < 1) return imcap_fail(IMCAP_E_ARG, "dec_init_state: %d images", n);
     float *a1 = imcap_alloc((size_t)n * cf->n_img1, sizeof(float));
     if (!a1) return IMCAP_E_NOMEM;
     dense_forward(img, m->p.img1_w, m->p.img1_b, n, cf->n_img, cf->n_img1, a1);
-    elu_forward(a1, (size_t)n * cf->n_img1);
+    K->elu_forward(a1, (size_t)n * cf->n_img1);
     dense_forward(a1, m->p.img2_w, m->p.img2_b, n, cf->n_img1, cf->n_hid, h);
-    elu_forward(h, (size_t)n * cf->n_hid);
+    K->elu_forward(h, (size_t)n * cf->n_hid);
     memcpy(c, h, sizeof(float) * (size_t)n * cf->n_hid);
     imcap_free(a1);
     return IMCAP_OK;
@@ -822,6 +689,7 @@ void dec_step(const dec_model *m, const int32_t *tokens, int n, const float *h, 
 {
     const dec_config *cf = &m->cfg;
     const int H = cf->n_hid, E = cf->n_emb, G4 = 4 * H, O = cf->n_out1;
+    const dec_kernels *K = dec_kernels_active();
     /* scratch: x [n][E], g [n][4H], hn [n][H], cn [n][H], y1 [n][O], tc [H] */
     float *x = scratch, *g = x + (size_t)n * E, *hn = g + (size_t)n * G4, *cn = hn + (size_t)n * H;
     float *y1 = cn + (size_t)n * H, *tc = y1 + (size_t)n * O;
@@ -829,10 +697,10 @@ void dec_step(const dec_model *m, const int32_t *tokens, int n, const float *h, 
     small_nt(x, n, m->p.lstm_wx, m->p.lstm_b, E, G4, g, false);
     small_nt(h, n, m->p.lstm_wh, NULL, H, G4, g, true);
     for (int r = 0; r < n; r++)
-        lstm_cell_forward(H, g + (size_t)r * G4, c + (size_t)r * H, cn + (size_t)r * H, tc, hn + (size_t)r * H);
+        K->lstm_cell_forward(H, g + (size_t)r * G4, c + (size_t)r * H, cn + (size_t)r * H, tc, hn + (size_t)r * H);
     memcpy(h_out, hn, sizeof(float) * (size_t)n * H);
     memcpy(c_out, cn, sizeof(float) * (size_t)n * H);
     small_nt(hn, n, m->p.out1_w, m->p.out1_b, H, O, y1, false);
-    elu_forward(y1, (size_t)n * O);
+    K->elu_forward(y1, (size_t)n * O);
     small_nt(y1, n, m->p.out2_w, m->p.out2_b, O, cf->n_vocab, logits, false);
 }
