@@ -91,3 +91,7 @@ cpu_isa cpu_isa_force(cpu_isa isa)
     pthread_once(&g_cpu.once, detect);
     return (cpu_isa)atomic_exchange(&g_cpu.active, (int)isa);
 }
+
+const char *imcap_cpu_path(void) { return cpu_isa_name(cpu_isa_active()); }
+
+imcap_status imcap_cpu_check(void) { return cpu_check(); }
