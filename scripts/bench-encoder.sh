@@ -19,8 +19,8 @@
 # multiplications for the same output, so an effective rate can pass the machine's peak; %peak is
 # of the FMA loop of that ISA measured at the start (bench_encoder --peak: all cores, each timed in
 # its thread CPU time, so it is the cores' peak even on a loaded machine; wall-clock rates are not).
-# Peers are installed when missing: apt python3-torch python3-torchvision (root), npm
-# onnxruntime-node into peers/ (ONNXRUNTIME_NODE_INSTALL=skip).
+# Peers are installed when missing (scripts/peers-install.sh: apt python3-torch
+# python3-torchvision python3-opencv as root, npm onnxruntime-node into peers/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER=5
@@ -36,20 +36,7 @@ done
 WORK=${IMCAP_BENCH_DIR:-/tmp/imcap-bench-encoder}
 mkdir -p "$WORK"
 make -s -j2 bench >/dev/null
-missing=()
-for p in python3-torch python3-torchvision python3-numpy; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" != 0 ]; then
-    echo "bench-encoder.sh: the PyTorch peers need: sudo apt-get install -y ${missing[*]}" >&2
-    exit 1
-  fi
-  echo "installing ${missing[*]}" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-if [ ! -d peers/node_modules/onnxruntime-node ]; then
-  echo "installing onnxruntime-node into peers/node_modules" >&2
-  (cd peers && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund >/dev/null)
-fi
+bash scripts/peers-install.sh --npm
 if [ ${#files[@]} -eq 0 ]; then
   for f in models/encoders/*.gguf; do [ -e "$f" ] && files+=("$f"); done
 fi
