@@ -13,8 +13,9 @@
 #   settings (ORT: 1 and 2 intra-op threads, graph optimisation all; PyTorch: 1 and 2 threads,
 #   NCHW and channels_last; the best of each per batch). An encoder without a torchvision
 #   counterpart (MobileNet-EdgeTPU) has only the same-weights peers.
-# Our code runs on each kernel path the CPU supports (IMCAP_CPU=avx512 / avx2); C/ORT is the
-# best path against ORT's best (standard or same-weights export, whichever is faster).
+# Our code runs on each kernel path the CPU supports (IMCAP_CPU=avx512 / avx2), with 1 and 2
+# threads (IMCAP_THREADS; the best is kept, as for the peers); C/ORT is the best path against
+# ORT's best (standard or same-weights export, whichever is faster).
 # GFLOP/image and %peak count the direct convolution's FLOPs: Winograd F(4x4,3x3) does fewer
 # multiplications for the same output, so an effective rate can pass the machine's peak; %peak is
 # of the FMA loop of that ISA measured at the start (bench_encoder --peak: all cores, each timed in
@@ -48,6 +49,8 @@ if [ ${#files[@]} -eq 0 ]; then
 fi
 ips() { sed -nE 's/^batch [0-9]+: ([0-9.]+) images.*/\1/p'; }
 best() { awk -v a="$1" -v b="$2" 'BEGIN { print (b + 0 > a + 0) ? b : a }'; }
+least() { awk -v a="$1" -v b="$2" 'BEGIN { print (b != "" && b + 0 > 0 && b + 0 < a + 0) ? b : a }'; }
+cpu1() { sed -nE 's/^cpu batch [0-9]+, 1 threads[^:]*: ([0-9.]+) CPU-ms.*/\1/p' | sort -g | head -1; }
 export OPENBLAS_NUM_THREADS=1   # PyTorch peers
 PY=/usr/bin/python3
 paths=()
@@ -93,28 +96,44 @@ for f in "${files[@]}"; do
   done
   for b in 1 8; do
     # ROUNDS interleaved rounds (every C path, then each peer, then again): each runtime's best
-    # round, so a burst of load on the shared machine does not decide a ratio.
-    declare -A c=()
-    for p in "${paths[@]}"; do c[$p]=0; done
-    t=0 o=0 ts=0 os=0
+    # round, so a burst of load on the shared machine does not decide a ratio. Besides images/s
+    # (wall, best of 1 and 2 threads) each side's CPU time per image on 1 thread is kept (the least
+    # of the rounds): the load-insensitive comparison on a shared machine.
+    declare -A c=() cc=()
+    for p in "${paths[@]}"; do c[$p]=0 cc[$p]=1e9; done
+    t=0 o=0 ts=0 os=0 oc=1e9 osc=1e9 tsc=1e9
     for r in $(seq "$ROUNDS"); do
       for p in "${paths[@]}"; do
-        x=$(unset OPENBLAS_NUM_THREADS; IMCAP_CPU=$p ./build/bench_encoder --model "$f" --batch $b --seconds "$SECONDS_PER" | ips); c[$p]=$(best "${c[$p]}" "$x")
+        for th in 1 2; do
+          x=$(unset OPENBLAS_NUM_THREADS; IMCAP_CPU=$p IMCAP_THREADS=$th ./build/bench_encoder --model "$f" --batch $b --seconds "$SECONDS_PER" | ips); c[$p]=$(best "${c[$p]}" "$x")
+        done
+        x=$(unset OPENBLAS_NUM_THREADS; IMCAP_CPU=$p IMCAP_THREADS=1 ./build/bench_encoder --model "$f" --batch $b --seconds "$SECONDS_PER" --cpu | sed -nE 's/^calling thread CPU: ([0-9.]+) ms.*/\1/p')
+        cc[$p]=$(least "${cc[$p]}" "$(awk -v x="$x" -v b=$b 'BEGIN { print x / b }')")
       done
       x=$($PY scripts/encoder_peer.py "$f" --bench --batch $b --seconds "$SECONDS_PER" | ips); t=$(best "$t" "$x")
-      x=$(node scripts/encoder_ort.js "$WORK/$base.onnx" $shape --bench --threads 1,2 --batch $b --seconds "$SECONDS_PER" 2>/dev/null | ips); o=$(best "$o" "$x")
+      y=$(node scripts/encoder_ort.js "$WORK/$base.onnx" $shape --bench --threads 1,2 --batch $b --seconds "$SECONDS_PER" 2>/dev/null)
+      o=$(best "$o" "$(echo "$y" | ips)"); oc=$(least "$oc" "$(echo "$y" | cpu1)")
       if [ -n "$arch" ]; then
-        x=$($PY scripts/encoder_std_peer.py "$arch" --bench --batch $b --seconds "$SECONDS_PER" 2>/dev/null | ips); ts=$(best "$ts" "$x")
-        x=$(node scripts/encoder_ort.js "$WORK/std_$arch.onnx" $std_shape --bench --threads 1,2 --batch $b --seconds "$SECONDS_PER" 2>/dev/null | ips); os=$(best "$os" "$x")
+        y=$($PY scripts/encoder_std_peer.py "$arch" --bench --batch $b --seconds "$SECONDS_PER" 2>/dev/null)
+        ts=$(best "$ts" "$(echo "$y" | ips)"); tsc=$(least "$tsc" "$(echo "$y" | cpu1)")
+        y=$(node scripts/encoder_ort.js "$WORK/std_$arch.onnx" $std_shape --bench --threads 1,2 --batch $b --seconds "$SECONDS_PER" 2>/dev/null)
+        os=$(best "$os" "$(echo "$y" | ips)"); osc=$(least "$osc" "$(echo "$y" | cpu1)")
       fi
     done
-    cbest=0 pbest=${paths[0]}
-    for p in "${paths[@]}"; do if awk -v a="${c[$p]}" -v b="$cbest" 'BEGIN { exit !(a > b) }'; then cbest=${c[$p]} pbest=$p; fi; done
-    obest=$(best "$o" "$os")
+    cbest=0 pbest=${paths[0]} ccbest=1e9
+    for p in "${paths[@]}"; do
+      if awk -v a="${c[$p]}" -v b="$cbest" 'BEGIN { exit !(a > b) }'; then cbest=${c[$p]} pbest=$p; fi
+      ccbest=$(least "$ccbest" "${cc[$p]}")
+    done
+    obest=$(best "$o" "$os") ocbest=$(least "$oc" "$osc")
     { printf '%-32s %5d' "$base" "$b"; for p in "${paths[@]}"; do printf ' %9.2f' "${c[$p]}"; done
       awk -v t="$t" -v o="$o" -v ts="$ts" -v os="$os" -v cb="$cbest" -v ob="$obest" -v g="$gflop" -v pk="${peakof[$pbest]}" 'BEGIN {
         sd = (ts > 0) ? sprintf("%9.2f", ts) : sprintf("%9s", "-"); od = (os > 0) ? sprintf("%9.2f", os) : sprintf("%9s", "-")
         printf " %9.2f %9.2f %s %s %8.2f %5.1f%%\n", t, o, sd, od, cb / ob, 100 * cb * g / pk }'; }
+    { printf '  CPU-ms/image on 1 thread, batch %d:' "$b"; for p in "${paths[@]}"; do printf ' C %s %.2f,' "$p" "${cc[$p]}"; done
+      awk -v oc="$oc" -v osc="$osc" -v tsc="$tsc" -v cb="$ccbest" -v ob="$ocbest" 'BEGIN {
+        f = "%.2f"; printf " ORT same-weights " f, oc; if (osc < 1e9) printf ", ORT std " f ", torch std " f, osc, tsc
+        printf "; ORT best / C best = %.2f\n", ob / cb }'; }
   done
 done
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

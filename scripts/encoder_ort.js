@@ -6,7 +6,8 @@
 //   node scripts/encoder_ort.js F.onnx H W C [--check IN.f32 OUT.f32] [--bench --batch 1,8 --seconds S]
 //                               [--threads 1,2]
 // --bench runs every intra-op thread count of --threads (default: this machine's cores) with
-// graph optimisation 'all' and prints each setting (stderr) and the best per batch (stdout).
+// graph optimisation 'all' and prints each setting (stderr), the best per batch (stdout), and the
+// process CPU time per image of each setting ('cpu batch N, T threads: X CPU-ms/image').
 // Install: scripts/bench-encoder.sh does `ONNXRUNTIME_NODE_INSTALL=skip npm install` in peers/.
 'use strict';
 const path = require('path');
@@ -72,15 +73,18 @@ async function main() {
         const feeds = { [s.inputNames[0]]: new ort.Tensor('float32', x, [n, C, H, W]) };
         await s.run(feeds);
         let runs = 0;
-        const t0 = process.hrtime.bigint();
+        const t0 = process.hrtime.bigint(), u0 = process.cpuUsage();
         let t = 0;
         do {
           await s.run(feeds);
           runs++;
           t = Number(process.hrtime.bigint() - t0) / 1e9;
         } while (t < seconds);
+        const du = process.cpuUsage(u0), cpu = (du.user + du.system) / 1e3 / (runs * n);
         const ips = runs * n / t;
         console.error(`  batch ${n}, ${th} threads: ${ips.toFixed(2)} images/s (${(1e3 * t / runs).toFixed(2)} ms/batch, ${runs} runs)`);
+        // process CPU time per image: with 1 thread, the work itself, little disturbed by other processes
+        console.log(`cpu batch ${n}, ${th} threads: ${cpu.toFixed(2)} CPU-ms/image`);
         if (!best || ips > best[0]) best = [ips, 1e3 * t / runs, runs, th];
       }
       console.log(`batch ${n}: ${best[0].toFixed(2)} images/s (${best[1].toFixed(2)} ms/batch, ${best[2]} runs; best: ${best[3]} threads)`);

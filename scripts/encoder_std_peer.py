@@ -9,7 +9,8 @@ no weights are downloaded), exported the standard way.
   --onnx F.onnx      torch.onnx.export of the model (opset 13, dynamic batch, eval mode, input
                      NCHW float32) for ONNX Runtime (scripts/encoder_ort.js)
   --bench            PyTorch images/s at each --batch with each of --threads, NCHW and
-                     channels_last; prints every setting and the best per batch
+                     channels_last; prints every setting, the best per batch, and each
+                     setting's process CPU time per image ("cpu batch N, T threads, L: X CPU-ms/image")
 
 Run with /usr/bin/python3 (Debian python3-torch, python3-torchvision) and OPENBLAS_NUM_THREADS=1.
 """
@@ -39,13 +40,14 @@ def build(arch):
 def rate(model, x, seconds):
     with torch.no_grad():
         model(x)
-        runs, t0 = 0, time.perf_counter()
+        runs, t0, c0 = 0, time.perf_counter(), time.process_time()
         while True:
             model(x)
             runs += 1
             t = time.perf_counter() - t0
             if t >= seconds:
-                return runs * x.shape[0] / t, 1e3 * t / runs, runs
+                cpu = 1e3 * (time.process_time() - c0) / (runs * x.shape[0])
+                return runs * x.shape[0] / t, 1e3 * t / runs, runs, cpu
 
 
 def main():
@@ -77,9 +79,10 @@ def main():
                     m = model
                     if layout == "channels_last":
                         x, m = x.contiguous(memory_format=torch.channels_last), cl
-                    ips, ms, runs = rate(m, x, a.seconds)
+                    ips, ms, runs, cpu = rate(m, x, a.seconds)
                     print(f"  batch {n}, {th} threads, {layout}: {ips:.2f} images/s ({ms:.2f} ms/batch, {runs} runs)",
                           file=sys.stderr)
+                    print(f"cpu batch {n}, {th} threads, {layout}: {cpu:.2f} CPU-ms/image")
                     if best is None or ips > best[0]:
                         best = (ips, ms, runs, th, layout)
             ips, ms, runs, th, layout = best
