@@ -1,5 +1,5 @@
 /*
- * dec_isa.h - the decoder kernels of one instruction set (dec_kernels.h,
+ * dec_isa.h - the decoder kernels of one instruction set (dec_simd.h,
  * compiled per ISA) as a table; decoder.c calls the active one (cpu.h).
  */
 #ifndef IMCAP_DEC_ISA_H
@@ -29,7 +29,7 @@ typedef struct dec_kernels {
     /* y = ELU(y) in place; dy *= ELU'(x) given the ELU output y */
     void (*elu_forward)(float *y, size_t n);
     void (*elu_backward)(float *dy, const float *y, size_t n);
-    /* One LSTM row forward / backward (see dec_kernels.h) */
+    /* One LSTM row forward / backward (see dec_simd.h) */
     void (*lstm_cell_forward)(int H, float *restrict g, const float *restrict cp, float *restrict cn,
                               float *restrict tc, float *restrict h);
     void (*lstm_cell_backward)(int H, float *restrict g, const float *restrict cp, const float *restrict tc,

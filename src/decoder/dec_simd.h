@@ -1,13 +1,13 @@
 /*
- * dec_kernels.h - the decoder's elementwise kernels (gates, cell, ELU,
+ * dec_simd.h - the decoder's elementwise kernels (gates, cell, ELU,
  * softmax cross-entropy) and generation's small GEMM, written once and
  * compiled once per instruction set: included only by dec_generic.c,
  * dec_avx2.c and dec_avx512.c (built with -O3 and the ISA's flags, so GCC
  * vectorizes the loops at that width), each defining dec_kernels_<isa>
  * (dec_isa.h). decoder.c calls the table of the active path.
  */
-#ifndef IMCAP_DEC_KERNELS_H
-#define IMCAP_DEC_KERNELS_H
+#ifndef IMCAP_DEC_SIMD_H
+#define IMCAP_DEC_SIMD_H
 
 #include "dec_isa.h"
 #include "simd.h"
