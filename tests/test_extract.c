@@ -102,7 +102,7 @@ static extract_ctx ctx(const char *out_name, int batch)
     snprintf(dir, sizeof dir, "%s/img", test_tmpdir());
     snprintf(list, sizeof list, "%s/list.txt", test_tmpdir());
     snprintf(o, 700, "%s/%s", test_tmpdir(), out_name);
-    extract_ctx x = {"tiny.gguf", dir, list, o, "embedding", 2, batch, NULL, NULL};
+    extract_ctx x = {"tiny.gguf", dir, list, o, "embedding", 2, batch, NULL, NULL, IMCAP_EMB_F32, NULL};
     return x;
 }
 
@@ -346,5 +346,82 @@ TEST(extract_several_outputs_in_one_pass)
     x.output = "embedding,logits,probs";
     CHECK(extract_run(g, &x, &rep) == IMCAP_E_ARG);
     CHECK(strstr(imcap_last_error(), "one file per output") != NULL);
+    enc_graph_free(g);
+}
+
+/* --output grid: the 6x6x5 conv map the embedding pools, as a grid file
+ * (float32 and float16); its mean over the positions is the embedding;
+ * resuming with another storage type is refused. */
+TEST(extract_grid_output_float32_and_float16)
+{
+    enc_graph *g = tiny_encoder();
+    make_images();
+    REQUIRE(enc_graph_output(g, "grid") == enc_graph_node(g, 0)->output);
+    extract_ctx x = ctx("g32.emb", 4);
+    char outs[1500];
+    snprintf(outs, sizeof outs, "%s/g32.emb,%s/e32.emb", test_tmpdir(), test_tmpdir());
+    x.out_path = outs;
+    x.output = "grid,embedding";
+    imcap_extract_report rep;
+    REQUIRE_OK(extract_run(g, &x, &rep));
+    imcap_extract_report_free(&rep);
+    extract_ctx x16 = ctx("g16.emb", 3);
+    x16.output = "grid";
+    x16.dtype = IMCAP_EMB_F16;
+    REQUIRE_OK(extract_run(g, &x16, &rep));
+    imcap_extract_report_free(&rep);
+    imcap_embfile *f32, *f16, *fe;
+    REQUIRE_OK(imcap_embfile_open(tpath("g32.emb"), &f32));
+    REQUIRE_OK(imcap_embfile_open(tpath("g16.emb"), &f16));
+    REQUIRE_OK(imcap_embfile_open(tpath("e32.emb"), &fe));
+    imcap_emb_layout l = imcap_embfile_layout(f32), l16 = imcap_embfile_layout(f16), le = imcap_embfile_layout(fe);
+    CHECK(l.rows == 6 && l.cols == 6 && l.channels == 5 && l.dtype == IMCAP_EMB_F32);
+    CHECK(l16.rows == 6 && l16.cols == 6 && l16.channels == 5 && l16.dtype == IMCAP_EMB_F16);
+    CHECK(le.rows == 1 && le.cols == 1 && le.channels == 5 && le.dtype == IMCAP_EMB_F32);
+    CHECK(imcap_embfile_dim(f32) == 180 && strstr(imcap_embfile_encoder(f32), " grid ") != NULL);
+    REQUIRE(imcap_embfile_count(f32) == NIMG && imcap_embfile_count(f16) == NIMG);
+    double worst16 = 0;
+    for (size_t i = 0; i < NIMG; i++) {
+        const float *gr = imcap_embfile_row(f32, i), *gh = imcap_embfile_row(f16, i), *e = imcap_embfile_row(fe, i);
+        CHECK_STR(imcap_embfile_name(f16, i), imcap_embfile_name(f32, i));
+        for (int c = 0; c < 5; c++) {
+            double s = 0;
+            for (int p = 0; p < 36; p++) s += gr[p * 5 + c];
+            CHECK_NEAR(s / 36, e[c], 1e-5);
+        }
+        for (int k = 0; k < 180; k++) {
+            double d = fabs(gh[k] - gr[k]);
+            if (d > worst16) worst16 = d;
+            CHECK(d <= fabs(gr[k]) / 2048 + 1e-7); /* half precision: 11 significant bits */
+        }
+    }
+    CHECK(worst16 > 0); /* really stored as float16 */
+    imcap_embfile_close(f32);
+    imcap_embfile_close(f16);
+    imcap_embfile_close(fe);
+    x16.out_path = tpath("g32.emb");
+    CHECK(extract_run(g, &x16, &rep) == IMCAP_E_MISMATCH);
+    CHECK(strstr(imcap_last_error(), "float32 rows; this run writes 6 x 6 x 5 float16") != NULL);
+    imcap_extract_report_free(&rep);
+    /* one storage type per output */
+    extract_ctx xd = ctx("gd16.emb", 4);
+    snprintf(outs, sizeof outs, "%s/ed32.emb,%s/gd16.emb", test_tmpdir(), test_tmpdir());
+    xd.out_path = outs;
+    xd.output = "embedding,grid";
+    xd.dtypes = "f32,f16";
+    REQUIRE_OK(extract_run(g, &xd, &rep));
+    imcap_extract_report_free(&rep);
+    REQUIRE_OK(imcap_embfile_open(tpath("ed32.emb"), &fe));
+    REQUIRE_OK(imcap_embfile_open(tpath("gd16.emb"), &f16));
+    CHECK(imcap_embfile_layout(fe).dtype == IMCAP_EMB_F32 && imcap_embfile_layout(f16).dtype == IMCAP_EMB_F16);
+    CHECK(imcap_embfile_count(fe) == NIMG && imcap_embfile_count(f16) == NIMG);
+    imcap_embfile_close(fe);
+    imcap_embfile_close(f16);
+    xd.dtypes = "f16,f32,f32";
+    CHECK(extract_run(g, &xd, &rep) == IMCAP_E_ARG && strstr(imcap_last_error(), "give one, or one per output"));
+    imcap_extract_report_free(&rep);
+    xd.dtypes = "f32,f8";
+    CHECK(extract_run(g, &xd, &rep) == IMCAP_E_ARG && strstr(imcap_last_error(), "'f8'"));
+    imcap_extract_report_free(&rep);
     enc_graph_free(g);
 }

@@ -39,14 +39,14 @@ static dec_model *toy_model(int n_words, uint64_t seed, float scale, float *img)
 static double ref_logprob(const dec_model *m, const float *img, const int32_t *w, int n, int ended)
 {
     const dec_config *c = &m->cfg;
-    float h[64], cc[64], logits[64], scratch[1024];
-    REQUIRE(c->n_hid <= 64 && c->n_vocab <= 64 && dec_step_scratch_floats(c, 1) <= 1024);
-    REQUIRE_OK(dec_init_state(m, img, 1, h, cc));
+    float st[128], logits[64], scratch[1024];
+    REQUIRE(dec_state_floats(c) <= 128 && c->n_vocab <= 64 && dec_step_scratch_floats(c, 1) <= 1024);
+    REQUIRE_OK(dec_init_state(m, img, 1, NULL, st));
     int32_t tok = START;
     double lp = 0;
     for (int t = 0; t < n + ended; t++) {
         int32_t next = t < n ? w[t] : END;
-        dec_step(m, &tok, 1, h, cc, logits, h, cc, scratch);
+        dec_step(m, NULL, true, &tok, 1, st, logits, st, NULL, scratch);
         double s = 0;
         for (int v = 4; v < c->n_vocab; v++) s += exp(logits[v]);
         if (t > 0) s += exp(logits[END]);
@@ -213,13 +213,13 @@ TEST(generate_never_emits_masked_tokens)
 static double min_top2_gap(const dec_model *m, const float *img, const gen_hyp *g)
 {
     const dec_config *c = &m->cfg;
-    float h[64], cc[64], logits[64], scratch[1024];
-    REQUIRE(c->n_hid <= 64 && c->n_vocab <= 64 && dec_step_scratch_floats(c, 1) <= 1024);
-    REQUIRE_OK(dec_init_state(m, img, 1, h, cc));
+    float st[128], logits[64], scratch[1024];
+    REQUIRE(dec_state_floats(c) <= 128 && c->n_vocab <= 64 && dec_step_scratch_floats(c, 1) <= 1024);
+    REQUIRE_OK(dec_init_state(m, img, 1, NULL, st));
     int32_t tok = START;
     double gap = INFINITY;
     for (int t = 0; t < g->n_words + g->ended; t++) {
-        dec_step(m, &tok, 1, h, cc, logits, h, cc, scratch);
+        dec_step(m, NULL, true, &tok, 1, st, logits, st, NULL, scratch);
         double b1 = -INFINITY, b2 = -INFINITY;
         for (int v = 3; v < c->n_vocab; v++) {
             if (v == END && t == 0) continue;
@@ -296,11 +296,11 @@ static void check_frequencies(float T)
     enum { W = 6, N = 20000 };
     float img[6];
     dec_model *m = toy_model(W, 11, 0.4f, img);
-    float h[8], c[8], logits[4 + W], scratch[256];
-    REQUIRE(dec_step_scratch_floats(&m->cfg, 1) <= 256);
-    REQUIRE_OK(dec_init_state(m, img, 1, h, c));
+    float st[16], logits[4 + W], scratch[256];
+    REQUIRE(dec_step_scratch_floats(&m->cfg, 1) <= 256 && dec_state_floats(&m->cfg) <= 16);
+    REQUIRE_OK(dec_init_state(m, img, 1, NULL, st));
     int32_t tok = START;
-    dec_step(m, &tok, 1, h, c, logits, h, c, scratch);
+    dec_step(m, NULL, true, &tok, 1, st, logits, st, NULL, scratch);
     double q[W], s = 0;
     for (int k = 0; k < W; k++) s += (q[k] = exp(logits[4 + k] / (double)T));
     for (int k = 0; k < W; k++) q[k] /= s;

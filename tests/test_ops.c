@@ -845,3 +845,83 @@ TEST(ops_chunked_batch_equals_single_images)
     free(b);
     enc_graph_free(g);
 }
+
+/* ZeroPadding2D (ENC_PAD, asymmetric), then what ResNet-50 does with it: a
+ * VALID max pool that sees the zeros (negative inputs, so they matter), a
+ * VALID strided convolution with bias, and an Add with a fused ReLU. */
+TEST(ops_zero_pad_padded_pool_conv_and_add_relu_match_reference)
+{
+    imcap_rng_seed(&g_rng, 9);
+    enum { N = 2, H = 5, W = 6, C = 3, T = 1, B = 2, L = 3, R = 0, PH = H + T + B, PW = W + L + R, CO = 4 };
+    float *x = rand_buf((size_t)N * H * W * C), *cw = rand_buf(3 * 3 * C * CO), *cb = rand_buf(CO);
+    for (int i = 0; i < N * H * W * C; i++) x[i] -= 0.5f; /* mostly negative: padded zeros win max pools */
+    enc_graph *g = enc_graph_new("pad");
+    int in = enc_graph_add_input(g, "in", H, W, C);
+    int wshape[4] = {3, 3, C, CO}, bshape = CO;
+    int pw = enc_graph_add_param(g, "w", 4, wshape, cw), pb = enc_graph_add_param(g, "b", 1, &bshape, cb);
+    enc_node pad = {.op = ENC_PAD, .n_inputs = 1, .inputs = {in}, .kh = T, .sh = B, .kw = L, .sw = R, .weight = -1,
+                    .bias = -1};
+    int vp = enc_graph_add_node(g, &pad, "pad");
+    REQUIRE(vp > 0);
+    const enc_value *pv = enc_graph_value(g, vp);
+    CHECK(pv->h == PH && pv->w == PW && pv->c == C);
+    enc_node mp = {.op = ENC_MAXPOOL, .n_inputs = 1, .inputs = {vp}, .kh = 3, .kw = 3, .sh = 2, .sw = 2,
+                   .pad = ENC_PAD_VALID, .weight = -1, .bias = -1};
+    enc_node cv = {.op = ENC_CONV2D, .n_inputs = 1, .inputs = {vp}, .sh = 2, .sw = 2, .pad = ENC_PAD_VALID,
+                   .weight = pw, .bias = pb};
+    enc_node add = {.op = ENC_ADD, .n_inputs = 2, .inputs = {vp, vp}, .act = ENC_ACT_RELU, .weight = -1, .bias = -1};
+    int vm = enc_graph_add_node(g, &mp, "mp"), vc = enc_graph_add_node(g, &cv, "conv"), va = enc_graph_add_node(g, &add, "add");
+    REQUIRE(vm > 0 && vc > 0 && va > 0);
+    const int OH = (PH - 3) / 2 + 1, OW = (PW - 3) / 2 + 1;
+    CHECK(enc_graph_value(g, vm)->h == OH && enc_graph_value(g, vm)->w == OW && enc_graph_value(g, vc)->c == CO);
+    float *yp = malloc(sizeof(float) * N * PH * PW * C), *ym = malloc(sizeof(float) * N * OH * OW * C);
+    float *yc = malloc(sizeof(float) * N * OH * OW * CO), *ya = malloc(sizeof(float) * N * PH * PW * C);
+    int ids[4] = {vp, vm, vc, va};
+    float *outs[4] = {yp, ym, yc, ya};
+    REQUIRE_OK(enc_graph_run(g, x, N, ids, 4, outs));
+    /* naive references on an explicitly zero-padded copy */
+    static double P[N][PH][PW][C];
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < PH; i++)
+            for (int j = 0; j < PW; j++)
+                for (int k = 0; k < C; k++) {
+                    int si = i - T, sj = j - L;
+                    P[n][i][j][k] = si >= 0 && si < H && sj >= 0 && sj < W ? x[((n * H + si) * W + sj) * C + k] : 0.0;
+                }
+    int bad = 0, zeros_won = 0;
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < PH; i++)
+            for (int j = 0; j < PW; j++)
+                for (int k = 0; k < C; k++) {
+                    size_t o = (((size_t)n * PH + i) * PW + j) * C + k;
+                    bad += yp[o] != (float)P[n][i][j][k];
+                    bad += ya[o] != (float)ref_act(2 * P[n][i][j][k], ENC_ACT_RELU);
+                }
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < OH; i++)
+            for (int j = 0; j < OW; j++) {
+                for (int k = 0; k < C; k++) {
+                    double m = -INFINITY;
+                    for (int a = 0; a < 3; a++)
+                        for (int b = 0; b < 3; b++) m = fmax(m, P[n][2 * i + a][2 * j + b][k]);
+                    zeros_won += m == 0.0;
+                    bad += ym[(((size_t)n * OH + i) * OW + j) * C + k] != (float)m;
+                }
+                for (int o = 0; o < CO; o++) {
+                    double s = cb[o];
+                    for (int a = 0; a < 3; a++)
+                        for (int b = 0; b < 3; b++)
+                            for (int k = 0; k < C; k++) s += P[n][2 * i + a][2 * j + b][k] * cw[((a * 3 + b) * C + k) * CO + o];
+                    bad += fabs(yc[(((size_t)n * OH + i) * OW + j) * CO + o] - s) > 1e-5 * (1 + fabs(s));
+                }
+            }
+    CHECK(bad == 0);
+    CHECK(zeros_won > 0);
+    /* bad paddings are refused */
+    enc_node neg = pad;
+    neg.kw = -1;
+    CHECK(enc_graph_add_node(g, &neg, "neg") < 0);
+    CHECK(strstr(imcap_last_error(), "bad padding") != NULL);
+    free(x), free(cw), free(cb), free(yp), free(ym), free(yc), free(ya);
+    enc_graph_free(g);
+}

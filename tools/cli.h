@@ -21,6 +21,21 @@ int cli_progress_fn(void *user, uint64_t done, uint64_t total, const char *what)
 int cli_parse_int(const char *flag, const char *s, long lo, long hi, long *out);
 int cli_parse_double(const char *flag, const char *s, double lo, double hi, double *out);
 
+/* Monotonic seconds. */
+double cli_now(void);
+/* "<path without .gguf><suffix>", malloc'd (NULL when out of memory):
+ * the default names of files written next to a checkpoint. */
+char *cli_derived(const char *path, const char *suffix);
+/* The captioning model to use when none is given: $IMCAP_MODEL, else
+ * models/default.imcap (in the current directory, else beside the binary). */
+const char *cli_default_model(void);
+
+/* A caption result as a JSON object: path (left out when NULL), caption,
+ * logprob, score, alternatives [{caption, logprob, score, words, ended}],
+ * timings_ms {decode, encode, generate, total}. NULL when out of memory. */
+struct cJSON;
+struct cJSON *cli_caption_json(const char *path, const imcap_caption *cap);
+
 /* Subcommands (argv[0] is the subcommand name). */
 typedef int (*cli_cmd_fn)(int argc, char **argv);
 int cmd_caption(int argc, char **argv);
@@ -32,7 +47,10 @@ int cmd_export(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_score(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+/* `imcap train --scst ...` (tools/cmd_scst.c): self-critical sequence training. */
+int cmd_scst(int argc, char **argv);
 int cmd_vocab(int argc, char **argv);
 
 #endif

@@ -225,31 +225,6 @@ static int check_wav_pattern(const char *p)
     return 0;
 }
 
-static cJSON *caption_json(const char *path, const imcap_caption *cap)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "path", path);
-    cJSON_AddStringToObject(o, "caption", cap->alt[0].text);
-    cJSON_AddNumberToObject(o, "logprob", cap->alt[0].logprob);
-    cJSON_AddNumberToObject(o, "score", cap->alt[0].score);
-    cJSON *alts = cJSON_AddArrayToObject(o, "alternatives");
-    for (int i = 0; i < cap->n_alt; i++) {
-        cJSON *a = cJSON_CreateObject();
-        cJSON_AddStringToObject(a, "caption", cap->alt[i].text);
-        cJSON_AddNumberToObject(a, "logprob", cap->alt[i].logprob);
-        cJSON_AddNumberToObject(a, "score", cap->alt[i].score);
-        cJSON_AddNumberToObject(a, "words", cap->alt[i].n_words);
-        cJSON_AddBoolToObject(a, "ended", cap->alt[i].ended);
-        cJSON_AddItemToArray(alts, a);
-    }
-    cJSON *t = cJSON_AddObjectToObject(o, "timings_ms");
-    cJSON_AddNumberToObject(t, "decode", 1e3 * cap->t_decode);
-    cJSON_AddNumberToObject(t, "encode", 1e3 * cap->t_encode);
-    cJSON_AddNumberToObject(t, "generate", 1e3 * cap->t_generate);
-    cJSON_AddNumberToObject(t, "total", 1e3 * (cap->t_decode + cap->t_encode + cap->t_generate));
-    return o;
-}
-
 /* Prints / speaks / writes image i's result. Returns 1 if it failed. */
 static int emit(opts *o, const list *in, size_t i, const slot *s, int *first_json)
 {
@@ -260,7 +235,7 @@ static int emit(opts *o, const list *in, size_t i, const slot *s, int *first_jso
     }
     const imcap_caption *cap = s->cap;
     if (o->json) {
-        cJSON *j = caption_json(path, cap);
+        cJSON *j = cli_caption_json(path, cap);
         char *txt = cJSON_PrintUnformatted(j);
         cJSON_Delete(j);
         if (!txt) {
@@ -299,26 +274,6 @@ static int emit(opts *o, const list *in, size_t i, const slot *s, int *first_jso
 }
 
 /* ------------------------------------------------------------------ main */
-
-static const char *default_model(void)
-{
-    const char *env = getenv("IMCAP_MODEL");
-    if (env && *env) return env;
-    static char exe_rel[PATH_MAX];
-    struct stat st;
-    if (stat("models/default.imcap", &st) == 0) return "models/default.imcap";
-    /* Next to the binary: <repo>/build/imcap -> <repo>/models/default.imcap. */
-    ssize_t n = readlink("/proc/self/exe", exe_rel, sizeof exe_rel - 64);
-    if (n > 0) {
-        exe_rel[n] = 0;
-        char *s = strrchr(exe_rel, '/');
-        if (s) {
-            strcpy(s, "/../models/default.imcap");
-            if (stat(exe_rel, &st) == 0) return exe_rel;
-        }
-    }
-    return "models/default.imcap";
-}
 
 static int parse(int argc, char **argv, opts *o, list *in)
 {
@@ -424,7 +379,17 @@ int cmd_caption(int argc, char **argv)
         list_free(&in);
         return 2;
     }
-    if (!o.model) o.model = default_model();
+    static char default_path[PATH_MAX];
+    if (!o.model) {
+        /* $IMCAP_MODEL, ./models/default.imcap, or beside the binary (build tree or installed copy). */
+        if (imcap_default_model_path(default_path, sizeof default_path)) {
+            fprintf(stderr, "imcap caption: %s; run ./setup.sh (or `make model`) to make it, or pass --model FILE\n",
+                    imcap_last_error());
+            list_free(&in);
+            return 1;
+        }
+        o.model = default_path;
+    }
     imcap_captioner *c;
     imcap_status st = imcap_captioner_load(o.model, o.encoder, &c);
     if (st) {

@@ -16,32 +16,42 @@ static const char *const CLASSIFY_HELP =
     "                   models/encoders/mobilenet_v2_1.0_224_quant.gguf)\n"
     "  --tflite F       import a TFLite classifier directly instead\n"
     "  --labels F       one class name a line, in the model's class order\n"
-    "                   (default data/models/imagenet_labels.txt)\n"
+    "                   (default data/models/imagenet_labels.txt); a file with one\n"
+    "                   more line, \"background\" first, serves a model without that\n"
+    "                   class (ResNet-50's 1000 classes: class k is line k+1)\n"
     "  --dump-inputs D  also write each network input, the uint8 [H][W][3] tensor\n"
     "                   after crop and resize, to D/<image name>.u8\n";
 
-/* Labels: one per line, count must match the classifier. */
+/* Labels: one per line, one per class; or one more with "background"
+ * first (the shared 1001-line ImageNet file with a 1000-class model such
+ * as ResNet-50: class k is line k+1). */
 static int load_labels(const char *path, int n_classes, char ***out, char **blob)
 {
     size_t len;
     imcap_status s = imcap_read_file(path, (size_t)64 << 20, blob, &len);
     if (s) return cli_error("classify", s);
-    char **labels = calloc((size_t)n_classes, sizeof *labels);
+    char **labels = calloc((size_t)n_classes + 1, sizeof *labels);
     if (!labels) return cli_error("classify", IMCAP_E_NOMEM);
     int n = 0;
-    for (char *p = *blob; *p && n <= n_classes;) {
+    for (char *p = *blob; *p && n <= n_classes + 1;) {
         char *e = strchr(p, '\n');
         if (e) *e = 0;
         size_t l = strlen(p);
         if (l && p[l - 1] == '\r') p[l - 1] = 0;
-        if (n < n_classes) labels[n] = p;
+        if (n <= n_classes) labels[n] = p;
         n++;
         if (!e) break;
         p = e + 1;
     }
+    if (n == n_classes + 1 && !strcmp(labels[0], "background")) {
+        memmove(labels, labels + 1, (size_t)n_classes * sizeof *labels);
+        n = n_classes;
+    }
     if (n != n_classes) {
-        fprintf(stderr, "imcap classify: %s has %s%d labels, the model has %d classes\n", path,
-                n > n_classes ? "more than " : "", n > n_classes ? n_classes : n, n_classes);
+        fprintf(stderr, "imcap classify: %s has %s%d labels, the model has %d classes (%d labels, or %d with "
+                        "\"background\" first)\n",
+                path, n > n_classes + 1 ? "more than " : "", n > n_classes + 1 ? n_classes + 1 : n, n_classes,
+                n_classes, n_classes + 1);
         free(labels);
         return 1;
     }

@@ -24,7 +24,9 @@ static const char *const CONVERT_HELP =
     "  --embedding LAYER  the layer whose global average pool is \"embedding\"\n"
     "                     (default: the last feature map before the classifier head)\n"
     "  --pool LAYER       also output the global average pool of LAYER under its name\n"
-    "                     (repeatable; default: mixed5 when the model has it)\n";
+    "                     (repeatable; default: mixed5 when the model has it)\n"
+    "  --preprocess MODE  how pixels become the input: unit (default: pixel/255) or caffe\n"
+    "                     (Keras ResNet50: BGR, minus the ImageNet means, no scaling)\n";
 
 static void print_summary(const enc_graph *g, const char *out, double secs)
 {
@@ -67,6 +69,14 @@ int cmd_convert(int argc, char **argv)
         else if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--name")) opt.name = v, tfjs_opts = true;
         else if (!strcmp(a, "--embedding")) opt.embedding = v, tfjs_opts = true;
+        else if (!strcmp(a, "--preprocess")) {
+            if (!strcmp(v, "caffe")) tfjs_caffe_options(&opt);
+            else if (strcmp(v, "unit") != 0) {
+                fprintf(stderr, "imcap convert: --preprocess is unit or caffe, not '%s'\n", v);
+                return 2;
+            }
+            tfjs_opts = true;
+        }
         else if (!strcmp(a, "--pool")) {
             if (opt.n_pooled == MAX_POOL) {
                 fprintf(stderr, "imcap convert: at most %d --pool layers\n", MAX_POOL);
@@ -86,7 +96,7 @@ int cmd_convert(int argc, char **argv)
         return 2;
     }
     if (tfl && tfjs_opts) {
-        fprintf(stderr, "imcap convert: --name, --embedding and --pool apply to --tfjs models only\n");
+        fprintf(stderr, "imcap convert: --name, --embedding, --pool and --preprocess apply to --tfjs models only\n");
         return 2;
     }
     enc_graph *g = NULL;

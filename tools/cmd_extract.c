@@ -9,7 +9,7 @@
 
 static const char *const EXTRACT_HELP =
     "usage: imcap extract --encoder ENC.gguf --images DIR --list NAMES.txt --out EMB.f32\n"
-    "                     [--output NAME] [--threads N] [--batch N]\n"
+    "                     [--output NAME] [--dtype f32|f16] [--threads N] [--batch N]\n"
     "Runs the encoder on every image named in NAMES.txt (one file name per line,\n"
     "relative to DIR) and writes one embedding row per image to EMB.f32.\n"
     "If EMB.f32 exists (an interrupted run), its complete rows are kept and\n"
@@ -17,7 +17,11 @@ static const char *const EXTRACT_HELP =
     "current batch. Images that cannot be read are listed at the end and get\n"
     "no row (exit status 1).\n"
     "  --output NAME  encoder output to store (default embedding; e.g. mixed5);\n"
-    "                 several in one pass: --output embedding,mixed5 --out a.emb,b.emb\n"
+    "                 several in one pass: --output embedding,mixed5 --out a.emb,b.emb;\n"
+    "                 grid: the spatial map the embedding pools (e.g. 7x7x1280), one\n"
+    "                 rows x cols x channels map per image (docs/FORMATS.md)\n"
+    "  --dtype T      storage of the values: f32 (default) or f16 (half the size;\n"
+    "                 read back as float32); one per output: --dtype f32,f16\n"
     "  --threads N    image decoding threads (default 2)\n"
     "  --batch N      images per network run (default 8)\n";
 
@@ -75,6 +79,7 @@ int cmd_extract(int argc, char **argv)
         else if (!strcmp(a, "--list")) p.list = v;
         else if (!strcmp(a, "--out")) p.out = v;
         else if (!strcmp(a, "--output")) p.output = v;
+        else if (!strcmp(a, "--dtype")) p.dtypes = v;
         else if (!strcmp(a, "--threads")) {
             if (cli_parse_int(a, v, 1, 64, &n)) return 2;
             p.threads = (int)n;

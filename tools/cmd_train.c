@@ -39,22 +39,21 @@ static void train_usage(FILE *fp)
             "  --lr X                 Adam learning rate (%g)\n"
             "  --clip X               clip the global gradient norm to X (off)\n"
             "  --dropout P            drop LSTM outputs with probability P while training (0: off)\n"
+            "  --decoder NAME         recipe (pooled vector, default) or attention (soft attention over\n"
+            "                         a grid embeddings file: imcap extract --output grid)\n"
+            "  --att-size N           attention: attention MLP size (%d)\n"
+            "  --att-lambda X         attention: doubly stochastic regulariser weight (%g)\n"
             "  --img-hidden N, --hidden N, --embed N, --out-hidden N\n"
             "                         model sizes (%d, %d, %d, %d)\n"
             "  --seed N               random seed (%llu)\n"
-            "  --quiet                no progress line\n",
+            "  --quiet                no progress line\n"
+            "  --scst                 self-critical sequence training from a trained decoder\n"
+            "                         (imcap train --scst --help)\n",
             d.epochs, d.batches_per_epoch, d.batch_size, d.max_len, d.min_count, d.val_batches, d.checkpoint_every,
-            d.lr, d.n_img1, d.n_hid, d.n_emb, d.n_out1, (unsigned long long)d.seed);
+            d.lr, d.n_att, d.att_lambda, d.n_img1, d.n_hid, d.n_emb, d.n_out1, (unsigned long long)d.seed);
 }
 
 typedef struct train_ui { double last; int quiet, tty; } train_ui;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int train_report(void *user, const imcap_train_report *r)
 {
@@ -69,7 +68,7 @@ static int train_report(void *user, const imcap_train_report *r)
                 r->best ? " (best so far)" : "");
         return 0;
     }
-    const double t = now_s();
+    const double t = cli_now();
     if (t - ui->last < (ui->tty ? 0.25 : 10.0) && r->batch != r->batches) return 0;
     ui->last = t;
     fprintf(stderr, "%sepoch %d/%d batch %d/%d loss %.4f (epoch mean %.4f) %.0f tokens/s ETA %d:%02d:%02d%s",
@@ -78,20 +77,10 @@ static int train_report(void *user, const imcap_train_report *r)
     return 0;
 }
 
-/* "<checkpoint without .gguf><suffix>" */
-static char *derived(const char *ckpt, const char *suffix)
-{
-    size_t n = strlen(ckpt);
-    if (n > 5 && !strcmp(ckpt + n - 5, ".gguf")) n -= 5;
-    char *s = malloc(n + strlen(suffix) + 1);
-    if (!s) return NULL;
-    memcpy(s, ckpt, n);
-    strcpy(s + n, suffix);
-    return s;
-}
-
 int cmd_train(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--scst")) return cmd_scst(argc, argv);
     imcap_train_params p = imcap_train_default_params();
     p.checkpoint = "decoder.gguf";
     train_ui ui = {0};
@@ -122,6 +111,12 @@ int cmd_train(int argc, char **argv)
             p.best_model = argv[++i];
         } else if (v && !strcmp(a, "--plot")) {
             p.plot_svg = argv[++i];
+        } else if (v && !strcmp(a, "--decoder")) {
+            p.decoder = argv[++i];
+        } else if (v && !strcmp(a, "--att-lambda")) {
+            if (cli_parse_double(a, v, 0.0, 1000.0, &x)) return 2;
+            p.att_lambda = (float)x;
+            i++;
         } else if (v && !strcmp(a, "--dropout")) {
             if (cli_parse_double(a, v, 0.0, 0.95, &x)) return 2;
             p.dropout = (float)x;
@@ -143,7 +138,7 @@ int cmd_train(int argc, char **argv)
         } else if (v && (!strcmp(a, "--epochs") || !strcmp(a, "--batches") || !strcmp(a, "--batch") ||
                          !strcmp(a, "--max-len") || !strcmp(a, "--min-count") || !strcmp(a, "--val-batches") ||
                          !strcmp(a, "--checkpoint-every") || !strcmp(a, "--img-hidden") || !strcmp(a, "--hidden") ||
-                         !strcmp(a, "--embed") || !strcmp(a, "--out-hidden"))) {
+                         !strcmp(a, "--embed") || !strcmp(a, "--out-hidden") || !strcmp(a, "--att-size"))) {
             long lo = !strcmp(a, "--val-batches") || !strcmp(a, "--checkpoint-every") ? 0 : 1;
             if (!strcmp(a, "--max-len")) lo = 2;
             if (cli_parse_int(a, v, lo, 100000000, &n)) return 2;
@@ -157,6 +152,7 @@ int cmd_train(int argc, char **argv)
                        : !strcmp(a, "--img-hidden")       ? &p.n_img1
                        : !strcmp(a, "--hidden")           ? &p.n_hid
                        : !strcmp(a, "--embed")            ? &p.n_emb
+                       : !strcmp(a, "--att-size")         ? &p.n_att
                                                           : &p.n_out1;
             *dst = (int)n;
             i++;
@@ -171,9 +167,9 @@ int cmd_train(int argc, char **argv)
         train_usage(stderr);
         return 2;
     }
-    char *hist = p.history_csv ? NULL : derived(p.checkpoint, ".history.csv");
-    char *plot = p.plot_svg ? NULL : derived(p.checkpoint, ".loss.svg");
-    char *best = p.best_model || !p.val_split || p.val_batches < 1 ? NULL : derived(p.checkpoint, ".best.gguf");
+    char *hist = p.history_csv ? NULL : cli_derived(p.checkpoint, ".history.csv");
+    char *plot = p.plot_svg ? NULL : cli_derived(p.checkpoint, ".loss.svg");
+    char *best = p.best_model || !p.val_split || p.val_batches < 1 ? NULL : cli_derived(p.checkpoint, ".best.gguf");
     if (best) p.best_model = best;
     if (!p.history_csv) p.history_csv = hist;
     if (!p.plot_svg) p.plot_svg = plot;

@@ -17,6 +17,7 @@ static const struct { const char *name; cli_cmd_fn fn; const char *help; } comma
     {"extract", cmd_extract, "embeddings of a list of images with an encoder (resumable)"},
     {"report", cmd_report, "HTML page of a model's captions on a split, with loss curves"},
     {"score", cmd_score, "COCO caption metrics (BLEU, ROUGE-L, CIDEr-D) of a results file"},
+    {"serve", cmd_serve, "HTTP API and web page: captions and speech for uploaded photos"},
     {"train", cmd_train, "train the caption decoder on image embeddings and captions"},
     {"vocab", cmd_vocab, "build the vocabulary of a caption split (one word a line)"},
     {NULL, NULL, NULL},

@@ -35,16 +35,9 @@
 #define K_GEN_ALPHA "imcap.captioner.gen.length_alpha"
 #define TENSOR_PREFIX "decoder."
 
-static const struct { const char *key; size_t off; } dec_keys[] = {
-    {"imcap.captioner.decoder.n_img", offsetof(dec_config, n_img)},
-    {"imcap.captioner.decoder.n_img1", offsetof(dec_config, n_img1)},
-    {"imcap.captioner.decoder.n_hid", offsetof(dec_config, n_hid)},
-    {"imcap.captioner.decoder.n_emb", offsetof(dec_config, n_emb)},
-    {"imcap.captioner.decoder.n_out1", offsetof(dec_config, n_out1)},
-    {"imcap.captioner.decoder.n_vocab", offsetof(dec_config, n_vocab)},
-    {"imcap.captioner.decoder.pad_id", offsetof(dec_config, pad_id)},
-};
-enum { N_DEC_KEYS = sizeof dec_keys / sizeof dec_keys[0] };
+#define DEC_KEY_PREFIX "imcap.captioner.decoder."
+#define K_DEC_PAD DEC_KEY_PREFIX "pad_id"
+
 
 typedef struct cap_encoder {
     char *name, *path;
@@ -104,12 +97,12 @@ imcap_status captioner_write(const captioner_spec *s, const char *path)
             return imcap_fail(IMCAP_E_FORMAT, "%s: encoder '%s' has no preprocessing settings", path,
                               enc_graph_name(g));
     }
-    if (total != cf->n_img)
+    if (total != (int64_t)dec_input_floats(cf))
         return imcap_fail(IMCAP_E_MISMATCH,
                           "%s: the encoder output%s '%s'%s give%s %lld values but the decoder reads %d-float "
                           "embeddings",
                           path, s->n_encoders > 1 ? "s" : "", s->encoder_outputs[0],
-                          s->n_encoders > 1 ? " ..." : "", s->n_encoders > 1 ? "" : "s", (long long)total, cf->n_img);
+                          s->n_encoders > 1 ? " ..." : "", s->n_encoders > 1 ? "" : "s", (long long)total, (int)dec_input_floats(cf));
 
     gguf_writer *w = gguf_writer_new();
     if (!w) return imcap_fail(IMCAP_E_NOMEM, "%s: out of memory", path);
@@ -142,17 +135,9 @@ imcap_status captioner_write(const captioner_spec *s, const char *path)
         enc_key(key, sizeof key, k, "preproc.bias");
         if ((st = gguf_set_arr_f32(w, key, pre->bias, 3))) goto out;
     }
-    for (int i = 0; i < N_DEC_KEYS; i++) {
-        int val = *(const int *)((const char *)cf + dec_keys[i].off);
-        if ((st = gguf_set_u32(w, dec_keys[i].key, (uint32_t)val))) goto out;
-    }
-    char names[DEC_N_TENSORS][96];
-    for (int i = 0; i < DEC_N_TENSORS; i++) {
-        dec_tensor_info ti = dec_tensor_at(cf, i);
-        snprintf(names[i], sizeof names[i], TENSOR_PREFIX "%s", ti.name);
-        if ((st = gguf_add_tensor(w, names[i], GGUF_T_F32, ti.n_dims, ti.shape, s->dec->params + ti.offset)))
-            goto out;
-    }
+    if ((st = dec_gguf_put(w, s->dec, DEC_KEY_PREFIX, TENSOR_PREFIX)) ||
+        (st = gguf_set_u32(w, K_DEC_PAD, (uint32_t)cf->pad_id)))
+        goto out;
     st = gguf_write(w, path);
 out:
     gguf_writer_free(w);
@@ -211,39 +196,11 @@ static imcap_status find_encoder(const char *model_path, const char *file, char 
 
 static imcap_status load_decoder(const gguf_file *f, const char *path, dec_model **out)
 {
-    dec_config cf;
-    memset(&cf, 0, sizeof cf);
-    imcap_status st;
-    for (int i = 0; i < N_DEC_KEYS; i++) {
-        uint32_t v;
-        if ((st = gguf_get_u32(f, dec_keys[i].key, &v))) return st;
-        if (v > (1u << 24))
-            return imcap_fail(IMCAP_E_FORMAT, "%s: %s = %u is out of range", path, dec_keys[i].key, v);
-        *(int *)((char *)&cf + dec_keys[i].off) = (int)v;
-    }
-    if ((st = dec_config_check(&cf))) return imcap_fail_prefix(st, "%s", path);
-    dec_model *m;
-    if ((st = dec_model_new(&cf, false, &m))) return st;
-    for (int i = 0; i < DEC_N_TENSORS; i++) {
-        dec_tensor_info ti = dec_tensor_at(&cf, i);
-        char name[96];
-        snprintf(name, sizeof name, TENSOR_PREFIX "%s", ti.name);
-        const gguf_tensor *t;
-        if (gguf_expect_tensor(f, name, GGUF_T_F32, ti.n_dims, ti.shape, &t)) {
-            dec_model_free(m);
-            return IMCAP_E_FORMAT; /* the file disagrees with itself; message names file and tensor */
-        }
-        const float *src = t->data;
-        for (size_t k = 0; k < ti.size; k++)
-            if (!isfinite(src[k])) {
-                dec_model_free(m);
-                return imcap_fail(IMCAP_E_FORMAT, "%s: tensor %s has a non-finite value at index %zu", path, name,
-                                  k);
-            }
-        memcpy(m->params + ti.offset, src, ti.size * sizeof(float));
-    }
-    *out = m;
-    return IMCAP_OK;
+    uint32_t pad;
+    imcap_status st = gguf_get_u32(f, K_DEC_PAD, &pad);
+    if (st) return st;
+    if (pad > (1u << 24)) return imcap_fail(IMCAP_E_FORMAT, "%s: %s = %u is out of range", path, K_DEC_PAD, pad);
+    return dec_gguf_get(f, DEC_KEY_PREFIX, TENSOR_PREFIX, (int)pad, out);
 }
 
 static imcap_status check_header(const gguf_file *f, const char *path)
@@ -263,10 +220,49 @@ static imcap_status check_header(const gguf_file *f, const char *path)
     return IMCAP_OK;
 }
 
+imcap_status captioner_read_decoder(const char *path, dec_model **m, imcap_vocab **v)
+{
+    *m = NULL;
+    *v = NULL;
+    gguf_file *f;
+    imcap_status st = gguf_open(path, &f);
+    if (st) return st;
+    const char *arch = NULL;
+    if (!gguf_has_key(f, K_ARCH) || gguf_get_str(f, K_ARCH, &arch) || strcmp(arch, ARCH) != 0) {
+        gguf_close(f);
+        return dec_load(path, m, v);
+    }
+    const char *const *words;
+    size_t n_words;
+    if ((st = check_header(f, path)) || (st = load_decoder(f, path, m))) goto out;
+    if ((st = gguf_get_arr_str(f, K_VOCAB, &words, &n_words))) goto out;
+    if ((st = imcap_vocab_from_words(words, n_words, v))) {
+        imcap_fail_prefix(st, "%s: vocabulary", path);
+        goto out;
+    }
+    if ((int64_t)n_words != (*m)->cfg.n_vocab || (*m)->cfg.pad_id != imcap_vocab_pad(*v))
+        st = imcap_fail(IMCAP_E_FORMAT, "%s: the vocabulary (%zu words) does not fit the decoder (%d outputs)", path,
+                        n_words, (*m)->cfg.n_vocab);
+out:
+    gguf_close(f);
+    if (st) {
+        dec_model_free(*m);
+        imcap_vocab_free(*v);
+        *m = NULL;
+        *v = NULL;
+    }
+    return st;
+}
+
 imcap_status imcap_captioner_load(const char *model_path, const char *encoder_path, imcap_captioner **out)
 {
     *out = NULL;
-    if (!model_path) return imcap_fail(IMCAP_E_ARG, "captioner: no model file given");
+    char default_path[4096];
+    if (!model_path) {
+        imcap_status dst = imcap_default_model_path(default_path, sizeof default_path);
+        if (dst) return dst;
+        model_path = default_path;
+    }
     imcap_captioner *c = calloc(1, sizeof *c);
     if (!c) return imcap_fail(IMCAP_E_NOMEM, "%s: out of memory", model_path);
     gguf_file *f = NULL;
@@ -437,7 +433,7 @@ imcap_status imcap_captioner_load(const char *model_path, const char *encoder_pa
     }
     free(given_buf);
     if (st) goto fail;
-    c->emb_size = c->dec->cfg.n_img;
+    c->emb_size = (int)dec_input_floats(&c->dec->cfg);
     if (total != c->emb_size) {
         st = imcap_fail(IMCAP_E_MISMATCH, "%s: the encoder output%s give%s %lld values, the decoder of %s reads %d",
                         c->enc[0].path, n_enc > 1 ? "s" : "", n_enc > 1 ? "" : "s", (long long)total, model_path,
@@ -473,6 +469,7 @@ const char *imcap_captioner_encoder_name(const imcap_captioner *c) { return c->e
 const char *imcap_captioner_encoder_path(const imcap_captioner *c) { return c->encoder_paths; }
 const char *imcap_captioner_checkpoint(const imcap_captioner *c) { return c->checkpoint; }
 int imcap_captioner_vocab_size(const imcap_captioner *c) { return c->dec->cfg.n_vocab; }
+const imcap_vocab *imcap_captioner_vocab(const imcap_captioner *c) { return c->vocab; }
 int imcap_captioner_embedding_size(const imcap_captioner *c) { return c->emb_size; }
 
 /* ---------------------------------------------------------------- caption */
@@ -687,9 +684,9 @@ imcap_status imcap_captioner_export(const char *checkpoint, const char *encoder_
                             embeddings, eid[0] ? eid : "(unknown)", encoder_path, want);
             goto out;
         }
-        if ((int64_t)imcap_embfile_dim(ef) != m->cfg.n_img) {
+        if ((size_t)imcap_embfile_dim(ef) != dec_input_floats(&m->cfg)) {
             st = imcap_fail(IMCAP_E_MISMATCH, "%s: %zu-float embeddings, but the decoder %s reads %d", embeddings,
-                            imcap_embfile_dim(ef), checkpoint, m->cfg.n_img);
+                            imcap_embfile_dim(ef), checkpoint, (int)dec_input_floats(&m->cfg));
             goto out;
         }
     }

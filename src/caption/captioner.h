@@ -29,4 +29,9 @@ typedef struct captioner_spec {
  * and writes the file atomically. */
 imcap_status captioner_write(const captioner_spec *s, const char *path);
 
+/* The decoder and vocabulary of a model file: a captioner file (without
+ * loading its encoder), or a decoder model / training checkpoint (dec_load).
+ * For starting training or evaluating on embeddings from an exported model. */
+imcap_status captioner_read_decoder(const char *path, dec_model **m, imcap_vocab **v);
+
 #endif

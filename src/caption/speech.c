@@ -202,15 +202,19 @@ static void put_u16(unsigned char *b, uint16_t v)
     b[1] = (unsigned char)(v >> 8);
 }
 
-imcap_status imcap_wav_write(const char *path, const int16_t *samples, size_t n_samples, int sample_rate)
+imcap_status imcap_wav_encode(const int16_t *samples, size_t n_samples, int sample_rate, uint8_t **out,
+                              size_t *len)
 {
-    if (!path || !path[0]) return imcap_fail(IMCAP_E_ARG, "wav: no output path");
+    *out = NULL;
+    *len = 0;
     if (sample_rate < 1000 || sample_rate > 384000)
-        return imcap_fail(IMCAP_E_ARG, "%s: sample rate %d Hz is out of range", path, sample_rate);
-    size_t data_bytes;
+        return imcap_fail(IMCAP_E_ARG, "sample rate %d Hz is out of range", sample_rate);
+    size_t data_bytes, total;
     if (!imcap_mul_size(n_samples, 2, &data_bytes) || data_bytes > UINT32_MAX - 36)
-        return imcap_fail(IMCAP_E_ARG, "%s: %zu samples do not fit a WAV file", path, n_samples);
-    unsigned char h[44];
+        return imcap_fail(IMCAP_E_ARG, "%zu samples do not fit a WAV file", n_samples);
+    total = 44 + data_bytes;
+    unsigned char *h = malloc(total);
+    if (!h) return imcap_fail(IMCAP_E_NOMEM, "out of memory for %zu bytes of WAV", total);
     memcpy(h, "RIFF", 4);
     put_u32(h + 4, (uint32_t)(36 + data_bytes));
     memcpy(h + 8, "WAVEfmt ", 8);
@@ -223,21 +227,31 @@ imcap_status imcap_wav_write(const char *path, const int16_t *samples, size_t n_
     put_u16(h + 34, 16);                          /* bits per sample */
     memcpy(h + 36, "data", 4);
     put_u32(h + 40, (uint32_t)data_bytes);
+    /* Samples little-endian whatever the host order. */
+    for (size_t i = 0; i < n_samples; i++) put_u16(h + 44 + 2 * i, (uint16_t)samples[i]);
+    *out = h;
+    *len = total;
+    return IMCAP_OK;
+}
 
+void imcap_wav_free(uint8_t *wav) { free(wav); }
+
+imcap_status imcap_wav_write(const char *path, const int16_t *samples, size_t n_samples, int sample_rate)
+{
+    if (!path || !path[0]) return imcap_fail(IMCAP_E_ARG, "wav: no output path");
+    uint8_t *wav;
+    size_t len;
+    imcap_status st = imcap_wav_encode(samples, n_samples, sample_rate, &wav, &len);
+    if (st) return imcap_fail_prefix(st, "%s", path);
     imcap_atomic_file af;
-    imcap_status st = imcap_atomic_open(&af, path);
-    if (st) return st;
-    if ((st = imcap_atomic_write(&af, h, sizeof h))) goto fail;
-    /* Samples little-endian whatever the host order, in blocks. */
-    unsigned char buf[8192];
-    for (size_t i = 0; i < n_samples;) {
-        size_t k = 0;
-        for (; i < n_samples && k + 2 <= sizeof buf; i++, k += 2) put_u16(buf + k, (uint16_t)samples[i]);
-        if ((st = imcap_atomic_write(&af, buf, k))) goto fail;
+    if ((st = imcap_atomic_open(&af, path))) goto done;
+    if ((st = imcap_atomic_write(&af, wav, len))) {
+        imcap_atomic_abort(&af);
+        goto done;
     }
-    return imcap_atomic_commit(&af);
-fail:
-    imcap_atomic_abort(&af);
+    st = imcap_atomic_commit(&af);
+done:
+    imcap_wav_free(wav);
     return st;
 }
 

@@ -18,6 +18,8 @@
 
 static _Thread_local char g_err[2048];
 
+const char *imcap_version(void) { return IMCAP_VERSION_STRING; }
+
 const char *imcap_status_str(imcap_status s)
 {
     switch (s) {

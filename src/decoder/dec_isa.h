@@ -9,13 +9,13 @@
 
 #include <stddef.h>
 
-/* Generation's GEMMs have 1-4 rows (beam hypotheses) and are bound by
+/* Generation's GEMMs have 1-8 rows (beam hypotheses) and are bound by
  * reading W once: for so few rows OpenBLAS repacks W on every call, which
  * cost more than the arithmetic. small_nt_task reads each row of W once for
  * all rows of x, over the output features [o0, o1) (split over the worker
  * threads by decoder.c):
  * y [n][out] = (accumulate ? y : b) + x [n][in] W^T, n <= DEC_SMALL_ROWS. */
-enum { DEC_SMALL_ROWS = 4 };
+enum { DEC_SMALL_ROWS = 8 };
 
 typedef struct dec_small_ctx {
     const float *x, *w, *b;
@@ -29,7 +29,7 @@ typedef struct dec_kernels {
     /* y = ELU(y) in place; dy *= ELU'(x) given the ELU output y */
     void (*elu_forward)(float *y, size_t n);
     void (*elu_backward)(float *dy, const float *y, size_t n);
-    /* One LSTM row forward / backward (see dec_simd.h) */
+    /* One LSTM row forward / backward (see dec_kernels.h) */
     void (*lstm_cell_forward)(int H, float *restrict g, const float *restrict cp, float *restrict cn,
                               float *restrict tc, float *restrict h);
     void (*lstm_cell_backward)(int H, float *restrict g, const float *restrict cp, const float *restrict tc,

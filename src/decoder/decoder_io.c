@@ -5,10 +5,118 @@
  */
 #include "decoder.h"
 
+#include <stddef.h>
+
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #define DEC_ARCH "imcap.decoder"
 #define DEC_VERSION 1u
+
+/* The u32 config keys every architecture stores; lo / hi bound them on read
+ * (dec_config_check has the last word). */
+static const struct { const char *key; size_t off; int lo, hi; } dim_keys[] = {
+    {"n_img", offsetof(dec_config, n_img), 1, 1 << 20},    {"n_img1", offsetof(dec_config, n_img1), 0, 1 << 20},
+    {"n_hid", offsetof(dec_config, n_hid), 1, 1 << 16},    {"n_emb", offsetof(dec_config, n_emb), 1, 1 << 20},
+    {"n_out1", offsetof(dec_config, n_out1), 1, 1 << 20},  {"n_vocab", offsetof(dec_config, n_vocab), 2, 1 << 24},
+};
+/* ... and those of architectures with a grid (absent from recipe files). */
+static const struct { const char *key; size_t off; int lo, hi; } grid_keys[] = {
+    {"grid_h", offsetof(dec_config, grid_h), 1, 1024},
+    {"grid_w", offsetof(dec_config, grid_w), 1, 1024},
+    {"n_att", offsetof(dec_config, n_att), 1, 1 << 20},
+};
+
+static int *cfg_field(dec_config *c, size_t off) { return (int *)((char *)c + off); }
+
+imcap_status dec_gguf_put(gguf_writer *w, const dec_model *m, const char *key_prefix, const char *tensor_prefix)
+{
+    const dec_config *c = &m->cfg;
+    char key[256];
+    imcap_status s = dec_config_check(c);
+    if (s) return s;
+    snprintf(key, sizeof key, "%sarch", key_prefix);
+    if ((s = gguf_set_str(w, key, dec_arch_name(c->arch)))) return s;
+    dec_config cc = *c;
+    for (size_t i = 0; i < sizeof dim_keys / sizeof dim_keys[0]; i++) {
+        snprintf(key, sizeof key, "%s%s", key_prefix, dim_keys[i].key);
+        if ((s = gguf_set_u32(w, key, (uint32_t)*cfg_field(&cc, dim_keys[i].off)))) return s;
+    }
+    if (c->arch != DEC_ARCH_RECIPE)
+        for (size_t i = 0; i < sizeof grid_keys / sizeof grid_keys[0]; i++) {
+            snprintf(key, sizeof key, "%s%s", key_prefix, grid_keys[i].key);
+            if ((s = gguf_set_u32(w, key, (uint32_t)*cfg_field(&cc, grid_keys[i].off)))) return s;
+        }
+    for (int i = 0; i < dec_n_tensors(c); i++) {
+        dec_tensor_info t = dec_tensor_at(c, i);
+        snprintf(key, sizeof key, "%s%s", tensor_prefix, t.name);
+        if ((s = gguf_add_tensor(w, key, GGUF_T_F32, t.n_dims, t.shape, m->params + t.offset))) return s;
+    }
+    return IMCAP_OK;
+}
+
+static imcap_status get_dim(const gguf_file *f, const char *key, int lo, int hi, int *out)
+{
+    uint32_t v;
+    imcap_status s = gguf_get_u32(f, key, &v);
+    if (s) return s;
+    if (v < (uint32_t)lo || v > (uint32_t)hi)
+        return imcap_fail(IMCAP_E_FORMAT, "%s: %s = %u is outside [%d, %d]", gguf_path(f), key, v, lo, hi);
+    *out = (int)v;
+    return IMCAP_OK;
+}
+
+imcap_status dec_gguf_get(const gguf_file *f, const char *key_prefix, const char *tensor_prefix, int pad_id,
+                          dec_model **out)
+{
+    *out = NULL;
+    dec_config c;
+    memset(&c, 0, sizeof c);
+    c.pad_id = pad_id;
+    char key[256];
+    imcap_status s;
+    snprintf(key, sizeof key, "%sarch", key_prefix);
+    c.arch = DEC_ARCH_RECIPE; /* files from before the architecture was recorded */
+    if (gguf_has_key(f, key)) {
+        const char *name;
+        if ((s = gguf_get_str(f, key, &name))) return s;
+        if ((c.arch = dec_arch_from_name(name)) < 0)
+            return imcap_fail(IMCAP_E_UNSUPPORTED, "%s: %s = \"%s\" is not a decoder architecture this build knows",
+                              gguf_path(f), key, name);
+    }
+    for (size_t i = 0; i < sizeof dim_keys / sizeof dim_keys[0]; i++) {
+        snprintf(key, sizeof key, "%s%s", key_prefix, dim_keys[i].key);
+        if ((s = get_dim(f, key, dim_keys[i].lo, dim_keys[i].hi, cfg_field(&c, dim_keys[i].off)))) return s;
+    }
+    if (c.arch != DEC_ARCH_RECIPE)
+        for (size_t i = 0; i < sizeof grid_keys / sizeof grid_keys[0]; i++) {
+            snprintf(key, sizeof key, "%s%s", key_prefix, grid_keys[i].key);
+            if ((s = get_dim(f, key, grid_keys[i].lo, grid_keys[i].hi, cfg_field(&c, grid_keys[i].off)))) return s;
+        }
+    if ((s = dec_config_check(&c))) return imcap_fail_prefix(s, "%s", gguf_path(f));
+    dec_model *m;
+    if ((s = dec_model_new(&c, false, &m))) return s;
+    for (int i = 0; i < dec_n_tensors(&c); i++) {
+        dec_tensor_info t = dec_tensor_at(&c, i);
+        const gguf_tensor *gt;
+        snprintf(key, sizeof key, "%s%s", tensor_prefix, t.name);
+        if (gguf_expect_tensor(f, key, GGUF_T_F32, t.n_dims, t.shape, &gt)) {
+            dec_model_free(m);
+            return IMCAP_E_FORMAT; /* the file disagrees with itself; the message names file and tensor */
+        }
+        const float *src = gt->data;
+        for (size_t k = 0; k < t.size; k++)
+            if (!isfinite(src[k])) {
+                dec_model_free(m);
+                return imcap_fail(IMCAP_E_FORMAT, "%s: tensor %s has a non-finite value at index %zu", gguf_path(f),
+                                  key, k);
+            }
+        memcpy(m->params + t.offset, src, sizeof(float) * t.size);
+    }
+    *out = m;
+    return IMCAP_OK;
+}
 
 imcap_status dec_gguf_add(gguf_writer *w, const dec_model *m, const imcap_vocab *v)
 {
@@ -22,34 +130,13 @@ imcap_status dec_gguf_add(gguf_writer *w, const dec_model *m, const imcap_vocab 
     imcap_status s;
     if ((s = gguf_set_str(w, "general.architecture", DEC_ARCH)) ||
         (s = gguf_set_u32(w, "imcap.decoder.version", DEC_VERSION)) ||
-        (s = gguf_set_u32(w, "imcap.decoder.n_img", (uint32_t)c->n_img)) ||
-        (s = gguf_set_u32(w, "imcap.decoder.n_img1", (uint32_t)c->n_img1)) ||
-        (s = gguf_set_u32(w, "imcap.decoder.n_hid", (uint32_t)c->n_hid)) ||
-        (s = gguf_set_u32(w, "imcap.decoder.n_emb", (uint32_t)c->n_emb)) ||
-        (s = gguf_set_u32(w, "imcap.decoder.n_out1", (uint32_t)c->n_out1)) ||
-        (s = gguf_set_u32(w, "imcap.decoder.n_vocab", (uint32_t)c->n_vocab)) ||
+        (s = dec_gguf_put(w, m, "imcap.decoder.", "")) ||
         (s = gguf_set_i32(w, "imcap.decoder.pad_id", imcap_vocab_pad(v))) ||
         (s = gguf_set_i32(w, "imcap.decoder.start_id", imcap_vocab_start(v))) ||
         (s = gguf_set_i32(w, "imcap.decoder.end_id", imcap_vocab_end(v))) ||
         (s = gguf_set_i32(w, "imcap.decoder.unk_id", imcap_vocab_unk(v))) ||
         (s = gguf_set_arr_str(w, "imcap.decoder.vocab", imcap_vocab_words(v), imcap_vocab_size(v))))
         return s;
-    for (int i = 0; i < DEC_N_TENSORS; i++) {
-        dec_tensor_info t = dec_tensor_at(c, i);
-        s = gguf_add_tensor(w, t.name, GGUF_T_F32, t.n_dims, t.shape, m->params + t.offset);
-        if (s) return s;
-    }
-    return IMCAP_OK;
-}
-
-static imcap_status get_dim(const gguf_file *f, const char *key, int lo, int hi, int *out)
-{
-    uint32_t v;
-    imcap_status s = gguf_get_u32(f, key, &v);
-    if (s) return s;
-    if (v < (uint32_t)lo || v > (uint32_t)hi)
-        return imcap_fail(IMCAP_E_FORMAT, "%s: %s = %u is outside [%d, %d]", gguf_path(f), key, v, lo, hi);
-    *out = (int)v;
     return IMCAP_OK;
 }
 
@@ -79,24 +166,16 @@ imcap_status dec_gguf_read(const gguf_file *f, dec_model **out_m, imcap_vocab **
     if (version != DEC_VERSION)
         return imcap_fail(IMCAP_E_UNSUPPORTED, "%s: decoder format version %u (this build reads %u)", gguf_path(f),
                           version, DEC_VERSION);
-    dec_config c;
-    const int lim = 1 << 20;
-    if ((s = get_dim(f, "imcap.decoder.n_img", 1, lim, &c.n_img)) ||
-        (s = get_dim(f, "imcap.decoder.n_img1", 1, lim, &c.n_img1)) ||
-        (s = get_dim(f, "imcap.decoder.n_hid", 1, 1 << 16, &c.n_hid)) ||
-        (s = get_dim(f, "imcap.decoder.n_emb", 1, lim, &c.n_emb)) ||
-        (s = get_dim(f, "imcap.decoder.n_out1", 1, lim, &c.n_out1)) ||
-        (s = get_dim(f, "imcap.decoder.n_vocab", 2, 1 << 24, &c.n_vocab)))
-        return s;
+    uint32_t n_vocab;
+    if ((s = gguf_get_u32(f, "imcap.decoder.n_vocab", &n_vocab))) return s;
     const char *const *words;
     size_t n_words;
     if ((s = gguf_get_arr_str(f, "imcap.decoder.vocab", &words, &n_words))) return s;
-    if (n_words != (size_t)c.n_vocab)
-        return imcap_fail(IMCAP_E_FORMAT, "%s: imcap.decoder.vocab has %zu words but n_vocab is %d", gguf_path(f),
-                          n_words, c.n_vocab);
+    if (n_words != (size_t)n_vocab)
+        return imcap_fail(IMCAP_E_FORMAT, "%s: imcap.decoder.vocab has %zu words but n_vocab is %u", gguf_path(f),
+                          n_words, n_vocab);
     imcap_vocab *v;
     if ((s = imcap_vocab_from_words(words, n_words, &v))) return imcap_fail_prefix(s, "%s", gguf_path(f));
-    c.pad_id = imcap_vocab_pad(v);
     if ((s = check_id(f, "imcap.decoder.pad_id", imcap_vocab_pad(v))) ||
         (s = check_id(f, "imcap.decoder.start_id", imcap_vocab_start(v))) ||
         (s = check_id(f, "imcap.decoder.end_id", imcap_vocab_end(v))) ||
@@ -105,19 +184,9 @@ imcap_status dec_gguf_read(const gguf_file *f, dec_model **out_m, imcap_vocab **
         return s;
     }
     dec_model *m;
-    if ((s = dec_model_new(&c, false, &m))) {
+    if ((s = dec_gguf_get(f, "imcap.decoder.", "", imcap_vocab_pad(v), &m))) {
         imcap_vocab_free(v);
         return s;
-    }
-    for (int i = 0; i < DEC_N_TENSORS; i++) {
-        dec_tensor_info t = dec_tensor_at(&c, i);
-        const gguf_tensor *gt;
-        if ((s = gguf_expect_tensor(f, t.name, GGUF_T_F32, t.n_dims, t.shape, &gt))) {
-            dec_model_free(m);
-            imcap_vocab_free(v);
-            return s;
-        }
-        memcpy(m->params + t.offset, gt->data, sizeof(float) * t.size);
     }
     *out_m = m;
     *out_v = v;

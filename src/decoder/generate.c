@@ -62,8 +62,10 @@ imcap_status imcap_gen_params_check(const imcap_gen_params *p)
 typedef struct gen_ctx {
     const dec_model *m;
     const gen_special *sp;
-    int V, H;
+    int V;
+    size_t S;               /* floats of one hypothesis's state */
     unsigned char *allowed; /* [V] */
+    float *ctx;             /* the photos' contexts [n_ctx][dec_context_floats] (NULL if 0 floats) */
     float *scratch;
     float *logits;          /* [n][V] */
     double *logp;           /* [n][V] */
@@ -72,18 +74,19 @@ typedef struct gen_ctx {
 static void ctx_free(gen_ctx *g)
 {
     free(g->allowed);
+    imcap_free(g->ctx);
     imcap_free(g->scratch);
     imcap_free(g->logits);
     imcap_free(g->logp);
 }
 
-static imcap_status ctx_init(gen_ctx *g, const dec_model *m, const gen_special *sp, int n_rows)
+static imcap_status ctx_init(gen_ctx *g, const dec_model *m, const gen_special *sp, int n_rows, int n_ctx)
 {
     memset(g, 0, sizeof *g);
     g->m = m;
     g->sp = sp;
     g->V = m->cfg.n_vocab;
-    g->H = m->cfg.n_hid;
+    g->S = dec_state_floats(&m->cfg);
     if (sp->start_id < 0 || sp->start_id >= g->V || sp->end_id < 0 || sp->end_id >= g->V ||
         sp->n_masked < 0 || sp->n_masked > GEN_MAX_MASKED)
         return imcap_fail(IMCAP_E_ARG, "generation: special token ids out of range for a vocabulary of %d",
@@ -92,7 +95,9 @@ static imcap_status ctx_init(gen_ctx *g, const dec_model *m, const gen_special *
     g->scratch = imcap_alloc(dec_step_scratch_floats(&m->cfg, n_rows), sizeof(float));
     g->logits = imcap_alloc((size_t)n_rows * g->V, sizeof(float));
     g->logp = imcap_alloc((size_t)n_rows * g->V, sizeof(double));
-    if (!g->allowed || !g->scratch || !g->logits || !g->logp) {
+    const size_t cf = dec_context_floats(&m->cfg);
+    g->ctx = cf ? imcap_alloc((size_t)n_ctx * cf, sizeof(float)) : NULL;
+    if (!g->allowed || !g->scratch || !g->logits || !g->logp || (cf && !g->ctx)) {
         ctx_free(g);
         return imcap_fail(IMCAP_E_NOMEM, "generation: out of memory for %d hypotheses of %d tokens", n_rows,
                           g->V);
@@ -148,11 +153,10 @@ static double hyp_score(double lp, int len, float alpha)
 static imcap_status run_single(gen_ctx *g, const float *img, const imcap_gen_params *p, imcap_rng *rng,
                                gen_hyp *out)
 {
-    const int H = g->H, V = g->V;
-    float *hc = imcap_alloc(2 * (size_t)H, sizeof(float));
+    const int V = g->V;
+    float *hc = imcap_alloc(g->S, sizeof(float));
     if (!hc) return IMCAP_E_NOMEM;
-    float *h = hc, *c = hc + H;
-    imcap_status st = dec_init_state(g->m, img, 1, h, c);
+    imcap_status st = dec_init_state(g->m, img, 1, g->ctx, hc);
     if (st) {
         imcap_free(hc);
         return st;
@@ -162,7 +166,7 @@ static imcap_status run_single(gen_ctx *g, const float *img, const imcap_gen_par
     double lp = 0;
     const double T = p->temperature;
     for (int t = 0; t < p->max_len; t++) {
-        dec_step(g->m, &tok, 1, h, c, g->logits, h, c, g->scratch);
+        dec_step(g->m, g->ctx, true, &tok, 1, hc, g->logits, hc, NULL, g->scratch);
         log_softmax_rows(g, 1, t == 0);
         const double *q = g->logp;
         int pick = -1;
@@ -226,10 +230,10 @@ static bool cand_before(const cand *a, const cand *b)
 
 static imcap_status run_beam(gen_ctx *g, const float *img, const imcap_gen_params *p, gen_hyp *out, int *n_out)
 {
-    const int K = p->beam, H = g->H, V = g->V, C = 2 * K;
-    const size_t hk = (size_t)K * H;
+    const int K = p->beam, V = g->V, C = 2 * K;
+    const size_t S = g->S, sk = (size_t)K * S;
     imcap_status st = IMCAP_OK;
-    float *states = imcap_alloc(4 * hk, sizeof(float));
+    float *states = imcap_alloc(2 * sk, sizeof(float));
     gen_hyp *live = calloc((size_t)K, sizeof *live), *next = calloc((size_t)K, sizeof *next);
     gen_hyp *fin = calloc((size_t)K, sizeof *fin);
     cand *top = malloc(sizeof *top * (size_t)C);
@@ -238,14 +242,14 @@ static imcap_status run_beam(gen_ctx *g, const float *img, const imcap_gen_param
         st = imcap_fail(IMCAP_E_NOMEM, "beam search: out of memory for beam %d", K);
         goto done;
     }
-    float *h = states, *c = h + hk, *h2 = c + hk, *c2 = h2 + hk;
-    if ((st = dec_init_state(g->m, img, 1, h, c))) goto done;
+    float *h = states, *h2 = h + sk; /* the live states [K][S], the next ones */
+    if ((st = dec_init_state(g->m, img, 1, g->ctx, h))) goto done;
     int n_live = 1, n_fin = 0;
     tok[0] = g->sp->start_id;
     const double bound_div = p->length_alpha == 0.0f ? 1.0 : pow((double)p->max_len + 1, p->length_alpha);
 
     for (int t = 0; t < p->max_len && n_live > 0; t++) {
-        dec_step(g->m, tok, n_live, h, c, g->logits, h, c, g->scratch);
+        dec_step(g->m, g->ctx, true, tok, n_live, h, g->logits, h, NULL, g->scratch);
         log_softmax_rows(g, n_live, t == 0);
         /* The C best extensions, sorted. */
         int n_top = 0;
@@ -279,8 +283,7 @@ static imcap_status run_beam(gen_ctx *g, const float *img, const imcap_gen_param
             *nh = live[x->row];
             nh->words[nh->n_words++] = x->tok;
             nh->logprob = x->lp;
-            memcpy(h2 + (size_t)n_next * H, h + (size_t)x->row * H, sizeof(float) * H);
-            memcpy(c2 + (size_t)n_next * H, c + (size_t)x->row * H, sizeof(float) * H);
+            memcpy(h2 + (size_t)n_next * S, h + (size_t)x->row * S, sizeof(float) * S);
             tok[n_next] = x->tok;
             n_next++;
         }
@@ -290,9 +293,6 @@ static imcap_status run_beam(gen_ctx *g, const float *img, const imcap_gen_param
         float *fs = h;
         h = h2;
         h2 = fs;
-        fs = c;
-        c = c2;
-        c2 = fs;
         n_live = n_next;
         if (n_fin == K && n_live > 0 && live[0].logprob / bound_div <= fin[K - 1].score) n_live = 0;
     }
@@ -327,7 +327,7 @@ imcap_status gen_caption(const dec_model *m, const float *img, const gen_special
     imcap_status st = imcap_gen_params_check(p);
     if (st) return st;
     gen_ctx g;
-    if ((st = ctx_init(&g, m, sp, p->beam))) return st;
+    if ((st = ctx_init(&g, m, sp, p->beam, 1))) return st;
     ops_blas_enter(); /* one-row GEMMs: OpenBLAS threads only cost synchronisation */
     if (p->beam > 1) {
         st = run_beam(&g, img, p, out, n_out);
@@ -358,7 +358,7 @@ imcap_status gen_beam_search(const dec_model *m, const float *img, const gen_spe
     if (st) return st;
     q.n_best = p->n_best;
     gen_ctx g;
-    if ((st = ctx_init(&g, m, sp, q.beam))) return st;
+    if ((st = ctx_init(&g, m, sp, q.beam, 1))) return st;
     ops_blas_enter();
     st = run_beam(&g, img, &q, out, n_out);
     ops_blas_leave();
@@ -372,23 +372,23 @@ imcap_status gen_greedy_batch(const dec_model *m, const float *img, int n, const
     if (n < 1 || max_len < 1 || max_len > GEN_MAX_LEN)
         return imcap_fail(IMCAP_E_ARG, "greedy decoding: %d images, max length %d", n, max_len);
     gen_ctx g;
-    imcap_status st = ctx_init(&g, m, sp, n);
+    imcap_status st = ctx_init(&g, m, sp, n, n);
     if (st) return st;
-    const size_t H = (size_t)g.H, V = (size_t)g.V;
-    float *h = imcap_alloc((size_t)n * H, sizeof(float)), *c = imcap_alloc((size_t)n * H, sizeof(float));
+    const size_t V = (size_t)g.V;
+    float *h = imcap_alloc((size_t)n * g.S, sizeof(float));
     int32_t *tok = imcap_alloc((size_t)n, sizeof(int32_t));
     char *done = imcap_calloc((size_t)n, 1);
-    if (!h || !c || !tok || !done) {
+    if (!h || !tok || !done) {
         st = IMCAP_E_NOMEM;
         goto out;
     }
-    if ((st = dec_init_state(m, img, n, h, c))) goto out;
+    if ((st = dec_init_state(m, img, n, g.ctx, h))) goto out;
     for (int i = 0; i < n; i++) {
         tok[i] = sp->start_id;
         lens[i] = 0;
     }
     for (int t = 0, left = n; t < max_len && left > 0; t++) {
-        dec_step(m, tok, n, h, c, g.logits, h, c, g.scratch);
+        dec_step(m, g.ctx, false, tok, n, h, g.logits, h, NULL, g.scratch);
         for (int i = 0; i < n; i++) {
             if (done[i]) continue;
             const float *z = g.logits + (size_t)i * V;
@@ -408,9 +408,122 @@ imcap_status gen_greedy_batch(const dec_model *m, const float *img, int n, const
     }
 out:
     imcap_free(h);
-    imcap_free(c);
     imcap_free(tok);
     imcap_free(done);
+    ctx_free(&g);
+    return st;
+}
+
+typedef struct roll_ctx {
+    gen_ctx *g;
+    int t, k1;            /* step, rows per image (k + 1) */
+    const int *live;      /* [n_live] row of each live hypothesis */
+    imcap_rng *rng;       /* [rows] */
+    int32_t *pick;        /* [n_live] chosen token */
+} roll_ctx;
+
+/* live hypotheses [b, e): greedy argmax, or a draw from the masked softmax
+ * (the hypothesis's logits are overwritten with exp(z - max)) */
+static void roll_pick(void *vc, size_t b, size_t e, int tid)
+{
+    const roll_ctx *c = vc;
+    const gen_ctx *g = c->g;
+    const int V = g->V, end = g->sp->end_id;
+    for (size_t j = b; j < e; j++) {
+        float *z = g->logits + j * (size_t)V;
+        const int row = c->live[j];
+        int32_t best = -1;
+        for (int v = 0; v < V; v++) {
+            if (!g->allowed[v] || (c->t == 0 && v == end)) continue;
+            if (best < 0 || z[v] > z[best]) best = v;
+        }
+        if (row % c->k1 != 0) {
+            const float mx = z[best];
+            double sum = 0;
+            for (int v = 0; v < V; v++) {
+                z[v] = g->allowed[v] && !(c->t == 0 && v == end) ? expf(z[v] - mx) : 0.0f;
+                sum += z[v];
+            }
+            const double u = imcap_rng_uniform(&c->rng[row]) * sum;
+            double acc = 0;
+            for (int v = 0; v < V; v++) {
+                if (z[v] == 0.0f) continue;
+                best = v; /* the last possible token absorbs rounding */
+                acc += z[v];
+                if (u < acc) break;
+            }
+        }
+        c->pick[j] = best;
+    }
+}
+
+imcap_status gen_rollouts(const dec_model *m, const float *img, int n, int k, const gen_special *sp, int max_len,
+                          uint64_t seed, int32_t *out, int *lens, bool *ended)
+{
+    if (n < 1 || k < 0 || k > 1000 || max_len < 1 || max_len > GEN_MAX_LEN)
+        return imcap_fail(IMCAP_E_ARG, "rollouts: %d images, %d samples, max length %d", n, k, max_len);
+    const int k1 = k + 1, rows = n * k1;
+    gen_ctx g;
+    imcap_status st = ctx_init(&g, m, sp, rows, rows);
+    if (st) return st;
+    const size_t S = g.S, C = dec_context_floats(&m->cfg);
+    /* per photo, then copied to each of its rows: context [rows][C], state [rows][S] */
+    float *ctx0 = C ? imcap_alloc((size_t)n * C, sizeof(float)) : NULL;
+    float *st0 = imcap_alloc((size_t)n * S, sizeof(float)), *state = imcap_alloc((size_t)rows * S, sizeof(float));
+    int32_t *tok = imcap_alloc((size_t)rows, sizeof(int32_t)), *pick = imcap_alloc((size_t)rows, sizeof(int32_t));
+    int *live = imcap_alloc((size_t)rows, sizeof(int));
+    imcap_rng *rng = imcap_alloc((size_t)rows, sizeof(imcap_rng));
+    if ((C && !ctx0) || !st0 || !state || !tok || !pick || !live || !rng) {
+        st = imcap_fail(IMCAP_E_NOMEM, "rollouts: out of memory for %d rows", rows);
+        goto out;
+    }
+    ops_blas_enter();
+    st = dec_init_state(m, img, n, ctx0, st0);
+    if (st) goto leave;
+    for (int r = 0; r < rows; r++) {
+        if (C) memcpy(g.ctx + (size_t)r * C, ctx0 + (size_t)(r / k1) * C, sizeof(float) * C);
+        memcpy(state + (size_t)r * S, st0 + (size_t)(r / k1) * S, sizeof(float) * S);
+        tok[r] = sp->start_id;
+        live[r] = r;
+        lens[r] = 0;
+        ended[r] = false;
+        uint64_t x = seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(r + 1));
+        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+        imcap_rng_seed(&rng[r], x ^ (x >> 31));
+    }
+    /* the live hypotheses are kept packed: hypothesis j is row live[j] */
+    int n_live = rows;
+    for (int t = 0; t < max_len && n_live > 0; t++) {
+        dec_step(m, g.ctx, false, tok, n_live, state, g.logits, state, NULL, g.scratch);
+        roll_ctx rc = {.g = &g, .t = t, .k1 = k1, .live = live, .rng = rng, .pick = pick};
+        ops_parallel((size_t)n_live, 8, roll_pick, &rc);
+        int kept = 0;
+        for (int j = 0; j < n_live; j++) {
+            const int r = live[j];
+            if (pick[j] == sp->end_id) {
+                ended[r] = true;
+                continue;
+            }
+            out[(size_t)r * max_len + lens[r]++] = pick[j];
+            if (kept != j) {
+                memcpy(state + (size_t)kept * S, state + (size_t)j * S, sizeof(float) * S);
+                if (C) memcpy(g.ctx + (size_t)kept * C, g.ctx + (size_t)j * C, sizeof(float) * C);
+            }
+            tok[kept] = pick[j];
+            live[kept++] = r;
+        }
+        n_live = kept;
+    }
+leave:
+    ops_blas_leave();
+out:
+    imcap_free(ctx0);
+    imcap_free(st0);
+    imcap_free(state);
+    imcap_free(tok);
+    imcap_free(pick);
+    imcap_free(live);
+    imcap_free(rng);
     ctx_free(&g);
     return st;
 }
@@ -429,15 +542,14 @@ imcap_status gen_sequence_logprob(const dec_model *m, const float *img, const ge
     if (n_words < 0 || n_words > GEN_MAX_LEN)
         return imcap_fail(IMCAP_E_ARG, "generation: sequence of %d words", n_words);
     gen_ctx g;
-    imcap_status st = ctx_init(&g, m, sp, 1);
+    imcap_status st = ctx_init(&g, m, sp, 1, 1);
     if (st) return st;
-    float *hc = imcap_alloc(2 * (size_t)g.H, sizeof(float));
+    float *hc = imcap_alloc(g.S, sizeof(float));
     if (!hc) {
         ctx_free(&g);
         return IMCAP_E_NOMEM;
     }
-    float *h = hc, *c = hc + g.H;
-    if ((st = dec_init_state(m, img, 1, h, c))) goto done;
+    if ((st = dec_init_state(m, img, 1, g.ctx, hc))) goto done;
     int32_t tok = sp->start_id;
     double lp = 0;
     for (int t = 0; t < n_words + (ended ? 1 : 0); t++) {
@@ -446,7 +558,7 @@ imcap_status gen_sequence_logprob(const dec_model *m, const float *img, const ge
             st = imcap_fail(IMCAP_E_ARG, "generation: token id %d out of range", next);
             goto done;
         }
-        dec_step(m, &tok, 1, h, c, g.logits, h, c, g.scratch);
+        dec_step(m, g.ctx, true, &tok, 1, hc, g.logits, hc, NULL, g.scratch);
         log_softmax_rows(&g, 1, t == 0);
         lp += g.logp[next];
         tok = next;

@@ -46,6 +46,18 @@ imcap_status gen_greedy_batch(const dec_model *m, const float *img, int n, const
 imcap_status gen_greedy(const dec_model *m, const float *img, int n, int32_t start_id, int32_t end_id, int max_len,
                         int32_t *out, int *lens);
 
+/* Self-critical training's rollouts for n images img [n][n_img]: each
+ * image gets k + 1 rows, row i*(k+1) its greedy caption and rows
+ * i*(k+1) + 1 .. i*(k+1) + k k captions sampled at temperature 1, with the
+ * masking rules above. Sample row r draws from an rng seeded with
+ * seed ^ hash(r), so the captions depend only on (model, images, seed).
+ * out [n*(k+1)][max_len] receives the words, lens [n*(k+1)] their counts,
+ * ended [n*(k+1)] whether END was emitted. All rows advance together (one
+ * dec_step for the rows still running); the per-row softmax and draws are
+ * spread over the worker threads. */
+imcap_status gen_rollouts(const dec_model *m, const float *img, int n, int k, const gen_special *sp, int max_len,
+                          uint64_t seed, int32_t *out, int *lens, bool *ended);
+
 /* Beam search with p->beam hypotheses, any width >= 1 (gen_caption uses it
  * for beam > 1; with beam 1 it must agree with greedy decoding). */
 imcap_status gen_beam_search(const dec_model *m, const float *img, const gen_special *sp,

@@ -12,6 +12,7 @@
  */
 #include "decoder.h"
 #include "optimizer.h"
+#include "plot.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -37,6 +38,8 @@ imcap_train_params imcap_train_default_params(void)
     p.n_emb = 100;
     p.n_out1 = 120;
     p.seed = 1;
+    p.n_att = 256;
+    p.att_lambda = 1.0f;
     return p;
 }
 
@@ -99,6 +102,11 @@ static imcap_status check_params(const imcap_train_params *p)
     if (!(p->lr > 0 && p->lr < 10) || !(p->clip >= 0 && isfinite(p->clip)) || !(p->dropout >= 0 && p->dropout < 1))
         return imcap_fail(IMCAP_E_ARG, "training: learning rate %g, clipping %g or dropout %g out of range", p->lr,
                           p->clip, p->dropout);
+    if (p->decoder && dec_arch_from_name(p->decoder) < 0)
+        return imcap_fail(IMCAP_E_ARG, "training: unknown decoder architecture '%s' (recipe or attention)", p->decoder);
+    if (p->n_att < 1 || p->n_att > (1 << 16) || !(p->att_lambda >= 0 && p->att_lambda <= 1000))
+        return imcap_fail(IMCAP_E_ARG, "training: attention size %d or regulariser weight %g out of range", p->n_att,
+                          p->att_lambda);
     if (p->best_model && (!p->val_split || p->val_batches < 1))
         return imcap_fail(IMCAP_E_ARG, "training: keeping the best model (%s) needs a validation split and "
                                        "validation batches", p->best_model);
@@ -131,6 +139,7 @@ static imcap_status save_checkpoint(trainer *t)
         (s = gguf_set_f32(w, "imcap.train.lr", t->opt.p.lr)) ||
         (s = gguf_set_f32(w, "imcap.train.clip", t->opt.p.clip)) ||
         (s = gguf_set_f32(w, "imcap.train.dropout", p->dropout)) ||
+        (s = gguf_set_f32(w, "imcap.train.att_lambda", p->att_lambda)) ||
         (s = gguf_set_f32(w, "imcap.train.beta1", t->opt.p.beta1)) ||
         (s = gguf_set_f32(w, "imcap.train.beta2", t->opt.p.beta2)) ||
         (s = gguf_set_f32(w, "imcap.train.eps", t->opt.p.eps)) ||
@@ -218,6 +227,17 @@ static imcap_status load_checkpoint(trainer *t, const char *path, int epochs_wan
         s = imcap_fail(IMCAP_E_FORMAT, "%s: imcap.train.dropout %g out of range", path, p->dropout);
         goto out;
     }
+    /* checkpoints written before the attention decoder have no regulariser weight */
+    p->att_lambda = 1.0f;
+    if (gguf_has_key(f, "imcap.train.att_lambda") &&
+        (s = gguf_get_f32(f, "imcap.train.att_lambda", &p->att_lambda)))
+        goto out;
+    if (!(p->att_lambda >= 0 && p->att_lambda <= 1000)) {
+        s = imcap_fail(IMCAP_E_FORMAT, "%s: imcap.train.att_lambda %g out of range", path, p->att_lambda);
+        goto out;
+    }
+    p->decoder = dec_arch_name(lm->cfg.arch);
+    if (lm->cfg.arch == DEC_ARCH_ATTENTION) p->n_att = lm->cfg.n_att;
     p->n_img1 = lm->cfg.n_img1;
     p->n_hid = lm->cfg.n_hid;
     p->n_emb = lm->cfg.n_emb;
@@ -298,114 +318,12 @@ static imcap_status write_history_csv(const trainer *t, const char *path)
     return imcap_atomic_commit(&af);
 }
 
-typedef struct strbuf { char *p; size_t n, cap; bool oom; } strbuf;
-
-static void sb_printf(strbuf *b, const char *fmt, ...) IMCAP_PRINTF(2, 3);
-static void sb_printf(strbuf *b, const char *fmt, ...)
-{
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) {
-            b->oom = true;
-            return;
-        }
-        if (b->p && b->n + (size_t)k < b->cap) {
-            b->n += (size_t)k;
-            return;
-        }
-        size_t cap = (b->cap ? b->cap * 2 : 4096) + (size_t)k;
-        char *q = realloc(b->p, cap);
-        if (!q) {
-            b->oom = true;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-}
-
 /* The loss curves as an SVG line chart: x = epoch, y = loss. */
 static imcap_status write_history_svg(const trainer *t, const char *path)
 {
-    const double W = 640, H = 400, L = 60, R = 20, T = 30, B = 50;
-    const int n = t->epoch;
-    double lo = INFINITY, hi = -INFINITY;
-    for (int e = 0; e < n; e++) {
-        const float v[2] = {t->hist_train[e], t->hist_val[e]};
-        for (int k = 0; k < 2; k++)
-            if (isfinite(v[k])) {
-                lo = fmin(lo, v[k]);
-                hi = fmax(hi, v[k]);
-            }
-    }
-    if (!(lo <= hi)) lo = 0, hi = 1;
-    if (hi - lo < 1e-3) lo -= 0.5, hi += 0.5;
-    const double pad = 0.05 * (hi - lo);
-    lo -= pad;
-    hi += pad;
-    const int xmax = n > 1 ? n : 2;
-#define XP(e) (L + ((double)(e) - 1) / (xmax - 1) * (W - L - R))
-#define YP(v) (T + (hi - (v)) / (hi - lo) * (H - T - B))
-    strbuf b = {0};
-    sb_printf(&b,
-              "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-              "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
-              "font-family=\"sans-serif\" font-size=\"12\">\n"
-              "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
-              "<text x=\"%.0f\" y=\"18\" text-anchor=\"middle\" font-size=\"14\">decoder loss per epoch</text>\n",
-              W, H, W, H, W / 2);
-    sb_printf(&b, "<g stroke=\"#888\" stroke-width=\"1\">\n<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n"
-                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n</g>\n",
-              L, H - B, W - R, H - B, L, T, L, H - B);
-    for (int k = 0; k <= 5; k++) {
-        double v = lo + (hi - lo) * k / 5;
-        sb_printf(&b,
-                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>"
-                  "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.3f</text>\n",
-                  L, YP(v), W - R, YP(v), L - 6, YP(v) + 4, v);
-    }
-    const int xstep = xmax <= 12 ? 1 : (xmax + 11) / 12;
-    for (int e = 1; e <= xmax; e += xstep)
-        sb_printf(&b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%d</text>\n", XP(e), H - B + 18, e);
-    sb_printf(&b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">epoch</text>\n", (L + W - R) / 2, H - 10);
-    sb_printf(&b, "<text x=\"16\" y=\"%.1f\" text-anchor=\"middle\" transform=\"rotate(-90 16 %.1f)\">"
-                  "cross-entropy</text>\n",
-              (T + H - B) / 2, (T + H - B) / 2);
-    const char *color[2] = {"#1f77b4", "#ff7f0e"}, *label[2] = {"train", "validation"};
-    for (int k = 0; k < 2; k++) {
-        const float *h = k ? t->hist_val : t->hist_train;
-        sb_printf(&b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", color[k]);
-        for (int e = 0; e < n; e++)
-            if (isfinite(h[e])) sb_printf(&b, "%.1f,%.1f ", XP(e + 1), YP(h[e]));
-        sb_printf(&b, "\"/>\n");
-        for (int e = 0; e < n; e++)
-            if (isfinite(h[e]))
-                sb_printf(&b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", XP(e + 1), YP(h[e]),
-                          color[k]);
-        sb_printf(&b,
-                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"/>"
-                  "<text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
-                  W - R - 110, T + 10 + 16.0 * k, W - R - 90, T + 10 + 16.0 * k, color[k], W - R - 84,
-                  T + 14 + 16.0 * k, label[k]);
-    }
-    sb_printf(&b, "</svg>\n");
-#undef XP
-#undef YP
-    if (b.oom) {
-        free(b.p);
-        return imcap_fail(IMCAP_E_NOMEM, "%s: out of memory for the plot", path);
-    }
-    imcap_atomic_file af;
-    imcap_status s = imcap_atomic_open(&af, path);
-    if (!s) s = imcap_atomic_write(&af, b.p, b.n);
-    if (!s) s = imcap_atomic_commit(&af);
-    else imcap_atomic_abort(&af);
-    free(b.p);
-    return s;
+    const float *series[2] = {t->hist_train, t->hist_val};
+    const char *const labels[2] = {"train", "validation"};
+    return plot_epochs_svg(path, "decoder loss per epoch", "cross-entropy", t->epoch, 2, series, labels);
 }
 
 /* ---------------------------------------------------------------- the loop */
@@ -432,7 +350,7 @@ static imcap_status validate(trainer *t, float *val_loss)
         if (s) return s;
         gather(t, t->val_rows, bs);
         float loss;
-        s = dec_forward_backward(t->m, t->w, t->img, t->tokens, bs, (int)width, false, NULL, &loss, NULL);
+        s = dec_forward_backward(t->m, t->w, t->img, t->tokens, NULL, bs, (int)width, false, NULL, &loss, NULL);
         if (s) return s;
         sum += loss;
     }
@@ -488,14 +406,35 @@ static imcap_status train_run(trainer *t, const imcap_train_params *req)
     uint64_t sampler[4];
     if (resuming) {
         if ((s = load_checkpoint(t, req->checkpoint, req->epochs, sampler))) return s;
-        if ((size_t)t->m->cfg.n_img != D)
+        if (dec_input_floats(&t->m->cfg) != D)
             return imcap_fail(IMCAP_E_MISMATCH, "embeddings file %s has dimension %zu but checkpoint %s was trained "
-                              "on dimension %d", req->embeddings, D, req->checkpoint, t->m->cfg.n_img);
+                              "on dimension %zu", req->embeddings, D, req->checkpoint, dec_input_floats(&t->m->cfg));
+        const imcap_emb_layout lay = imcap_embfile_layout(t->emb);
+        if (t->m->cfg.arch == DEC_ARCH_ATTENTION &&
+            (lay.rows != (size_t)t->m->cfg.grid_h || lay.cols != (size_t)t->m->cfg.grid_w))
+            return imcap_fail(IMCAP_E_MISMATCH, "embeddings file %s has a %zux%zu grid but checkpoint %s was trained on "
+                              "%dx%d", req->embeddings, lay.rows, lay.cols, req->checkpoint, t->m->cfg.grid_h,
+                              t->m->cfg.grid_w);
     } else {
         if ((s = imcap_vocab_build(t->train, t->p.min_count, &t->vocab))) return s;
         dec_config c = {.n_img = (int)D, .n_img1 = t->p.n_img1, .n_hid = t->p.n_hid, .n_emb = t->p.n_emb,
                         .n_out1 = t->p.n_out1, .n_vocab = (int)imcap_vocab_size(t->vocab),
-                        .pad_id = imcap_vocab_pad(t->vocab)};
+                        .pad_id = imcap_vocab_pad(t->vocab), .arch = DEC_ARCH_RECIPE};
+        if (t->p.decoder && dec_arch_from_name(t->p.decoder) == DEC_ARCH_ATTENTION) {
+            /* the grid of the embeddings file: L = rows x cols regions of channels features */
+            const imcap_emb_layout lay = imcap_embfile_layout(t->emb);
+            if (lay.rows * lay.cols < 2)
+                return imcap_fail(IMCAP_E_MISMATCH,
+                                  "%s: the attention decoder needs a grid embeddings file (imcap extract --output "
+                                  "grid), this one holds %zu-float vectors",
+                                  req->embeddings, D);
+            c.arch = DEC_ARCH_ATTENTION;
+            c.n_img = (int)lay.channels;
+            c.grid_h = (int)lay.rows;
+            c.grid_w = (int)lay.cols;
+            c.n_img1 = 0;
+            c.n_att = t->p.n_att;
+        }
         if ((s = dec_model_new(&c, true, &t->m))) return s;
         imcap_rng rng;
         imcap_rng_seed(&rng, t->p.seed);
@@ -521,6 +460,7 @@ static imcap_status train_run(trainer *t, const imcap_train_params *req)
         imcap_batcher_get_state(t->val_batcher, t->val_state);
     }
     if ((s = dec_work_new(&t->m->cfg, p->batch_size, p->max_len, &t->w))) return s;
+    dec_work_set_attention_reg(t->w, p->att_lambda);
     t->images = malloc(sizeof(int32_t) * (size_t)p->batch_size);
     t->tokens = malloc(sizeof(int32_t) * (size_t)p->batch_size * (size_t)p->max_len);
     t->img = imcap_alloc((size_t)p->batch_size * D, sizeof(float));
@@ -541,7 +481,7 @@ static imcap_status train_run(trainer *t, const imcap_train_params *req)
             dec_work_set_dropout(t->w, p->dropout, p->seed * 0x9e3779b97f4a7c15ull + t->step);
             float loss;
             int64_t nt;
-            if ((s = dec_forward_backward(t->m, t->w, t->img, t->tokens, p->batch_size, (int)width, true, NULL, &loss,
+            if ((s = dec_forward_backward(t->m, t->w, t->img, t->tokens, NULL, p->batch_size, (int)width, true, NULL, &loss,
                                           &nt)))
                 return s;
             if (!isfinite(loss))

@@ -259,6 +259,7 @@ typedef struct out_file {
     const char *output, *path;
     int vid;
     size_t dim;
+    imcap_emb_layout layout; /* the value's h x w x c, stored as x->dtype */
     imcap_embfile_writer *w;
     float *rows; /* [batch][dim] */
 } out_file;
@@ -284,6 +285,22 @@ imcap_status extract_run(const enc_graph *g, const extract_ctx *x, imcap_extract
     if (n_paths != n_out)
         return imcap_fail(IMCAP_E_ARG, "%d outputs (%s) but %d output files (%s): give one file per output", n_out,
                           x->output, n_paths, x->out_path);
+    char dbuf[256];
+    const char *dnames[EXTRACT_MAX_OUTPUTS + 1];
+    int dtypes[EXTRACT_MAX_OUTPUTS];
+    for (int k = 0; k < n_out; k++) dtypes[k] = x->dtype;
+    if (x->dtypes) {
+        int n_d = split_list(x->dtypes, dbuf, sizeof dbuf, dnames);
+        if (n_d != n_out && n_d != 1)
+            return imcap_fail(IMCAP_E_ARG, "%d outputs (%s) but %d value types (%s): give one, or one per output",
+                              n_out, x->output, n_d, x->dtypes);
+        for (int k = 0; k < n_out; k++) {
+            const char *d = dnames[n_d == 1 ? 0 : k];
+            if (!strcmp(d, "f32")) dtypes[k] = IMCAP_EMB_F32;
+            else if (!strcmp(d, "f16")) dtypes[k] = IMCAP_EMB_F16;
+            else return imcap_fail(IMCAP_E_ARG, "value type '%s' is neither f32 nor f16", d);
+        }
+    }
     out_file of[EXTRACT_MAX_OUTPUTS];
     memset(of, 0, sizeof of);
     int vids[EXTRACT_MAX_OUTPUTS];
@@ -299,11 +316,19 @@ imcap_status extract_run(const enc_graph *g, const extract_ctx *x, imcap_extract
                 size_t l = strlen(have);
                 snprintf(have + l, sizeof have - l, "%s%s", i ? ", " : "", enc_graph_output_name(g, i));
             }
+            if (enc_graph_output(g, "grid") >= 0 && !strstr(have, "grid")) {
+                size_t l = strlen(have);
+                snprintf(have + l, sizeof have - l, ", grid");
+            }
             return imcap_fail(IMCAP_E_ARG, "%s: the encoder has no output '%s' (it has: %s)", x->encoder_name,
                               onames[k], have);
         }
         const enc_value *ov = enc_graph_value(g, of[k].vid);
         of[k].dim = (size_t)ov->h * ov->w * ov->c;
+        imcap_emb_layout l = {(size_t)ov->h, (size_t)ov->w, (size_t)ov->c, dtypes[k]};
+        of[k].layout = l;
+        if (dtypes[k] != IMCAP_EMB_F32 && dtypes[k] != IMCAP_EMB_F16)
+            return imcap_fail(IMCAP_E_ARG, "value type %d is neither IMCAP_EMB_F32 nor IMCAP_EMB_F16", dtypes[k]);
     }
 
     char **all = NULL, **todo = NULL;
@@ -332,8 +357,17 @@ imcap_status extract_run(const enc_graph *g, const extract_ctx *x, imcap_extract
             size_t dropped = 0;
             st = imcap_embfile_resume(of[k].path, of[k].dim, enc_id, &of[k].w, &dropped);
             rep->dropped += dropped;
+            if (st == IMCAP_OK) {
+                imcap_emb_layout have = imcap_embfile_writer_layout(of[k].w), want = of[k].layout;
+                if (have.rows != want.rows || have.cols != want.cols || have.channels != want.channels ||
+                    have.dtype != want.dtype)
+                    st = imcap_fail(IMCAP_E_MISMATCH, "%s: holds %zu x %zu x %zu %s rows; this run writes %zu x %zu x %zu %s",
+                                    of[k].path, have.rows, have.cols, have.channels,
+                                    have.dtype == IMCAP_EMB_F16 ? "float16" : "float32", want.rows, want.cols,
+                                    want.channels, want.dtype == IMCAP_EMB_F16 ? "float16" : "float32");
+            }
         } else {
-            st = imcap_embfile_create(of[k].path, of[k].dim, name_width, enc_id, &of[k].w);
+            st = imcap_embfile_create_grid(of[k].path, &of[k].layout, name_width, enc_id, &of[k].w);
         }
         if (st == IMCAP_OK && !(of[k].rows = imcap_alloc(of[k].dim * (size_t)batch, sizeof(float))))
             st = IMCAP_E_NOMEM;
@@ -457,7 +491,7 @@ imcap_status imcap_extract(const imcap_extract_params *p, imcap_extract_report *
     imcap_status st = enc_graph_load(p->encoder, &g);
     if (st != IMCAP_OK) return st;
     extract_ctx x = {p->encoder, p->image_dir, p->list, p->out, p->output, p->threads, p->batch,
-                     p->progress, p->progress_user};
+                     p->progress, p->progress_user, p->dtype, p->dtypes};
     st = extract_run(g, &x, rep);
     enc_graph_free(g);
     return st;

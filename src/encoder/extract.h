@@ -16,6 +16,8 @@ typedef struct extract_ctx {
     int threads, batch;
     imcap_progress_fn progress;
     void *progress_user;
+    int dtype;          /* IMCAP_EMB_F32 or IMCAP_EMB_F16 */
+    const char *dtypes; /* NULL or "f32,f16,...", one per output (overrides dtype) */
 } extract_ctx;
 
 /* Runs g over the listed images, appending to (or resuming) out_path. */

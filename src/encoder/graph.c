@@ -301,7 +301,7 @@ const enc_node *enc_graph_node(const enc_graph *g, int i)
 }
 
 static const char *op_names[] = {"CONV2D", "DWCONV2D", "DENSE", "ADD", "CONCAT", "AVGPOOL",
-                                 "MAXPOOL", "GAP", "SOFTMAX", "ACT", "AFFINE"};
+                                 "MAXPOOL", "GAP", "SOFTMAX", "ACT", "AFFINE", "PAD"};
 
 const char *enc_op_name(enc_op op)
 {
@@ -355,7 +355,7 @@ int enc_graph_add_node(enc_graph *g, const enc_node *node, const char *out_name)
     nd.name[ENC_NAME_LEN - 1] = 0;
     char ps[160];
     if (g->n_nodes >= MAX_NODES) NODE_FAIL("too many nodes");
-    if ((unsigned)nd.op > ENC_AFFINE) NODE_FAIL("unknown op %d", (int)nd.op);
+    if ((unsigned)nd.op > ENC_PAD) NODE_FAIL("unknown op %d", (int)nd.op);
     if ((unsigned)nd.act > ENC_ACT_SIGMOID) NODE_FAIL("unknown activation %d", (int)nd.act);
     if ((unsigned)nd.pad > ENC_PAD_SAME) NODE_FAIL("unknown padding %d", (int)nd.pad);
     int want_in = nd.op == ENC_ADD ? 2 : nd.op == ENC_CONCAT ? -1 : 1;
@@ -375,7 +375,14 @@ int enc_graph_add_node(enc_graph *g, const enc_node *node, const char *out_name)
     if (!uses_bias && nd.bias != -1) NODE_FAIL("takes no bias (got parameter %d)", nd.bias);
     if (uses_weight && (nd.weight < 0 || nd.weight >= g->n_params)) NODE_FAIL("weight parameter %d missing", nd.weight);
     if (nd.bias < -1 || nd.bias >= g->n_params) NODE_FAIL("bias parameter %d missing", nd.bias);
-    if (windowed) {
+    if (nd.op == ENC_PAD) {
+        if (nd.kh < 0 || nd.sh < 0 || nd.kw < 0 || nd.sw < 0 || nd.kh > MAX_DIM || nd.sh > MAX_DIM ||
+            nd.kw > MAX_DIM || nd.sw > MAX_DIM)
+            NODE_FAIL("bad padding %d/%d rows, %d/%d columns", nd.kh, nd.sh, nd.kw, nd.sw);
+        oh = h + nd.kh + nd.sh;
+        ow = w + nd.kw + nd.sw;
+        nd.pad = ENC_PAD_VALID;
+    } else if (windowed) {
         if (nd.op == ENC_CONV2D || nd.op == ENC_DWCONV2D) {
             const enc_param *wp = &g->params[nd.weight];
             if (wp->n_dims < 3) NODE_FAIL("weight %s has too few dims", (shape_str(g, nd.weight, ps, sizeof ps), ps));
@@ -498,11 +505,33 @@ void enc_graph_set_preproc(enc_graph *g, const enc_preproc *p)
 
 const enc_preproc *enc_graph_preproc(const enc_graph *g) { return g->has_pre ? &g->pre : NULL; }
 
-int enc_graph_output(const enc_graph *g, const char *name)
+static int stored_output(const enc_graph *g, const char *name)
 {
     for (int i = 0; i < g->n_outputs; i++)
         if (!strcmp(g->outputs[i].name, name)) return g->outputs[i].value;
     return -1;
+}
+
+/* The spatial map the "embedding" output pools: the input of its global
+ * average pool (GAP, or an average pool whose one window covers the whole
+ * map), or -1. */
+static int pooled_map(const enc_graph *g)
+{
+    int e = stored_output(g, "embedding");
+    if (e <= 0) return -1;
+    const enc_node *nd = &g->nodes[e - 1]; /* node i makes value i+1 */
+    const enc_value *x = &g->values[nd->inputs[0]], *y = &g->values[e];
+    bool whole = nd->op == ENC_AVGPOOL && y->h == 1 && y->w == 1 && nd->kh == x->h && nd->kw == x->w &&
+                 nd->pad == ENC_PAD_VALID;
+    if ((nd->op != ENC_GAP && !whole) || nd->act != ENC_ACT_NONE) return -1;
+    return nd->inputs[0];
+}
+
+int enc_graph_output(const enc_graph *g, const char *name)
+{
+    int v = stored_output(g, name);
+    if (v < 0 && !strcmp(name, "grid")) v = pooled_map(g);
+    return v;
 }
 
 const enc_value *enc_graph_value(const enc_graph *g, int id)
@@ -672,6 +701,7 @@ static void run_node(const enc_graph *g, const enc_node *nd, int n, float *const
     case ENC_SOFTMAX: ops_softmax(pix, yv->c, x, y); break;
     case ENC_ACT: memcpy(y, x, count * sizeof(float)); break;
     case ENC_AFFINE: ops_affine(pix, yv->c, x, w, b, y); break;
+    case ENC_PAD: ops_pad(n, xv->h, xv->w, xv->c, nd->kh, nd->kw, yv->h, yv->w, x, y); break;
     }
     if (!act_done) ops_bias_act(pix, yv->c, NULL, nd->act, y);
 }

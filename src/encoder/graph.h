@@ -21,7 +21,9 @@ typedef enum enc_op {
     ENC_GAP,       /* global average pool: HxWxC -> 1x1xC */
     ENC_SOFTMAX,   /* over channels */
     ENC_ACT,       /* activation only */
-    ENC_AFFINE     /* per-channel y = x*w + bias (unfused batch norm); w [C], bias [C] */
+    ENC_AFFINE,    /* per-channel y = x*w + bias (unfused batch norm); w [C], bias [C] */
+    ENC_PAD        /* zero padding (Keras ZeroPadding2D): kh rows above, sh rows below,
+                      kw columns left, sw columns right (0..MAX each) */
 } enc_op;
 
 typedef enum enc_act { ENC_ACT_NONE, ENC_ACT_RELU, ENC_ACT_RELU6, ENC_ACT_SIGMOID } enc_act;
@@ -78,7 +80,9 @@ int enc_graph_add_node(enc_graph *g, const enc_node *node, const char *out_name)
 imcap_status enc_graph_set_output(enc_graph *g, const char *name, int value_id);
 void enc_graph_set_preproc(enc_graph *g, const enc_preproc *p);
 const enc_preproc *enc_graph_preproc(const enc_graph *g);
-/* Value id of a named output, or -1. */
+/* Value id of a named output, or -1. "grid", unless the graph names an
+ * output so, is the spatial map the "embedding" output's global average
+ * pool reads (HxWxC, row-major, channels last), where there is one. */
 int enc_graph_output(const enc_graph *g, const char *name);
 const enc_value *enc_graph_value(const enc_graph *g, int id);
 const char *enc_graph_name(const enc_graph *g);

@@ -251,7 +251,7 @@ imcap_status enc_graph_load(const char *path, enc_graph **out)
         const int32_t *o = nodes + i * NODE_INTS;
         enc_node nd;
         memset(&nd, 0, sizeof nd);
-        if (o[0] < 0 || o[0] > ENC_AFFINE || o[15] < 0 || o[15] > ENC_PAD_SAME || o[16] < 0 || o[16] > ENC_ACT_SIGMOID)
+        if (o[0] < 0 || o[0] > ENC_PAD || o[15] < 0 || o[15] > ENC_PAD_SAME || o[16] < 0 || o[16] > ENC_ACT_SIGMOID)
             LOAD_FAIL(IMCAP_E_FORMAT, "%s: node %zu has op %d, padding %d, activation %d (out of range)", path, i,
                       o[0], o[15], o[16]);
         nd.op = (enc_op)o[0];

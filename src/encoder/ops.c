@@ -511,3 +511,20 @@ void ops_concat(size_t m, int n, const float *const *x, const int *cx, float *y)
     concat_ctx t = {n, cy, x, cx, y};
     ops_parallel(m, 16384 / (size_t)(cy > 0 ? cy : 1) + 1, concat_task, &t);
 }
+
+void ops_pad(int n, int h, int w, int c, int top, int left, int oh, int ow, const float *x, float *y)
+{
+    size_t row = (size_t)ow * c, in_row = (size_t)w * c;
+    for (int b = 0; b < n; b++) {
+        float *yb = y + (size_t)b * oh * row;
+        const float *xb = x + (size_t)b * h * in_row;
+        memset(yb, 0, (size_t)top * row * sizeof(float));
+        for (int i = 0; i < h; i++) {
+            float *yr = yb + (size_t)(top + i) * row;
+            memset(yr, 0, (size_t)left * c * sizeof(float));
+            memcpy(yr + (size_t)left * c, xb + (size_t)i * in_row, in_row * sizeof(float));
+            memset(yr + (size_t)(left + w) * c, 0, (size_t)(ow - left - w) * c * sizeof(float));
+        }
+        memset(yb + (size_t)(top + h) * row, 0, (size_t)(oh - top - h) * row * sizeof(float));
+    }
+}

@@ -51,6 +51,9 @@ void ops_dwconv2d(const ops_win *g, const float *x, const float *w, const float 
  * (padded cells ignored). */
 void ops_avgpool(const ops_win *g, const float *x, float *y);
 void ops_maxpool(const ops_win *g, const float *x, float *y);
+/* Zero padding: y[n][oh][ow][c] holds x[n][h][w][c] at row top, column
+ * left, zeros around it (oh >= h + top, ow >= w + left). */
+void ops_pad(int n, int h, int w, int c, int top, int left, int oh, int ow, const float *x, float *y);
 /* y[n][c] = mean over hw of x[n][hw][c]. */
 void ops_gap(int n, int hw, int c, const float *x, float *y);
 /* y[m][cout] = act(x[m][cin] w[cin][cout] + b); wp as for ops_conv2d. */

@@ -551,6 +551,7 @@ typedef struct ctx {
     int n_layers;
     int *in_store;
     int input_layer, output_layer;
+    int bgr_conv;      /* options.bgr: the Conv2D that reads the input (through zero padding), else -1 */
     enc_graph *g;
     const tfjs_options *opt;
 } ctx;
@@ -1007,6 +1008,32 @@ static imcap_status get_padding(ctx *c, const tl *l, enc_pad *pad)
     return IMCAP_OK;
 }
 
+/* ZeroPadding2D "padding": n, [rows, cols] or [[top, bottom], [left, right]]
+ * -> pad[4] = top, bottom, left, right. */
+static imcap_status get_zero_padding(ctx *c, const tl *l, int pad[4])
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(l->cfg, "padding");
+    const cJSON *e[4] = {v, v, v, v};
+    if (cJSON_IsArray(v)) {
+        const cJSON *r = cJSON_GetArrayItem(v, 0), *q = cJSON_GetArrayItem(v, 1);
+        if (cJSON_GetArraySize(v) != 2) return lfail(c, l, IMCAP_E_FORMAT, "config \"padding\" is not 2-D");
+        e[0] = e[1] = r, e[2] = e[3] = q;
+        if (cJSON_IsArray(r) || cJSON_IsArray(q)) {
+            if (!cJSON_IsArray(r) || !cJSON_IsArray(q) || cJSON_GetArraySize(r) != 2 || cJSON_GetArraySize(q) != 2)
+                return lfail(c, l, IMCAP_E_FORMAT, "config \"padding\" is not [[top, bottom], [left, right]]");
+            e[0] = cJSON_GetArrayItem(r, 0), e[1] = cJSON_GetArrayItem(r, 1);
+            e[2] = cJSON_GetArrayItem(q, 0), e[3] = cJSON_GetArrayItem(q, 1);
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        if (!cJSON_IsNumber(e[i]) || e[i]->valuedouble != floor(e[i]->valuedouble) || e[i]->valuedouble < 0 ||
+            e[i]->valuedouble > 65536)
+            return lfail(c, l, IMCAP_E_FORMAT, "config \"padding\" is not made of integers in [0, 65536]");
+        pad[i] = (int)e[i]->valuedouble;
+    }
+    return IMCAP_OK;
+}
+
 /* Activation name -> act; *softmax set for "softmax". */
 static imcap_status parse_act(ctx *c, const tl *l, const char *name, enc_act *act, bool *softmax)
 {
@@ -1241,6 +1268,15 @@ static imcap_status emit_weighted(ctx *c, int li)
             }
         }
     }
+    if (li == c->bgr_conv) {
+        /* the model reads BGR; ours is RGB: swap input channels 0 and 2 of the kernel [kh][kw][3][cout] */
+        for (int p = 0; p < nd.kh * nd.kw; p++)
+            for (int o = 0; o < cout; o++) {
+                float *q = w + (size_t)p * 3 * (size_t)cout + o, tmp = q[0];
+                q[0] = q[2 * (size_t)cout];
+                q[2 * (size_t)cout] = tmp;
+            }
+    }
     nd.act = act;
     nd.n_inputs = 1;
     nd.inputs[0] = c->L[l->in[0]].value;
@@ -1356,6 +1392,18 @@ static imcap_status emit_layer(ctx *c, int li)
         nd.n_inputs = 1;
         nd.inputs[0] = c->L[l->in[0]].value;
         if ((st = add_node(c, l, &nd, l->name, &v))) return st;
+    } else if (!strcmp(cls, "ZeroPadding2D")) {
+        int pad[4];
+        if ((st = check_channels_last(c, l)) || (st = get_zero_padding(c, l, pad))) return st;
+        if (!pad[0] && !pad[1] && !pad[2] && !pad[3]) {
+            v = c->L[l->in[0]].value;
+        } else {
+            enc_node nd = node_new(ENC_PAD, l->name);
+            nd.kh = pad[0], nd.sh = pad[1], nd.kw = pad[2], nd.sw = pad[3];
+            nd.n_inputs = 1;
+            nd.inputs[0] = c->L[l->in[0]].value;
+            if ((st = add_node(c, l, &nd, l->name, &v))) return st;
+        }
     } else if (!strcmp(cls, "GlobalAveragePooling2D")) {
         if ((st = check_channels_last(c, l))) return st;
         enc_node nd = node_new(ENC_GAP, l->name);
@@ -1377,16 +1425,27 @@ static imcap_status emit_layer(ctx *c, int li)
             if ((st = add_node(c, l, &nd, l->name, &v))) return st;
         }
     } else if (!strcmp(cls, "Add")) {
+        /* an activation that alone consumes the sum is fused into the last add */
+        int f = sole_follower(c, li);
+        enc_act a = ENC_ACT_NONE;
+        bool sm = true;
+        if (f >= 0 && is_act_layer(&c->L[f]) && (st = layer_act(c, &c->L[f], &a, &sm))) return st;
+        if (sm) f = -1, a = ENC_ACT_NONE;
         v = c->L[l->in[0]].value;
         for (int i = 1; i < l->n_in; i++) {
             enc_node nd = node_new(ENC_ADD, l->name);
             char nm[ENC_NAME_LEN + 16];
             if (i + 1 < l->n_in) snprintf(nm, sizeof nm, "%s/%d", l->name, i);
-            else snprintf(nm, sizeof nm, "%s", l->name);
+            else snprintf(nm, sizeof nm, "%s", f >= 0 ? c->L[f].name : l->name);
             nd.n_inputs = 2;
             nd.inputs[0] = v;
             nd.inputs[1] = c->L[l->in[i]].value;
+            if (i + 1 == l->n_in) nd.act = a;
             if ((st = add_node(c, l, &nd, nm, &v))) return st;
+        }
+        if (f >= 0) {
+            int chain[1] = {f};
+            mark_chain(c, chain, 1, v);
         }
     } else if (!strcmp(cls, "Flatten")) {
         if (iv->h != 1 || iv->w != 1)
@@ -1625,6 +1684,16 @@ void tfjs_default_options(tfjs_options *o)
     for (int i = 0; i < 3; i++) o->preproc.scale[i] = 1.0f;
 }
 
+void tfjs_caffe_options(tfjs_options *o)
+{
+    static const float mean_bgr[3] = {103.939f, 116.779f, 123.68f};
+    for (int i = 0; i < 3; i++) {
+        o->preproc.scale[i] = 255.0f;
+        o->preproc.bias[i] = -mean_bgr[2 - i];
+    }
+    o->bgr = true;
+}
+
 static imcap_status build(ctx *c)
 {
     imcap_status st;
@@ -1649,6 +1718,17 @@ static imcap_status build(ctx *c)
         int p = find_layer(c, pooled[i]);
         if (p < 0) return imcap_fail(IMCAP_E_ARG, "%s: no layer named '%s' to pool", c->path, pooled[i]);
         c->L[p].requested = true;
+    }
+    c->bgr_conv = -1;
+    if (o->bgr) {
+        int cur = c->input_layer;
+        while (c->L[cur].n_cons == 1 && !strcmp(c->L[c->L[cur].cons0].cls, "ZeroPadding2D")) cur = c->L[cur].cons0;
+        int f = c->L[cur].n_cons == 1 ? c->L[cur].cons0 : -1;
+        if (f < 0 || strcmp(c->L[f].cls, "Conv2D") != 0)
+            return imcap_fail(IMCAP_E_UNSUPPORTED,
+                              "%s: BGR input order needs the input to feed one Conv2D (through zero padding only)",
+                              c->path);
+        c->bgr_conv = f;
     }
     if ((st = load_weights(c))) return st;
     char gname[256];

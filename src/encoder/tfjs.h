@@ -17,10 +17,12 @@
  * Layers: InputLayer, Conv2D, DepthwiseConv2D, Dense, BatchNormalization,
  * Activation (linear, relu, relu6, sigmoid, softmax), ReLU, Softmax,
  * MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Concatenate, Add,
- * Flatten (of a 1x1xC value), Dropout (identity at inference). A batch norm
- * that alone consumes a linear convolution or dense layer is folded into its
- * weights; an activation that alone consumes one is fused into it; other
- * batch norms become per-channel affine nodes.
+ * ZeroPadding2D, Flatten (of a 1x1xC value), Dropout (identity at
+ * inference). A batch norm (with the epsilon of its config) that alone
+ * consumes a linear convolution or dense layer is folded into its weights;
+ * an activation that alone consumes one, or an Add, is fused into it; other
+ * batch norms become per-channel affine nodes. Weights are looked up by
+ * name in the manifest.
  *
  * Outputs of the graph:
  *   "embedding": global average pool of the last spatial feature map before
@@ -44,7 +46,14 @@ typedef struct tfjs_options {
     const char *const *pooled;    /* extra pooled outputs; NULL: "mixed5" if present */
     int n_pooled;
     enc_preproc preproc;          /* in_h/in_w 0: taken from the input layer */
+    bool bgr;                     /* the model reads BGR (Keras "caffe" mode): the input channels of
+                                     the Conv2D the input feeds are reversed, so the graph reads RGB */
 } tfjs_options;
+
+/* Keras "caffe" preprocessing (ResNet50): BGR, minus the ImageNet means
+ * (103.939, 116.779, 123.68) in BGR order, no scaling. Sets preproc (RGB
+ * order: x = pixel - mean) and bgr. */
+void tfjs_caffe_options(tfjs_options *o);
 
 /* Defaults: pixels scaled to [0, 1] (x = pixel / 255, as nsfwjs does). */
 void tfjs_default_options(tfjs_options *o);

@@ -13,6 +13,7 @@
  * tokenization of candidates and references.
  */
 #define _POSIX_C_SOURCE 200809L
+#include "captioner.h"
 #include "decoder.h"
 #include "generate.h"
 #include "internal.h"
@@ -247,11 +248,11 @@ imcap_status imcap_eval(const imcap_eval_params *p, imcap_eval_result *out)
     j.refs = refs;
 
     if (p->embeddings) {
-        if ((st = dec_load(p->model, &dec, &vocab))) goto fail;
+        if ((st = captioner_read_decoder(p->model, &dec, &vocab))) goto fail;
         if ((st = imcap_embfile_open(p->embeddings, &emb))) goto fail;
-        if (imcap_embfile_dim(emb) != (size_t)dec->cfg.n_img) {
+        if (imcap_embfile_dim(emb) != dec_input_floats(&dec->cfg)) {
             st = imcap_fail(IMCAP_E_MISMATCH, "%s: embeddings have %zu floats but the decoder %s reads %d",
-                            p->embeddings, imcap_embfile_dim(emb), p->model, dec->cfg.n_img);
+                            p->embeddings, imcap_embfile_dim(emb), p->model, (int)dec_input_floats(&dec->cfg));
             goto fail;
         }
         if (!(rows = imcap_calloc(n, sizeof *rows))) {

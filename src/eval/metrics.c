@@ -539,3 +539,213 @@ done:
     if (st != IMCAP_OK) memset(out, 0, sizeof *out);
     return st;
 }
+
+/* ------------------------------------------------------- CIDEr-D rewards */
+
+#include "cider.h"
+
+struct cider_refs {
+    scorer sc;             /* tokens and n-grams of the references, df over images */
+    size_t n_images;
+    size_t *first;         /* [n_images + 1] first reference sentence of each image */
+    sentence *refs;        /* [first[n_images]] */
+    double *w;             /* tf-idf weights of all reference bags, concatenated */
+    tfidf *vr;             /* [first[n_images]] views into w */
+    double ref_len;        /* log(n_images) */
+    uint32_t **word_tok;   /* [n_vocab] PTB token ids of each vocabulary word */
+    uint32_t *word_ntok;   /* [n_vocab] */
+    size_t n_vocab;
+};
+
+void cider_refs_free(cider_refs *c)
+{
+    if (!c) return;
+    if (c->refs)
+        for (size_t i = 0; i < c->first[c->n_images]; i++) sentence_free(&c->refs[i]);
+    if (c->word_tok)
+        for (size_t i = 0; i < c->n_vocab; i++) free(c->word_tok[i]);
+    free(c->word_tok);
+    free(c->word_ntok);
+    free(c->refs);
+    free(c->first);
+    free(c->w);
+    free(c->vr);
+    free(c->sc.scratch);
+    free(c->sc.tt.arena);
+    free(c->sc.tt.off);
+    free(c->sc.tt.len);
+    free(c->sc.tt.slots);
+    free(c->sc.nt.g);
+    free(c->sc.nt.slots);
+    free(c);
+}
+
+size_t cider_refs_n_images(const cider_refs *c) { return c->n_images; }
+
+imcap_status cider_refs_new(const imcap_captions *refs, const imcap_vocab *v, cider_refs **out)
+{
+    *out = NULL;
+    const size_t n = imcap_captions_n_images(refs);
+    if (n == 0) return imcap_fail(IMCAP_E_ARG, "CIDEr-D rewards: no reference images");
+    if (n > UINT32_MAX / 2) return imcap_fail(IMCAP_E_ARG, "CIDEr-D rewards: too many images (%zu)", n);
+    cider_refs *c = calloc(1, sizeof *c);
+    if (!c) return imcap_fail(IMCAP_E_NOMEM, "CIDEr-D rewards: out of memory");
+    imcap_status st = IMCAP_OK;
+    c->n_images = n;
+    c->n_vocab = imcap_vocab_size(v);
+    c->first = calloc(n + 1, sizeof *c->first);
+    size_t ns = imcap_captions_n_total(refs);
+    c->refs = calloc(ns ? ns : 1, sizeof *c->refs);
+    c->vr = calloc(ns ? ns : 1, sizeof *c->vr);
+    c->word_tok = calloc(c->n_vocab, sizeof *c->word_tok);
+    c->word_ntok = calloc(c->n_vocab, sizeof *c->word_ntok);
+    if (!c->first || !c->refs || !c->vr || !c->word_tok || !c->word_ntok) goto nomem;
+    size_t k = 0;
+    for (size_t i = 0; i < n && !st; i++) {
+        c->first[i] = k;
+        const size_t nr = imcap_captions_count(refs, i);
+        if (nr == 0) {
+            st = imcap_fail(IMCAP_E_ARG, "CIDEr-D rewards: image %s has no reference captions",
+                            imcap_captions_image(refs, i));
+            break;
+        }
+        for (size_t r = 0; r < nr && !st && k < ns; r++, k++) {
+            char *tok = NULL;
+            if (!(st = imcap_ptb_tokenize(imcap_captions_text(refs, i, r), &tok)))
+                st = sentence_build(&c->sc, tok, &c->refs[k]);
+            free(tok);
+        }
+    }
+    if (st) goto fail;
+    c->first[n] = k;
+    for (size_t i = 0; i < n; i++)
+        for (size_t r = c->first[i]; r < c->first[i + 1]; r++)
+            for (uint32_t b = 0; b < c->refs[r].nbag; b++) {
+                ngram *g = &c->sc.nt.g[c->refs[r].bag[b].id];
+                if (g->last_img != i + 1) {
+                    g->last_img = (uint32_t)(i + 1);
+                    g->df++;
+                }
+            }
+    c->ref_len = log((double)n);
+    size_t nw = 0;
+    for (size_t r = 0; r < k; r++) nw += c->refs[r].nbag;
+    c->w = malloc((nw ? nw : 1) * sizeof *c->w);
+    if (!c->w) goto nomem;
+    for (size_t r = 0, o = 0; r < k; r++) {
+        tfidf_make(&c->sc, &c->refs[r], c->ref_len, c->w + o, &c->vr[r]);
+        o += c->refs[r].nbag;
+    }
+    /* each vocabulary word's tokens; words no reference has become new tokens */
+    for (size_t id = 0; id < c->n_vocab; id++) {
+        char *tok = NULL;
+        if ((st = imcap_ptb_tokenize(imcap_vocab_word(v, (int32_t)id), &tok))) goto fail;
+        size_t cap = 0;
+        for (const char *p = tok; *p && !st;) {
+            while (*p && is_ws(*p)) p++;
+            if (!*p) break;
+            const char *q = p;
+            while (*q && !is_ws(*q)) q++;
+            uint32_t t = tok_intern(&c->sc.tt, p, (size_t)(q - p));
+            if (t == UINT32_MAX || !grow((void **)&c->word_tok[id], &cap, (size_t)c->word_ntok[id] + 1, sizeof(uint32_t)))
+                st = imcap_fail(IMCAP_E_NOMEM, "CIDEr-D rewards: out of memory");
+            else
+                c->word_tok[id][c->word_ntok[id]++] = t;
+            p = q;
+        }
+        free(tok);
+        if (st) goto fail;
+    }
+    *out = c;
+    return IMCAP_OK;
+nomem:
+    st = imcap_fail(IMCAP_E_NOMEM, "CIDEr-D rewards: out of memory");
+fail:
+    cider_refs_free(c);
+    return st;
+}
+
+/* Id of a reference n-gram, or UINT32_MAX if no reference has it. */
+static uint32_t ng_find(const ng_table *t, const uint32_t *ids, uint32_t n)
+{
+    if (!t->nslots) return UINT32_MAX;
+    size_t k = ng_hash(ids, n) & (t->nslots - 1);
+    while (t->slots[k]) {
+        uint32_t i = t->slots[k] - 1;
+        if (t->g[i].n == n && !memcmp(t->g[i].ids, ids, n * sizeof *ids)) return i;
+        k = (k + 1) & (t->nslots - 1);
+    }
+    return UINT32_MAX;
+}
+
+enum { CIDER_MAX_TOK = 256 };
+
+imcap_status cider_reward(const cider_refs *c, size_t image, const int32_t *words, int n, double *out)
+{
+    *out = 0;
+    if (image >= c->n_images)
+        return imcap_fail(IMCAP_E_ARG, "CIDEr-D reward: image %zu of %zu", image, c->n_images);
+    uint32_t tok[CIDER_MAX_TOK];
+    uint32_t ntok = 0;
+    for (int i = 0; i < n; i++) {
+        if (words[i] < 0 || (size_t)words[i] >= c->n_vocab)
+            return imcap_fail(IMCAP_E_ARG, "CIDEr-D reward: word id %d outside the vocabulary of %zu", words[i],
+                              c->n_vocab);
+        const uint32_t m = c->word_ntok[words[i]];
+        if (ntok + m > CIDER_MAX_TOK)
+            return imcap_fail(IMCAP_E_ARG, "CIDEr-D reward: candidate longer than %d tokens", CIDER_MAX_TOK);
+        memcpy(tok + ntok, c->word_tok[words[i]], m * sizeof *tok);
+        ntok += m;
+    }
+    /* The candidate's n-grams: reference n-grams by id (their bag, sorted),
+     * the others (df 0, they match nothing) only count towards the norms. */
+    struct ng { uint32_t id, n, pos; } g[CIDER_MAX_TOK * MAX_N];
+    size_t ng = 0;
+    for (uint32_t q = 1; q <= MAX_N; q++)
+        for (uint32_t i = 0; i + q <= ntok; i++) g[ng++] = (struct ng){ng_find(&c->sc.nt, tok + i, q), q, i};
+    double sq[MAX_N] = {0}, length = 0;
+    ngcount bag[CIDER_MAX_TOK * MAX_N];
+    double w[CIDER_MAX_TOK * MAX_N];
+    uint32_t nb = 0;
+    for (size_t a = 0; a < ng; a++) {
+        if (g[a].n == 2) length++;
+        bool seen = false; /* counted at its first occurrence */
+        for (size_t b = 0; b < a && !seen; b++)
+            seen = g[b].n == g[a].n && (g[a].id != UINT32_MAX ? g[b].id == g[a].id
+                                        : g[b].id == UINT32_MAX &&
+                                          !memcmp(tok + g[b].pos, tok + g[a].pos, g[a].n * sizeof *tok));
+        if (seen) continue;
+        uint32_t cnt = 0;
+        for (size_t b = a; b < ng; b++)
+            cnt += g[b].n == g[a].n && (g[a].id != UINT32_MAX ? g[b].id == g[a].id
+                                        : g[b].id == UINT32_MAX &&
+                                          !memcmp(tok + g[b].pos, tok + g[a].pos, g[a].n * sizeof *tok));
+        if (g[a].id == UINT32_MAX) {
+            const double x = (double)cnt * c->ref_len;
+            sq[g[a].n - 1] += x * x;
+        } else {
+            bag[nb].id = g[a].id;
+            bag[nb].count = cnt;
+            nb++;
+        }
+    }
+    qsort(bag, nb, sizeof *bag, cmp_ngcount);
+    for (uint32_t i = 0; i < nb; i++) {
+        const ngram *e = &c->sc.nt.g[bag[i].id];
+        const double df = log(e->df > 1 ? (double)e->df : 1.0);
+        w[i] = (double)bag[i].count * (c->ref_len - df);
+        sq[e->n - 1] += w[i] * w[i];
+    }
+    sentence cand = {.tok = tok, .ntok = ntok, .bag = bag, .nbag = nb};
+    tfidf vc = {.w = w, .length = length};
+    for (int q = 0; q < MAX_N; q++) vc.norm[q] = sqrt(sq[q]);
+    double score[MAX_N] = {0};
+    const size_t r0 = c->first[image], r1 = c->first[image + 1];
+    for (size_t r = r0; r < r1; r++) {
+        double val[MAX_N];
+        cider_sim(&c->sc, &cand, &vc, &c->refs[r], &c->vr[r], val);
+        for (int q = 0; q < MAX_N; q++) score[q] += val[q];
+    }
+    *out = (score[0] + score[1] + score[2] + score[3]) / MAX_N / (double)(r1 - r0) * 10.0;
+    return IMCAP_OK;
+}

@@ -1,0 +1,598 @@
+/*
+ * attention.c - the soft-attention decoder (DEC_ARCH_ATTENTION, decoder.h;
+ * Xu et al. 2015, "Show, Attend and Tell"), forward and backward.
+ *
+ * Input: a grid a_1..a_L of D features per photo (img [L][D], grid order).
+ *   abar = mean_i a_i;  h0 = tanh(init_h abar),  c0 = tanh(init_c abar)
+ *   P_i = att_a a_i + b                  (once per photo)        [L][A]
+ * step t, from h = h_{t-1}, c = c_{t-1} and the input token x_t:
+ *   e_i = v . tanh(P_i + att_h h)        alpha = softmax(e)      [L]
+ *   z = sum_i alpha_i a_i                                        [D]
+ *   beta = sigmoid(gate h + b)                                   [D]
+ *   LSTM([emb(x_t); beta * z], h, c) -> h_t, c_t  (gates as the recipe's)
+ *   y = ELU(out1 [drop(h_t); z; emb(x_t)] + b)   (deep output)   [O]
+ *   logits = out2 y + b                                          [V]
+ * Loss: the weighted masked cross-entropy of decoder.h plus the doubly
+ * stochastic regulariser lambda / (R L) * sum_r sum_i (1 - sum_t alpha_rti)^2
+ * over the R rows with a target, t over each row's steps.
+ *
+ * Training runs the b rows of a batch step by step (time-major buffers,
+ * row n = t * b + r) up to the longest row; a row's steps past its last
+ * target feed nothing into the loss. Every weight gradient is one GEMM over
+ * all rows; per step only the products with h_{t-1} are GEMMs of b rows.
+ */
+#include "dec_kernels.h"
+
+enum {
+    AT_INIT_H_W, AT_INIT_H_B, AT_INIT_C_W, AT_INIT_C_B, AT_EMB, AT_ATT_A_W, AT_ATT_A_B, AT_ATT_H_W, AT_ATT_V,
+    AT_GATE_W, AT_GATE_B, AT_LSTM_WX, AT_LSTM_WH, AT_LSTM_B, AT_OUT1_W, AT_OUT1_B, AT_OUT2_W, AT_OUT2_B,
+    AT_N_TENSORS
+};
+
+typedef struct at_tensors {
+    float *ih_w; /* [H][D] */
+    float *ih_b; /* [H] */
+    float *ic_w; /* [H][D] */
+    float *ic_b; /* [H] */
+    float *emb;  /* [V][E] */
+    float *aa_w; /* [A][D] */
+    float *aa_b; /* [A] */
+    float *ah_w; /* [A][H] */
+    float *av;   /* [A] */
+    float *g_w;  /* [D][H] */
+    float *g_b;  /* [D] */
+    float *wx;   /* [4H][E + D], rows i,f,g,o */
+    float *wh;   /* [4H][H] */
+    float *lb;   /* [4H] */
+    float *o1_w; /* [O][H + D + E] */
+    float *o1_b; /* [O] */
+    float *o2_w; /* [V][O] */
+    float *o2_b; /* [V] */
+} at_tensors;
+
+static imcap_status at_check(const dec_config *c)
+{
+    const int64_t L = (int64_t)c->grid_h * c->grid_w;
+    if (c->n_img1 != 0 || c->grid_h < 1 || c->grid_w < 1 || L > 4096 || L * c->n_img > (1 << 26) || c->n_att < 1)
+        return imcap_fail(IMCAP_E_ARG,
+                          "attention decoder config: grid %dx%d of %d features, attention %d, img1 %d (must be 0) "
+                          "out of range",
+                          c->grid_h, c->grid_w, c->n_img, c->n_att, c->n_img1);
+    return IMCAP_OK;
+}
+
+static int at_n_tensors(const dec_config *c) { return AT_N_TENSORS; }
+
+static dec_tensor_info at_tensor_at(const dec_config *c, int i)
+{
+    const int64_t H = c->n_hid, D = c->n_img, E = c->n_emb, A = c->n_att, O = c->n_out1, V = c->n_vocab;
+    struct { const char *name; int64_t r, k; } t[AT_N_TENSORS] = {
+        {"init_h.weight", H, D},      {"init_h.bias", H, 0},      {"init_c.weight", H, D},
+        {"init_c.bias", H, 0},        {"embed.weight", V, E},     {"att_a.weight", A, D},
+        {"att_a.bias", A, 0},         {"att_h.weight", A, H},     {"att_v.weight", A, 0},
+        {"gate.weight", D, H},        {"gate.bias", D, 0},        {"lstm.weight_ih", 4 * H, E + D},
+        {"lstm.weight_hh", 4 * H, H}, {"lstm.bias", 4 * H, 0},    {"out1.weight", O, H + D + E},
+        {"out1.bias", O, 0},          {"out2.weight", V, O},      {"out2.bias", V, 0},
+    };
+    dec_tensor_info info = {0};
+    size_t off = 0;
+    for (int j = 0; j <= i && j < AT_N_TENSORS; j++) {
+        size_t size = (size_t)t[j].r * (size_t)(t[j].k ? t[j].k : 1);
+        size_t padded = (size + 15) & ~(size_t)15; /* 64-byte aligned views */
+        if (j == i) {
+            info.name = t[j].name;
+            info.n_dims = t[j].k ? 2 : 1;
+            info.shape[0] = t[j].r;
+            info.shape[1] = t[j].k;
+            info.offset = off;
+            info.size = size;
+        }
+        off += padded;
+    }
+    if (i == AT_N_TENSORS) info.offset = off;
+    return info;
+}
+
+static at_tensors at_views(const dec_config *c, float *base)
+{
+    at_tensors t;
+    float **v[AT_N_TENSORS] = {&t.ih_w, &t.ih_b, &t.ic_w, &t.ic_b, &t.emb, &t.aa_w, &t.aa_b, &t.ah_w, &t.av,
+                               &t.g_w,  &t.g_b,  &t.wx,   &t.wh,   &t.lb,  &t.o1_w, &t.o1_b, &t.o2_w, &t.o2_b};
+    for (int i = 0; i < AT_N_TENSORS; i++) *v[i] = base + at_tensor_at(c, i).offset;
+    return t;
+}
+
+/* Glorot-uniform dense kernels (the LSTM's input kernel over [emb; z]),
+ * orthogonal recurrent kernel, biases zero except the forget gate's 1,
+ * embedding U(-0.05, 0.05). */
+static void at_init(dec_model *m, imcap_rng *rng)
+{
+    const dec_config *c = &m->cfg;
+    const int H = c->n_hid, D = c->n_img, E = c->n_emb, A = c->n_att, O = c->n_out1, V = c->n_vocab;
+    memset(m->params, 0, m->n_params * sizeof(float));
+    at_tensors p = at_views(c, m->params);
+    init_glorot(p.ih_w, H, D, rng);
+    init_glorot(p.ic_w, H, D, rng);
+    init_uniform(p.emb, (size_t)V * E, 0.05, rng);
+    init_glorot(p.aa_w, A, D, rng);
+    init_glorot(p.ah_w, A, H, rng);
+    init_glorot(p.av, 1, A, rng);
+    init_glorot(p.g_w, D, H, rng);
+    init_glorot(p.wx, 4 * H, E + D, rng);
+    init_orthogonal(p.wh, 4 * H, H, rng);
+    for (int j = 0; j < H; j++) p.lb[H + j] = 1.0f;
+    init_glorot(p.o1_w, O, H + D + E, rng);
+    init_glorot(p.o2_w, V, O, rng);
+}
+
+/* ---------------------------------------------------------------- attention */
+
+/* One row's attention: P [L][A], q [A], v [A], a [L][D] -> alpha [L] and
+ * z [D]. */
+static void attend(int L, int A, int D, const float *P, const float *q, const float *v, const float *a,
+                   float *alpha, float *z)
+{
+    float mx = -INFINITY;
+    for (int i = 0; i < L; i++) {
+        const float *pi = P + (size_t)i * A;
+        float e = 0.0f;
+        for (int k = 0; k < A; k++) e += v[k] * tanh_fast(pi[k] + q[k]);
+        alpha[i] = e;
+        mx = e > mx ? e : mx;
+    }
+    float s = 0.0f;
+    for (int i = 0; i < L; i++) s += (alpha[i] = exp_fast(alpha[i] - mx));
+    const float inv = 1.0f / s;
+    memset(z, 0, sizeof(float) * D);
+    for (int i = 0; i < L; i++) {
+        const float w = (alpha[i] *= inv);
+        const float *ai = a + (size_t)i * D;
+        for (int k = 0; k < D; k++) z[k] += w * ai[k];
+    }
+}
+
+/* y [n][out] = x [n][in] W^T (no bias; accumulate: y += ...). */
+static void gemm_nt(const float *x, const float *w, int n, int in, int out, float *y, bool accumulate)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, accumulate ? 1.0f : 0.0f, y,
+                out);
+}
+
+/* dW [out][in] += dy^T x over n rows (row strides ldy, ldx); db += colsum dy. */
+static void weight_grad(const float *dy, int ldy, const float *x, int ldx, int n, int in, int out, float *dw,
+                        float *db)
+{
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, dy, ldy, x, ldx, 1.0f, dw, in);
+    if (db)
+        for (int r = 0; r < n; r++)
+            for (int j = 0; j < out; j++) db[j] += dy[(size_t)r * ldy + j];
+}
+
+/* ---------------------------------------------------------------- workspace */
+
+typedef struct at_work {
+    dec_config cfg;
+    int max_b, max_t1;
+    float drop, lambda;
+    uint64_t drop_seed;
+    int *len;               /* [max_b] steps of each row */
+    int32_t *xtok, *tgt;    /* [N] input token and target of row n = t * b + r */
+    double *rowloss;        /* [N] */
+    float *mean;            /* [max_b][D] mean of the grid */
+    float *P, *dP;          /* [max_b][L][A] att_a a_i + b, its gradient */
+    float *S;               /* [max_b][L] sum over the row's steps of alpha */
+    float *hb, *cb;         /* [(T + 1) * b][H]: block 0 = h0 / c0, block t + 1 = h_t / c_t */
+    float *tc;              /* [N][H] tanh(c_t) */
+    float *q, *dq;          /* [N][A] att_h h_{t-1}, its gradient */
+    float *alpha;           /* [N][L] */
+    float *z, *beta, *dbp;  /* [N][D] context, gate, d gate pre-activation */
+    float *xin, *dxin;      /* [N][E + D] LSTM input [emb; beta z], its gradient */
+    float *g;               /* [N][4H] gate activations, then d pre-activations */
+    float *o, *dO;          /* [N][H + D + E] deep output input [drop(h); z; emb], its gradient */
+    float *y1, *dy1;        /* [N][O] */
+    float *lg;              /* [N][V] logits, then d logits */
+    float *dhn, *dcn;       /* [max_b][H] */
+    float *dmean, *da;      /* [max_b][D], [max_b][L][D] */
+    float *tmp;             /* [max_b][max(4H, D)] */
+} at_work;
+
+static void at_work_free(void *vw)
+{
+    at_work *w = vw;
+    if (!w) return;
+    void *p[] = {w->len, w->xtok, w->tgt, w->rowloss, w->mean, w->P, w->dP, w->S, w->hb, w->cb, w->tc, w->q,
+                 w->dq, w->alpha, w->z, w->beta, w->dbp, w->xin, w->dxin, w->g, w->o, w->dO, w->y1, w->dy1,
+                 w->lg, w->dhn, w->dcn, w->dmean, w->da, w->tmp};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) imcap_free(p[i]);
+    imcap_free(w);
+}
+
+static imcap_status at_work_new(const dec_config *c, int max_b, int max_t1, void **out)
+{
+    *out = NULL;
+    if (max_b < 1 || max_b > (1 << 16) || max_t1 < 2 || max_t1 > 1024)
+        return imcap_fail(IMCAP_E_ARG, "attention decoder workspace: batch %d x length %d out of range", max_b,
+                          max_t1);
+    at_work *w = imcap_calloc(1, sizeof *w);
+    if (!w) return IMCAP_E_NOMEM;
+    w->cfg = *c;
+    w->max_b = max_b;
+    w->max_t1 = max_t1;
+    const size_t B = (size_t)max_b, N = B * (size_t)(max_t1 - 1), H = c->n_hid, D = c->n_img, E = c->n_emb,
+                 A = c->n_att, O = c->n_out1, V = c->n_vocab, L = (size_t)dec_regions(c);
+    const size_t big = 4 * H > D ? 4 * H : D;
+    bool ok = (w->len = imcap_alloc(B, sizeof(int))) && (w->xtok = imcap_alloc(N, sizeof(int32_t))) &&
+              (w->tgt = imcap_alloc(N, sizeof(int32_t))) && (w->rowloss = imcap_alloc(N, sizeof(double))) &&
+              (w->mean = imcap_alloc(B * D, sizeof(float))) && (w->P = imcap_alloc(B * L * A, sizeof(float))) &&
+              (w->dP = imcap_alloc(B * L * A, sizeof(float))) && (w->S = imcap_alloc(B * L, sizeof(float))) &&
+              (w->hb = imcap_alloc((N + B) * H, sizeof(float))) && (w->cb = imcap_alloc((N + B) * H, sizeof(float))) &&
+              (w->tc = imcap_alloc(N * H, sizeof(float))) && (w->q = imcap_alloc(N * A, sizeof(float))) &&
+              (w->dq = imcap_alloc(N * A, sizeof(float))) && (w->alpha = imcap_alloc(N * L, sizeof(float))) &&
+              (w->z = imcap_alloc(N * D, sizeof(float))) && (w->beta = imcap_alloc(N * D, sizeof(float))) &&
+              (w->dbp = imcap_alloc(N * D, sizeof(float))) && (w->xin = imcap_alloc(N * (E + D), sizeof(float))) &&
+              (w->dxin = imcap_alloc(N * (E + D), sizeof(float))) && (w->g = imcap_alloc(N * 4 * H, sizeof(float))) &&
+              (w->o = imcap_alloc(N * (H + D + E), sizeof(float))) &&
+              (w->dO = imcap_alloc(N * (H + D + E), sizeof(float))) && (w->y1 = imcap_alloc(N * O, sizeof(float))) &&
+              (w->dy1 = imcap_alloc(N * O, sizeof(float))) && (w->lg = imcap_alloc(N * V, sizeof(float))) &&
+              (w->dhn = imcap_alloc(B * H, sizeof(float))) && (w->dcn = imcap_alloc(B * H, sizeof(float))) &&
+              (w->dmean = imcap_alloc(B * D, sizeof(float))) && (w->da = imcap_alloc(B * L * D, sizeof(float))) &&
+              (w->tmp = imcap_alloc(B * big, sizeof(float)));
+    if (!ok) {
+        at_work_free(w);
+        return imcap_fail(IMCAP_E_NOMEM, "attention decoder workspace: out of memory for %d x %d tokens", max_b,
+                          max_t1);
+    }
+    *out = w;
+    return IMCAP_OK;
+}
+
+static void at_set_dropout(void *vw, float p, uint64_t seed)
+{
+    at_work *w = vw;
+    w->drop = p > 0.0f && p < 1.0f ? p : 0.0f;
+    w->drop_seed = seed;
+}
+
+static void at_set_reg(void *vw, float lambda)
+{
+    at_work *w = vw;
+    w->lambda = lambda > 0.0f && isfinite(lambda) ? lambda : 0.0f;
+}
+
+/* --------------------------------------------------------- forward/backward */
+
+static void tanh_rows(float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++) y[i] = tanh_fast(y[i]);
+}
+
+static imcap_status at_forward_backward(dec_model *m, void *vw, const float *img, const int32_t *tokens,
+                                        const float *row_w, int b, int t1, bool backward, float *d_img, float *loss,
+                                        int64_t *n_targets)
+{
+    at_work *w = vw;
+    const dec_config *c = &m->cfg;
+    const int H = c->n_hid, D = c->n_img, E = c->n_emb, A = c->n_att, O = c->n_out1, V = c->n_vocab;
+    const int L = dec_regions(c), G4 = 4 * H, XI = E + D, OI = H + D + E, T = t1 - 1;
+    if (b < 1 || b > w->max_b || t1 < 2 || t1 > w->max_t1)
+        return imcap_fail(IMCAP_E_ARG, "decoder batch %d x %d exceeds the workspace (%d x %d)", b, t1, w->max_b,
+                          w->max_t1);
+    if (backward && !m->grads) return imcap_fail(IMCAP_E_ARG, "decoder model has no gradient buffer");
+    for (size_t i = 0; i < (size_t)b * t1; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return imcap_fail(IMCAP_E_ARG, "token id %d at batch row %zu, position %zu outside the vocabulary of %d",
+                              (int)tokens[i], i / t1, i % t1, V);
+    const at_tensors p = at_views(c, m->params);
+    const float drop = backward ? w->drop : 0.0f;
+    int n_active = 0, n_tgt = 0, Tm = 0;
+    for (int r = 0; r < b; r++) {
+        int len = 0;
+        for (int t = 0; t < T; t++) {
+            const int32_t tg = tokens[(size_t)r * t1 + t + 1];
+            if (tg != c->pad_id) {
+                len = t + 1;
+                n_tgt++;
+            }
+        }
+        w->len[r] = len;
+        n_active += len > 0;
+        Tm = len > Tm ? len : Tm;
+    }
+    if (n_targets) *n_targets = n_tgt;
+    if (backward) memset(m->grads, 0, m->n_params * sizeof(float));
+    if (backward && d_img) memset(d_img, 0, sizeof(float) * (size_t)b * L * D);
+    if (Tm == 0) return IMCAP_OK;
+    const size_t N = (size_t)Tm * b;
+    const float scale = 1.0f / (float)n_tgt;
+    const float reg = w->lambda / ((float)n_active * (float)L);
+
+    /* the photos: mean, h0, c0, P */
+    for (int r = 0; r < b; r++) {
+        float *mu = w->mean + (size_t)r * D;
+        memset(mu, 0, sizeof(float) * D);
+        for (int i = 0; i < L; i++) {
+            const float *ai = img + ((size_t)r * L + i) * D;
+            for (int k = 0; k < D; k++) mu[k] += ai[k];
+        }
+        for (int k = 0; k < D; k++) mu[k] /= (float)L;
+    }
+    dense_forward(w->mean, p.ih_w, p.ih_b, b, D, H, w->hb);
+    tanh_rows(w->hb, (size_t)b * H);
+    dense_forward(w->mean, p.ic_w, p.ic_b, b, D, H, w->cb);
+    tanh_rows(w->cb, (size_t)b * H);
+    dense_forward(img, p.aa_w, p.aa_b, b * L, D, A, w->P);
+    memset(w->S, 0, sizeof(float) * (size_t)b * L);
+
+    for (int t = 0; t < Tm; t++) {
+        const size_t n0 = (size_t)t * b;
+        const float *hp = w->hb + n0 * H, *cp = w->cb + n0 * H;
+        float *q = w->q + n0 * A, *beta = w->beta + n0 * D, *xin = w->xin + n0 * XI, *g = w->g + n0 * G4;
+        gemm_nt(hp, p.ah_w, b, H, A, q, false);
+        dense_forward(hp, p.g_w, p.g_b, b, H, D, beta);
+        for (size_t i = 0; i < (size_t)b * D; i++) beta[i] = sigmoid_fast(beta[i]);
+        for (int r = 0; r < b; r++) {
+            const size_t n = n0 + r;
+            const int32_t *row = tokens + (size_t)r * t1;
+            w->xtok[n] = row[t];
+            w->tgt[n] = row[t + 1];
+            float *al = w->alpha + n * L, *z = w->z + n * D;
+            attend(L, A, D, w->P + (size_t)r * L * A, q + (size_t)r * A, p.av, img + (size_t)r * L * D, al, z);
+            if (t < w->len[r])
+                for (int i = 0; i < L; i++) w->S[(size_t)r * L + i] += al[i];
+            float *x = xin + (size_t)r * XI;
+            memcpy(x, p.emb + (size_t)row[t] * E, sizeof(float) * E);
+            for (int k = 0; k < D; k++) x[E + k] = beta[(size_t)r * D + k] * z[k];
+        }
+        dense_forward(xin, p.wx, p.lb, b, XI, G4, g);
+        gemm_nt(hp, p.wh, b, H, G4, g, true);
+        for (int r = 0; r < b; r++) {
+            const size_t n = n0 + r;
+            float *h = w->hb + (n + b) * H;
+            lstm_cell_forward(H, g + (size_t)r * G4, cp + (size_t)r * H, w->cb + (n + b) * H, w->tc + n * H, h);
+            float *o = w->o + n * OI;
+            const uint32_t rid = (uint32_t)((size_t)r * t1 + t);
+            for (int j = 0; j < H; j++) o[j] = drop > 0.0f ? h[j] * drop_factor(w->drop_seed, rid, j, drop) : h[j];
+            memcpy(o + H, w->z + n * D, sizeof(float) * D);
+            memcpy(o + H + D, xin + (size_t)r * XI, sizeof(float) * E);
+        }
+    }
+    dense_forward(w->o, p.o1_w, p.o1_b, (int)N, OI, O, w->y1);
+    elu_forward(w->y1, N * O);
+    dense_forward(w->y1, p.o2_w, p.o2_b, (int)N, O, V, w->lg);
+    double total = 0.0;
+    for (size_t n = 0; n < N; n++) {
+        float *zr = w->lg + n * V;
+        if (w->tgt[n] == c->pad_id) {
+            memset(zr, 0, sizeof(float) * V);
+            continue;
+        }
+        const float rw = row_w ? row_w[n % (size_t)b] : 1.0f;
+        total += rw * softmax_xent_row(zr, V, w->tgt[n], scale * rw);
+    }
+    double rsum = 0.0;
+    for (int r = 0; r < b; r++)
+        if (w->len[r] > 0)
+            for (int i = 0; i < L; i++) {
+                const double d = 1.0 - w->S[(size_t)r * L + i];
+                rsum += d * d;
+            }
+    *loss = (float)(total / n_tgt + (double)reg * rsum);
+    if (!backward) return IMCAP_OK;
+
+    at_tensors gr = at_views(c, m->grads);
+    /* output layers over all rows */
+    weight_grad(w->lg, V, w->y1, O, (int)N, O, V, gr.o2_w, gr.o2_b);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, O, V, 1.0f, w->lg, V, p.o2_w, O, 0.0f, w->dy1, O);
+    elu_backward(w->dy1, w->y1, N * O);
+    weight_grad(w->dy1, O, w->o, OI, (int)N, OI, O, gr.o1_w, gr.o1_b);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, OI, O, 1.0f, w->dy1, O, p.o1_w, OI, 0.0f, w->dO,
+                OI);
+
+    /* back through time */
+    memset(w->dhn, 0, sizeof(float) * (size_t)b * H);
+    memset(w->dcn, 0, sizeof(float) * (size_t)b * H);
+    memset(w->dP, 0, sizeof(float) * (size_t)b * L * A);
+    memset(w->da, 0, sizeof(float) * (size_t)b * L * D);
+    for (int t = Tm - 1; t >= 0; t--) {
+        const size_t n0 = (size_t)t * b;
+        const float *cp = w->cb + n0 * H;
+        float *g = w->g + n0 * G4, *dxin = w->dxin + n0 * XI;
+        for (int r = 0; r < b; r++) {
+            const size_t n = n0 + r;
+            float *dho = w->dO + n * OI;
+            if (drop > 0.0f) {
+                const uint32_t rid = (uint32_t)((size_t)r * t1 + t);
+                for (int j = 0; j < H; j++) dho[j] *= drop_factor(w->drop_seed, rid, j, drop);
+            }
+            lstm_cell_backward(H, g + (size_t)r * G4, cp + (size_t)r * H, w->tc + n * H, dho, w->dhn + (size_t)r * H,
+                               w->dcn + (size_t)r * H);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b, XI, G4, 1.0f, g, G4, p.wx, XI, 0.0f, dxin, XI);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b, H, G4, 1.0f, g, G4, p.wh, H, 0.0f, w->dhn, H);
+        float *dz = w->tmp;
+        for (int r = 0; r < b; r++) {
+            const size_t n = n0 + r;
+            const float *z = w->z + n * D, *be = w->beta + n * D, *al = w->alpha + n * L;
+            const float *dbz = dxin + (size_t)r * XI + E, *dOz = w->dO + n * OI + H;
+            const float *a = img + (size_t)r * L * D, *P = w->P + (size_t)r * L * A, *q = w->q + n * A;
+            float *dbp = w->dbp + n * D, *dq = w->dq + n * A, *dP = w->dP + (size_t)r * L * A;
+            float *da = w->da + (size_t)r * L * D, *dzr = dz + (size_t)r * D;
+            for (int k = 0; k < D; k++) {
+                dzr[k] = dOz[k] + dbz[k] * be[k];
+                dbp[k] = dbz[k] * z[k] * be[k] * (1.0f - be[k]);
+            }
+            /* d alpha_i = a_i . dz (+ the regulariser), then the softmax */
+            float dal[4096], dot = 0.0f;
+            const bool live = t < w->len[r];
+            for (int i = 0; i < L; i++) {
+                const float *ai = a + (size_t)i * D;
+                float s = 0.0f;
+                for (int k = 0; k < D; k++) s += ai[k] * dzr[k];
+                if (live) s += -2.0f * reg * (1.0f - w->S[(size_t)r * L + i]);
+                dal[i] = s;
+                dot += al[i] * s;
+                float *dai = da + (size_t)i * D;
+                for (int k = 0; k < D; k++) dai[k] += al[i] * dzr[k];
+            }
+            memset(dq, 0, sizeof(float) * A);
+            for (int i = 0; i < L; i++) {
+                const float de = al[i] * (dal[i] - dot);
+                const float *pi = P + (size_t)i * A;
+                float *dpi = dP + (size_t)i * A;
+                for (int k = 0; k < A; k++) {
+                    const float u = tanh_fast(pi[k] + q[k]);
+                    gr.av[k] += de * u;
+                    const float dp = de * p.av[k] * (1.0f - u * u);
+                    dq[k] += dp;
+                    dpi[k] += dp;
+                }
+            }
+            /* the embedding: its LSTM input part and its deep-output part */
+            float *de = gr.emb + (size_t)w->xtok[n] * E;
+            const float *dxe = dxin + (size_t)r * XI, *dOe = w->dO + n * OI + H + D;
+            for (int k = 0; k < E; k++) de[k] += dxe[k] + dOe[k];
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b, H, D, 1.0f, w->dbp + n0 * D, D, p.g_w, H, 1.0f,
+                    w->dhn, H);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b, H, A, 1.0f, w->dq + n0 * A, A, p.ah_w, H, 1.0f,
+                    w->dhn, H);
+    }
+    /* weights of the per-step products, over all rows (h_{t-1} = hb rows [0, N)) */
+    weight_grad(w->g, G4, w->xin, XI, (int)N, XI, G4, gr.wx, gr.lb);
+    weight_grad(w->g, G4, w->hb, H, (int)N, H, G4, gr.wh, NULL);
+    weight_grad(w->dbp, D, w->hb, H, (int)N, H, D, gr.g_w, gr.g_b);
+    weight_grad(w->dq, A, w->hb, H, (int)N, H, A, gr.ah_w, NULL);
+    /* h0, c0 */
+    for (size_t i = 0; i < (size_t)b * H; i++) {
+        w->dhn[i] *= 1.0f - w->hb[i] * w->hb[i];
+        w->dcn[i] *= 1.0f - w->cb[i] * w->cb[i];
+    }
+    weight_grad(w->dhn, H, w->mean, D, b, D, H, gr.ih_w, gr.ih_b);
+    weight_grad(w->dcn, H, w->mean, D, b, D, H, gr.ic_w, gr.ic_b);
+    /* P = att_a a + b */
+    weight_grad(w->dP, A, img, D, b * L, D, A, gr.aa_w, gr.aa_b);
+    if (d_img) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b, D, H, 1.0f, w->dhn, H, p.ih_w, D, 0.0f, w->dmean, D);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b, D, H, 1.0f, w->dcn, H, p.ic_w, D, 1.0f, w->dmean, D);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b * L, D, A, 1.0f, w->dP, A, p.aa_w, D, 1.0f, w->da, D);
+        for (int r = 0; r < b; r++)
+            for (int i = 0; i < L; i++) {
+                float *o = d_img + ((size_t)r * L + i) * D;
+                const float *dai = w->da + ((size_t)r * L + i) * D, *dm = w->dmean + (size_t)r * D;
+                for (int k = 0; k < D; k++) o[k] = dai[k] + dm[k] / (float)L;
+            }
+    }
+    return IMCAP_OK;
+}
+
+/* ---------------------------------------------------------------- inference */
+
+/* Context of a photo: [a (L x D); P (L x A)]. State of a hypothesis: [h; c]. */
+static size_t at_context_floats(const dec_config *c)
+{
+    return (size_t)dec_regions(c) * ((size_t)c->n_img + (size_t)c->n_att);
+}
+
+static size_t at_state_floats(const dec_config *c) { return 2 * (size_t)c->n_hid; }
+
+static imcap_status at_init_state(const dec_model *m, const float *img, int n, float *ctx, float *state)
+{
+    const dec_config *c = &m->cfg;
+    const int H = c->n_hid, D = c->n_img, A = c->n_att, L = dec_regions(c);
+    const at_tensors p = at_views(c, m->params);
+    float *mu = imcap_alloc(D, sizeof(float)), *hc = imcap_alloc(2 * (size_t)H, sizeof(float));
+    if (!mu || !hc) {
+        imcap_free(mu);
+        imcap_free(hc);
+        return IMCAP_E_NOMEM;
+    }
+    const size_t CF = at_context_floats(c);
+    for (int r = 0; r < n; r++) {
+        const float *a = img + (size_t)r * L * D;
+        float *cx = ctx + (size_t)r * CF;
+        memcpy(cx, a, sizeof(float) * (size_t)L * D);
+        dense_forward(a, p.aa_w, p.aa_b, L, D, A, cx + (size_t)L * D);
+        memset(mu, 0, sizeof(float) * D);
+        for (int i = 0; i < L; i++)
+            for (int k = 0; k < D; k++) mu[k] += a[(size_t)i * D + k];
+        for (int k = 0; k < D; k++) mu[k] /= (float)L;
+        dense_forward(mu, p.ih_w, p.ih_b, 1, D, H, hc);
+        dense_forward(mu, p.ic_w, p.ic_b, 1, D, H, hc + H);
+        tanh_rows(hc, 2 * (size_t)H);
+        memcpy(state + (size_t)r * 2 * H, hc, sizeof(float) * 2 * H);
+    }
+    imcap_free(mu);
+    imcap_free(hc);
+    return IMCAP_OK;
+}
+
+static size_t at_step_scratch_floats(const dec_config *c, int n)
+{
+    const size_t H = c->n_hid, D = c->n_img, E = c->n_emb, A = c->n_att, O = c->n_out1, L = dec_regions(c);
+    return (size_t)n * (4 * H + A + L + 2 * D + (E + D) + 4 * H + (H + D + E) + O) + H;
+}
+
+static void at_step(const dec_model *m, const float *ctx, bool shared_ctx, const int32_t *tokens, int n,
+                    const float *state, float *logits, float *state_out, float *attn, float *scratch)
+{
+    const dec_config *c = &m->cfg;
+    const int H = c->n_hid, D = c->n_img, E = c->n_emb, A = c->n_att, O = c->n_out1, L = dec_regions(c);
+    const int G4 = 4 * H, XI = E + D, OI = H + D + E;
+    const at_tensors p = at_views(c, m->params);
+    const size_t CF = at_context_floats(c);
+    /* scratch: hp, cp, hn, cn [n][H]; q [n][A]; al [n][L]; z, be [n][D]; x [n][XI]; g [n][4H]; o [n][OI];
+     * y1 [n][O]; tc [H] */
+    float *hp = scratch, *cp = hp + (size_t)n * H, *hn = cp + (size_t)n * H, *cn = hn + (size_t)n * H;
+    float *q = cn + (size_t)n * H, *al = q + (size_t)n * A, *z = al + (size_t)n * L, *be = z + (size_t)n * D;
+    float *x = be + (size_t)n * D, *g = x + (size_t)n * XI, *o = g + (size_t)n * G4, *y1 = o + (size_t)n * OI;
+    float *tc = y1 + (size_t)n * O;
+    for (int r = 0; r < n; r++) {
+        memcpy(hp + (size_t)r * H, state + (size_t)r * 2 * H, sizeof(float) * H);
+        memcpy(cp + (size_t)r * H, state + (size_t)r * 2 * H + H, sizeof(float) * H);
+    }
+    memset(q, 0, sizeof(float) * (size_t)n * A);
+    small_nt(hp, n, p.ah_w, NULL, H, A, q, true);
+    small_nt(hp, n, p.g_w, p.g_b, H, D, be, false);
+    for (int r = 0; r < n; r++) {
+        const float *cx = shared_ctx ? ctx : ctx + (size_t)r * CF;
+        attend(L, A, D, cx + (size_t)L * D, q + (size_t)r * A, p.av, cx, al + (size_t)r * L, z + (size_t)r * D);
+        float *xr = x + (size_t)r * XI;
+        memcpy(xr, p.emb + (size_t)tokens[r] * E, sizeof(float) * E);
+        for (int k = 0; k < D; k++) xr[E + k] = sigmoid_fast(be[(size_t)r * D + k]) * z[(size_t)r * D + k];
+        if (attn) memcpy(attn + (size_t)r * L, al + (size_t)r * L, sizeof(float) * L);
+    }
+    small_nt(x, n, p.wx, p.lb, XI, G4, g, false);
+    small_nt(hp, n, p.wh, NULL, H, G4, g, true);
+    for (int r = 0; r < n; r++) {
+        lstm_cell_forward(H, g + (size_t)r * G4, cp + (size_t)r * H, cn + (size_t)r * H, tc, hn + (size_t)r * H);
+        float *orow = o + (size_t)r * OI;
+        memcpy(orow, hn + (size_t)r * H, sizeof(float) * H);
+        memcpy(orow + H, z + (size_t)r * D, sizeof(float) * D);
+        memcpy(orow + H + D, x + (size_t)r * XI, sizeof(float) * E);
+    }
+    for (int r = 0; r < n; r++) {
+        memcpy(state_out + (size_t)r * 2 * H, hn + (size_t)r * H, sizeof(float) * H);
+        memcpy(state_out + (size_t)r * 2 * H + H, cn + (size_t)r * H, sizeof(float) * H);
+    }
+    small_nt(o, n, p.o1_w, p.o1_b, OI, O, y1, false);
+    elu_forward(y1, (size_t)n * O);
+    small_nt(y1, n, p.o2_w, p.o2_b, O, c->n_vocab, logits, false);
+}
+
+const dec_arch dec_arch_attention = {
+    .name = "attention",
+    .check = at_check,
+    .n_tensors = at_n_tensors,
+    .tensor_at = at_tensor_at,
+    .init = at_init,
+    .work_new = at_work_new,
+    .work_free = at_work_free,
+    .set_dropout = at_set_dropout,
+    .set_reg = at_set_reg,
+    .forward_backward = at_forward_backward,
+    .context_floats = at_context_floats,
+    .state_floats = at_state_floats,
+    .init_state = at_init_state,
+    .step_scratch_floats = at_step_scratch_floats,
+    .step = at_step,
+};

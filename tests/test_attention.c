@@ -1,0 +1,445 @@
+/*
+ * test_attention.c - the soft-attention decoder: finite-difference checks of
+ * every tensor and of the grid input (with and without dropout, with the
+ * doubly stochastic regulariser), the step API against the batched forward,
+ * the attention weights, model files, and an overfit run on real captions.
+ */
+#include "test.h"
+#include "decoder.h"
+#include "generate.h"
+#include "optimizer.h"
+
+#include <math.h>
+
+enum { TB = 4, TT1 = 7, TD = 3, TL = 4 };
+
+/* Every dimension different: D 3, grid 2x2, attention 5, H 4, E 2, O 6, V 7. */
+static dec_config att_config(void)
+{
+    dec_config c = {.n_img = TD, .n_hid = 4, .n_emb = 2, .n_out1 = 6, .n_vocab = 7, .pad_id = 0,
+                    .arch = DEC_ARCH_ATTENTION, .grid_h = 2, .grid_w = 2, .n_att = 5};
+    return c;
+}
+
+/* 4 sequences of 7 tokens: different lengths, an interior PAD target, one
+ * without any target. */
+static const int32_t att_tokens[TB * TT1] = {
+    2, 4, 5, 6, 3, 0, 0, /* length 4 */
+    2, 6, 3, 0, 0, 0, 0, /* length 2 */
+    2, 5, 0, 4, 6, 1, 3, /* length 6, interior PAD target */
+    2, 0, 0, 0, 0, 0, 0, /* no target */
+};
+
+static void att_setup(bool grads, uint64_t seed, dec_model **m, dec_work **w, float img[TB * TL * TD])
+{
+    dec_config c = att_config();
+    REQUIRE_OK(dec_model_new(&c, grads, m));
+    REQUIRE_OK(dec_work_new(&c, TB, TT1, w));
+    imcap_rng rng;
+    imcap_rng_seed(&rng, seed);
+    dec_model_init(*m, &rng);
+    for (size_t i = 0; i < (*m)->n_params; i++) (*m)->params[i] += (float)(0.3 * imcap_rng_normal(&rng));
+    for (int i = 0; i < TB * TL * TD; i++) img[i] = (float)imcap_rng_normal(&rng);
+}
+
+static double att_loss(dec_model *m, dec_work *w, const float *img, const float *row_w, bool train)
+{
+    float loss;
+    REQUIRE_OK(dec_forward_backward(m, w, img, att_tokens, row_w, TB, TT1, train, NULL, &loss, NULL));
+    return loss;
+}
+
+/* Central differences; |fd - analytic| <= atol + rtol |analytic|. */
+static void att_gradcheck(float drop, float lambda, const float *row_w)
+{
+    const double h = 4e-3, atol = 1.5e-3, rtol = 2e-2;
+    const bool train = drop > 0.0f;
+    dec_config c = att_config();
+    dec_model *m;
+    dec_work *w;
+    float img[TB * TL * TD], dimg[TB * TL * TD];
+    att_setup(true, 7, &m, &w, img);
+    dec_work_set_dropout(w, drop, 99);
+    dec_work_set_attention_reg(w, lambda);
+    float loss;
+    int64_t nt;
+    REQUIRE_OK(dec_forward_backward(m, w, img, att_tokens, row_w, TB, TT1, true, dimg, &loss, &nt));
+    CHECK(nt == 4 + 2 + 5);
+    CHECK(loss > 0.5f);
+    if (train) CHECK(fabs(loss - att_loss(m, w, img, row_w, false)) > 1e-3);
+    float *grads = malloc(m->n_params * sizeof(float));
+    memcpy(grads, m->grads, m->n_params * sizeof(float));
+    for (int ti = 0; ti < dec_n_tensors(&c); ti++) {
+        dec_tensor_info info = dec_tensor_at(&c, ti);
+        double gmax = 0;
+        for (size_t k = 0; k < info.size; k++) {
+            float *p = m->params + info.offset + k;
+            float saved = *p;
+            *p = saved + (float)h;
+            double lp = att_loss(m, w, img, row_w, train);
+            *p = saved - (float)h;
+            double lm = att_loss(m, w, img, row_w, train);
+            *p = saved;
+            double fd = (lp - lm) / (2 * h), an = grads[info.offset + k];
+            if (fabs(an) > gmax) gmax = fabs(an);
+            if (!(fabs(fd - an) <= atol + rtol * fabs(an)))
+                test_fail_at(__FILE__, __LINE__, "%s[%zu]: finite difference %.6g, backward %.6g", info.name, k, fd,
+                             an);
+        }
+        if (!(gmax > 1e-3)) test_fail_at(__FILE__, __LINE__, "%s: gradient is ~0 (max %g)", info.name, gmax);
+    }
+    /* the grid: rows with targets get a gradient, the last row none */
+    double gmax = 0;
+    for (int k = 0; k < TB * TL * TD; k++) {
+        float saved = img[k];
+        img[k] = saved + (float)h;
+        double lp = att_loss(m, w, img, row_w, train);
+        img[k] = saved - (float)h;
+        double lm = att_loss(m, w, img, row_w, train);
+        img[k] = saved;
+        double fd = (lp - lm) / (2 * h);
+        if (!(fabs(fd - dimg[k]) <= atol + rtol * fabs(dimg[k])))
+            test_fail_at(__FILE__, __LINE__, "grid[%d]: finite difference %.6g, backward %.6g", k, fd, dimg[k]);
+        if (k < 3 * TL * TD && fabs(dimg[k]) > gmax) gmax = fabs(dimg[k]);
+        if (k >= 3 * TL * TD) CHECK(dimg[k] == 0.0f);
+    }
+    CHECK(gmax > 1e-3);
+    free(grads);
+    dec_work_free(w);
+    dec_model_free(m);
+}
+
+TEST(attention_gradcheck_every_tensor_and_the_grid) { att_gradcheck(0.0f, 0.0f, NULL); }
+
+TEST(attention_gradcheck_with_dropout) { att_gradcheck(0.5f, 0.0f, NULL); }
+
+TEST(attention_gradcheck_with_the_regulariser_and_row_weights)
+{
+    const float wts[TB] = {0.5f, -1.5f, 2.0f, 3.0f};
+    att_gradcheck(0.0f, 0.7f, wts);
+}
+
+/* The regulariser adds lambda * mean over rows with targets and regions of
+ * (1 - sum_t alpha)^2, computed here from the step API's attention weights. */
+TEST(attention_regulariser_and_step_api_match_the_batched_forward)
+{
+    dec_config c = att_config();
+    dec_model *m;
+    dec_work *w;
+    float img[TB * TL * TD];
+    att_setup(false, 11, &m, &w, img);
+    const float lambda = 0.3f;
+    float ce;
+    int64_t nt;
+    REQUIRE_OK(dec_forward_backward(m, w, img, att_tokens, NULL, TB, TT1, false, NULL, &ce, &nt));
+    dec_work_set_attention_reg(w, lambda);
+    float with_reg;
+    REQUIRE_OK(dec_forward_backward(m, w, img, att_tokens, NULL, TB, TT1, false, NULL, &with_reg, NULL));
+    const size_t S = dec_state_floats(&c), CF = dec_context_floats(&c);
+    REQUIRE(CF == (size_t)TL * (TD + 5));
+    float st[TB * 8], logits[TB * 7], attn[TB * TL], *ctx = malloc(sizeof(float) * TB * CF);
+    float *scratch = malloc(sizeof(float) * dec_step_scratch_floats(&c, TB));
+    REQUIRE(S == 8 && ctx && scratch);
+    REQUIRE_OK(dec_init_state(m, img, TB, ctx, st));
+    double total = 0, sum_alpha[TB][TL] = {{0}};
+    int n = 0;
+    const int len[TB] = {4, 2, 6, 0};
+    for (int t = 0; t < 6; t++) {
+        int32_t tok[TB];
+        for (int r = 0; r < TB; r++) tok[r] = att_tokens[r * 7 + t];
+        dec_step(m, ctx, false, tok, TB, st, logits, st, attn, scratch);
+        for (int r = 0; r < TB; r++) {
+            double s = 0;
+            for (int i = 0; i < TL; i++) s += attn[r * TL + i];
+            CHECK_NEAR(s, 1.0, 1e-5);
+            if (t < len[r])
+                for (int i = 0; i < TL; i++) sum_alpha[r][i] += attn[r * TL + i];
+            int tg = att_tokens[r * 7 + t + 1];
+            if (tg == 0) continue;
+            const float *z = logits + r * 7;
+            double mx = z[0], se = 0;
+            for (int j = 1; j < 7; j++) mx = z[j] > mx ? z[j] : mx;
+            for (int j = 0; j < 7; j++) se += exp(z[j] - mx);
+            total += log(se) + mx - z[tg];
+            n++;
+        }
+    }
+    CHECK(n == nt);
+    CHECK_NEAR(total / n, ce, 1e-5);
+    double reg = 0;
+    for (int r = 0; r < 3; r++)
+        for (int i = 0; i < TL; i++) reg += (1 - sum_alpha[r][i]) * (1 - sum_alpha[r][i]);
+    reg *= lambda / (3.0 * TL);
+    CHECK(reg > 1e-3);
+    CHECK_NEAR(with_reg, ce + reg, 1e-5);
+    free(ctx);
+    free(scratch);
+    dec_work_free(w);
+    dec_model_free(m);
+}
+
+/* Bad configurations are refused; files record the architecture and load
+ * back the same weights. */
+TEST(attention_config_checks_and_model_file)
+{
+    dec_config c = att_config(), bad = c;
+    dec_model *m, *m2;
+    bad.n_img1 = 3;
+    CHECK(dec_model_new(&bad, false, &m) == IMCAP_E_ARG);
+    bad = c;
+    bad.grid_w = 0;
+    CHECK(dec_model_new(&bad, false, &m) == IMCAP_E_ARG);
+    bad = c;
+    bad.n_att = 0;
+    CHECK(dec_model_new(&bad, false, &m) == IMCAP_E_ARG);
+    CHECK(dec_input_floats(&c) == (size_t)TL * TD && dec_regions(&c) == TL);
+    dec_work *w;
+    float img[TB * TL * TD];
+    att_setup(false, 2, &m, &w, img);
+    const char *words[] = {"#END#", "#PAD#", "#START#", "#UNK#", "a", "dog", "runs"};
+    imcap_vocab *v, *v2;
+    REQUIRE_OK(imcap_vocab_from_words(words, 7, &v));
+    m->cfg.pad_id = imcap_vocab_pad(v);
+    char path[600];
+    snprintf(path, sizeof path, "%s/att.gguf", test_tmpdir());
+    REQUIRE_OK(dec_save(path, m, v));
+    REQUIRE_OK(dec_load(path, &m2, &v2));
+    CHECK(m2->cfg.arch == DEC_ARCH_ATTENTION && m2->cfg.grid_h == 2 && m2->cfg.grid_w == 2 && m2->cfg.n_att == 5);
+    for (int i = 0; i < dec_n_tensors(&c); i++) {
+        dec_tensor_info ti = dec_tensor_at(&c, i);
+        CHECK(memcmp(m2->params + ti.offset, m->params + ti.offset, ti.size * sizeof(float)) == 0);
+    }
+    dec_model_free(m2);
+    imcap_vocab_free(v2);
+    imcap_vocab_free(v);
+    dec_work_free(w);
+    dec_model_free(m);
+}
+
+/* Beam search with beam 1 is greedy decoding, and greedy decoding of a batch
+ * is greedy decoding of each photo, for an attention model too. */
+TEST(attention_generation_agrees_across_decoders)
+{
+    dec_model *m;
+    dec_work *w;
+    float img[TB * TL * TD];
+    att_setup(false, 21, &m, &w, img);
+    gen_special sp = {.start_id = 2, .end_id = 3, .n_masked = 2, .masked = {0, 1}};
+    int32_t out[TB * 10];
+    int lens[TB];
+    REQUIRE_OK(gen_greedy_batch(m, img, TB, &sp, 10, out, lens));
+    imcap_gen_params gp = imcap_gen_default_params();
+    gp.max_len = 10;
+    for (int r = 0; r < TB; r++) {
+        gen_hyp g, bh;
+        int n1, n2;
+        REQUIRE_OK(gen_caption(m, img + r * TL * TD, &sp, &gp, &g, &n1));
+        REQUIRE_OK(gen_beam_search(m, img + r * TL * TD, &sp, &gp, &bh, &n2));
+        CHECK(n1 == 1 && n2 == 1);
+        CHECK(g.n_words == lens[r] && memcmp(g.words, out + r * 10, sizeof(int32_t) * g.n_words) == 0);
+        CHECK(bh.n_words == g.n_words && memcmp(bh.words, g.words, sizeof(int32_t) * g.n_words) == 0);
+        double lp;
+        REQUIRE_OK(gen_sequence_logprob(m, img + r * TL * TD, &sp, g.words, g.n_words, g.ended, &lp));
+        CHECK_NEAR(lp, g.logprob, 1e-6);
+    }
+    dec_work_free(w);
+    dec_model_free(m);
+}
+
+/* ---- overfit: a few real captions are learned and regenerated exactly ---- */
+
+TEST(attention_overfits_real_captions_and_greedy_regenerates_them)
+{
+    const char *csv = test_path("data/flickr8k/captions.csv");
+    FILE *fp = fopen(csv, "rb");
+    if (!fp) SKIP("data/flickr8k/captions.csv is not present (scripts/get-data.sh)");
+    fclose(fp);
+    enum { NI = 8, D = 8, GL = 9, T1 = 20 };
+    imcap_captions *all, *some;
+    REQUIRE_OK(imcap_captions_load_csv(csv, &all));
+    const char *names[NI];
+    for (int i = 0; i < NI; i++) names[i] = imcap_captions_image(all, (size_t)i * 97);
+    REQUIRE_OK(imcap_captions_subset(all, names, NI, "overfit set", &some));
+    imcap_vocab *voc;
+    REQUIRE_OK(imcap_vocab_build(some, 1, &voc));
+    int32_t tokens[NI * T1];
+    const int32_t pad = imcap_vocab_pad(voc);
+    for (int i = 0; i < NI * T1; i++) tokens[i] = pad;
+    int32_t *ids[NI];
+    size_t lens[NI];
+    for (int i = 0; i < NI; i++) {
+        REQUIRE_OK(imcap_vocab_encode(voc, imcap_captions_text(some, i, i % imcap_captions_count(some, i)), &ids[i],
+                                      &lens[i]));
+        REQUIRE(lens[i] >= 4 && lens[i] <= T1);
+        memcpy(tokens + i * T1, ids[i], sizeof(int32_t) * lens[i]);
+    }
+    dec_config c = {.n_img = D, .n_hid = 64, .n_emb = 32, .n_out1 = 48, .n_vocab = (int)imcap_vocab_size(voc),
+                    .pad_id = pad, .arch = DEC_ARCH_ATTENTION, .grid_h = 3, .grid_w = 3, .n_att = 16};
+    dec_model *m;
+    dec_work *w;
+    REQUIRE_OK(dec_model_new(&c, true, &m));
+    REQUIRE_OK(dec_work_new(&c, NI, T1, &w));
+    dec_work_set_attention_reg(w, 0.1f);
+    imcap_rng rng;
+    imcap_rng_seed(&rng, 3);
+    dec_model_init(m, &rng);
+    float img[NI * GL * D];
+    for (int i = 0; i < NI * GL * D; i++) img[i] = (float)imcap_rng_normal(&rng);
+    adam a;
+    adam_params ap = adam_default_params();
+    ap.lr = 1e-2f;
+    ap.clip = 5.0f;
+    REQUIRE_OK(adam_init(&a, &ap, m->n_params));
+    float loss = 0, first = 0;
+    for (int step = 0; step < 1500; step++) {
+        REQUIRE_OK(dec_forward_backward(m, w, img, tokens, NULL, NI, T1, true, NULL, &loss, NULL));
+        if (step == 0) first = loss;
+        if (loss < 0.05f) break;
+        adam_step(&a, m->params, m->grads);
+    }
+    CHECK(first > 2.0f);
+    CHECK(loss < 0.05f);
+    int32_t out[NI * T1];
+    int olen[NI];
+    REQUIRE_OK(gen_greedy(m, img, NI, imcap_vocab_start(voc), imcap_vocab_end(voc), T1, out, olen));
+    for (int i = 0; i < NI; i++) {
+        int ok = olen[i] == (int)lens[i] - 2 && memcmp(out + i * T1, ids[i] + 1, sizeof(int32_t) * olen[i]) == 0;
+        if (!ok) test_fail_at(__FILE__, __LINE__, "caption %d not regenerated (%d words, want %zu)", i, olen[i],
+                              lens[i] - 2);
+        free(ids[i]);
+    }
+    adam_free(&a);
+    imcap_vocab_free(voc);
+    imcap_captions_free(some);
+    imcap_captions_free(all);
+    dec_work_free(w);
+    dec_model_free(m);
+}
+
+/* ---- PyTorch golden (scripts/golden_attention.py) ---- */
+
+typedef struct reader {
+    const char *p, *end;
+} reader;
+
+static const void *take(reader *r, size_t n)
+{
+    REQUIRE((size_t)(r->end - r->p) >= n);
+    const void *q = r->p;
+    r->p += n;
+    return q;
+}
+
+static int32_t take_i32(reader *r)
+{
+    int32_t v;
+    memcpy(&v, take(r, 4), 4);
+    return v;
+}
+
+static float take_f32(reader *r)
+{
+    float v;
+    memcpy(&v, take(r, 4), 4);
+    return v;
+}
+
+/* Tolerances: float32 on both sides, different summation orders and our
+ * polynomial exp/tanh: loss 1e-5 relative; gradients |c - torch| <= 2e-6 +
+ * 1e-4 (|torch| + the tensor's largest); Adam losses 1e-5 relative, weights
+ * after 10 steps 1e-5 absolute; greedy captions identical. */
+TEST(attention_matches_pytorch_golden)
+{
+    char *data;
+    size_t len;
+    REQUIRE_OK(imcap_read_file(test_path("tests/data/attention_golden.bin"), 1 << 20, &data, &len));
+    reader r = {data, data + len};
+    REQUIRE(memcmp(take(&r, 8), "IMCAGLD1", 8) == 0);
+    dec_config c = {.arch = DEC_ARCH_ATTENTION};
+    c.n_img = take_i32(&r);
+    c.grid_h = take_i32(&r);
+    c.grid_w = take_i32(&r);
+    c.n_att = take_i32(&r);
+    c.n_hid = take_i32(&r);
+    c.n_emb = take_i32(&r);
+    c.n_out1 = take_i32(&r);
+    c.n_vocab = take_i32(&r);
+    c.pad_id = take_i32(&r);
+    int B = take_i32(&r), T1 = take_i32(&r), n_steps = take_i32(&r), gen_len = take_i32(&r);
+    float lr = take_f32(&r), clip = take_f32(&r), lambda = take_f32(&r);
+    REQUIRE(B > 0 && B < 100 && T1 > 1 && T1 < 100 && n_steps > 0 && n_steps < 100 && gen_len > 0 && gen_len < 50);
+    dec_model *m;
+    dec_work *w;
+    REQUIRE_OK(dec_model_new(&c, true, &m));
+    REQUIRE_OK(dec_work_new(&c, B, T1, &w));
+    dec_work_set_attention_reg(w, lambda);
+    const size_t nin = (size_t)B * dec_input_floats(&c);
+    int32_t *tok = malloc(sizeof(int32_t) * B * T1);
+    float *rw = malloc(sizeof(float) * B), *img = malloc(sizeof(float) * nin), *dimg = malloc(sizeof(float) * nin);
+    REQUIRE(tok && rw && img && dimg);
+    memcpy(tok, take(&r, sizeof(int32_t) * B * T1), sizeof(int32_t) * B * T1);
+    memcpy(rw, take(&r, sizeof(float) * B), sizeof(float) * B);
+    memcpy(img, take(&r, sizeof(float) * nin), sizeof(float) * nin);
+    const int NT = dec_n_tensors(&c);
+    for (int i = 0; i < NT; i++) {
+        dec_tensor_info ti = dec_tensor_at(&c, i);
+        memcpy(m->params + ti.offset, take(&r, sizeof(float) * ti.size), sizeof(float) * ti.size);
+    }
+    /* greedy captions of the initial model (at the end of the file) */
+    gen_special sp = {.start_id = 2, .end_id = 3, .n_masked = 3, .masked = {0, 1, 2}};
+    int32_t *out = malloc(sizeof(int32_t) * B * gen_len);
+    int *olen = malloc(sizeof(int) * B);
+    REQUIRE(out && olen);
+    REQUIRE_OK(gen_greedy_batch(m, img, B, &sp, gen_len, out, olen));
+
+    float loss, ref_loss = take_f32(&r);
+    REQUIRE_OK(dec_forward_backward(m, w, img, tok, rw, B, T1, true, dimg, &loss, NULL));
+    CHECK_NEAR(loss, ref_loss, 1e-5 * fabs(ref_loss));
+    for (int i = 0; i <= NT; i++) {
+        const char *name = i < NT ? dec_tensor_at(&c, i).name : "d_img";
+        size_t n = i < NT ? dec_tensor_at(&c, i).size : nin;
+        const float *ref = take(&r, sizeof(float) * n);
+        const float *got = i < NT ? m->grads + dec_tensor_at(&c, i).offset : dimg;
+        double gmax = 0;
+        for (size_t k = 0; k < n; k++) gmax = fmax(gmax, fabs(ref[k]));
+        REQUIRE(gmax > 1e-4);
+        for (size_t k = 0; k < n; k++)
+            if (!(fabs(got[k] - ref[k]) <= 2e-6 + 1e-4 * (fabs(ref[k]) + gmax)))
+                test_fail_at(__FILE__, __LINE__, "gradient %s[%zu]: %.9g, torch %.9g", name, k, got[k], ref[k]);
+    }
+    adam a;
+    adam_params ap = adam_default_params();
+    ap.lr = lr;
+    ap.clip = clip;
+    REQUIRE_OK(adam_init(&a, &ap, m->n_params));
+    for (int s = 0; s < n_steps; s++) {
+        float ref = take_f32(&r);
+        REQUIRE_OK(dec_forward_backward(m, w, img, tok, rw, B, T1, true, NULL, &loss, NULL));
+        CHECK_NEAR(loss, ref, 1e-5 * fabs(ref));
+        adam_step(&a, m->params, m->grads);
+    }
+    for (int i = 0; i < NT; i++) {
+        dec_tensor_info ti = dec_tensor_at(&c, i);
+        const float *ref = take(&r, sizeof(float) * ti.size);
+        for (size_t k = 0; k < ti.size; k++)
+            if (!(fabs(m->params[ti.offset + k] - ref[k]) <= 1e-5))
+                test_fail_at(__FILE__, __LINE__, "%s[%zu] after Adam: %.9g, torch %.9g", ti.name, k,
+                             m->params[ti.offset + k], ref[k]);
+    }
+    for (int b = 0; b < B; b++) {
+        int n = take_i32(&r);
+        const int32_t *words = take(&r, sizeof(int32_t) * gen_len);
+        CHECK(olen[b] == n && memcmp(out + (size_t)b * gen_len, words, sizeof(int32_t) * n) == 0);
+    }
+    CHECK(r.p == r.end);
+    adam_free(&a);
+    free(out);
+    free(olen);
+    free(tok);
+    free(rw);
+    free(img);
+    free(dimg);
+    free(data);
+    dec_work_free(w);
+    dec_model_free(m);
+}
