@@ -56,6 +56,13 @@ $(BUILD)/src/decoder/decoder.o $(BUILD)/src/decoder/optimizer.o $(BUILD)/src/dec
 # Image resize loops: let GCC vectorize them (integer math, results unchanged).
 $(BUILD)/src/image/image.o: CFLAGS += -O3
 
+# MPI (Debian OpenMPI) for the CLI's communicator (tools/mpi.c), when installed; the library has none.
+MPI_LIBS := $(shell pkg-config --libs ompi-c 2>/dev/null)
+ifneq ($(MPI_LIBS),)
+$(BUILD)/tools/mpi.o: CFLAGS += $(shell pkg-config --cflags ompi-c) -DIMCAP_MPI
+$(BUILD)/imcap: LDLIBS += $(MPI_LIBS)
+endif
+
 # Benchmark programs: bench/<name>.c -> build/<name> (make bench).
 BENCHSRC := $(wildcard bench/*.c)
 bench: $(BENCHSRC:bench/%.c=$(BUILD)/%)
@@ -129,3 +136,32 @@ uninstall:
 	-rmdir $(D)$(DATADIR)/models/encoders $(D)$(DATADIR)/models $(D)$(DATADIR) 2>/dev/null
 
 .PHONY: all asan bench check test clean model install uninstall
+
+# Fuzzing: one libFuzzer harness per untrusted input (tests/fuzz/fuzz_*.c), built by clang with
+# ASan+UBSan into build-fuzz/; `make fuzz [FUZZ_SECONDS=N]` runs each N s (scripts/fuzz.sh) and
+# fails on any finding. Corpora grow in build-fuzz/corpus/, findings land in build-fuzz/findings/.
+FUZZ_SECONDS ?= 60
+FUZZ_OPT = -O1 -g -Wno-unknown-warning-option -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZSRC := $(wildcard tests/fuzz/fuzz_*.c)
+
+fuzz-build:
+	$(MAKE) BUILD=build-fuzz CC=clang OPT="$(FUZZ_OPT)" fuzz-harnesses
+
+fuzz-harnesses: $(FUZZSRC:tests/fuzz/%.c=$(BUILD)/%) $(BUILD)/make_seeds
+
+$(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(BUILD)/libimcap.a
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(BUILD)/libimcap.a $(LDLIBS)
+
+# The server's harness links the server (tools/serve_*.c) and libmicrohttpd.
+$(BUILD)/fuzz_serve_request: tests/fuzz/fuzz_serve_request.c $(BUILD)/tools/serve_http.o $(BUILD)/tools/serve_pool.o \
+                             $(BUILD)/tools/caption_json.o $(BUILD)/tools/cli.o $(BUILD)/tools/mpi.o $(BUILD)/gen/serve_page.o \
+                             $(BUILD)/libimcap.a
+	$(CC) $(CFLAGS) -Itools -fsanitize=fuzzer -o $@ $(filter %.c %.o %.a,$^) $(LDLIBS) -lmicrohttpd $(MPI_LIBS)
+
+$(BUILD)/make_seeds: tests/fuzz/make_seeds.c tests/fixture.c $(BUILD)/libimcap.a
+	$(CC) $(CFLAGS) -Itests -o $@ tests/fuzz/make_seeds.c tests/fixture.c $(BUILD)/libimcap.a $(LDLIBS)
+
+fuzz: all fuzz-build
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
+
+.PHONY: fuzz fuzz-build fuzz-harnesses

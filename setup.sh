@@ -19,11 +19,14 @@ log() { printf '\n== %s\n' "$*" >&2; }
 
 APT_PACKAGES=(build-essential pkg-config libopenblas-dev libjpeg-dev libpng-dev libexif-dev
               libcjson-dev libespeak-ng-dev espeak-ng python3 python3-numpy ca-certificates curl unzip)
+APT_PACKAGES+=(libopenmpi-dev openmpi-bin iproute2)  # MPI scale-out: mpirun, tests/suites/mpi.sh (ip netns)
 # Python binding, its tests and the notebook (tests/suites/python.sh, notebook.sh).
-APT_PACKAGES+=(python3-pytest python3-pip python3-setuptools python3-pil python3-matplotlib
+APT_PACKAGES+=(python3-pytest python3-pip python3-setuptools python3-venv python3-pil python3-matplotlib
                python3-ipykernel python3-nbconvert jupyter-nbconvert)
 # imcap serve (libmicrohttpd) and its browser, reverse-proxy and load tests.
 APT_PACKAGES+=(libmicrohttpd-dev chromium nginx wrk)
+# The fuzz harnesses (make fuzz, tests/suites/fuzz.sh): clang with the libFuzzer runtime.
+APT_PACKAGES+=(clang libclang-rt-14-dev)
 if [ "$NO_APT" = 0 ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -15,24 +15,12 @@
  */
 #include "decoder.h"
 #include "optimizer.h"
+#include "bench_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-
-static double cpu_seconds(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
-}
-
-static uint64_t lcg(uint64_t *s)
-{
-    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
-    return *s >> 33;
-}
 
 /* Fill tokens [b][t1] (PAD 1, START 2, END 0, words 4..V-1) and img [b][d]. */
 static void make_batch(uint64_t *s, int b, int t1, int d, int V, int32_t *tok, float *img)

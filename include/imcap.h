@@ -45,6 +45,11 @@ typedef enum imcap_status {
  * library's SONAME is libimcap.so.<major>). */
 const char *imcap_version(void);
 
+/* sizeof the public struct of that name ("imcap_caption_alt", ...) in this
+ * build of the library, 0 for a name it does not know: bindings that mirror
+ * the structs (python/imcap) check their layouts against it. */
+size_t imcap_abi_sizeof(const char *type_name);
+
 /* Static name of a status ("ok", "io error", ...). */
 const char *imcap_status_str(imcap_status s);
 
@@ -64,6 +69,39 @@ typedef int (*imcap_progress_fn)(void *user, uint64_t done, uint64_t total, cons
  * lacks or no path at all (encoder runs and training then fail the same). */
 const char *imcap_cpu_path(void);
 imcap_status imcap_cpu_check(void);
+
+/* ------------------------------------------- processes of one job (MPI) */
+
+/* A communicator between the processes ("ranks") of one job, for data-parallel
+ * training and sharded extraction/evaluation. The library holds no MPI: the
+ * caller supplies the transport (the CLI's is tools/mpi.c, OpenMPI); NULL or
+ * imcap_comm_self() is one process. Every rank calls the same operations in
+ * the same order (collectives); an operation that fails leaves the ranks out
+ * of step, so the caller must then call abort. */
+typedef struct imcap_comm {
+    int rank, size;  /* this process, of size (0 <= rank < size) */
+    void *user;
+    /* recv [size][bytes] receives every rank's `bytes` bytes of send, in rank order */
+    imcap_status (*allgather)(void *user, const void *send, void *recv, size_t bytes);
+    /* send and recv are [size][bytes]: block q of send goes to rank q, block q of
+     * recv comes from rank q */
+    imcap_status (*alltoall)(void *user, const void *send, void *recv, size_t bytes);
+    /* buf [bytes] of rank root is copied to every rank */
+    imcap_status (*bcast)(void *user, void *buf, size_t bytes, int root);
+    imcap_status (*barrier)(void *user);
+    /* ends every process of the job at once with status s, after printing msg */
+    void (*abort)(void *user, imcap_status s, const char *msg);
+} imcap_comm;
+
+/* The one-process communicator (rank 0 of 1; its operations copy). */
+const imcap_comm *imcap_comm_self(void);
+/* Agreement on failure, called by every rank with its own status: all get
+ * IMCAP_OK if every s is IMCAP_OK, else the status of the lowest failing
+ * rank and its message prefixed "rank R: " (one process: s unchanged). */
+imcap_status imcap_comm_agree(const imcap_comm *c, imcap_status s);
+/* strs [n]: rank r holds strs[i] for i % size == r (the others NULL); after
+ * the call every rank holds all n (malloc'd; free each). Agrees first. */
+imcap_status imcap_comm_share_strings(const imcap_comm *c, char **strs, size_t n);
 
 /* ---------------------------------------- text: captions, tokenizer, vocab */
 
@@ -299,6 +337,10 @@ typedef struct imcap_train_report {
     double eta_s;               /* estimated seconds to the end */
     const char *checkpoint;     /* path when a checkpoint was just written, else NULL */
     int best;                   /* 1 when the best-validation model was just written */
+    double comm_s;              /* ranks of a job: seconds this process spent exchanging gradients */
+    double wait_s;              /* ... and waiting for the slowest rank before the exchanges */
+    double train_s;             /* seconds of this run so far (training and validation) */
+    uint64_t comm_bytes;        /* bytes this process sends per batch (0 for one process) */
 } imcap_train_report;
 /* Called after every batch and at each epoch end; non-zero stops training
  * (imcap_train then returns IMCAP_E_ARG "interrupted"). */
@@ -340,6 +382,11 @@ typedef struct imcap_train_params {
                                    grid; n_img1 unused) */
     int n_att;                  /* attention: size of the attention MLP (256) */
     float att_lambda;           /* attention: weight of the doubly stochastic regulariser (1) */
+    const imcap_comm *comm;     /* ranks sharing each batch (NULL: one process); rank 0 alone
+                                   writes files and calls progress/report */
+    int chunks;                 /* each batch is cut into `chunks` fixed sub-batches whose gradients
+                                   are summed in chunk order, so results depend on chunks, never on
+                                   the number of ranks (<= chunks); 0: 1 (one process) or the ranks */
 } imcap_train_params;
 
 imcap_train_params imcap_train_default_params(void);
@@ -351,7 +398,7 @@ imcap_status imcap_train(const imcap_train_params *p);
  * sampled from the model; each caption's reward is its CIDEr-D against the
  * image's training references (document frequencies over the training
  * split's references, computed once); advantage = reward - baseline (the
- * greedy caption's reward, or the mean of the image's other samples);
+ * mean of the image's other samples, or the greedy caption's reward);
  * loss = -sum advantage * log p(caption) / caption tokens, through the
  * decoder's backward; Adam. Each epoch ends with the greedy CIDEr-D of the
  * validation split (as imcap_eval computes it), history CSV + SVG plot,
@@ -394,7 +441,7 @@ typedef struct imcap_scst_params {
     int batch_size;             /* images per batch: 16 */
     int samples;                /* sampled captions per image: 5 */
     int max_len;                /* words per caption: 20 */
-    int baseline;               /* IMCAP_SCST_BASELINE_GREEDY (default) or _MEAN (needs samples >= 2) */
+    int baseline;               /* IMCAP_SCST_BASELINE_MEAN (default; needs samples >= 2) or _GREEDY */
     int val_images;             /* validation: the first N images of the split, 0 = all */
     int checkpoint_every;       /* also checkpoint every N batches (50); 0: only at epoch ends */
     float lr;                   /* Adam learning rate 5e-5 */
@@ -432,6 +479,8 @@ typedef struct imcap_gen_params {
     int max_len;        /* maximum number of words, 1..100 (default 20) */
     int n_best;         /* captions returned, 1..64 (default 1); <= beam for beam search */
     float length_alpha; /* beam length normalisation exponent, 0..2 (default 0.7) */
+    int block_ngram;    /* beam search: no n-gram of this many words twice in a caption
+                           (0 = off, the default; 1..8) */
 } imcap_gen_params;
 
 imcap_gen_params imcap_gen_default_params(void);
@@ -508,9 +557,11 @@ typedef struct imcap_eval_params {
     int beam;               /* 0: the model's setting (captioner) or greedy (decoder) */
     int max_len;            /* 0: the model's setting or the default (20 words) */
     float length_alpha;     /* < 0 (default): the model's setting or the default */
+    int block_ngram;        /* < 0 (default): the model's setting (or off); else as imcap_gen_params */
     int threads;            /* captioning threads (default 2) */
     imcap_progress_fn progress; /* images done / total; non-zero stops (IMCAP_E_ARG) */
     void *progress_user;
+    const imcap_comm *comm; /* ranks sharing the images (i % size == rank); NULL: one process */
 } imcap_eval_params;
 
 typedef struct imcap_eval_result {
@@ -617,6 +668,9 @@ typedef struct imcap_extract_params {
                             * a resumed file must have been created with the same */
     const char *dtypes;    /* NULL, or "f32" / "f16" for all outputs, or one per output:
                             * "f32,f16" with output "embedding,grid" (overrides dtype) */
+    const imcap_comm *comm; /* ranks sharing the list (image i on rank i % size, in shard files
+                             * "<out>.rank<R>of<N>", each resumable; rank 0 merges them into out,
+                             * the same bytes as one process writes); NULL: one process */
 } imcap_extract_params;
 
 typedef struct imcap_extract_report {
@@ -718,12 +772,15 @@ typedef struct imcap_caption_alt {
     double score;    /* ranking score (logprob / len^alpha) */
     int n_words;
     int ended;       /* 1 if the model ended the caption, 0 if cut at max_len */
+    float *attention; /* attention models: [n_words][grid_rows * grid_cols] weights (row-major over
+                         the grid, each word's summing to 1); NULL for other models */
 } imcap_caption_alt;
 
 typedef struct imcap_caption {
     int n_alt;
     imcap_caption_alt *alt;
     double t_decode, t_encode, t_generate; /* seconds spent on each stage */
+    int grid_rows, grid_cols; /* attention models: the grid the weights cover; 0 otherwise */
 } imcap_caption;
 
 /* Caption an image file / an encoded image in memory (JPEG, PNG or BMP;

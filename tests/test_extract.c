@@ -425,3 +425,31 @@ TEST(extract_grid_output_float32_and_float16)
     imcap_extract_report_free(&rep);
     enc_graph_free(g);
 }
+
+/* Issue 14, finding 7: after a failed write in the middle of a batch (a full
+ * disk), the report counts exactly the rows the file holds. */
+TEST(extract_report_after_a_failed_write_counts_the_rows_in_the_file)
+{
+    enc_graph *g = tiny_encoder();
+    make_images();
+    for (int fail_at = 1; fail_at <= 8; fail_at++) {
+        char name[32];
+        snprintf(name, sizeof name, "full%d.f32", fail_at);
+        extract_ctx x = ctx(name, 4);
+        imcap_extract_report rep;
+        imcap_fault_inject(IMCAP_FAULT_WRITE, fail_at + 1); /* the header is the first write */
+        imcap_status s = extract_run(g, &x, &rep);
+        imcap_fault_inject(IMCAP_FAULT_WRITE, 0);
+        CHECK(s == IMCAP_E_IO);
+        CHECK(strstr(imcap_last_error(), x.out_path) != NULL);
+        imcap_embfile *f;
+        REQUIRE_OK(imcap_embfile_open(x.out_path, &f));
+        if (rep.resumed + rep.done != imcap_embfile_count(f))
+            test_fail_at(__FILE__, __LINE__, "write %d failed: report says %llu stored, the file holds %zu", fail_at,
+                         (unsigned long long)(rep.resumed + rep.done), imcap_embfile_count(f));
+        CHECK(imcap_embfile_count(f) == (size_t)fail_at - 1);
+        imcap_embfile_close(f);
+        imcap_extract_report_free(&rep);
+    }
+    enc_graph_free(g);
+}

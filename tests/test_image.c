@@ -809,3 +809,28 @@ TEST(image_sample_photos_match_opencv_golden)
     fclose(fp);
     CHECK(n >= 17);
 }
+
+/* Issue 14, finding 5: BI_BITFIELDS masks must be contiguous runs of bits;
+ * 0x00F000F0 used to decode to wrong colours without an error. */
+TEST(image_bmp_noncontiguous_bitfield_masks_are_refused)
+{
+    const uint32_t bad[3][3] = {{0x00F000F0, 0x0000FF00, 0x0F000000},
+                                {0x00FF0000, 0x0000F00F, 0x000000F0},
+                                {0x00FF0000, 0x0000FF00, 0x00000005}};
+    for (int k = 0; k < 3; k++) {
+        bmp_opts o = {32, 0, 0, NULL, bad[k]};
+        size_t len;
+        uint8_t *b = bmp_encode(4, 3, &o, px_rgb24, &len);
+        expect_fail(b, len, "masks.bmp", IMCAP_E_FORMAT, "contiguous");
+        free(b);
+    }
+    /* contiguous masks of any width and position still decode */
+    const uint32_t good[3] = {0x3FF00000, 0x000FFC00, 0x000003FF};
+    bmp_opts o = {32, 0, 0, NULL, good};
+    size_t len;
+    uint8_t *b = bmp_encode(4, 3, &o, px_rgb24, &len);
+    imcap_image img;
+    REQUIRE_OK(imcap_image_decode(b, len, "ok.bmp", &img));
+    imcap_image_free(&img);
+    free(b);
+}

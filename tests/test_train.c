@@ -6,7 +6,9 @@
 #define _GNU_SOURCE
 #include "test.h"
 #include "decoder.h"
+#include "fixture.h"
 
+#include <dirent.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -411,4 +413,151 @@ TEST(train_attention_decoder_on_a_grid_resumes_to_the_same_result)
           m->cfg.n_att == 5 && m->cfg.n_hid == 10);
     dec_model_free(m);
     imcap_vocab_free(v);
+}
+
+/* Issue 14, finding 7: an output that cannot be written (here a directory)
+ * is refused before the first batch, not after the whole run. */
+static int count_reports(void *user, const imcap_train_report *r)
+{
+    (void)r;
+    ++*(int *)user;
+    return 0;
+}
+
+TEST(train_checks_every_output_before_training)
+{
+    const char *dir = test_tmpdir();
+    make_dataset(dir, N_IMG, DIM);
+    char sub[1100];
+    snprintf(sub, sizeof sub, "%s/adir", dir);
+    REQUIRE(mkdir(sub, 0755) == 0);
+    for (int which = 0; which < 4; which++) {
+        imcap_train_params p = small_params(dir, "ok.gguf");
+        char best[1100], hist[1100], plot[1100];
+        snprintf(best, sizeof best, "%s/best.gguf", dir);
+        snprintf(hist, sizeof hist, "%s/h.csv", dir);
+        snprintf(plot, sizeof plot, "%s/h.svg", dir);
+        p.best_model = best, p.history_csv = hist, p.plot_svg = plot;
+        if (which == 0) p.checkpoint = sub;
+        if (which == 1) p.best_model = sub;
+        if (which == 2) p.history_csv = sub;
+        if (which == 3) p.plot_svg = sub;
+        int n_reports = 0;
+        p.report = count_reports;
+        p.report_user = &n_reports;
+        CHECK(imcap_train(&p) == IMCAP_E_IO);
+        CHECK(n_reports == 0);
+        CHECK(strstr(imcap_last_error(), sub) && strstr(imcap_last_error(), "directory"));
+    }
+}
+
+/* Fault injection into the training writers (checkpoint, best model, loss
+ * history CSV and plot): a failed open / write / fsync / rename at any of
+ * them fails the run with an i/o error naming the file; every output is
+ * then either its previous version or the complete new one, and no temp
+ * file is left behind. */
+static bool whole_output(const char *path, const unsigned char *d, size_t n)
+{
+    const char *end = strrchr(path, '.');
+    if (!strcmp(end, ".csv")) return n > 30 && !memcmp(d, "epoch,step,", 11) && d[n - 1] == '\n';
+    if (!strcmp(end, ".svg")) return n > 7 && !memcmp(d + n - 7, "</svg>\n", 7);
+    dec_model *m;
+    imcap_vocab *v;
+    if (dec_load(path, &m, &v)) return false; /* torn or damaged: fails its tensor checksums */
+    dec_model_free(m);
+    imcap_vocab_free(v);
+    return true;
+}
+
+TEST(train_write_faults_leave_previous_files_intact)
+{
+    const char *dir = test_tmpdir();
+    make_dataset(dir, N_IMG, DIM);
+    static const char *const names[4] = {"run.gguf", "best.gguf", "run.csv", "run.svg"};
+    char paths[4][1100];
+    for (int i = 0; i < 4; i++) snprintf(paths[i], sizeof paths[i], "%s/%s", dir, names[i]);
+    imcap_train_params p = small_params(dir, "run.gguf");
+    p.epochs = 2;
+    p.best_model = paths[1], p.history_csv = paths[2], p.plot_svg = paths[3];
+    unsigned char *prev[4], *next[4];
+    size_t n_prev[4], n_next[4];
+    REQUIRE_OK(imcap_train(&p));
+    for (int i = 0; i < 4; i++) next[i] = (unsigned char *)slurp(paths[i], &n_next[i]);
+    imcap_train_params q = p;
+    q.seed = 7;
+    REQUIRE_OK(imcap_train(&q));
+    for (int i = 0; i < 4; i++) {
+        prev[i] = (unsigned char *)slurp(paths[i], &n_prev[i]);
+        CHECK(n_prev[i] != n_next[i] || memcmp(prev[i], next[i], n_prev[i]));
+    }
+    for (int k = 0; k < IMCAP_FAULT_KINDS; k++) {
+        int a = 1, b = 1, ok = 0, faults = 0;
+        while (!ok && a < 100000) {
+            for (int i = 0; i < 4; i++) {
+                FILE *fp = fopen(paths[i], "wb");
+                REQUIRE(fp && fwrite(prev[i], 1, n_prev[i], fp) == n_prev[i] && fclose(fp) == 0);
+            }
+            imcap_fault_inject((imcap_fault_kind)k, a);
+            imcap_status s = imcap_train(&p);
+            imcap_fault_inject((imcap_fault_kind)k, 0);
+            ok = s == IMCAP_OK;
+            if (!ok) {
+                faults++;
+                if (s != IMCAP_E_IO || !strstr(imcap_last_error(), dir))
+                    test_fail_at(__FILE__, __LINE__, "fault %d at %d: status %d: %s", k, a, (int)s, imcap_last_error());
+            }
+            for (int i = 0; i < 4; i++) {
+                size_t n;
+                unsigned char *d = (unsigned char *)slurp(paths[i], &n);
+                bool is_prev = n == n_prev[i] && !memcmp(d, prev[i], n), is_next = n == n_next[i] && !memcmp(d, next[i], n);
+                if (!ok && !is_prev && !is_next) is_next = whole_output(paths[i], d, n); /* an earlier epoch's */
+                if (!(ok ? is_next : is_prev || is_next))
+                    test_fail_at(__FILE__, __LINE__, "fault %d at %d: %s is neither the old nor the new file", k, a,
+                                 names[i]);
+                free(d);
+            }
+            DIR *dd = opendir(dir);
+            REQUIRE(dd);
+            for (struct dirent *e; (e = readdir(dd));)
+                if (strstr(e->d_name, ".tmp."))
+                    test_fail_at(__FILE__, __LINE__, "fault %d at %d left %s", k, a, e->d_name);
+            closedir(dd);
+            int c = a + b; /* Fibonacci steps through the run's hundreds of writes */
+            a = b, b = c;
+        }
+        CHECK(ok && faults >= 3);
+    }
+    for (int i = 0; i < 4; i++) {
+        free(prev[i]);
+        free(next[i]);
+    }
+}
+
+/* Issue 14, finding 6: `train --resume` from a checkpoint with one damaged
+ * weight or Adam value (a weight that became 1e37) is refused, naming the
+ * file and the tensor. */
+TEST(train_resume_refuses_a_damaged_checkpoint)
+{
+    const char *dir = test_tmpdir();
+    make_dataset(dir, N_IMG, DIM);
+    imcap_train_params p = small_params(dir, "run.gguf");
+    uint64_t stop = 3;
+    p.report = stop_at_step;
+    p.report_user = &stop;
+    CHECK(imcap_train(&p) == IMCAP_E_ARG); /* stopped after the checkpoint at step 2 */
+    size_t n;
+    char *good = slurp(p.checkpoint, &n);
+    static const char *const tensors[2] = {"lstm.weight_hh", "adam.m"};
+    for (int k = 0; k < 2; k++) {
+        FILE *fp = fopen(p.checkpoint, "wb");
+        REQUIRE(fp && fwrite(good, 1, n, fp) == n && fclose(fp) == 0);
+        const float big = 1e37f;
+        fixture_poke_tensor(p.checkpoint, tensors[k], 4, &big, sizeof big);
+        imcap_train_params r = small_params(dir, "run.gguf");
+        r.resume = 1;
+        CHECK(imcap_train(&r) == IMCAP_E_FORMAT);
+        CHECK(strstr(imcap_last_error(), "run.gguf") && strstr(imcap_last_error(), tensors[k]) &&
+              strstr(imcap_last_error(), "checksum"));
+    }
+    free(good);
 }

@@ -3,6 +3,30 @@
 #include "cli.h"
 
 #include <cjson/cJSON.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Attention models: "attention", one entry per word: the word and its
+ * grid_rows * grid_cols weights, row-major over the grid. */
+static void add_attention(cJSON *o, const imcap_caption *cap, const imcap_caption_alt *a)
+{
+    if (!a->attention || cap->grid_rows < 1) return;
+    const int L = cap->grid_rows * cap->grid_cols;
+    cJSON *words = cJSON_AddArrayToObject(o, "attention");
+    const char *p = a->text;
+    for (int i = 0; i < a->n_words; i++) {
+        const char *e = strchr(p, ' ');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        char word[256];
+        snprintf(word, sizeof word, "%.*s", (int)(n < sizeof word ? n : sizeof word - 1), p);
+        cJSON *w = cJSON_CreateObject();
+        cJSON_AddStringToObject(w, "word", word);
+        cJSON *wt = cJSON_AddArrayToObject(w, "weights");
+        for (int k = 0; k < L; k++) cJSON_AddItemToArray(wt, cJSON_CreateNumber(a->attention[(size_t)i * L + k]));
+        cJSON_AddItemToArray(words, w);
+        p = e ? e + 1 : p + n;
+    }
+}
 
 cJSON *cli_caption_json(const char *path, const imcap_caption *cap)
 {
@@ -11,6 +35,12 @@ cJSON *cli_caption_json(const char *path, const imcap_caption *cap)
     cJSON_AddStringToObject(o, "caption", cap->alt[0].text);
     cJSON_AddNumberToObject(o, "logprob", cap->alt[0].logprob);
     cJSON_AddNumberToObject(o, "score", cap->alt[0].score);
+    if (cap->grid_rows > 0) {
+        cJSON *g = cJSON_AddArrayToObject(o, "grid");
+        cJSON_AddItemToArray(g, cJSON_CreateNumber(cap->grid_rows));
+        cJSON_AddItemToArray(g, cJSON_CreateNumber(cap->grid_cols));
+    }
+    add_attention(o, cap, &cap->alt[0]);
     cJSON *alts = cJSON_AddArrayToObject(o, "alternatives");
     for (int i = 0; i < cap->n_alt; i++) {
         cJSON *a = cJSON_CreateObject();
@@ -19,6 +49,7 @@ cJSON *cli_caption_json(const char *path, const imcap_caption *cap)
         cJSON_AddNumberToObject(a, "score", cap->alt[i].score);
         cJSON_AddNumberToObject(a, "words", cap->alt[i].n_words);
         cJSON_AddBoolToObject(a, "ended", cap->alt[i].ended);
+        add_attention(a, cap, &cap->alt[i]);
         cJSON_AddItemToArray(alts, a);
     }
     cJSON *t = cJSON_AddObjectToObject(o, "timings_ms");

@@ -1,13 +1,13 @@
 /* cli.c - error printing, progress line and number parsing for the CLI. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +34,8 @@ double cli_now(void) { return now(); }
 int cli_error(const char *cmd, imcap_status s)
 {
     const char *m = imcap_last_error();
+    /* the ranks of a job agree on one message: rank 0 prints it */
+    if (cli_comm()->rank != 0) return 1;
     fprintf(stderr, "imcap %s: %s\n", cmd, (m && *m) ? m : imcap_status_str(s));
     return 1;
 }
@@ -98,4 +100,15 @@ const char *cli_default_model(void)
     static char path[PATH_MAX];
     if (imcap_default_model_path(path, sizeof path) == IMCAP_OK) return path;
     return "models/default.imcap"; /* loading it then names the missing file */
+}
+
+void cli_fault_from_env(void)
+{
+    const char *e = getenv("IMCAP_TEST_FAULT");
+    static const char *const kinds[IMCAP_FAULT_KINDS] = {"open", "write", "fsync", "rename"};
+    if (!e) return;
+    for (int k = 0; k < IMCAP_FAULT_KINDS; k++) {
+        size_t n = strlen(kinds[k]);
+        if (!strncmp(e, kinds[k], n) && e[n] == ':') imcap_fault_inject((imcap_fault_kind)k, atol(e + n + 1));
+    }
 }

@@ -21,6 +21,11 @@ int cli_progress_fn(void *user, uint64_t done, uint64_t total, const char *what)
 int cli_parse_int(const char *flag, const char *s, long lo, long hi, long *out);
 int cli_parse_double(const char *flag, const char *s, double lo, double hi, double *out);
 
+/* The processes of the job (tools/mpi.c): MPI when launched by mpirun, else
+ * one process. cli_comm_start returns non-zero when MPI cannot start. */
+int cli_comm_start(int *argc, char ***argv);
+const imcap_comm *cli_comm(void);
+void cli_comm_end(int rc);
 /* Monotonic seconds. */
 double cli_now(void);
 /* "<path without .gguf><suffix>", malloc'd (NULL when out of memory):
@@ -35,6 +40,9 @@ const char *cli_default_model(void);
  * timings_ms {decode, encode, generate, total}. NULL when out of memory. */
 struct cJSON;
 struct cJSON *cli_caption_json(const char *path, const imcap_caption *cap);
+/* Test hook: IMCAP_TEST_FAULT=KIND:N (KIND open, write, fsync or rename) makes
+ * the N-th such operation of the library's file writers fail (tests/test_faults_cli.c). */
+void cli_fault_from_env(void);
 
 /* Subcommands (argv[0] is the subcommand name). */
 typedef int (*cli_cmd_fn)(int argc, char **argv);

@@ -30,10 +30,14 @@ static const char *const CAPTION_HELP =
     "  --seed S         sampling seed (default 1; same seed, same captions)\n"
     "  --max-len N      at most N words (default: the model's setting, 20)\n"
     "  --alpha A        beam length normalisation: score = logprob / len^A (default 0.7)\n"
+    "  --block-ngram N  beam search: no N-gram twice in a caption (0: off; default:\n"
+    "                   the model's setting)\n"
     "  --n-best N       N captions per image, best first (beam search widens to N\n"
     "                   if needed; with --temperature, N samples). Text output is\n"
     "                   then 'path<TAB>rank<TAB>logprob<TAB>caption' lines\n"
     "  --json           one JSON array: path, caption, logprob, score, alternatives,\n"
+    "                   (attention models: grid [rows, cols] and per word its\n"
+    "                   attention weights, row-major over the grid),\n"
     "                   timings (ms) per image\n"
     "  --threads N      images captioned in parallel (default 2)\n"
     "  --speak          speak each caption on the audio device\n"
@@ -49,7 +53,7 @@ static const char *const CAPTION_HELP =
 typedef struct opts {
     const char *model, *encoder, *wav;
     imcap_gen_params gen;
-    int beam_set, max_len_set, alpha_set, n_best;
+    int beam_set, max_len_set, alpha_set, block_set, n_best;
     int json, threads, speak;
     imcap_speech_params speech;
 } opts;
@@ -342,6 +346,10 @@ static int parse(int argc, char **argv, opts *o, list *in)
             if (cli_parse_double(a, v, 0, 2, &d)) return 2;
             o->gen.length_alpha = (float)d;
             o->alpha_set = 1;
+        } else if (!strcmp(a, "--block-ngram")) {
+            if (cli_parse_int(a, v, 0, 8, &n)) return 2;
+            o->gen.block_ngram = (int)n;
+            o->block_set = 1;
         } else if (!strcmp(a, "--n-best")) {
             if (cli_parse_int(a, v, 1, 64, &n)) return 2;
             o->n_best = (int)n;
@@ -407,6 +415,7 @@ int cmd_caption(int argc, char **argv)
     if (!o.beam_set) o.gen.beam = o.gen.temperature > 0 ? 1 : mp.beam;
     if (!o.max_len_set) o.gen.max_len = mp.max_len;
     if (!o.alpha_set) o.gen.length_alpha = mp.length_alpha;
+    if (!o.block_set) o.gen.block_ngram = mp.block_ngram;
     o.gen.n_best = o.n_best;
     if (o.gen.temperature == 0 && o.n_best > o.gen.beam) {
         if (o.beam_set && o.gen.beam > 1) {

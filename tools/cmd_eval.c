@@ -1,5 +1,6 @@
 /* cmd_eval.c - `imcap eval`: caption a split and print the COCO metric table. */
 #include "cli.h"
+#include "internal.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
@@ -23,11 +24,13 @@ static void eval_usage(FILE *fp)
             "  --beam K           beam width (default: the model's setting; 1 = greedy)\n"
             "  --max-len N        maximum caption words (default: the model's setting)\n"
             "  --alpha A          beam length normalisation exponent (default: the model's setting)\n"
+            "  --block-ngram N    beam search: no N-gram twice in a caption (0: off; default: the model's)\n"
             "  --threads N        captioning threads (default 2)\n"
             "  --results-out R    also write the captions as COCO results JSON\n"
             "                     ([{\"image_id\": name, \"caption\": ...}]; `imcap score` reads it)\n"
             "  --json             print one JSON object instead of the table\n"
-            "  --quiet            no progress line\n");
+            "  --quiet            no progress line\n"
+            "Under mpirun -np N, rank R captions the images i mod N = R; rank 0 prints the one table.\n");
 }
 
 static int write_results(const char *path, const imcap_eval_result *r)
@@ -49,12 +52,13 @@ static int write_results(const char *path, const imcap_eval_result *r)
     if (!text) return 1;
     size_t len = strlen(text);
     text[len] = '\n';
-    FILE *fp = fopen(path, "wb");
-    int bad = !fp || fwrite(text, 1, len + 1, fp) != len + 1;
-    if (fp && fclose(fp) != 0) bad = 1;
+    imcap_atomic_file af;
+    imcap_status s = imcap_atomic_open(&af, path);
+    if (!s) s = imcap_atomic_write(&af, text, len + 1);
+    if (!s) s = imcap_atomic_commit(&af);
+    else imcap_atomic_abort(&af);
     free(text);
-    if (bad) fprintf(stderr, "imcap eval: %s: cannot write the results file\n", path);
-    return bad;
+    return s ? cli_error("eval", s) : 0;
 }
 
 int cmd_eval(int argc, char **argv)
@@ -99,6 +103,10 @@ int cmd_eval(int argc, char **argv)
             if (cli_parse_int(a, v, 1, 64, &n)) return 2;
             p.threads = (int)n;
             i++;
+        } else if (v && !strcmp(a, "--block-ngram")) {
+            if (cli_parse_int(a, v, 0, 8, &n)) return 2;
+            p.block_ngram = (int)n;
+            i++;
         } else if (v && !strcmp(a, "--alpha")) {
             if (cli_parse_double(a, v, 0.0, 2.0, &x)) return 2;
             p.length_alpha = (float)x;
@@ -114,14 +122,23 @@ int cmd_eval(int argc, char **argv)
         eval_usage(stderr);
         return 2;
     }
+    /* the results file is written after the whole split: check it can be, first */
+    imcap_status ost = results_out ? imcap_check_output(results_out, "results") : IMCAP_OK;
+    if (ost) return cli_error("eval", ost);
     cli_progress prog;
     cli_progress_init(&prog, "eval");
     prog.quiet = quiet;
     p.progress = cli_progress_fn;
     p.progress_user = &prog;
+    p.comm = cli_comm();
     imcap_eval_result r;
     imcap_status st = imcap_eval(&p, &r);
     if (st) return cli_error("eval", st);
+    /* under mpirun every rank holds all captions and scores; rank 0 writes and prints */
+    if (p.comm->rank != 0) {
+        imcap_eval_result_free(&r);
+        return 0;
+    }
     int bad = results_out ? write_results(results_out, &r) : 0;
     const char *decoding = r.gen.beam > 1 ? "beam" : "greedy";
     if (json) {
@@ -137,6 +154,7 @@ int cmd_eval(int argc, char **argv)
         cJSON_AddNumberToObject(o, "beam", r.gen.beam);
         cJSON_AddNumberToObject(o, "max_len", r.gen.max_len);
         cJSON_AddNumberToObject(o, "length_alpha", r.gen.length_alpha);
+        cJSON_AddNumberToObject(o, "block_ngram", r.gen.block_ngram);
         cJSON_AddNumberToObject(o, "seconds", r.seconds);
         char *text = cJSON_Print(o);
         cJSON_Delete(o);

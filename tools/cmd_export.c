@@ -16,7 +16,8 @@ static const char *const EXPORT_HELP =
     "  --embeddings F     the training embeddings file: checks it came from these encoders\n"
     "  --beam K           default beam width stored in the model (default 1 = greedy)\n"
     "  --max-len N        default maximum caption length in words (default 20)\n"
-    "  --alpha A          default beam length normalisation exponent (default 0.7)\n";
+    "  --alpha A          default beam length normalisation exponent (default 0.7)\n"
+    "  --block-ngram N    default beam search n-gram blocking (0: off, the default)\n";
 
 int cmd_export(int argc, char **argv)
 {
@@ -56,6 +57,9 @@ int cmd_export(int argc, char **argv)
         } else if (!strcmp(a, "--alpha")) {
             if (cli_parse_double(a, v, 0, 2, &d)) return 2;
             g.length_alpha = (float)d;
+        } else if (!strcmp(a, "--block-ngram")) {
+            if (cli_parse_int(a, v, 0, 8, &n)) return 2;
+            g.block_ngram = (int)n;
         } else {
             fprintf(stderr, "imcap export: unknown option %s\n%s", a, EXPORT_HELP);
             return 2;

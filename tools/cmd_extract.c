@@ -23,7 +23,9 @@ static const char *const EXTRACT_HELP =
     "  --dtype T      storage of the values: f32 (default) or f16 (half the size;\n"
     "                 read back as float32); one per output: --dtype f32,f16\n"
     "  --threads N    image decoding threads (default 2)\n"
-    "  --batch N      images per network run (default 8)\n";
+    "  --batch N      images per network run (default 8)\n"
+    "Under mpirun -np N, rank R extracts the images i mod N = R into EMB.f32.rankRofN\n"
+    "(resumable), and rank 0 merges the shards into EMB.f32: the same bytes as one process.\n";
 
 static volatile sig_atomic_t g_interrupted;
 
@@ -100,6 +102,7 @@ int cmd_extract(int argc, char **argv)
     prog.line.label = "extract";
     p.progress = progress;
     p.progress_user = &prog;
+    p.comm = cli_comm();
     signal(SIGINT, on_sigint);
     imcap_extract_report rep;
     imcap_status st = imcap_extract(&p, &rep);
@@ -107,11 +110,14 @@ int cmd_extract(int argc, char **argv)
     for (uint64_t i = 0; i < rep.n_failed; i++) fprintf(stderr, "imcap extract: skipped %s\n", rep.failed[i]);
     int rc = 0;
     if (st != IMCAP_OK) rc = cli_error("extract", st);
+    if (rep.total && p.comm->size > 1)
+        fprintf(stderr, "imcap extract: rank %d of %d (images i %% %d == %d; merged into %s by rank 0): ",
+                p.comm->rank, p.comm->size, p.comm->size, p.comm->rank, p.out);
     if (rep.total)
         fprintf(stderr,
-                "imcap extract: %s: %llu of %llu images stored (%llu resumed, %llu new in %.1f s = %.2f images/s, "
+                "%s%s: %llu of %llu images stored (%llu resumed, %llu new in %.1f s = %.2f images/s, "
                 "%llu failed%s)\n",
-                p.out, (unsigned long long)(rep.resumed + rep.done), (unsigned long long)rep.total,
+                p.comm->size > 1 ? "" : "imcap extract: ", p.out, (unsigned long long)(rep.resumed + rep.done), (unsigned long long)rep.total,
                 (unsigned long long)rep.resumed, (unsigned long long)rep.done, rep.seconds,
                 rep.seconds > 0 ? (double)rep.done / rep.seconds : 0.0, (unsigned long long)rep.n_failed,
                 rep.dropped ? ", a torn row at the end was recomputed" : "");

@@ -29,7 +29,10 @@ static const char *const REPORT_HELP =
     "  --history F       loss plot SVG (default: next to the model's training\n"
     "                    checkpoint, X.loss.svg for X.gguf or X.best.gguf)\n"
     "  --beam K, --max-len N   generation settings (default: the model's)\n"
-    "  --thumb PX        longest side of the embedded photos (default 240)\n";
+    "  --thumb PX        longest side of the embedded photos (default 240)\n"
+    "  --attention N     attention models: for the first N photos, each word of the\n"
+    "                    caption with its attention map as a translucent heat map over\n"
+    "                    the encoder's view of the photo (default 6; 0: none)\n";
 
 /* ----------------------------------------------------------- text buffer */
 
@@ -102,7 +105,32 @@ static void sb_base64(sbuf *b, const unsigned char *p, size_t n)
 
 /* ------------------------------------------------------------ thumbnails */
 
-/* Photo -> JPEG of longest side <= px (quality 82) in *jpg (free()). */
+/* rgb [h][w][3] as a JPEG (quality 82) in a malloc'ed buffer (*jpg, *len). */
+static void jpeg_rgb(const uint8_t *rgb, int w, int h, unsigned char **jpg, unsigned long *len)
+{
+    struct jpeg_compress_struct ci;
+    struct jpeg_error_mgr jerr;
+    ci.err = jpeg_std_error(&jerr);
+    jpeg_create_compress(&ci);
+    *jpg = NULL;
+    *len = 0;
+    jpeg_mem_dest(&ci, jpg, len);
+    ci.image_width = (JDIMENSION)w;
+    ci.image_height = (JDIMENSION)h;
+    ci.input_components = 3;
+    ci.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&ci);
+    jpeg_set_quality(&ci, 82, TRUE);
+    jpeg_start_compress(&ci, TRUE);
+    while (ci.next_scanline < ci.image_height) {
+        JSAMPROW row = (JSAMPROW)(rgb + (size_t)ci.next_scanline * w * 3);
+        jpeg_write_scanlines(&ci, &row, 1);
+    }
+    jpeg_finish_compress(&ci);
+    jpeg_destroy_compress(&ci);
+}
+
+/* Photo -> JPEG of longest side <= px in *jpg (free()). */
 static int thumbnail(const imcap_image *img, int px, unsigned char **jpg, unsigned long *len)
 {
     int w = img->w, h = img->h;
@@ -123,27 +151,22 @@ static int thumbnail(const imcap_image *img, int px, unsigned char **jpg, unsign
         free(small);
         return 1;
     }
-    struct jpeg_compress_struct ci;
-    struct jpeg_error_mgr jerr;
-    ci.err = jpeg_std_error(&jerr);
-    jpeg_create_compress(&ci);
-    *jpg = NULL;
-    *len = 0;
-    jpeg_mem_dest(&ci, jpg, len);
-    ci.image_width = (JDIMENSION)w;
-    ci.image_height = (JDIMENSION)h;
-    ci.input_components = 3;
-    ci.in_color_space = JCS_RGB;
-    jpeg_set_defaults(&ci);
-    jpeg_set_quality(&ci, 82, TRUE);
-    jpeg_start_compress(&ci, TRUE);
-    while (ci.next_scanline < ci.image_height) {
-        JSAMPROW row = small + (size_t)ci.next_scanline * w * 3;
-        jpeg_write_scanlines(&ci, &row, 1);
-    }
-    jpeg_finish_compress(&ci);
-    jpeg_destroy_compress(&ci);
+    jpeg_rgb(small, w, h, jpg, len);
     free(small);
+    return 0;
+}
+
+/* The encoder's view of the photo (square center crop) at px x px, as JPEG. */
+static int square_view(const imcap_image *img, int px, unsigned char **jpg, unsigned long *len)
+{
+    uint8_t *sq = malloc((size_t)px * px * 3);
+    if (!sq) return 1;
+    if (imcap_image_prepare(img, px, px, sq)) {
+        free(sq);
+        return 1;
+    }
+    jpeg_rgb(sq, px, px, jpg, len);
+    free(sq);
     return 0;
 }
 
@@ -169,11 +192,46 @@ static const char *const CSS =
     ".alt{color:#50575e;font-size:12.5px;margin:0 0 8px}"
     ".name{color:#8c8f94;font-size:11.5px;word-break:break-all;margin-bottom:6px}"
     ".card ul{margin:4px 0 0;padding-left:18px;color:#1d2327}.card li{margin:2px 0}"
-    ".failed{color:#b32d2e}";
+    ".failed{color:#b32d2e}"
+    ".att{display:flex;flex-wrap:wrap;gap:6px;margin-top:6px;width:100%}"
+    ".att figure{margin:0;width:96px;font-size:12px;text-align:center}"
+    ".hm{position:relative;width:96px;height:96px;background-size:cover;border-radius:3px}"
+    ".hm div{position:absolute;inset:0;display:grid}.hm i{background:#ff2a00}";
+
+/* Per word of the best caption, the encoder's view of the photo (class
+ * name cls, defined here once) under its attention map: one translucent
+ * cell per grid region, opacity proportional to the weight. */
+static void attention_maps(sbuf *b, const imcap_caption *cap, const unsigned char *jpg, unsigned long len,
+                           const char *cls)
+{
+    const imcap_caption_alt *a = &cap->alt[0];
+    const int L = cap->grid_rows * cap->grid_cols;
+    sb_printf(b, "<style>.%s{background-image:url(data:image/jpeg;base64,", cls);
+    sb_base64(b, jpg, len);
+    sb_puts(b, ")}</style><div class=\"att\">");
+    const char *p = a->text;
+    for (int i = 0; i < a->n_words; i++) {
+        const char *e = strchr(p, ' ');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        const float *w = a->attention + (size_t)i * L;
+        float mx = 0;
+        for (int k = 0; k < L; k++) mx = w[k] > mx ? w[k] : mx;
+        sb_printf(b, "<figure><div class=\"hm %s\"><div style=\"grid-template-columns:repeat(%d,1fr)\">", cls,
+                  cap->grid_cols);
+        for (int k = 0; k < L; k++) sb_printf(b, "<i style=\"opacity:%.2f\"></i>", mx > 0 ? 0.75 * w[k] / mx : 0.0);
+        sb_puts(b, "</div></div>");
+        char word[256];
+        snprintf(word, sizeof word, "%.*s", (int)(n < sizeof word ? n : sizeof word - 1), p);
+        sb_html(b, word);
+        sb_puts(b, "</figure>");
+        p = e ? e + 1 : p + n;
+    }
+    sb_puts(b, "</div>");
+}
 
 typedef struct report_opts {
     const char *model, *encoder, *split, *captions, *images, *history, *out;
-    int n, thumb, beam, max_len;
+    int n, thumb, beam, max_len, attention;
 } report_opts;
 
 static char *default_images_dir(const char *split)
@@ -209,7 +267,7 @@ static const char *model_default(void)
 
 int cmd_report(int argc, char **argv)
 {
-    report_opts o = {.captions = "data/flickr8k/captions.csv", .n = 50, .thumb = 240};
+    report_opts o = {.captions = "data/flickr8k/captions.csv", .n = 50, .thumb = 240, .attention = 6};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long x;
@@ -232,6 +290,9 @@ int cmd_report(int argc, char **argv)
         else if (!strcmp(a, "-n")) {
             if (cli_parse_int(a, v, 1, 100000, &x)) return 2;
             o.n = (int)x;
+        } else if (!strcmp(a, "--attention")) {
+            if (cli_parse_int(a, v, 0, 100000, &x)) return 2;
+            o.attention = (int)x;
         } else if (!strcmp(a, "--thumb")) {
             if (cli_parse_int(a, v, 32, 2048, &x)) return 2;
             o.thumb = (int)x;
@@ -251,6 +312,9 @@ int cmd_report(int argc, char **argv)
         return 2;
     }
     if (!o.model) o.model = model_default();
+    /* the page is written after every photo is captioned: check it can be, first */
+    imcap_status ost = imcap_check_output(o.out, "report");
+    if (ost) return cli_error("report", ost);
 
     int rc = 1;
     imcap_status st;
@@ -353,7 +417,16 @@ int cmd_report(int argc, char **argv)
             sb_html(b, r);
             sb_puts(b, "</li>");
         }
-        sb_puts(b, "</ul></div></div>\n");
+        sb_puts(b, "</ul></div>");
+        if (cap->alt[0].attention && n_ok < (size_t)o.attention) {
+            unsigned char *sq = NULL;
+            unsigned long sqlen = 0;
+            char cls[32];
+            snprintf(cls, sizeof cls, "v%zu", i);
+            if (square_view(&img, 96, &sq, &sqlen) == 0) attention_maps(b, cap, sq, sqlen, cls);
+            free(sq);
+        }
+        sb_puts(b, "</div>\n");
         items[n_ok].candidate = gen_text[n_ok];
         items[n_ok].refs = refs[n_ok];
         items[n_ok].n_refs = nr;

@@ -46,6 +46,9 @@ static void train_usage(FILE *fp)
             "  --img-hidden N, --hidden N, --embed N, --out-hidden N\n"
             "                         model sizes (%d, %d, %d, %d)\n"
             "  --seed N               random seed (%llu)\n"
+            "  --chunks K             cut each batch into K fixed sub-batches summed in a fixed order:\n"
+            "                         the results depend on K, not on the ranks (mpirun -np N, N <= K);\n"
+            "                         default 1, under mpirun N (kept in the checkpoint)\n"
             "  --quiet                no progress line\n"
             "  --scst                 self-critical sequence training from a trained decoder\n"
             "                         (imcap train --scst --help)\n",
@@ -53,11 +56,12 @@ static void train_usage(FILE *fp)
             d.lr, d.n_att, d.att_lambda, d.n_img1, d.n_hid, d.n_emb, d.n_out1, (unsigned long long)d.seed);
 }
 
-typedef struct train_ui { double last; int quiet, tty; } train_ui;
+typedef struct train_ui { double last; int quiet, tty; imcap_train_report end; } train_ui;
 
 static int train_report(void *user, const imcap_train_report *r)
 {
     train_ui *ui = user;
+    ui->end = *r;
     if (ui->quiet) return 0;
     const int eta = (int)r->eta_s;
     if (r->epoch_end) {
@@ -138,7 +142,8 @@ int cmd_train(int argc, char **argv)
         } else if (v && (!strcmp(a, "--epochs") || !strcmp(a, "--batches") || !strcmp(a, "--batch") ||
                          !strcmp(a, "--max-len") || !strcmp(a, "--min-count") || !strcmp(a, "--val-batches") ||
                          !strcmp(a, "--checkpoint-every") || !strcmp(a, "--img-hidden") || !strcmp(a, "--hidden") ||
-                         !strcmp(a, "--embed") || !strcmp(a, "--out-hidden") || !strcmp(a, "--att-size"))) {
+                         !strcmp(a, "--embed") || !strcmp(a, "--out-hidden") || !strcmp(a, "--att-size") ||
+                         !strcmp(a, "--chunks"))) {
             long lo = !strcmp(a, "--val-batches") || !strcmp(a, "--checkpoint-every") ? 0 : 1;
             if (!strcmp(a, "--max-len")) lo = 2;
             if (cli_parse_int(a, v, lo, 100000000, &n)) return 2;
@@ -153,6 +158,7 @@ int cmd_train(int argc, char **argv)
                        : !strcmp(a, "--hidden")           ? &p.n_hid
                        : !strcmp(a, "--embed")            ? &p.n_emb
                        : !strcmp(a, "--att-size")         ? &p.n_att
+                       : !strcmp(a, "--chunks")           ? &p.chunks
                                                           : &p.n_out1;
             *dst = (int)n;
             i++;
@@ -177,11 +183,18 @@ int cmd_train(int argc, char **argv)
     ui.last = -1e9;
     p.report = train_report;
     p.report_user = &ui;
+    p.comm = cli_comm();
     imcap_status s = imcap_train(&p);
-    if (!s && !ui.quiet)
+    if (!s && !ui.quiet && p.comm->rank == 0)
         fprintf(stderr, "imcap train: done; model and checkpoint %s, history %s, plot %s%s%s\n", p.checkpoint,
                 p.history_csv, p.plot_svg, p.best_model ? ", best-validation model " : "",
                 p.best_model ? p.best_model : "");
+    if (!s && p.comm->size > 1 && p.comm->rank == 0 && ui.end.train_s > 0)
+        fprintf(stderr, "imcap train: %d ranks, %d chunks a batch: gradient exchange %.3f s of %.3f s (%.1f%%), "
+                "%.0f bytes sent per batch by each rank; waiting for the slowest rank %.3f s (%.1f%%)\n",
+                p.comm->size, p.chunks ? p.chunks : p.comm->size, ui.end.comm_s, ui.end.train_s,
+                100.0 * ui.end.comm_s / ui.end.train_s, (double)ui.end.comm_bytes, ui.end.wait_s,
+                100.0 * ui.end.wait_s / ui.end.train_s);
     free(hist);
     free(plot);
     free(best);

@@ -46,6 +46,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "imcap: %s\n", imcap_last_error());
         return 2;
     }
+    cli_fault_from_env();
     if (argc < 2) return usage(stderr);
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) return usage(stdout);
     if (!strcmp(argv[1], "--version")) {
@@ -53,7 +54,12 @@ int main(int argc, char **argv)
         return 0;
     }
     for (int i = 0; commands[i].name; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            if (cli_comm_start(&argc, &argv)) return 1;
+            int rc = commands[i].fn(argc - 1, argv + 1);
+            cli_comm_end(rc);
+            return rc;
+        }
     fprintf(stderr, "imcap: unknown command '%s'\n", argv[1]);
     return usage(stderr);
 }

@@ -68,6 +68,8 @@ typedef struct req {
     char method[16], path[128];
     double t0, t_queued, t_start;
     int raw_image, json_body, text_body;
+    imcap_gen_params gen;    /* this request's decoding */
+    imcap_speech_params speech;
     bytes body;
     struct MHD_PostProcessor *pp;
     field *fields;
@@ -475,12 +477,6 @@ static void run_caption(req *r, const imcap_gen_params *g)
 
 static void run_speech(req *r, const imcap_gen_params *g)
 {
-    imcap_speech_params sp = r->srv->cfg.speech;
-    const char *voice = param(r, "voice");
-    if (voice) sp.voice = voice;
-    long rate;
-    if (parse_long(r, "rate", 80, 450, &rate) < 0) return;
-    if (param(r, "rate")) sp.rate = (int)rate;
     const char *text = param(r, "text");
     if (!text && r->text_body) text = (const char *)r->body.p;
     imcap_caption *cap = NULL;
@@ -495,7 +491,7 @@ static void run_speech(req *r, const imcap_gen_params *g)
     int16_t *pcm;
     size_t n;
     int hz;
-    imcap_status st = imcap_speech_synth(text, &sp, &pcm, &n, &hz);
+    imcap_status st = imcap_speech_synth(text, &r->speech, &pcm, &n, &hz);
     if (!st) {
         uint8_t *wav;
         size_t len;
@@ -519,11 +515,8 @@ static void run_job(void *job)
 {
     req *r = job;
     r->t_start = now_s();
-    imcap_gen_params g;
-    if (gen_params(r, &g) == 0) {
-        if (r->route == RT_CAPTION) run_caption(r, &g);
-        else run_speech(r, &g);
-    }
+    if (r->route == RT_CAPTION) run_caption(r, &r->gen);
+    else run_speech(r, &r->gen);
     r->state = ST_DONE;
     MHD_resume_connection(r->conn);
 }
@@ -540,7 +533,6 @@ static void answer_model(req *r)
     cJSON_AddStringToObject(j, "checkpoint", imcap_captioner_checkpoint(s->c));
     cJSON_AddNumberToObject(j, "vocab_size", imcap_captioner_vocab_size(s->c));
     cJSON_AddNumberToObject(j, "embedding_size", imcap_captioner_embedding_size(s->c));
-    cJSON_AddBoolToObject(j, "attention", 0);
     cJSON_AddStringToObject(j, "version", IMCAP_VERSION_STRING);
     cJSON *d = cJSON_AddObjectToObject(j, "defaults");
     cJSON_AddNumberToObject(d, "beam", s->gen.beam);
@@ -681,6 +673,15 @@ static enum MHD_Result on_complete(req *r)
         set_error(r, 400, "no image: send it as the body (Content-Type image/*) or as multipart field 'image'");
         return send_answer(r);
     }
+    /* Parameters are checked before the request takes a place in the queue. */
+    if (gen_params(r, &r->gen)) return send_answer(r);
+    r->speech = s->cfg.speech;
+    long rate;
+    const char *voice = param(r, "voice");
+    if (voice) r->speech.voice = voice;
+    int has_rate = parse_long(r, "rate", 80, 450, &rate);
+    if (has_rate < 0) return send_answer(r);
+    if (has_rate) r->speech.rate = (int)rate;
     r->state = ST_QUEUED;
     r->t_queued = now_s();
     MHD_suspend_connection(r->conn);

@@ -90,7 +90,6 @@ class _Decoded:
 
     def __init__(self, images):
         self.structs = (_lib.Image * max(len(images), 1))()
-        self.n = 0
         self._owned = []
         self._keep = []
         try:
@@ -105,9 +104,9 @@ class _Decoded:
                     self._owned.append(i)
                 else:
                     data = bytes(image)
-                    _check(lib.imcap_image_decode(data, len(data), b"(bytes)", byref(self.structs[i])))
+                    name = b"(bytes of image %d)" % i
+                    _check(lib.imcap_image_decode(data, len(data), name, byref(self.structs[i])))
                     self._owned.append(i)
-                self.n = i + 1
         except BaseException:
             self.close()
             raise
@@ -122,7 +121,8 @@ class _Decoded:
 # --------------------------------------------------------------- captioner
 
 class _Object:
-    """A library object: closed by close(), by the end of a with block or when collected."""
+    """A library object: closed by close(), by the end of a with block or when collected. Calls may
+    run on several threads at once, but close() must not race with them."""
     _h = None
 
     def close(self):
@@ -217,7 +217,8 @@ class Captioner(_Object):
                  length_alpha=None):
         """Captions of image, best first: a list of n_best dicts with "caption" (text), "logprob"
         (model log-probability), "score" (ranking score), "words" (list of words), "ended" (False
-        when cut at max_len). Unset settings are the model's (greedy or beam search as it was made)."""
+        when cut at max_len), and for attention models "attention": float32 [words, grid rows,
+        grid cols], each word's weights over the image grid (summing to 1). Unset settings are the model's (greedy or beam search as it was made)."""
         p = self._params(beam, n_best, temperature, seed, max_len, length_alpha)
         h = self._handle()
         out = ctypes.POINTER(_lib.Caption)()
@@ -232,7 +233,7 @@ class Captioner(_Object):
             _check(lib.imcap_caption_image(h, byref(img), byref(p), byref(out)))
             del keep
         try:
-            return [_alt_dict(out.contents.alt[i]) for i in range(out.contents.n_alt)]
+            return [_alt_dict(out.contents, i) for i in range(out.contents.n_alt)]
         finally:
             lib.imcap_caption_free(out)
 
@@ -251,10 +252,16 @@ class Captioner(_Object):
         return out
 
 
-def _alt_dict(a):
+def _alt_dict(cap, i):
+    a = cap.alt[i]
     text = _text(a.text)
-    return {"caption": text, "logprob": a.logprob, "score": a.score, "words": text.split(),
-            "ended": bool(a.ended)}
+    d = {"caption": text, "logprob": a.logprob, "score": a.score, "words": text.split(),
+         "ended": bool(a.ended)}
+    if _lib.HAS_ATTENTION and a.attention:
+        rows, cols = cap.grid_rows, cap.grid_cols
+        att = np.ctypeslib.as_array(a.attention, shape=(a.n_words * rows * cols,))
+        d["attention"] = att.reshape(a.n_words, rows, cols).copy()
+    return d
 
 
 def _floats(arr):

@@ -12,35 +12,6 @@ from pathlib import Path
 SONAME = "libimcap.so.0"
 
 
-class Image(Structure):          # imcap_image
-    _fields_ = [("w", c_int), ("h", c_int), ("rgb", POINTER(c_uint8))]
-
-
-class GenParams(Structure):      # imcap_gen_params
-    _fields_ = [("beam", c_int), ("temperature", c_float), ("seed", c_uint64), ("max_len", c_int),
-                ("n_best", c_int), ("length_alpha", c_float)]
-
-
-class CaptionAlt(Structure):     # imcap_caption_alt
-    _fields_ = [("text", c_char_p), ("logprob", c_double), ("score", c_double), ("n_words", c_int),
-                ("ended", c_int)]
-
-
-class Caption(Structure):        # imcap_caption
-    _fields_ = [("n_alt", c_int), ("alt", POINTER(CaptionAlt)), ("t_decode", c_double),
-                ("t_encode", c_double), ("t_generate", c_double)]
-
-
-class ScoreItem(Structure):      # imcap_score_item
-    _fields_ = [("candidate", c_char_p), ("refs", POINTER(c_char_p)), ("n_refs", c_size_t)]
-
-
-class Scores(Structure):         # imcap_scores
-    _fields_ = [("bleu", c_double * 4), ("rouge_l", c_double), ("cider_d", c_double),
-                ("n_images", c_size_t), ("bleu_testlen", c_uint64), ("bleu_reflen", c_uint64),
-                ("bleu_guess", c_uint64 * 4), ("bleu_correct", c_uint64 * 4)]
-
-
 def _candidates():
     env = os.environ.get("IMCAP_LIBRARY")
     if env:
@@ -67,6 +38,44 @@ lib = _load()
 libc = ctypes.CDLL(None)
 libc.free.argtypes = [c_void_p]
 libc.free.restype = None
+
+lib.imcap_abi_sizeof.argtypes = [c_char_p]
+lib.imcap_abi_sizeof.restype = c_size_t
+
+
+def _struct(c_name, *layouts):
+    """The ctypes mirror of public struct c_name: the first of the known layouts (field lists,
+    oldest first) whose size is the library's sizeof; ImportError when none fits (a binding out of
+    date with its library must not read garbage)."""
+    want = lib.imcap_abi_sizeof(c_name.encode())
+    for fields in layouts:
+        cls = type(c_name, (Structure,), {"_fields_": fields})
+        if ctypes.sizeof(cls) == want:
+            return cls
+    raise ImportError("imcap: this binding does not know the library's layout of %s (%d bytes; the binding's "
+                      "are %s): update python/imcap with include/imcap.h"
+                      % (c_name, want, [ctypes.sizeof(type("t", (Structure,), {"_fields_": f})) for f in layouts]))
+
+
+Image = _struct("imcap_image", [("w", c_int), ("h", c_int), ("rgb", POINTER(c_uint8))])
+# The model's settings are copied whole from imcap_captioner_gen_params and only these fields are
+# changed, so fields a newer library adds in the tail padding keep the model's values.
+GenParams = _struct("imcap_gen_params", [("beam", c_int), ("temperature", c_float), ("seed", c_uint64),
+                                          ("max_len", c_int), ("n_best", c_int), ("length_alpha", c_float)])
+_ALT = [("text", c_char_p), ("logprob", c_double), ("score", c_double), ("n_words", c_int), ("ended", c_int)]
+# Attention decoders add per-word weights over the grid (alt.attention [n_words][grid_rows * grid_cols],
+# NULL for other models; caption.grid_rows, grid_cols).
+CaptionAlt = _struct("imcap_caption_alt", _ALT, _ALT + [("attention", POINTER(c_float))])
+_CAP = [("n_alt", c_int), ("alt", POINTER(CaptionAlt)), ("t_decode", c_double), ("t_encode", c_double),
+        ("t_generate", c_double)]
+Caption = _struct("imcap_caption", _CAP, _CAP + [("grid_rows", c_int), ("grid_cols", c_int)])
+ScoreItem = _struct("imcap_score_item", [("candidate", c_char_p), ("refs", POINTER(c_char_p)),
+                                          ("n_refs", c_size_t)])
+Scores = _struct("imcap_scores", [("bleu", c_double * 4), ("rouge_l", c_double), ("cider_d", c_double),
+                                  ("n_images", c_size_t), ("bleu_testlen", c_uint64),
+                                  ("bleu_reflen", c_uint64), ("bleu_guess", c_uint64 * 4),
+                                  ("bleu_correct", c_uint64 * 4)])
+HAS_ATTENTION = any(f == "attention" for f, _ in CaptionAlt._fields_)
 
 _P = c_void_p  # opaque objects
 _S = c_int     # imcap_status

@@ -33,6 +33,7 @@
 #define K_GEN_BEAM "imcap.captioner.gen.beam"
 #define K_GEN_MAXLEN "imcap.captioner.gen.max_len"
 #define K_GEN_ALPHA "imcap.captioner.gen.length_alpha"
+#define K_GEN_BLOCK "imcap.captioner.gen.block_ngram" /* absent in older files: 0 */
 #define TENSOR_PREFIX "decoder."
 
 #define DEC_KEY_PREFIX "imcap.captioner.decoder."
@@ -66,6 +67,19 @@ static const char *base_name(const char *p)
 {
     const char *s = strrchr(p, '/');
     return s ? s + 1 : p;
+}
+
+/* An attention decoder reads one encoder's grid: its output must be the
+ * decoder's grid_h x grid_w x n_img map. */
+static imcap_status check_grid(const dec_config *cf, int n_enc, const enc_value *v, const char *path)
+{
+    if (cf->arch != DEC_ARCH_ATTENTION) return IMCAP_OK;
+    if (n_enc != 1 || v->h != cf->grid_h || v->w != cf->grid_w || v->c != cf->n_img)
+        return imcap_fail(IMCAP_E_MISMATCH,
+                          "%s: the attention decoder reads one encoder's %dx%dx%d grid, but the encoder output is "
+                          "%dx%dx%d (%d encoders); export with the encoder's 'grid' output",
+                          path, cf->grid_h, cf->grid_w, cf->n_img, v->h, v->w, v->c, n_enc);
+    return IMCAP_OK;
 }
 
 /* ------------------------------------------------------------------ write */
@@ -103,6 +117,9 @@ imcap_status captioner_write(const captioner_spec *s, const char *path)
                           "embeddings",
                           path, s->n_encoders > 1 ? "s" : "", s->encoder_outputs[0],
                           s->n_encoders > 1 ? " ..." : "", s->n_encoders > 1 ? "" : "s", (long long)total, (int)dec_input_floats(cf));
+    if ((st = check_grid(cf, s->n_encoders, enc_graph_value(s->encoders[0], enc_graph_output(s->encoders[0], s->encoder_outputs[0])),
+                         path)))
+        return st;
 
     gguf_writer *w = gguf_writer_new();
     if (!w) return imcap_fail(IMCAP_E_NOMEM, "%s: out of memory", path);
@@ -113,7 +130,8 @@ imcap_status captioner_write(const captioner_spec *s, const char *path)
         (st = gguf_set_arr_str(w, K_VOCAB, imcap_vocab_words(s->vocab), imcap_vocab_size(s->vocab))) ||
         (st = gguf_set_u32(w, K_GEN_BEAM, (uint32_t)s->gen.beam)) ||
         (st = gguf_set_u32(w, K_GEN_MAXLEN, (uint32_t)s->gen.max_len)) ||
-        (st = gguf_set_f32(w, K_GEN_ALPHA, s->gen.length_alpha)))
+        (st = gguf_set_f32(w, K_GEN_ALPHA, s->gen.length_alpha)) ||
+        (s->gen.block_ngram && (st = gguf_set_u32(w, K_GEN_BLOCK, (uint32_t)s->gen.block_ngram))))
         goto out;
     for (int k = 0; k < s->n_encoders; k++) {
         const enc_graph *g = s->encoders[k];
@@ -306,6 +324,9 @@ imcap_status imcap_captioner_load(const char *model_path, const char *encoder_pa
     c->gen.beam = beam > GEN_MAX_BEAM ? 0 : (int)beam;
     c->gen.max_len = max_len > GEN_MAX_LEN ? 0 : (int)max_len;
     c->gen.length_alpha = alpha;
+    uint32_t block = 0;
+    if (gguf_has_key(f, K_GEN_BLOCK) && (st = gguf_get_u32(f, K_GEN_BLOCK, &block))) goto fail;
+    c->gen.block_ngram = block > 8 ? -1 : (int)block;
     if ((st = imcap_gen_params_check(&c->gen))) {
         imcap_fail_prefix(st, "%s: stored generation settings", model_path);
         goto fail;
@@ -440,6 +461,7 @@ imcap_status imcap_captioner_load(const char *model_path, const char *encoder_pa
                         c->emb_size);
         goto fail;
     }
+    if ((st = check_grid(&c->dec->cfg, n_enc, enc_graph_value(c->enc[0].g, c->enc[0].out_id), model_path))) goto fail;
     c->encoder_names = malloc(names_len);
     c->encoder_paths = malloc(paths_len);
     if (!c->encoder_names || !c->encoder_paths) {
@@ -510,7 +532,10 @@ imcap_status imcap_captioner_embed(const imcap_captioner *c, const imcap_image *
 void imcap_caption_free(imcap_caption *cap)
 {
     if (!cap) return;
-    for (int i = 0; i < cap->n_alt; i++) free(cap->alt[i].text);
+    for (int i = 0; i < cap->n_alt; i++) {
+        free(cap->alt[i].text);
+        free(cap->alt[i].attention);
+    }
     free(cap->alt);
     free(cap);
 }
@@ -562,6 +587,17 @@ static imcap_status caption_embedded(const imcap_captioner *c, const imcap_image
         cap->alt[i].score = hyp[i].score;
         cap->alt[i].n_words = hyp[i].n_words;
         cap->alt[i].ended = hyp[i].ended;
+        if (c->dec->cfg.arch == DEC_ARCH_ATTENTION) {
+            const size_t L = (size_t)dec_regions(&c->dec->cfg);
+            if (!(cap->alt[i].attention = malloc(sizeof(float) * L * (size_t)(hyp[i].n_words > 0 ? hyp[i].n_words : 1)))) {
+                st = imcap_fail(IMCAP_E_NOMEM, "out of memory for attention weights");
+                goto out;
+            }
+            if ((st = gen_attention(c->dec, emb, &c->sp, hyp[i].words, hyp[i].n_words, cap->alt[i].attention)))
+                goto out;
+            cap->grid_rows = c->dec->cfg.grid_h;
+            cap->grid_cols = c->dec->cfg.grid_w;
+        }
     }
     cap->t_encode = t1 - t0;
     cap->t_generate = imcap_now() - t1;

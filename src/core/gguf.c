@@ -7,6 +7,10 @@
  * alignment (key general.alignment, default 32); tensor data, each tensor at
  * its offset (a multiple of the alignment) from the start of the data section.
  * A string is u64 length + bytes (no NUL).
+ *
+ * Files written here carry the key imcap.tensor_crc32 (array of i32, one
+ * CRC-32 per tensor in order, over its data bytes); gguf_open checks its
+ * form, gguf_tensor_copy / gguf_verify the data.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "gguf.h"
@@ -24,6 +28,11 @@ enum {
     GV_BOOL = 7, GV_STR = 8, GV_ARR = 9, GV_U64 = 10, GV_I64 = 11, GV_F64 = 12
 };
 enum { GGUF_ALIGN = 32, GGUF_MAX_COUNT = 1 << 24 };
+/* The smallest encodings: a key/value is a u64 key length, a u32 type and
+ * at least one value byte; a tensor info a u64 name length, u32 n_dims, one
+ * u64 dimension, u32 type and u64 offset; an array string its u64 length. */
+enum { GGUF_MIN_KV = 8 + 4 + 1, GGUF_MIN_TENSOR = 8 + 4 + 8 + 4 + 8, GGUF_MIN_STR = 8 };
+#define GGUF_CRC_KEY "imcap.tensor_crc32"
 
 typedef struct gguf_kv {
     char *key;
@@ -100,7 +109,8 @@ static imcap_status rd_kv(rd *r, gguf_kv *kv)
     if (kv->type == GV_STR) return rd_str(r, &kv->str, kv->key);
     if (kv->type == GV_ARR) {
         if ((s = rd_u32(r, &kv->arr_type, kv->key)) || (s = rd_u64(r, &kv->n, kv->key))) return s;
-        if (kv->n > GGUF_MAX_COUNT || kv->n > r->size - r->pos)
+        if (kv->n > GGUF_MAX_COUNT || kv->n > r->size - r->pos ||
+            (kv->arr_type == GV_STR && kv->n > (r->size - r->pos) / GGUF_MIN_STR))
             return imcap_fail(IMCAP_E_FORMAT, "%s: key %s: bad array length %llu", r->path, kv->key,
                               (unsigned long long)kv->n);
         if (kv->arr_type == GV_STR) {
@@ -137,6 +147,77 @@ static size_t type_size(uint32_t t)
     }
 }
 
+static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Duplicate tensor names: sorted copy of the name pointers, O(n log n). */
+static imcap_status check_unique_names(const gguf_file *f)
+{
+    if (f->n_tensors < 2) return IMCAP_OK;
+    char **sorted = malloc(f->n_tensors * sizeof *sorted);
+    if (!sorted) return imcap_fail(IMCAP_E_NOMEM, "%s: out of memory", f->path);
+    memcpy(sorted, f->tensor_names, f->n_tensors * sizeof *sorted);
+    qsort(sorted, f->n_tensors, sizeof *sorted, cmp_name);
+    imcap_status s = IMCAP_OK;
+    for (size_t i = 1; i < f->n_tensors && !s; i++)
+        if (!strcmp(sorted[i - 1], sorted[i]))
+            s = imcap_fail(IMCAP_E_FORMAT, "%s: duplicate tensor name %s", f->path, sorted[i]);
+    free(sorted);
+    return s;
+}
+
+static const gguf_kv *find_kv(const gguf_file *f, const char *key);
+
+/* Per-tensor CRC-32 (GGUF_CRC_KEY), when the file carries it, into each
+ * tensor's crc. Files written before the key existed have none. */
+static imcap_status read_checksums(gguf_file *f)
+{
+    const gguf_kv *kv = find_kv(f, GGUF_CRC_KEY);
+    if (!kv) return IMCAP_OK;
+    if (kv->type != GV_ARR || kv->arr_type != GV_I32 || kv->n != f->n_tensors)
+        return imcap_fail(IMCAP_E_FORMAT, "%s: key %s is not an array of %zu i32 (one per tensor)", f->path,
+                          GGUF_CRC_KEY, f->n_tensors);
+    const int32_t *crc = kv->arr;
+    for (size_t i = 0; i < f->n_tensors; i++) {
+        f->tensors[i].crc = (uint32_t)crc[i];
+        f->tensors[i].has_crc = true;
+    }
+    return IMCAP_OK;
+}
+
+static imcap_status crc_mismatch(const gguf_file *f, const gguf_tensor *t, uint32_t got)
+{
+    return imcap_fail(IMCAP_E_FORMAT, "%s: tensor %s: checksum mismatch (stored %08x, computed %08x): the file is damaged",
+                      f->path, t->name, (unsigned)t->crc, (unsigned)got);
+}
+
+imcap_status gguf_tensor_copy(const gguf_file *f, const gguf_tensor *t, void *dst)
+{
+    if (!t->has_crc) {
+        memcpy(dst, t->data, t->n_bytes);
+        return IMCAP_OK;
+    }
+    /* 64 KB at a time: each chunk is still in cache when it is copied */
+    enum { CHUNK = 1 << 16 };
+    const unsigned char *src = t->data;
+    uint32_t crc = 0;
+    for (size_t at = 0; at < t->n_bytes; at += CHUNK) {
+        size_t n = t->n_bytes - at < CHUNK ? t->n_bytes - at : CHUNK;
+        crc = imcap_crc32(crc, src + at, n);
+        memcpy((unsigned char *)dst + at, src + at, n);
+    }
+    return crc == t->crc ? IMCAP_OK : crc_mismatch(f, t, crc);
+}
+
+imcap_status gguf_verify(const gguf_file *f)
+{
+    for (size_t i = 0; i < f->n_tensors; i++) {
+        const gguf_tensor *t = &f->tensors[i];
+        uint32_t got;
+        if (t->has_crc && (got = imcap_crc32(0, t->data, t->n_bytes)) != t->crc) return crc_mismatch(f, t, got);
+    }
+    return IMCAP_OK;
+}
+
 static imcap_status parse(gguf_file *f)
 {
     rd r = {f->map, 0, f->size, f->path};
@@ -149,9 +230,12 @@ static imcap_status parse(gguf_file *f)
     if ((s = rd_u32(&r, &version, "version"))) return s;
     if (version != 3) return imcap_fail(IMCAP_E_UNSUPPORTED, "%s: GGUF version %u, expected 3", f->path, version);
     if ((s = rd_u64(&r, &nt, "tensor count")) || (s = rd_u64(&r, &nkv, "key count"))) return s;
-    if (nt > GGUF_MAX_COUNT || nkv > GGUF_MAX_COUNT)
-        return imcap_fail(IMCAP_E_FORMAT, "%s: implausible counts (%llu tensors, %llu keys)", f->path,
-                          (unsigned long long)nt, (unsigned long long)nkv);
+    /* Bound both counts by what the rest of the file can hold before allocating. */
+    const size_t rest = f->size - r.pos;
+    if (nt > GGUF_MAX_COUNT || nkv > GGUF_MAX_COUNT || nt > rest / GGUF_MIN_TENSOR || nkv > rest / GGUF_MIN_KV ||
+        nt * GGUF_MIN_TENSOR + nkv * GGUF_MIN_KV > rest)
+        return imcap_fail(IMCAP_E_FORMAT, "%s: implausible counts (%llu tensors, %llu keys) for a file of %zu bytes",
+                          f->path, (unsigned long long)nt, (unsigned long long)nkv, f->size);
     f->kv = calloc((size_t)nkv + 1, sizeof *f->kv);
     f->tensors = calloc((size_t)nt + 1, sizeof *f->tensors);
     f->tensor_names = calloc((size_t)nt + 1, sizeof *f->tensor_names);
@@ -204,12 +288,8 @@ static imcap_status parse(gguf_file *f)
             s = imcap_fail(IMCAP_E_FORMAT, "%s: tensor %s: size overflows", f->path, t->name);
             goto out;
         }
-        for (uint64_t j = 0; j < i; j++)
-            if (!strcmp(f->tensor_names[j], t->name)) {
-                s = imcap_fail(IMCAP_E_FORMAT, "%s: duplicate tensor name %s", f->path, t->name);
-                goto out;
-            }
     }
+    if ((s = check_unique_names(f))) goto out;
     size_t data_start = (size_t)((r.pos + align - 1) / align * align);
     if (data_start > f->size && nt > 0) {
         s = imcap_fail(IMCAP_E_FORMAT, "%s: truncated before the tensor data", f->path);
@@ -225,7 +305,7 @@ static imcap_status parse(gguf_file *f)
         }
         t->data = f->map + data_start + offsets[i];
     }
-    s = IMCAP_OK;
+    s = read_checksums(f);
 out:
     free(offsets);
     return s;
@@ -430,6 +510,10 @@ void gguf_writer_free(gguf_writer *w)
 static gguf_kv *new_kv(gguf_writer *w, const char *key, uint32_t type)
 {
     if (w->err) return NULL;
+    if (!strcmp(key, GGUF_CRC_KEY)) {
+        w->err = imcap_fail(IMCAP_E_ARG, "gguf: key %s is written by gguf_write itself", key);
+        return NULL;
+    }
     for (size_t i = 0; i < w->n_kv; i++)
         if (!strcmp(w->kv[i].key, key)) {
             w->err = imcap_fail(IMCAP_E_ARG, "gguf: key %s set twice", key);
@@ -543,6 +627,41 @@ imcap_status gguf_add_tensor(gguf_writer *w, const char *name, gguf_tensor_type 
     return IMCAP_OK;
 }
 
+imcap_status gguf_writer_copy(gguf_writer *w, const gguf_file *f)
+{
+    imcap_status s = IMCAP_OK;
+    for (size_t i = 0; i < f->n_kv && !s; i++) {
+        const gguf_kv *kv = &f->kv[i];
+        if (!strcmp(kv->key, GGUF_CRC_KEY)) continue; /* recomputed by gguf_write */
+        if (!strcmp(kv->key, "general.alignment") && !(kv->type == GV_U32 && kv->v.u32 == GGUF_ALIGN))
+            return w->err = imcap_fail(IMCAP_E_UNSUPPORTED, "%s: alignment other than %d", f->path, GGUF_ALIGN);
+        switch (kv->type) {
+        case GV_U32: s = gguf_set_u32(w, kv->key, kv->v.u32); break;
+        case GV_I32: s = gguf_set_i32(w, kv->key, kv->v.i32); break;
+        case GV_F32: s = gguf_set_f32(w, kv->key, kv->v.f32); break;
+        case GV_U64: s = gguf_set_u64(w, kv->key, kv->v.u64); break;
+        case GV_STR: s = gguf_set_str(w, kv->key, kv->str); break;
+        case GV_ARR:
+            if (kv->arr_type == GV_I32) s = gguf_set_arr_i32(w, kv->key, kv->arr, (size_t)kv->n);
+            else if (kv->arr_type == GV_F32) s = gguf_set_arr_f32(w, kv->key, kv->arr, (size_t)kv->n);
+            else if (kv->arr_type == GV_STR) s = gguf_set_arr_str(w, kv->key, (const char *const *)kv->arr, (size_t)kv->n);
+            else s = w->err = imcap_fail(IMCAP_E_UNSUPPORTED, "%s: key %s: array type %u is not written by imcap",
+                                         f->path, kv->key, kv->arr_type);
+            break;
+        default:
+            s = w->err = imcap_fail(IMCAP_E_UNSUPPORTED, "%s: key %s: value type %u is not written by imcap", f->path,
+                                    kv->key, kv->type);
+        }
+    }
+    for (size_t i = 0; i < f->n_tensors && !s; i++) {
+        const gguf_tensor *t = &f->tensors[i];
+        int64_t shape[GGUF_MAX_DIMS];
+        memcpy(shape, t->shape, sizeof shape);
+        s = gguf_add_tensor(w, t->name, t->type, t->n_dims, shape, t->data);
+    }
+    return s;
+}
+
 static imcap_status w_u32(imcap_atomic_file *af, uint32_t v) { return imcap_atomic_write(af, &v, 4); }
 static imcap_status w_u64(imcap_atomic_file *af, uint64_t v) { return imcap_atomic_write(af, &v, 8); }
 static imcap_status w_str(imcap_atomic_file *af, const char *s)
@@ -579,11 +698,20 @@ imcap_status gguf_write(gguf_writer *w, const char *path)
     imcap_status s = imcap_atomic_open(&af, path);
     if (s) return s;
     long pos;
+    /* The checksum key, one CRC-32 per tensor, written after the caller's keys. */
+    int32_t *crcs = imcap_alloc(w->n_t ? w->n_t : 1, sizeof *crcs);
+    if (!crcs) {
+        imcap_atomic_abort(&af);
+        return IMCAP_E_NOMEM;
+    }
+    for (size_t i = 0; i < w->n_t; i++) crcs[i] = (int32_t)imcap_crc32(0, w->t[i].data, w->t[i].n_bytes);
+    const gguf_kv crc_kv = {.key = GGUF_CRC_KEY, .type = GV_ARR, .arr_type = GV_I32, .n = w->n_t, .arr = crcs};
     if ((s = imcap_atomic_write(&af, "GGUF", 4)) || (s = w_u32(&af, 3)) || (s = w_u64(&af, w->n_t)) ||
-        (s = w_u64(&af, w->n_kv)))
+        (s = w_u64(&af, w->n_kv + 1)))
         goto fail;
     for (size_t i = 0; i < w->n_kv; i++)
         if ((s = write_kv(&af, &w->kv[i]))) goto fail;
+    if ((s = write_kv(&af, &crc_kv))) goto fail;
     uint64_t off = 0;
     for (size_t i = 0; i < w->n_t; i++) {
         const wtensor *t = &w->t[i];
@@ -605,8 +733,10 @@ imcap_status gguf_write(gguf_writer *w, const char *path)
             (s = imcap_atomic_write(&af, zeros, (GGUF_ALIGN - t->n_bytes % GGUF_ALIGN) % GGUF_ALIGN)))
             goto fail;
     }
+    imcap_free(crcs);
     return imcap_atomic_commit(&af);
 fail:
+    imcap_free(crcs);
     imcap_atomic_abort(&af);
     return s;
 }

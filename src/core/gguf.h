@@ -24,6 +24,8 @@ typedef struct gguf_tensor {
     int64_t shape[GGUF_MAX_DIMS]; /* row-major */
     size_t n_elems, n_bytes;
     const void *data;             /* 32-byte aligned, valid while the file is open */
+    uint32_t crc;                 /* CRC-32 of the data stored in the file (has_crc) */
+    bool has_crc;                 /* false in files written before imcap stored checksums */
 } gguf_tensor;
 
 /* ---- reading: the file is mmap'ed and fully validated on open ---- */
@@ -51,6 +53,12 @@ const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name);
 imcap_status gguf_expect_tensor(const gguf_file *f, const char *name, gguf_tensor_type type,
                                 int n_dims, const int64_t *shape, const gguf_tensor **out);
 const char *gguf_path(const gguf_file *f);
+/* Copies t's n_bytes to dst, verifying the stored checksum on the way (each
+ * 64 KB chunk while it is in cache): IMCAP_E_FORMAT naming the file and the
+ * tensor on a mismatch. Files without checksums are copied unverified. */
+imcap_status gguf_tensor_copy(const gguf_file *f, const gguf_tensor *t, void *dst);
+/* Verifies every tensor's checksum (files that carry them). */
+imcap_status gguf_verify(const gguf_file *f);
 
 /* ---- writing: values and tensors are copied in, written atomically ---- */
 typedef struct gguf_writer gguf_writer;
@@ -67,7 +75,12 @@ imcap_status gguf_set_arr_str(gguf_writer *w, const char *key, const char *const
 /* Data is referenced, not copied: it must stay valid until gguf_write. */
 imcap_status gguf_add_tensor(gguf_writer *w, const char *name, gguf_tensor_type type, int n_dims,
                              const int64_t *shape, const void *data);
-/* temp + fsync + rename. */
+/* Every key and tensor of f (open until gguf_write), as written by an
+ * older imcap: re-writing a file adds the tensor checksums. Keys of types
+ * imcap does not write are refused (IMCAP_E_UNSUPPORTED). */
+imcap_status gguf_writer_copy(gguf_writer *w, const gguf_file *f);
+/* temp + fsync + rename; adds the key imcap.tensor_crc32 (a CRC-32 of
+ * each tensor's data, see gguf_tensor_copy). */
 imcap_status gguf_write(gguf_writer *w, const char *path);
 
 #endif

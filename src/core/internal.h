@@ -56,7 +56,23 @@ imcap_status imcap_atomic_commit(imcap_atomic_file *af);
 /* Abandon: close and remove the temp file. Safe to call twice. */
 void imcap_atomic_abort(imcap_atomic_file *af);
 
-/* CRC-32 (IEEE, as zlib), chainable: crc = imcap_crc32(crc, p, n), start 0. */
+/* Checks before long work that path can be written atomically: not a
+ * directory, and a temp file can be created next to it (created and
+ * removed). what names the output in the message ("checkpoint", ...). */
+imcap_status imcap_check_output(const char *path, const char *what);
+
+/* Fault injection for the tests: imcap_fault_inject(k, n) makes the n-th
+ * following operation of kind k inside the library's writers fail as a full
+ * or broken disk would (n = 0: off). imcap_fault_hit(k) is asked by each
+ * writer before the real operation; it sets errno (ENOSPC / EIO). */
+typedef enum imcap_fault_kind {
+    IMCAP_FAULT_OPEN, IMCAP_FAULT_WRITE, IMCAP_FAULT_FSYNC, IMCAP_FAULT_RENAME, IMCAP_FAULT_KINDS
+} imcap_fault_kind;
+void imcap_fault_inject(imcap_fault_kind k, long n);
+bool imcap_fault_hit(imcap_fault_kind k);
+
+/* CRC-32 (IEEE, as zlib), chainable: crc = imcap_crc32(crc, p, n), start 0.
+ * IMCAP_CRC_TABLE=1 in the environment forces the table path (tests). */
 uint32_t imcap_crc32(uint32_t crc, const void *data, size_t len);
 
 /* Deterministic PRNG (xoshiro256**), seeded with splitmix64. */

@@ -16,10 +16,12 @@
  * stochastic regulariser lambda / (R L) * sum_r sum_i (1 - sum_t alpha_rti)^2
  * over the R rows with a target, t over each row's steps.
  *
- * Training runs the b rows of a batch step by step (time-major buffers,
- * row n = t * b + r) up to the longest row; a row's steps past its last
- * target feed nothing into the loss. Every weight gradient is one GEMM over
- * all rows; per step only the products with h_{t-1} are GEMMs of b rows.
+ * Training packs a batch like the recipe (recipe.c): a row's length is 1 +
+ * its last step with a target, rows are sorted by decreasing length (the
+ * photo order perm), and step t works on the first bt[t] of them, packed
+ * row n = off[t] + j for sorted row j. Every weight gradient is one GEMM
+ * over all N packed rows; per step only the products with h_{t-1} are
+ * GEMMs of bt[t] rows.
  */
 #include "dec_kernels.h"
 
@@ -175,13 +177,16 @@ typedef struct at_work {
     int max_b, max_t1;
     float drop, lambda;
     uint64_t drop_seed;
-    int *len;               /* [max_b] steps of each row */
-    int32_t *xtok, *tgt;    /* [N] input token and target of row n = t * b + r */
-    double *rowloss;        /* [N] */
-    float *mean;            /* [max_b][D] mean of the grid */
+    int *len;               /* [max_b] steps of each batch row */
+    int *perm;              /* [max_b] sorted position -> batch row (decreasing length) */
+    int *bt, *off;          /* [max_t1] rows alive at step t, their first packed row */
+    int32_t *xtok, *tgt;    /* [N] input token and target of each packed row */
+    uint32_t *rid;          /* [N] batch row * t1 + t: the dropout mask's key */
+    float *mean;            /* [max_b][D] mean of the grid, sorted order */
     float *P, *dP;          /* [max_b][L][A] att_a a_i + b, its gradient */
     float *S;               /* [max_b][L] sum over the row's steps of alpha */
-    float *hb, *cb;         /* [(T + 1) * b][H]: block 0 = h0 / c0, block t + 1 = h_t / c_t */
+    float *hp, *cp;         /* [N][H] h_{t-1}, c_{t-1} of each packed row (step 0: h0, c0) */
+    float *hn, *cn;         /* [N][H] h_t, c_t */
     float *tc;              /* [N][H] tanh(c_t) */
     float *q, *dq;          /* [N][A] att_h h_{t-1}, its gradient */
     float *alpha;           /* [N][L] */
@@ -191,7 +196,7 @@ typedef struct at_work {
     float *o, *dO;          /* [N][H + D + E] deep output input [drop(h); z; emb], its gradient */
     float *y1, *dy1;        /* [N][O] */
     float *lg;              /* [N][V] logits, then d logits */
-    float *dhn, *dcn;       /* [max_b][H] */
+    float *dhn, *dcn;       /* [max_b][H] sorted order */
     float *dmean, *da;      /* [max_b][D], [max_b][L][D] */
     float *tmp;             /* [max_b][max(4H, D)] */
 } at_work;
@@ -200,7 +205,8 @@ static void at_work_free(void *vw)
 {
     at_work *w = vw;
     if (!w) return;
-    void *p[] = {w->len, w->xtok, w->tgt, w->rowloss, w->mean, w->P, w->dP, w->S, w->hb, w->cb, w->tc, w->q,
+    void *p[] = {w->len, w->perm, w->bt, w->off, w->rid, w->hn, w->cn,
+                 w->xtok, w->tgt, w->mean, w->P, w->dP, w->S, w->hp, w->cp, w->tc, w->q,
                  w->dq, w->alpha, w->z, w->beta, w->dbp, w->xin, w->dxin, w->g, w->o, w->dO, w->y1, w->dy1,
                  w->lg, w->dhn, w->dcn, w->dmean, w->da, w->tmp};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) imcap_free(p[i]);
@@ -221,11 +227,14 @@ static imcap_status at_work_new(const dec_config *c, int max_b, int max_t1, void
     const size_t B = (size_t)max_b, N = B * (size_t)(max_t1 - 1), H = c->n_hid, D = c->n_img, E = c->n_emb,
                  A = c->n_att, O = c->n_out1, V = c->n_vocab, L = (size_t)dec_regions(c);
     const size_t big = 4 * H > D ? 4 * H : D;
-    bool ok = (w->len = imcap_alloc(B, sizeof(int))) && (w->xtok = imcap_alloc(N, sizeof(int32_t))) &&
-              (w->tgt = imcap_alloc(N, sizeof(int32_t))) && (w->rowloss = imcap_alloc(N, sizeof(double))) &&
+    bool ok = (w->len = imcap_alloc(B, sizeof(int))) && (w->perm = imcap_alloc(B, sizeof(int))) &&
+              (w->bt = imcap_alloc((size_t)max_t1, sizeof(int))) && (w->off = imcap_alloc((size_t)max_t1, sizeof(int))) &&
+              (w->rid = imcap_alloc(N, sizeof(uint32_t))) && (w->hn = imcap_alloc(N * H, sizeof(float))) &&
+              (w->cn = imcap_alloc(N * H, sizeof(float))) && (w->xtok = imcap_alloc(N, sizeof(int32_t))) &&
+              (w->tgt = imcap_alloc(N, sizeof(int32_t))) &&
               (w->mean = imcap_alloc(B * D, sizeof(float))) && (w->P = imcap_alloc(B * L * A, sizeof(float))) &&
               (w->dP = imcap_alloc(B * L * A, sizeof(float))) && (w->S = imcap_alloc(B * L, sizeof(float))) &&
-              (w->hb = imcap_alloc((N + B) * H, sizeof(float))) && (w->cb = imcap_alloc((N + B) * H, sizeof(float))) &&
+              (w->hp = imcap_alloc(N * H, sizeof(float))) && (w->cp = imcap_alloc(N * H, sizeof(float))) &&
               (w->tc = imcap_alloc(N * H, sizeof(float))) && (w->q = imcap_alloc(N * A, sizeof(float))) &&
               (w->dq = imcap_alloc(N * A, sizeof(float))) && (w->alpha = imcap_alloc(N * L, sizeof(float))) &&
               (w->z = imcap_alloc(N * D, sizeof(float))) && (w->beta = imcap_alloc(N * D, sizeof(float))) &&
@@ -302,58 +311,77 @@ static imcap_status at_forward_backward(dec_model *m, void *vw, const float *img
     if (backward) memset(m->grads, 0, m->n_params * sizeof(float));
     if (backward && d_img) memset(d_img, 0, sizeof(float) * (size_t)b * L * D);
     if (Tm == 0) return IMCAP_OK;
-    const size_t N = (size_t)Tm * b;
+    /* rows by decreasing length (stable), packed step after step */
+    int k = 0;
+    for (int len = Tm; len >= 1; len--)
+        for (int r = 0; r < b; r++)
+            if (w->len[r] == len) w->perm[k++] = r;
+    size_t N = 0;
+    for (int t = 0; t < Tm; t++) {
+        int bt = 0;
+        while (bt < n_active && w->len[w->perm[bt]] > t) bt++;
+        w->bt[t] = bt;
+        w->off[t] = (int)N;
+        for (int j = 0; j < bt; j++) {
+            const int r = w->perm[j];
+            w->xtok[N + j] = tokens[(size_t)r * t1 + t];
+            w->tgt[N + j] = tokens[(size_t)r * t1 + t + 1];
+            w->rid[N + j] = (uint32_t)((size_t)r * t1 + t);
+        }
+        N += (size_t)bt;
+    }
     const float scale = 1.0f / (float)n_tgt;
     const float reg = w->lambda / ((float)n_active * (float)L);
 
-    /* the photos: mean, h0, c0, P */
-    for (int r = 0; r < b; r++) {
-        float *mu = w->mean + (size_t)r * D;
+    /* the photos: mean (sorted order), h0, c0 (packed rows of step 0), P (batch order) */
+    for (int j = 0; j < n_active; j++) {
+        float *mu = w->mean + (size_t)j * D;
+        const float *a = img + (size_t)w->perm[j] * L * D;
         memset(mu, 0, sizeof(float) * D);
-        for (int i = 0; i < L; i++) {
-            const float *ai = img + ((size_t)r * L + i) * D;
-            for (int k = 0; k < D; k++) mu[k] += ai[k];
-        }
-        for (int k = 0; k < D; k++) mu[k] /= (float)L;
+        for (int i = 0; i < L; i++)
+            for (int q = 0; q < D; q++) mu[q] += a[(size_t)i * D + q];
+        for (int q = 0; q < D; q++) mu[q] /= (float)L;
     }
-    dense_forward(w->mean, p.ih_w, p.ih_b, b, D, H, w->hb);
-    tanh_rows(w->hb, (size_t)b * H);
-    dense_forward(w->mean, p.ic_w, p.ic_b, b, D, H, w->cb);
-    tanh_rows(w->cb, (size_t)b * H);
+    dense_forward(w->mean, p.ih_w, p.ih_b, n_active, D, H, w->hp);
+    tanh_rows(w->hp, (size_t)n_active * H);
+    dense_forward(w->mean, p.ic_w, p.ic_b, n_active, D, H, w->cp);
+    tanh_rows(w->cp, (size_t)n_active * H);
     dense_forward(img, p.aa_w, p.aa_b, b * L, D, A, w->P);
     memset(w->S, 0, sizeof(float) * (size_t)b * L);
 
     for (int t = 0; t < Tm; t++) {
-        const size_t n0 = (size_t)t * b;
-        const float *hp = w->hb + n0 * H, *cp = w->cb + n0 * H;
+        const int bt = w->bt[t], bn = t + 1 < Tm ? w->bt[t + 1] : 0;
+        const size_t n0 = (size_t)w->off[t], n1 = t + 1 < Tm ? (size_t)w->off[t + 1] : 0;
+        const float *hp = w->hp + n0 * H;
         float *q = w->q + n0 * A, *beta = w->beta + n0 * D, *xin = w->xin + n0 * XI, *g = w->g + n0 * G4;
-        gemm_nt(hp, p.ah_w, b, H, A, q, false);
-        dense_forward(hp, p.g_w, p.g_b, b, H, D, beta);
-        for (size_t i = 0; i < (size_t)b * D; i++) beta[i] = sigmoid_fast(beta[i]);
-        for (int r = 0; r < b; r++) {
-            const size_t n = n0 + r;
-            const int32_t *row = tokens + (size_t)r * t1;
-            w->xtok[n] = row[t];
-            w->tgt[n] = row[t + 1];
+        gemm_nt(hp, p.ah_w, bt, H, A, q, false);
+        dense_forward(hp, p.g_w, p.g_b, bt, H, D, beta);
+        for (size_t i = 0; i < (size_t)bt * D; i++) beta[i] = sigmoid_fast(beta[i]);
+        for (int j = 0; j < bt; j++) {
+            const size_t n = n0 + j;
+            const int r = w->perm[j];
             float *al = w->alpha + n * L, *z = w->z + n * D;
-            attend(L, A, D, w->P + (size_t)r * L * A, q + (size_t)r * A, p.av, img + (size_t)r * L * D, al, z);
-            if (t < w->len[r])
-                for (int i = 0; i < L; i++) w->S[(size_t)r * L + i] += al[i];
-            float *x = xin + (size_t)r * XI;
-            memcpy(x, p.emb + (size_t)row[t] * E, sizeof(float) * E);
-            for (int k = 0; k < D; k++) x[E + k] = beta[(size_t)r * D + k] * z[k];
+            attend(L, A, D, w->P + (size_t)r * L * A, q + (size_t)j * A, p.av, img + (size_t)r * L * D, al, z);
+            for (int i = 0; i < L; i++) w->S[(size_t)r * L + i] += al[i];
+            float *x = xin + (size_t)j * XI;
+            memcpy(x, p.emb + (size_t)w->xtok[n] * E, sizeof(float) * E);
+            for (int q2 = 0; q2 < D; q2++) x[E + q2] = beta[(size_t)j * D + q2] * z[q2];
         }
-        dense_forward(xin, p.wx, p.lb, b, XI, G4, g);
-        gemm_nt(hp, p.wh, b, H, G4, g, true);
-        for (int r = 0; r < b; r++) {
-            const size_t n = n0 + r;
-            float *h = w->hb + (n + b) * H;
-            lstm_cell_forward(H, g + (size_t)r * G4, cp + (size_t)r * H, w->cb + (n + b) * H, w->tc + n * H, h);
+        dense_forward(xin, p.wx, p.lb, bt, XI, G4, g);
+        gemm_nt(hp, p.wh, bt, H, G4, g, true);
+        for (int j = 0; j < bt; j++) {
+            const size_t n = n0 + j;
+            float *h = w->hn + n * H;
+            lstm_cell_forward(H, g + (size_t)j * G4, w->cp + n * H, w->cn + n * H, w->tc + n * H, h);
+            if (j < bn) {
+                memcpy(w->hp + (n1 + j) * H, h, sizeof(float) * H);
+                memcpy(w->cp + (n1 + j) * H, w->cn + n * H, sizeof(float) * H);
+            }
             float *o = w->o + n * OI;
-            const uint32_t rid = (uint32_t)((size_t)r * t1 + t);
-            for (int j = 0; j < H; j++) o[j] = drop > 0.0f ? h[j] * drop_factor(w->drop_seed, rid, j, drop) : h[j];
+            for (int u = 0; u < H; u++)
+                o[u] = drop > 0.0f ? h[u] * drop_factor(w->drop_seed, w->rid[n], u, drop) : h[u];
             memcpy(o + H, w->z + n * D, sizeof(float) * D);
-            memcpy(o + H + D, xin + (size_t)r * XI, sizeof(float) * E);
+            memcpy(o + H + D, xin + (size_t)j * XI, sizeof(float) * E);
         }
     }
     dense_forward(w->o, p.o1_w, p.o1_b, (int)N, OI, O, w->y1);
@@ -366,7 +394,7 @@ static imcap_status at_forward_backward(dec_model *m, void *vw, const float *img
             memset(zr, 0, sizeof(float) * V);
             continue;
         }
-        const float rw = row_w ? row_w[n % (size_t)b] : 1.0f;
+        const float rw = row_w ? row_w[w->rid[n] / (uint32_t)t1] : 1.0f;
         total += rw * softmax_xent_row(zr, V, w->tgt[n], scale * rw);
     }
     double rsum = 0.0;
@@ -388,99 +416,102 @@ static imcap_status at_forward_backward(dec_model *m, void *vw, const float *img
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, OI, O, 1.0f, w->dy1, O, p.o1_w, OI, 0.0f, w->dO,
                 OI);
 
-    /* back through time */
-    memset(w->dhn, 0, sizeof(float) * (size_t)b * H);
-    memset(w->dcn, 0, sizeof(float) * (size_t)b * H);
+    /* back through time; dhn, dcn (sorted rows) carry d h_t, d c_t from step t + 1 */
+    memset(w->dhn, 0, sizeof(float) * (size_t)n_active * H);
+    memset(w->dcn, 0, sizeof(float) * (size_t)n_active * H);
     memset(w->dP, 0, sizeof(float) * (size_t)b * L * A);
     memset(w->da, 0, sizeof(float) * (size_t)b * L * D);
     for (int t = Tm - 1; t >= 0; t--) {
-        const size_t n0 = (size_t)t * b;
-        const float *cp = w->cb + n0 * H;
+        const int bt = w->bt[t];
+        const size_t n0 = (size_t)w->off[t];
         float *g = w->g + n0 * G4, *dxin = w->dxin + n0 * XI;
-        for (int r = 0; r < b; r++) {
-            const size_t n = n0 + r;
+        for (int j = 0; j < bt; j++) {
+            const size_t n = n0 + j;
             float *dho = w->dO + n * OI;
-            if (drop > 0.0f) {
-                const uint32_t rid = (uint32_t)((size_t)r * t1 + t);
-                for (int j = 0; j < H; j++) dho[j] *= drop_factor(w->drop_seed, rid, j, drop);
-            }
-            lstm_cell_backward(H, g + (size_t)r * G4, cp + (size_t)r * H, w->tc + n * H, dho, w->dhn + (size_t)r * H,
-                               w->dcn + (size_t)r * H);
+            if (drop > 0.0f)
+                for (int u = 0; u < H; u++) dho[u] *= drop_factor(w->drop_seed, w->rid[n], u, drop);
+            lstm_cell_backward(H, g + (size_t)j * G4, w->cp + n * H, w->tc + n * H, dho, w->dhn + (size_t)j * H,
+                               w->dcn + (size_t)j * H);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b, XI, G4, 1.0f, g, G4, p.wx, XI, 0.0f, dxin, XI);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b, H, G4, 1.0f, g, G4, p.wh, H, 0.0f, w->dhn, H);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bt, XI, G4, 1.0f, g, G4, p.wx, XI, 0.0f, dxin, XI);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bt, H, G4, 1.0f, g, G4, p.wh, H, 0.0f, w->dhn, H);
         float *dz = w->tmp;
-        for (int r = 0; r < b; r++) {
-            const size_t n = n0 + r;
+        for (int j = 0; j < bt; j++) {
+            const size_t n = n0 + j;
+            const int r = w->perm[j];
             const float *z = w->z + n * D, *be = w->beta + n * D, *al = w->alpha + n * L;
-            const float *dbz = dxin + (size_t)r * XI + E, *dOz = w->dO + n * OI + H;
+            const float *dbz = dxin + (size_t)j * XI + E, *dOz = w->dO + n * OI + H;
             const float *a = img + (size_t)r * L * D, *P = w->P + (size_t)r * L * A, *q = w->q + n * A;
             float *dbp = w->dbp + n * D, *dq = w->dq + n * A, *dP = w->dP + (size_t)r * L * A;
-            float *da = w->da + (size_t)r * L * D, *dzr = dz + (size_t)r * D;
-            for (int k = 0; k < D; k++) {
-                dzr[k] = dOz[k] + dbz[k] * be[k];
-                dbp[k] = dbz[k] * z[k] * be[k] * (1.0f - be[k]);
+            float *da = w->da + (size_t)r * L * D, *dzr = dz + (size_t)j * D;
+            for (int u = 0; u < D; u++) {
+                dzr[u] = dOz[u] + dbz[u] * be[u];
+                dbp[u] = dbz[u] * z[u] * be[u] * (1.0f - be[u]);
             }
-            /* d alpha_i = a_i . dz (+ the regulariser), then the softmax */
+            /* d alpha_i = a_i . dz + the regulariser's, then the softmax */
             float dal[4096], dot = 0.0f;
-            const bool live = t < w->len[r];
             for (int i = 0; i < L; i++) {
                 const float *ai = a + (size_t)i * D;
-                float s = 0.0f;
-                for (int k = 0; k < D; k++) s += ai[k] * dzr[k];
-                if (live) s += -2.0f * reg * (1.0f - w->S[(size_t)r * L + i]);
-                dal[i] = s;
-                dot += al[i] * s;
+                float sum = 0.0f;
+                for (int u = 0; u < D; u++) sum += ai[u] * dzr[u];
+                sum += -2.0f * reg * (1.0f - w->S[(size_t)r * L + i]);
+                dal[i] = sum;
+                dot += al[i] * sum;
                 float *dai = da + (size_t)i * D;
-                for (int k = 0; k < D; k++) dai[k] += al[i] * dzr[k];
+                for (int u = 0; u < D; u++) dai[u] += al[i] * dzr[u];
             }
             memset(dq, 0, sizeof(float) * A);
             for (int i = 0; i < L; i++) {
                 const float de = al[i] * (dal[i] - dot);
                 const float *pi = P + (size_t)i * A;
                 float *dpi = dP + (size_t)i * A;
-                for (int k = 0; k < A; k++) {
-                    const float u = tanh_fast(pi[k] + q[k]);
-                    gr.av[k] += de * u;
-                    const float dp = de * p.av[k] * (1.0f - u * u);
-                    dq[k] += dp;
-                    dpi[k] += dp;
+                for (int u = 0; u < A; u++) {
+                    const float th = tanh_fast(pi[u] + q[u]);
+                    gr.av[u] += de * th;
+                    const float dp = de * p.av[u] * (1.0f - th * th);
+                    dq[u] += dp;
+                    dpi[u] += dp;
                 }
             }
             /* the embedding: its LSTM input part and its deep-output part */
             float *de = gr.emb + (size_t)w->xtok[n] * E;
-            const float *dxe = dxin + (size_t)r * XI, *dOe = w->dO + n * OI + H + D;
-            for (int k = 0; k < E; k++) de[k] += dxe[k] + dOe[k];
+            const float *dxe = dxin + (size_t)j * XI, *dOe = w->dO + n * OI + H + D;
+            for (int u = 0; u < E; u++) de[u] += dxe[u] + dOe[u];
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b, H, D, 1.0f, w->dbp + n0 * D, D, p.g_w, H, 1.0f,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bt, H, D, 1.0f, w->dbp + n0 * D, D, p.g_w, H, 1.0f,
                     w->dhn, H);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b, H, A, 1.0f, w->dq + n0 * A, A, p.ah_w, H, 1.0f,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bt, H, A, 1.0f, w->dq + n0 * A, A, p.ah_w, H, 1.0f,
                     w->dhn, H);
     }
-    /* weights of the per-step products, over all rows (h_{t-1} = hb rows [0, N)) */
+    /* weights of the per-step products, over all packed rows */
     weight_grad(w->g, G4, w->xin, XI, (int)N, XI, G4, gr.wx, gr.lb);
-    weight_grad(w->g, G4, w->hb, H, (int)N, H, G4, gr.wh, NULL);
-    weight_grad(w->dbp, D, w->hb, H, (int)N, H, D, gr.g_w, gr.g_b);
-    weight_grad(w->dq, A, w->hb, H, (int)N, H, A, gr.ah_w, NULL);
-    /* h0, c0 */
-    for (size_t i = 0; i < (size_t)b * H; i++) {
-        w->dhn[i] *= 1.0f - w->hb[i] * w->hb[i];
-        w->dcn[i] *= 1.0f - w->cb[i] * w->cb[i];
+    weight_grad(w->g, G4, w->hp, H, (int)N, H, G4, gr.wh, NULL);
+    weight_grad(w->dbp, D, w->hp, H, (int)N, H, D, gr.g_w, gr.g_b);
+    weight_grad(w->dq, A, w->hp, H, (int)N, H, A, gr.ah_w, NULL);
+    /* h0, c0: the packed rows of step 0, sorted order */
+    for (size_t i = 0; i < (size_t)n_active * H; i++) {
+        w->dhn[i] *= 1.0f - w->hp[i] * w->hp[i];
+        w->dcn[i] *= 1.0f - w->cp[i] * w->cp[i];
     }
-    weight_grad(w->dhn, H, w->mean, D, b, D, H, gr.ih_w, gr.ih_b);
-    weight_grad(w->dcn, H, w->mean, D, b, D, H, gr.ic_w, gr.ic_b);
+    weight_grad(w->dhn, H, w->mean, D, n_active, D, H, gr.ih_w, gr.ih_b);
+    weight_grad(w->dcn, H, w->mean, D, n_active, D, H, gr.ic_w, gr.ic_b);
     /* P = att_a a + b */
     weight_grad(w->dP, A, img, D, b * L, D, A, gr.aa_w, gr.aa_b);
     if (d_img) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b, D, H, 1.0f, w->dhn, H, p.ih_w, D, 0.0f, w->dmean, D);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b, D, H, 1.0f, w->dcn, H, p.ic_w, D, 1.0f, w->dmean, D);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_active, D, H, 1.0f, w->dhn, H, p.ih_w, D, 0.0f,
+                    w->dmean, D);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_active, D, H, 1.0f, w->dcn, H, p.ic_w, D, 1.0f,
+                    w->dmean, D);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b * L, D, A, 1.0f, w->dP, A, p.aa_w, D, 1.0f, w->da, D);
-        for (int r = 0; r < b; r++)
+        for (int j = 0; j < n_active; j++) {
+            const int r = w->perm[j];
+            const float *dm = w->dmean + (size_t)j * D;
             for (int i = 0; i < L; i++) {
                 float *o = d_img + ((size_t)r * L + i) * D;
-                const float *dai = w->da + ((size_t)r * L + i) * D, *dm = w->dmean + (size_t)r * D;
-                for (int k = 0; k < D; k++) o[k] = dai[k] + dm[k] / (float)L;
+                const float *dai = w->da + ((size_t)r * L + i) * D;
+                for (int u = 0; u < D; u++) o[u] = dai[u] + dm[u] / (float)L;
             }
+        }
     }
     return IMCAP_OK;
 }

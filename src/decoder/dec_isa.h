@@ -9,13 +9,14 @@
 
 #include <stddef.h>
 
-/* Generation's GEMMs have 1-8 rows (beam hypotheses) and are bound by
- * reading W once: for so few rows OpenBLAS repacks W on every call, which
- * cost more than the arithmetic. small_nt_task reads each row of W once for
- * all rows of x, over the output features [o0, o1) (split over the worker
- * threads by decoder.c):
- * y [n][out] = (accumulate ? y : b) + x [n][in] W^T, n <= DEC_SMALL_ROWS. */
-enum { DEC_SMALL_ROWS = 8 };
+/* Generation's GEMMs have few rows (beam hypotheses; SCST's rollouts: a
+ * few hundred) and are bound by reading W: for few rows OpenBLAS repacks W
+ * on every call, which cost more than the arithmetic. small_nt_task reads
+ * each row of W once for every DEC_SMALL_ROWS rows of x, DEC_SMALL_COLS rows
+ * of W at a time, over the output features [o0, o1) (split over the worker
+ * threads by the caller); each output is the same sum whatever n is (on a
+ * given path): y [n][out] = (accumulate ? y : b) + x [n][in] W^T. */
+enum { DEC_SMALL_ROWS = 6, DEC_SMALL_COLS = 2 };
 
 typedef struct dec_small_ctx {
     const float *x, *w, *b;

@@ -63,10 +63,12 @@ static inline void init_orthogonal(float *w, int rows, int cols, imcap_rng *rng)
  * the Cephes degree-7 polynomial, 2^n built in the exponent bits. Relative
  * error about 2e-7. Branch-free and call-free so that loops calling it are
  * vectorized (at the width of the ISA dec_simd.h is compiled for). */
-static inline float exp_fast(float x)
+static inline float exp_fast(float x_in)
 {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
+    /* Clamped so that every input, NaN included, stays in range for the
+     * float-to-int conversion and the shift below; NaN is returned as NaN. */
+    float x = x_in > -87.0f ? x_in : -87.0f;
+    x = x < 88.0f ? x : 88.0f;
     const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round(x / ln2) */
     const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
@@ -76,10 +78,10 @@ static inline float exp_fast(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    return x_in == x_in ? p * scale : x_in;
 }
 
 static inline float sigmoid_fast(float x) { return 1.0f / (1.0f + exp_fast(-x)); }
@@ -94,16 +96,13 @@ static inline void dense_forward(const float *x, const float *w, const float *b,
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
 }
 
-/* Generation's small GEMM (dec_isa.h) in groups of DEC_SMALL_ROWS rows,
- * the output features split over the worker threads. */
+/* Generation's small GEMM (dec_isa.h), the output features split over the
+ * worker threads. */
 static inline void small_nt(const float *x, int n, const float *w, const float *b, int in, int out, float *y,
                             bool accumulate)
 {
-    for (int r0 = 0; r0 < n; r0 += DEC_SMALL_ROWS) {
-        dec_small_ctx t = {x + (size_t)r0 * in, w, b, y + (size_t)r0 * out,
-                           n - r0 < DEC_SMALL_ROWS ? n - r0 : DEC_SMALL_ROWS, in, out, accumulate};
-        ops_parallel((size_t)out, 64, dec_kernels_active()->small_nt_task, &t);
-    }
+    dec_small_ctx t = {x, w, b, y, n, in, out, accumulate};
+    ops_parallel((size_t)out, 64, dec_kernels_active()->small_nt_task, &t);
 }
 
 /* Given dy [n][out] and the layer input x [n][in]: dW += dy^T x, db += colsum

@@ -95,24 +95,31 @@ imcap_status dec_gguf_get(const gguf_file *f, const char *key_prefix, const char
             if ((s = get_dim(f, key, grid_keys[i].lo, grid_keys[i].hi, cfg_field(&c, grid_keys[i].off)))) return s;
         }
     if ((s = dec_config_check(&c))) return imcap_fail_prefix(s, "%s", gguf_path(f));
-    dec_model *m;
-    if ((s = dec_model_new(&c, false, &m))) return s;
+    /* Every tensor's shape is checked before allocating, so the sizes are
+     * bounded by what the file holds, not by its header. */
     for (int i = 0; i < dec_n_tensors(&c); i++) {
         dec_tensor_info t = dec_tensor_at(&c, i);
         const gguf_tensor *gt;
         snprintf(key, sizeof key, "%s%s", tensor_prefix, t.name);
-        if (gguf_expect_tensor(f, key, GGUF_T_F32, t.n_dims, t.shape, &gt)) {
-            dec_model_free(m);
+        if (gguf_expect_tensor(f, key, GGUF_T_F32, t.n_dims, t.shape, &gt))
             return IMCAP_E_FORMAT; /* the file disagrees with itself; the message names file and tensor */
+    }
+    dec_model *m;
+    if ((s = dec_model_new(&c, false, &m))) return s;
+    for (int i = 0; i < dec_n_tensors(&c); i++) {
+        dec_tensor_info t = dec_tensor_at(&c, i);
+        snprintf(key, sizeof key, "%s%s", tensor_prefix, t.name);
+        const float *dst = m->params + t.offset;
+        if ((s = gguf_tensor_copy(f, gguf_find_tensor(f, key), m->params + t.offset))) { /* checksum verified */
+            dec_model_free(m);
+            return s;
         }
-        const float *src = gt->data;
         for (size_t k = 0; k < t.size; k++)
-            if (!isfinite(src[k])) {
+            if (!isfinite(dst[k])) {
                 dec_model_free(m);
                 return imcap_fail(IMCAP_E_FORMAT, "%s: tensor %s has a non-finite value at index %zu", gguf_path(f),
                                   key, k);
             }
-        memcpy(m->params + t.offset, src, sizeof(float) * t.size);
     }
     *out = m;
     return IMCAP_OK;

@@ -16,7 +16,8 @@
  * A prefix that reaches max_len words is finished without END. The search
  * stops early once K captions are finished and no prefix can still beat the
  * K-th: a prefix's best possible score is lp / (max_len + 1)^alpha, since
- * lp can only fall and len is at most max_len + 1.
+ * lp can only fall and len is at most max_len + 1. With block_ngram n, an
+ * extension that would repeat an n-gram of its prefix is not considered.
  */
 #include "generate.h"
 #include "ops.h"
@@ -54,6 +55,8 @@ imcap_status imcap_gen_params_check(const imcap_gen_params *p)
                           "generation: greedy decoding gives one caption; n-best %d needs beam search "
                           "(beam >= %d) or sampling (temperature > 0)",
                           p->n_best, p->n_best);
+    if (p->block_ngram < 0 || p->block_ngram > 8)
+        return imcap_fail(IMCAP_E_ARG, "generation: n-gram blocking %d is outside [0, 8]", p->block_ngram);
     if (!(p->length_alpha >= 0.0f && p->length_alpha <= 2.0f))
         return imcap_fail(IMCAP_E_ARG, "generation: length alpha %g is outside [0, 2]", (double)p->length_alpha);
     return IMCAP_OK;
@@ -123,9 +126,16 @@ static imcap_status ctx_init(gen_ctx *g, const dec_model *m, const gen_special *
     return IMCAP_OK;
 }
 
+/* A NaN or infinite logit (weights that overflow the LSTM) is an error, never a caption. */
+static imcap_status nonfinite_logit(int step)
+{
+    return imcap_fail(IMCAP_E_FORMAT, "generation: the decoder produced a non-finite score at step %d (its "
+                      "weights overflow: the model file is damaged or was not trained by imcap)", step + 1);
+}
+
 /* Masked log-softmax of n rows of logits into g->logp; END allowed unless
- * first. Disallowed tokens get -INFINITY. */
-static void log_softmax_rows(gen_ctx *g, int n, bool first)
+ * first. Disallowed tokens get -INFINITY. Fails on a non-finite allowed logit. */
+static imcap_status log_softmax_rows(gen_ctx *g, int n, bool first, int step)
 {
     const int V = g->V, end = g->sp->end_id;
     for (int r = 0; r < n; r++) {
@@ -133,7 +143,10 @@ static void log_softmax_rows(gen_ctx *g, int n, bool first)
         double *o = g->logp + (size_t)r * V;
         double mx = -INFINITY;
         for (int v = 0; v < V; v++)
-            if (g->allowed[v] && !(first && v == end) && l[v] > mx) mx = l[v];
+            if (g->allowed[v] && !(first && v == end)) {
+                if (!isfinite(l[v])) return nonfinite_logit(step);
+                if (l[v] > mx) mx = l[v];
+            }
         double s = 0;
         for (int v = 0; v < V; v++)
             if (g->allowed[v] && !(first && v == end)) s += exp((double)l[v] - mx);
@@ -141,6 +154,7 @@ static void log_softmax_rows(gen_ctx *g, int n, bool first)
         for (int v = 0; v < V; v++)
             o[v] = (g->allowed[v] && !(first && v == end)) ? (double)l[v] - lse : -INFINITY;
     }
+    return IMCAP_OK;
 }
 
 static double hyp_score(double lp, int len, float alpha)
@@ -167,7 +181,7 @@ static imcap_status run_single(gen_ctx *g, const float *img, const imcap_gen_par
     const double T = p->temperature;
     for (int t = 0; t < p->max_len; t++) {
         dec_step(g->m, g->ctx, true, &tok, 1, hc, g->logits, hc, NULL, g->scratch);
-        log_softmax_rows(g, 1, t == 0);
+        if ((st = log_softmax_rows(g, 1, t == 0, t))) break;
         const double *q = g->logp;
         int pick = -1;
         if (T == 0.0) {
@@ -199,7 +213,7 @@ static imcap_status run_single(gen_ctx *g, const float *img, const imcap_gen_par
     out->logprob = lp;
     out->score = hyp_score(lp, out->n_words + out->ended, p->length_alpha);
     imcap_free(hc);
-    return IMCAP_OK;
+    return st;
 }
 
 /* Finished list: best first by score, stable (earlier insertions win ties),
@@ -213,6 +227,18 @@ static void finished_insert(gen_hyp *fin, int *n, int cap, const gen_hyp *h)
     memmove(fin + pos + 1, fin + pos, sizeof *fin * (size_t)(last - pos));
     fin[pos] = *h;
     if (*n < cap) (*n)++;
+}
+
+/* Whether appending word v to h repeats an n-gram of h (n >= 1). */
+static bool repeats_ngram(const gen_hyp *h, int32_t v, int n)
+{
+    const int nw = h->n_words;
+    if (n < 1 || nw + 1 < n) return false;
+    const int32_t *tail = h->words + nw - (n - 1); /* the n - 1 words before v */
+    for (int i = 0; i + n <= nw; i++)
+        if (h->words[i + n - 1] == v && memcmp(h->words + i, tail, sizeof(int32_t) * (size_t)(n - 1)) == 0)
+            return true;
+    return false;
 }
 
 typedef struct cand {
@@ -250,13 +276,14 @@ static imcap_status run_beam(gen_ctx *g, const float *img, const imcap_gen_param
 
     for (int t = 0; t < p->max_len && n_live > 0; t++) {
         dec_step(g->m, g->ctx, true, tok, n_live, h, g->logits, h, NULL, g->scratch);
-        log_softmax_rows(g, n_live, t == 0);
+        if ((st = log_softmax_rows(g, n_live, t == 0, t))) goto done;
         /* The C best extensions, sorted. */
         int n_top = 0;
         for (int r = 0; r < n_live; r++) {
             const double *q = g->logp + (size_t)r * V;
             for (int v = 0; v < V; v++) {
                 if (q[v] == -INFINITY) continue;
+                if (p->block_ngram > 0 && v != g->sp->end_id && repeats_ngram(&live[r], v, p->block_ngram)) continue;
                 cand x = {live[r].logprob + q[v], r, v};
                 if (n_top == C && !cand_before(&x, &top[C - 1])) continue;
                 int pos = n_top < C ? n_top++ : C - 1;
@@ -395,6 +422,10 @@ imcap_status gen_greedy_batch(const dec_model *m, const float *img, int n, const
             int32_t best = -1;
             for (size_t v = 0; v < V; v++) {
                 if (!g.allowed[v] || (t == 0 && (int32_t)v == sp->end_id)) continue;
+                if (!isfinite(z[v])) {
+                    st = nonfinite_logit(t);
+                    goto out;
+                }
                 if (best < 0 || z[v] > z[best]) best = (int32_t)v;
             }
             if (best == sp->end_id) {
@@ -535,8 +566,10 @@ imcap_status gen_greedy(const dec_model *m, const float *img, int n, int32_t sta
     return gen_greedy_batch(m, img, n, &sp, max_len, out, lens);
 }
 
-imcap_status gen_sequence_logprob(const dec_model *m, const float *img, const gen_special *sp,
-                                  const int32_t *words, int n_words, bool ended, double *logprob)
+/* Teacher-forced replay of a word sequence (ended with END if ended): its
+ * log-probability and, if attn, the attention weights of every step. */
+static imcap_status replay(const dec_model *m, const float *img, const gen_special *sp, const int32_t *words,
+                           int n_words, bool ended, double *logprob, float *attn)
 {
     *logprob = 0;
     if (n_words < 0 || n_words > GEN_MAX_LEN)
@@ -550,6 +583,7 @@ imcap_status gen_sequence_logprob(const dec_model *m, const float *img, const ge
         return IMCAP_E_NOMEM;
     }
     if ((st = dec_init_state(m, img, 1, g.ctx, hc))) goto done;
+    const size_t L = (size_t)dec_regions(&m->cfg);
     int32_t tok = sp->start_id;
     double lp = 0;
     for (int t = 0; t < n_words + (ended ? 1 : 0); t++) {
@@ -558,8 +592,9 @@ imcap_status gen_sequence_logprob(const dec_model *m, const float *img, const ge
             st = imcap_fail(IMCAP_E_ARG, "generation: token id %d out of range", next);
             goto done;
         }
-        dec_step(m, g.ctx, true, &tok, 1, hc, g.logits, hc, NULL, g.scratch);
-        log_softmax_rows(&g, 1, t == 0);
+        dec_step(m, g.ctx, true, &tok, 1, hc, g.logits, hc, attn && t < n_words ? attn + (size_t)t * L : NULL,
+                 g.scratch);
+        if ((st = log_softmax_rows(&g, 1, t == 0, t))) goto done;
         lp += g.logp[next];
         tok = next;
     }
@@ -568,4 +603,17 @@ done:
     imcap_free(hc);
     ctx_free(&g);
     return st;
+}
+
+imcap_status gen_sequence_logprob(const dec_model *m, const float *img, const gen_special *sp,
+                                  const int32_t *words, int n_words, bool ended, double *logprob)
+{
+    return replay(m, img, sp, words, n_words, ended, logprob, NULL);
+}
+
+imcap_status gen_attention(const dec_model *m, const float *img, const gen_special *sp, const int32_t *words,
+                           int n_words, float *attn)
+{
+    double lp;
+    return replay(m, img, sp, words, n_words, false, &lp, attn);
 }

@@ -68,4 +68,11 @@ imcap_status gen_beam_search(const dec_model *m, const float *img, const gen_spe
 imcap_status gen_sequence_logprob(const dec_model *m, const float *img, const gen_special *sp,
                                   const int32_t *words, int n_words, bool ended, double *logprob);
 
+/* The attention weights behind each word of a caption: attn [n_words][L]
+ * (L = dec_regions), row t the weights of the step that produced word t,
+ * from the step API fed START and the words (the computation generation
+ * made). Each row sums to 1; a model without attention gives 1s. */
+imcap_status gen_attention(const dec_model *m, const float *img, const gen_special *sp, const int32_t *words,
+                           int n_words, float *attn);
+
 #endif

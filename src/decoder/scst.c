@@ -1,7 +1,9 @@
 /*
  * scst.c - self-critical sequence training (imcap_scst_train; `imcap train
- * --scst`): REINFORCE on CIDEr-D with the greedy caption (or the mean of the
- * other samples) as baseline, starting from a cross-entropy decoder.
+ * --scst`): REINFORCE on CIDEr-D with the mean reward of the image's other
+ * samples (default) or its greedy caption's reward as baseline, starting
+ * from a cross-entropy decoder. The greedy caption is rolled out either way:
+ * its reward is the training-set CIDEr-D the progress line shows.
  *
  * One step: B images drawn from the training split (rng in the checkpoint);
  * gen_rollouts gives each its greedy caption and K samples (seeded from the
@@ -40,7 +42,7 @@ imcap_scst_params imcap_scst_default_params(void)
     p.batch_size = 16;
     p.samples = 5;
     p.max_len = 20;
-    p.baseline = IMCAP_SCST_BASELINE_GREEDY;
+    p.baseline = IMCAP_SCST_BASELINE_MEAN;
     p.checkpoint_every = 50;
     p.lr = 5e-5f;
     p.seed = 1;

@@ -13,6 +13,7 @@
 #include "decoder.h"
 #include "optimizer.h"
 #include "plot.h"
+#include "train_dist.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -63,6 +64,11 @@ typedef struct trainer {
     /* batch buffers */
     int32_t *images, *tokens;
     float *img;
+    /* ranks of the job (train_dist.h); rank 0 alone writes files and reports */
+    const imcap_comm *comm;
+    int chunks;
+    dist_ctx *dist;
+    float *val_losses;   /* [val_batches] */
 } trainer;
 
 static void trainer_free(trainer *t)
@@ -84,6 +90,8 @@ static void trainer_free(trainer *t)
     free(t->images);
     free(t->tokens);
     imcap_free(t->img);
+    dist_free(t->dist);
+    free(t->val_losses);
 }
 
 static imcap_status check_params(const imcap_train_params *p)
@@ -135,6 +143,7 @@ static imcap_status save_checkpoint(trainer *t)
         (s = gguf_set_u32(w, "imcap.train.min_count", (uint32_t)p->min_count)) ||
         (s = gguf_set_u32(w, "imcap.train.val_batches", (uint32_t)p->val_batches)) ||
         (s = gguf_set_u32(w, "imcap.train.checkpoint_every", (uint32_t)p->checkpoint_every)) ||
+        (s = gguf_set_u32(w, "imcap.train.chunks", (uint32_t)t->chunks)) ||
         (s = gguf_set_u64(w, "imcap.train.seed", p->seed)) ||
         (s = gguf_set_f32(w, "imcap.train.lr", t->opt.p.lr)) ||
         (s = gguf_set_f32(w, "imcap.train.clip", t->opt.p.clip)) ||
@@ -220,6 +229,11 @@ static imcap_status load_checkpoint(trainer *t, const char *path, int epochs_wan
         goto out;
     p->lr = ap.lr;
     p->clip = ap.clip;
+    /* checkpoints written before chunks existed trained on whole batches */
+    t->chunks = 1;
+    if (gguf_has_key(f, "imcap.train.chunks") &&
+        (s = get_count(f, "imcap.train.chunks", 1, (uint32_t)p->batch_size, &t->chunks)))
+        goto out;
     /* checkpoints written before dropout existed trained without it */
     p->dropout = 0.0f;
     if (gguf_has_key(f, "imcap.train.dropout") && (s = gguf_get_f32(f, "imcap.train.dropout", &p->dropout))) goto out;
@@ -281,8 +295,7 @@ static imcap_status load_checkpoint(trainer *t, const char *path, int epochs_wan
     if ((s = gguf_expect_tensor(f, "adam.m", GGUF_T_F32, 1, &np, &tm)) ||
         (s = gguf_expect_tensor(f, "adam.v", GGUF_T_F32, 1, &np, &tv)))
         goto out;
-    memcpy(t->opt.m, tm->data, sizeof(float) * t->m->n_params);
-    memcpy(t->opt.v, tv->data, sizeof(float) * t->m->n_params);
+    if ((s = gguf_tensor_copy(f, tm, t->opt.m)) || (s = gguf_tensor_copy(f, tv, t->opt.v))) goto out;
     for (size_t i = 0; i < t->m->n_params; i++)
         if (!isfinite(t->m->params[i]) || !isfinite(t->opt.m[i]) || !(t->opt.v[i] >= 0 && isfinite(t->opt.v[i]))) {
             s = imcap_fail(IMCAP_E_FORMAT, "%s: non-finite weight or optimizer value at parameter %zu", path, i);
@@ -343,17 +356,20 @@ static imcap_status validate(trainer *t, float *val_loss)
     imcap_batcher_set_state(t->val_batcher, t->val_state);
     const size_t nb = imcap_batcher_n_images(t->val_batcher);
     const int bs = (size_t)t->p.batch_size < nb ? t->p.batch_size : (int)nb;
-    double sum = 0;
-    for (int k = 0; k < t->p.val_batches; k++) {
+    /* every rank draws every batch; batch k is computed by rank k % size */
+    const int R = t->comm->size;
+    imcap_status s = IMCAP_OK;
+    for (int k = 0; k < t->p.val_batches && !s; k++) {
         size_t width;
-        imcap_status s = imcap_batcher_next(t->val_batcher, (size_t)bs, t->images, t->tokens, &width);
-        if (s) return s;
+        if ((s = imcap_batcher_next(t->val_batcher, (size_t)bs, t->images, t->tokens, &width))) break;
+        if (k % R != t->comm->rank) continue;
         gather(t, t->val_rows, bs);
-        float loss;
-        s = dec_forward_backward(t->m, t->w, t->img, t->tokens, NULL, bs, (int)width, false, NULL, &loss, NULL);
-        if (s) return s;
-        sum += loss;
+        s = dec_forward_backward(t->m, t->w, t->img, t->tokens, NULL, bs, (int)width, false, NULL,
+                                 &t->val_losses[k], NULL);
     }
+    if ((s = dist_share_floats(t->comm, s, t->val_losses, (size_t)t->p.val_batches))) return s;
+    double sum = 0;
+    for (int k = 0; k < t->p.val_batches; k++) sum += t->val_losses[k];
     *val_loss = (float)(sum / t->p.val_batches);
     return IMCAP_OK;
 }
@@ -394,11 +410,17 @@ static bool is_best_epoch(const trainer *t)
 
 static uint64_t val_seed(uint64_t seed) { return seed ^ 0x76616c6964617465ULL; /* "validate" */ }
 
-static imcap_status train_run(trainer *t, const imcap_train_params *req)
+static imcap_status train_setup(trainer *t, const imcap_train_params *req)
 {
     imcap_status s = check_params(req);
     if (s) return s;
+    /* Every output is checked before the long work starts. */
+    const char *const outputs[][2] = {{req->checkpoint, "checkpoint"}, {req->best_model, "best model"},
+                                      {req->history_csv, "loss history"}, {req->plot_svg, "loss plot"}};
+    for (size_t i = 0; i < sizeof outputs / sizeof outputs[0]; i++)
+        if (outputs[i][0] && (s = imcap_check_output(outputs[i][0], outputs[i][1]))) return s;
     t->p = *req;
+    t->chunks = req->chunks > 0 ? req->chunks : t->comm->size;
     if ((s = load_data(t))) return s;
     const size_t D = imcap_embfile_dim(t->emb);
     struct stat sb;
@@ -464,7 +486,41 @@ static imcap_status train_run(trainer *t, const imcap_train_params *req)
     t->images = malloc(sizeof(int32_t) * (size_t)p->batch_size);
     t->tokens = malloc(sizeof(int32_t) * (size_t)p->batch_size * (size_t)p->max_len);
     t->img = imcap_alloc((size_t)p->batch_size * D, sizeof(float));
-    if (!t->images || !t->tokens || !t->img) return imcap_fail(IMCAP_E_NOMEM, "out of memory for batches");
+    t->val_losses = malloc(sizeof(float) * (size_t)(p->val_batches > 0 ? p->val_batches : 1));
+    if (!t->images || !t->tokens || !t->img || !t->val_losses)
+        return imcap_fail(IMCAP_E_NOMEM, "out of memory for batches");
+    return dist_new(t->comm, t->chunks, p->batch_size, t->m->n_params, &t->dist);
+}
+
+/* Every rank must start from the same state (the same checkpoint, seen
+ * through shared storage): step, chunks and a CRC of weights and moments. */
+static imcap_status check_same_start(trainer *t)
+{
+    const imcap_comm *c = t->comm;
+    if (c->size <= 1) return IMCAP_OK;
+    const size_t P = t->m->n_params;
+    uint64_t mine[3] = {t->step, (uint64_t)t->chunks, imcap_crc32(0, t->m->params, sizeof(float) * P)};
+    mine[2] = imcap_crc32((uint32_t)mine[2], t->opt.m, sizeof(float) * P);
+    uint64_t *all = calloc((size_t)c->size * 3, sizeof *all);
+    imcap_status s = imcap_comm_agree(c, all ? IMCAP_OK : imcap_fail(IMCAP_E_NOMEM, "out of memory"));
+    if (!s && (s = c->allgather(c->user, mine, all, sizeof mine))) c->abort(c->user, s, "allgather failed");
+    for (int r = 1; r < c->size && !s; r++)
+        if (memcmp(all + 3 * r, all, sizeof mine))
+            s = imcap_fail(IMCAP_E_MISMATCH, "%s: rank %d starts at step %llu (chunks %llu, state CRC %08llx) but "
+                           "rank 0 at step %llu (chunks %llu, CRC %08llx): do all ranks see the same checkpoint?",
+                           t->p.checkpoint, r, (unsigned long long)all[3 * r], (unsigned long long)all[3 * r + 1],
+                           (unsigned long long)all[3 * r + 2], (unsigned long long)all[0],
+                           (unsigned long long)all[1], (unsigned long long)all[2]);
+    free(all);
+    return s;
+}
+
+static imcap_status train_run(trainer *t, const imcap_train_params *req)
+{
+    imcap_status s = imcap_comm_agree(t->comm, train_setup(t, req));
+    if (s || (s = check_same_start(t))) return s;
+    const imcap_train_params *p = &t->p;
+    const bool lead = t->comm->rank == 0;
 
     const uint64_t total = (uint64_t)p->epochs * (uint64_t)p->batches_per_epoch;
     const uint64_t step0 = t->step;
@@ -474,15 +530,14 @@ static imcap_status train_run(trainer *t, const imcap_train_params *req)
         imcap_train_report r = {.epoch = t->epoch + 1, .epochs = p->epochs, .batches = p->batches_per_epoch,
                                 .total_steps = total, .val_loss = NAN};
         if (t->batch < p->batches_per_epoch) {
-            size_t width;
-            if ((s = imcap_batcher_next(t->batcher, (size_t)p->batch_size, t->images, t->tokens, &width))) return s;
-            gather(t, t->train_rows, p->batch_size);
+            size_t width = 0;
+            s = imcap_batcher_next(t->batcher, (size_t)p->batch_size, t->images, t->tokens, &width);
+            if (!s) gather(t, t->train_rows, p->batch_size);
             /* a mask per step, from the run's seed: a resumed run drops the same units */
-            dec_work_set_dropout(t->w, p->dropout, p->seed * 0x9e3779b97f4a7c15ull + t->step);
             float loss;
             int64_t nt;
-            if ((s = dec_forward_backward(t->m, t->w, t->img, t->tokens, NULL, p->batch_size, (int)width, true, NULL, &loss,
-                                          &nt)))
+            if ((s = dist_forward_backward(t->dist, s, t->m, t->w, t->img, t->tokens, p->batch_size, (int)width,
+                                           p->dropout, p->seed * 0x9e3779b97f4a7c15ull + t->step, &loss, &nt)))
                 return s;
             if (!isfinite(loss))
                 return imcap_fail(IMCAP_E_INTERNAL, "training diverged: loss %g at step %llu (try a lower "
@@ -496,7 +551,8 @@ static imcap_status train_run(trainer *t, const imcap_train_params *req)
             r.loss = loss;
             r.epoch_loss = t->epoch_sum / t->batch;
             if (t->batch < p->batches_per_epoch && p->checkpoint_every > 0 && t->step % p->checkpoint_every == 0) {
-                if ((s = save_checkpoint(t))) return s;
+                if (lead) s = save_checkpoint(t);
+                if ((s = imcap_comm_agree(t->comm, s))) return s;
                 r.checkpoint = p->checkpoint;
             }
         } else {
@@ -513,26 +569,32 @@ static imcap_status train_run(trainer *t, const imcap_train_params *req)
             t->epoch++;
             t->batch = 0;
             t->epoch_sum = 0;
-            if (p->history_csv && (s = write_history_csv(t, p->history_csv))) return s;
-            if (p->plot_svg && (s = write_history_svg(t, p->plot_svg))) return s;
-            if ((s = save_checkpoint(t))) return s;
+            if (lead && p->history_csv) s = write_history_csv(t, p->history_csv);
+            if (lead && !s && p->plot_svg) s = write_history_svg(t, p->plot_svg);
+            if (lead && !s) s = save_checkpoint(t);
             r.checkpoint = p->checkpoint;
             if (p->best_model && isfinite(val) && is_best_epoch(t)) {
-                if ((s = dec_save(p->best_model, t->m, t->vocab))) return s;
+                if (lead && !s) s = dec_save(p->best_model, t->m, t->vocab);
                 r.best = 1;
             }
+            if ((s = imcap_comm_agree(t->comm, s))) return s;
         }
         const double el = imcap_now() - t0;
         const uint64_t done = t->step - step0;
         r.step = t->step;
+        r.comm_s = dist_comm_seconds(t->dist);
+        r.wait_s = dist_wait_seconds(t->dist);
+        r.train_s = el;
+        r.comm_bytes = dist_bytes_per_step(t->dist);
         r.tokens_per_s = el > 0 ? tokens / el : 0;
         r.eta_s = done > 0 ? el / (double)done * (double)(total - t->step) : 0;
         int stop = 0;
-        if (p->report) stop |= p->report(p->report_user, &r);
-        if (p->progress) stop |= p->progress(p->progress_user, t->step, total, "batches");
+        if (lead && p->report) stop |= p->report(p->report_user, &r);
+        if (lead && p->progress) stop |= p->progress(p->progress_user, t->step, total, "batches");
         if (stop)
-            return imcap_fail(IMCAP_E_ARG, "training interrupted at step %llu (resume from %s)",
-                              (unsigned long long)t->step, p->checkpoint);
+            s = imcap_fail(IMCAP_E_ARG, "training interrupted at step %llu (resume from %s)",
+                           (unsigned long long)t->step, p->checkpoint);
+        if ((s = imcap_comm_agree(t->comm, s))) return s;
     }
     return IMCAP_OK;
 }
@@ -542,6 +604,7 @@ imcap_status imcap_train(const imcap_train_params *p)
     if (!p) return imcap_fail(IMCAP_E_ARG, "imcap_train: no parameters");
     trainer t;
     memset(&t, 0, sizeof t);
+    t.comm = p->comm ? p->comm : imcap_comm_self();
     imcap_status s = train_run(&t, p);
     trainer_free(&t);
     return s;

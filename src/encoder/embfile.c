@@ -190,7 +190,8 @@ static imcap_status write_all(int fd, const char *path, const void *buf, size_t 
 {
     size_t done = 0;
     while (done < n) {
-        ssize_t r = at >= 0 ? pwrite(fd, (const uint8_t *)buf + done, n - done, at + (off_t)done)
+        ssize_t r = imcap_fault_hit(IMCAP_FAULT_WRITE) ? -1
+                    : at >= 0 ? pwrite(fd, (const uint8_t *)buf + done, n - done, at + (off_t)done)
                             : write(fd, (const uint8_t *)buf + done, n - done);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) return imcap_fail(IMCAP_E_IO, "%s: write error: %s", path, strerror(errno));

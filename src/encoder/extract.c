@@ -38,7 +38,35 @@ void imcap_extract_report_free(imcap_extract_report *r)
 
 /* ------------------------------------------------------------ name list */
 
-static void free_names(char **names, size_t n)
+static imcap_status read_list(const char *path, char ***out, size_t *n_out);
+static imcap_status check_duplicates(const char *list, char **names, size_t n);
+
+imcap_status extract_list(const char *list, char ***names, size_t *n, size_t *name_width)
+{
+    char **all = NULL;
+    size_t n_all = 0;
+    imcap_status st = read_list(list, &all, &n_all);
+    if (st != IMCAP_OK) return st;
+    st = check_duplicates(list, all, n_all);
+    /* a new file's name field fits the longest name (a multiple of 4 bytes) */
+    size_t w = IMCAP_EMB_NAME_WIDTH;
+    for (size_t i = 0; i < n_all && st == IMCAP_OK; i++) {
+        size_t l = strlen(all[i]);
+        if (l >= IMCAP_EMB_NAME_WIDTH_MAX)
+            st = imcap_fail(IMCAP_E_FORMAT, "%s: image name '%.60s...' is longer than %d bytes", list, all[i],
+                            IMCAP_EMB_NAME_WIDTH_MAX - 1);
+        else if (l + 1 > w)
+            w = (l + 1 + 3) & ~(size_t)3;
+    }
+    if (st != IMCAP_OK) {
+        extract_free_list(all, n_all);
+        return st;
+    }
+    *names = all, *n = n_all, *name_width = w;
+    return IMCAP_OK;
+}
+
+void extract_free_list(char **names, size_t n)
 {
     if (!names) return;
     for (size_t i = 0; i < n; i++) free(names[i]);
@@ -86,7 +114,7 @@ static imcap_status read_list(const char *path, char ***out, size_t *n_out)
     free(data);
     if (st == IMCAP_OK && n == 0) st = imcap_fail(IMCAP_E_FORMAT, "%s: the list names no images", path);
     if (st != IMCAP_OK) {
-        free_names(names, n);
+        extract_free_list(names, n);
         return st;
     }
     *out = names;
@@ -241,7 +269,7 @@ static imcap_status add_failure(imcap_extract_report *rep, size_t cap, char *msg
 }
 
 /* Splits "a,b,c" into at most EXTRACT_MAX_OUTPUTS pieces (in buf). */
-static int split_list(const char *s, char *buf, size_t bufsz, const char **parts)
+int extract_split_list(const char *s, char *buf, size_t bufsz, const char **parts)
 {
     snprintf(buf, bufsz, "%s", s);
     int n = 0;
@@ -266,6 +294,12 @@ typedef struct out_file {
 
 imcap_status extract_run(const enc_graph *g, const extract_ctx *x, imcap_extract_report *rep)
 {
+    return extract_run_shard(g, x, NULL, rep);
+}
+
+imcap_status extract_run_shard(const enc_graph *g, const extract_ctx *x, const extract_shard *sh,
+                               imcap_extract_report *rep)
+{
     double t0 = imcap_now();
     memset(rep, 0, sizeof *rep);
     int batch = x->batch > 0 ? x->batch : 8;
@@ -278,8 +312,8 @@ imcap_status extract_run(const enc_graph *g, const extract_ctx *x, imcap_extract
     /* outputs and their files */
     char obuf[1024], pbuf[4096];
     const char *onames[EXTRACT_MAX_OUTPUTS + 1], *paths[EXTRACT_MAX_OUTPUTS + 1];
-    int n_out = split_list(x->output && *x->output ? x->output : "embedding", obuf, sizeof obuf, onames);
-    int n_paths = split_list(x->out_path, pbuf, sizeof pbuf, paths);
+    int n_out = extract_split_list(x->output && *x->output ? x->output : "embedding", obuf, sizeof obuf, onames);
+    int n_paths = extract_split_list(x->out_path, pbuf, sizeof pbuf, paths);
     if (n_out > EXTRACT_MAX_OUTPUTS)
         return imcap_fail(IMCAP_E_ARG, "more than %d outputs requested", EXTRACT_MAX_OUTPUTS);
     if (n_paths != n_out)
@@ -290,7 +324,7 @@ imcap_status extract_run(const enc_graph *g, const extract_ctx *x, imcap_extract
     int dtypes[EXTRACT_MAX_OUTPUTS];
     for (int k = 0; k < n_out; k++) dtypes[k] = x->dtype;
     if (x->dtypes) {
-        int n_d = split_list(x->dtypes, dbuf, sizeof dbuf, dnames);
+        int n_d = extract_split_list(x->dtypes, dbuf, sizeof dbuf, dnames);
         if (n_d != n_out && n_d != 1)
             return imcap_fail(IMCAP_E_ARG, "%d outputs (%s) but %d value types (%s): give one, or one per output",
                               n_out, x->output, n_d, x->dtypes);
@@ -333,20 +367,10 @@ imcap_status extract_run(const enc_graph *g, const extract_ctx *x, imcap_extract
 
     char **all = NULL, **todo = NULL;
     uint8_t *need = NULL; /* [n_todo] bit k: file k lacks the image */
-    size_t n_all = 0, n_todo = 0;
-    imcap_status st = read_list(x->list, &all, &n_all);
+    size_t n_all = 0, n_todo = 0, name_width;
+    imcap_status st = extract_list(x->list, &all, &n_all, &name_width);
     if (st != IMCAP_OK) return st;
-    st = check_duplicates(x->list, all, n_all);
-    /* a new file's name field fits the longest name (a multiple of 4 bytes) */
-    size_t name_width = IMCAP_EMB_NAME_WIDTH;
-    for (size_t i = 0; i < n_all && st == IMCAP_OK; i++) {
-        size_t l = strlen(all[i]);
-        if (l >= IMCAP_EMB_NAME_WIDTH_MAX)
-            st = imcap_fail(IMCAP_E_FORMAT, "%s: image name '%.60s...' is longer than %d bytes", x->list, all[i],
-                            IMCAP_EMB_NAME_WIDTH_MAX - 1);
-        else if (l + 1 > name_width)
-            name_width = (l + 1 + 3) & ~(size_t)3;
-    }
+    const size_t n_listed = n_all;
     /* open or resume the files */
     for (int k = 0; k < n_out && st == IMCAP_OK; k++) {
         char enc_id[IMCAP_EMB_ENCODER_MAX + 1];
@@ -375,14 +399,20 @@ imcap_status extract_run(const enc_graph *g, const extract_ctx *x, imcap_extract
     if (st == IMCAP_OK && (!(todo = malloc(n_all * sizeof *todo)) || !(need = calloc(n_all, 1))))
         st = imcap_fail(IMCAP_E_NOMEM, "out of memory");
     if (st != IMCAP_OK) goto out;
+    size_t n_mine = 0; /* images of this shard */
     for (size_t i = 0; i < n_all; i++) {
+        if (sh && sh->n_shards > 1 && i % (size_t)sh->n_shards != (size_t)sh->shard) continue;
+        n_mine++;
         uint8_t m = 0;
         for (int k = 0; k < n_out; k++)
-            if (!imcap_embfile_writer_has(of[k].w, all[i])) m |= (uint8_t)(1u << k);
+            if (!imcap_embfile_writer_has(of[k].w, all[i]) &&
+                !(sh && sh->done[k] && imcap_embfile_find(sh->done[k], all[i]) >= 0))
+                m |= (uint8_t)(1u << k);
         if (m) need[n_todo] = m, todo[n_todo++] = all[i];
     }
-    rep->total = n_all;
-    rep->resumed = n_all - n_todo;
+    rep->total = n_mine;
+    rep->resumed = n_mine - n_todo;
+    n_all = n_mine;
 
     job jb;
     memset(&jb, 0, sizeof jb);
@@ -440,10 +470,14 @@ imcap_status extract_run(const enc_graph *g, const extract_ctx *x, imcap_extract
                 if (mask & (1u << f)) ids[n_ids] = vids[f], bouts[n_ids++] = outs[f];
             if (st == IMCAP_OK && good > 0)
                 st = enc_graph_run(g, jb.slots + (size_t)s0 * slot_floats, good, ids, n_ids, bouts);
-            for (int k = 0; k < good && st == IMCAP_OK; k++)
+            /* done counts each image once all its rows are appended, so that
+             * a failure in the middle of a batch reports what the files hold */
+            for (int k = 0; k < good && st == IMCAP_OK; k++) {
                 for (int f = 0; f < n_out && st == IMCAP_OK; f++)
                     if (need[bidx[k]] & (1u << f))
                         st = imcap_embfile_append(of[f].w, todo[bidx[k]], of[f].rows + (size_t)k * of[f].dim);
+                if (st == IMCAP_OK) rep->done++;
+            }
             pthread_mutex_lock(&jb.mu);
             for (int k = 0; k < nb; k++) jb.ready[s0 + k] = 0;
             jb.consumed += (size_t)nb;
@@ -451,7 +485,6 @@ imcap_status extract_run(const enc_graph *g, const extract_ctx *x, imcap_extract
             pthread_mutex_unlock(&jb.mu);
             if (st != IMCAP_OK) break;
             j += (size_t)nb;
-            rep->done += (uint64_t)good;
             if (report_progress(x, rep->resumed + j, n_all, "images") && j < n_todo)
                 st = imcap_fail(IMCAP_E_ARG, "interrupted after %llu of %zu images; run again to resume",
                                 (unsigned long long)(rep->resumed + j), n_all);
@@ -477,7 +510,7 @@ out:
     }
     free(todo);
     free(need);
-    free_names(all, n_all);
+    extract_free_list(all, n_listed);
     rep->seconds = imcap_now() - t0;
     return st;
 }
@@ -492,7 +525,7 @@ imcap_status imcap_extract(const imcap_extract_params *p, imcap_extract_report *
     if (st != IMCAP_OK) return st;
     extract_ctx x = {p->encoder, p->image_dir, p->list, p->out, p->output, p->threads, p->batch,
                      p->progress, p->progress_user, p->dtype, p->dtypes};
-    st = extract_run(g, &x, rep);
+    st = p->comm && p->comm->size > 1 ? extract_sharded(g, &x, p->comm, rep) : extract_run(g, &x, rep);
     enc_graph_free(g);
     return st;
 }

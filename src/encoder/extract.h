@@ -20,7 +20,32 @@ typedef struct extract_ctx {
     const char *dtypes; /* NULL or "f32,f16,...", one per output (overrides dtype) */
 } extract_ctx;
 
+/* One shard of a job's extraction (extract_shard.c): the images i of the
+ * list with i % n_shards == shard; those found in done[k] (NULL: none) need
+ * no row in output k. */
+typedef struct extract_shard {
+    int shard, n_shards;
+    const imcap_embfile *done[EXTRACT_MAX_OUTPUTS];
+} extract_shard;
+
+/* The list's image names (one a line, no duplicates) and the name field
+ * width a new embeddings file gets for them. */
+imcap_status extract_list(const char *list, char ***names, size_t *n, size_t *name_width);
+void extract_free_list(char **names, size_t n);
+/* Splits a comma-separated list (copied into buf) into parts; returns the
+ * count (at most EXTRACT_MAX_OUTPUTS + 1: more means too many). */
+int extract_split_list(const char *s, char *buf, size_t bufsz, const char **parts);
+/* The ranks of c (size > 1) extract interleaved shards into
+ * "<out>.rank<R>of<N>" files, resumed like one file; rank 0 then merges them
+ * (and the rows of an existing out) in list order into out, byte for byte
+ * the file one process writes, and removes them. */
+imcap_status extract_sharded(const enc_graph *g, const extract_ctx *x, const imcap_comm *c,
+                             imcap_extract_report *rep);
+
 /* Runs g over the listed images, appending to (or resuming) out_path. */
 imcap_status extract_run(const enc_graph *g, const extract_ctx *x, imcap_extract_report *rep);
+/* Same for one shard (sh may be NULL: all images). */
+imcap_status extract_run_shard(const enc_graph *g, const extract_ctx *x, const extract_shard *sh,
+                               imcap_extract_report *rep);
 
 #endif

@@ -646,7 +646,7 @@ static imcap_status read_shard(ctx *c, const char *rel, size_t limit, unsigned c
             if (!nb) st = imcap_fail(IMCAP_E_NOMEM, "%s: out of memory reading weights", p);
             else *buf = nb, *cap = nc;
         }
-        if (!st) {
+        if (!st && n) { /* an empty shard adds nothing (and *buf may still be NULL) */
             memcpy(*buf + *len, bytes, n);
             *len = need;
         }

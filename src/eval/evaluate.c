@@ -27,6 +27,7 @@ imcap_eval_params imcap_eval_default_params(void)
     imcap_eval_params p;
     memset(&p, 0, sizeof p);
     p.length_alpha = -1.0f;
+    p.block_ngram = -1;
     p.threads = 2;
     return p;
 }
@@ -48,6 +49,7 @@ static imcap_status eval_gen(const imcap_eval_params *p, imcap_gen_params base, 
     if (p->beam) base.beam = p->beam;
     if (p->max_len) base.max_len = p->max_len;
     if (p->length_alpha >= 0) base.length_alpha = p->length_alpha;
+    if (p->block_ngram >= 0) base.block_ngram = p->block_ngram;
     base.temperature = 0.0f;
     base.n_best = 1;
     *out = base;
@@ -70,6 +72,7 @@ typedef struct eval_job {
     char **captions;               /* [n] results */
     pthread_mutex_t mu;
     size_t next, done;
+    size_t stride;                 /* ranks of the job: this one captions next, next + stride, ... */
     int stop;                      /* failure or interruption: workers finish */
     imcap_status status;
     char error[1024];
@@ -133,7 +136,8 @@ static void *eval_worker(void *arg)
             pthread_mutex_unlock(&j->mu);
             break;
         }
-        size_t i = j->next++;
+        size_t i = j->next;
+        j->next += j->stride;
         pthread_mutex_unlock(&j->mu);
 
         char *text = NULL;
@@ -148,9 +152,9 @@ static void *eval_worker(void *arg)
             j->stop = 1;
         } else {
             j->captions[i] = text;
-            j->done++;
+            j->done += j->stride; /* the ranks run at one pace: the progress estimates the job's */
             if (j->p->progress && !j->stop &&
-                j->p->progress(j->p->progress_user, j->done, n, "images")) {
+                j->p->progress(j->p->progress_user, j->done < n ? j->done : n, n, "images")) {
                 j->stop = 1;
                 j->status = IMCAP_E_ARG;
                 snprintf(j->error, sizeof j->error, "evaluation interrupted after %zu of %zu images", j->done, n);
@@ -237,6 +241,9 @@ imcap_status imcap_eval(const imcap_eval_params *p, imcap_eval_result *out)
     int32_t *rows = NULL;
     char *image_dir = NULL;
     imcap_status st;
+    /* the ranks agree on the outcome of the set-up (at fail: when it failed here) */
+    const imcap_comm *comm = p->comm ? p->comm : imcap_comm_self();
+    int agreed = 0;
 
     if ((st = imcap_captions_load(p->captions, &all))) goto fail;
     if ((st = imcap_captions_restrict(all, p->split, &refs))) goto fail;
@@ -288,7 +295,12 @@ imcap_status imcap_eval(const imcap_eval_params *p, imcap_eval_result *out)
         st = imcap_fail(IMCAP_E_NOMEM, "out of memory");
         goto fail;
     }
-    if ((st = run_workers(&j, p->threads))) goto fail;
+    j.next = (size_t)comm->rank;
+    j.stride = (size_t)comm->size;
+    if (comm->rank != 0) pp.progress = NULL;
+    agreed = 1;
+    st = imcap_comm_agree(comm, run_workers(&j, p->threads));
+    if (st || (st = imcap_comm_share_strings(comm, j.captions, n))) goto fail;
     if ((st = score_all(refs, j.captions, &out->scores))) goto fail;
 
     /* Names: one block holding the pointer array and the strings. */
@@ -312,6 +324,7 @@ imcap_status imcap_eval(const imcap_eval_params *p, imcap_eval_result *out)
     out->seconds = imcap_now() - t0;
     st = IMCAP_OK;
 fail:
+    if (!agreed) st = imcap_comm_agree(comm, st);
     if (j.captions) {
         for (size_t i = 0; i < imcap_captions_n_images(refs); i++) free(j.captions[i]);
         imcap_free(j.captions);

@@ -399,6 +399,14 @@ static imcap_status decode_bmp(const uint8_t *d, size_t len, const char *name, i
         size_t mo = 14 + 40; /* INFO: masks follow the header; V2+: inside it */
         if (len < mo + 12) return imcap_fail(IMCAP_E_FORMAT, "%s: BMP: truncated bit-field masks", name);
         rmask = rd32(d + mo), gmask = rd32(d + mo + 4), bmask = rd32(d + mo + 8);
+        /* The format requires each mask to be one contiguous run of bits. */
+        const uint32_t masks[3] = {rmask, gmask, bmask};
+        for (int k = 0; k < 3; k++) {
+            uint32_t low = masks[k] ? masks[k] >> __builtin_ctz(masks[k]) : 0;
+            if (low & (low + 1))
+                return imcap_fail(IMCAP_E_FORMAT, "%s: BMP: %s bit-field mask 0x%08x is not one contiguous run of bits",
+                                  name, k == 0 ? "red" : k == 1 ? "green" : "blue", masks[k]);
+        }
     }
     /* palette */
     const uint8_t *pal = NULL;

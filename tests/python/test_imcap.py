@@ -2,6 +2,7 @@
 the same captions as the CLI, every input kind, the encoder, the COCO metrics against the toolkit's
 published values, errors, threads (GIL released), and `pip install ./python` offline.
 Run from the repository root by tests/suites/python.sh (Debian's /usr/bin/python3 -m pytest)."""
+import ctypes
 import io
 import json
 import os
@@ -125,6 +126,71 @@ def test_default_model_and_vocabulary(cap):
     assert words == sorted(words, key=lambda w: w.encode())
     for a in cap.describe(PHOTOS[0], beam=5, n_best=5):
         assert set(a["words"]) <= set(words[4:])
+
+
+# ----------------------------------------------------------------- attention
+
+ENC_EDGETPU = ROOT / "models/encoders/mobilenet_edgetpu_224_1.0_uint8.gguf"
+
+
+def run_cli(*args):
+    r = subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+@pytest.fixture(scope="module")
+def attention_model(tmp_path_factory):
+    """A tiny attention captioner made with the CLI (grid embeddings of 24 training photos, a few
+    batches), when this build has attention decoders (issue 10)."""
+    from imcap import _lib
+    if not _lib.HAS_ATTENTION:
+        pytest.skip("this build's caption results have no attention maps (imcap_caption_alt.attention)")
+    flickr = ROOT / "data/flickr8k"
+    if not (ENC_EDGETPU.exists() and (flickr / "train.txt").exists()):
+        pytest.skip("MobileNet-EdgeTPU encoder or Flickr8k not set up")
+    d = tmp_path_factory.mktemp("attention")
+    (d / "list.txt").write_text("\n".join((flickr / "train.txt").read_text().split()[:24]) + "\n")
+    run_cli("extract", "--encoder", ENC_EDGETPU, "--images", flickr / "images", "--list", d / "list.txt",
+            "--output", "grid", "--out", d / "grid.emb")
+    run_cli("train", "--embeddings", d / "grid.emb", "--captions", flickr / "captions.csv", "--train-split",
+            d / "list.txt", "--decoder", "attention", "--epochs", "1", "--batches", "3", "--batch", "8",
+            "--min-count", "2", "--img-hidden", "8", "--hidden", "16", "--embed", "8", "--out-hidden", "8",
+            "--att-size", "8", "--checkpoint", d / "dec.gguf", "--quiet")
+    run_cli("export", "--checkpoint", d / "dec.gguf", "--encoder", ENC_EDGETPU, "--output", "grid",
+            "--out", d / "att.imcap")
+    return d / "att.imcap"
+
+
+@needs_model
+def test_no_attention_for_the_default_model(cap):
+    assert all("attention" not in a for a in cap.describe(PHOTOS[0], beam=3, n_best=3))
+
+
+def test_describe_gives_attention_maps(attention_model):
+    c = imcap.Captioner(attention_model)
+    alts = c.describe(PHOTOS[0], beam=2, n_best=2)
+    cli = cli_json("--model", str(attention_model), "--beam", "2", "--n-best", "2", str(PHOTOS[0]))[0]
+    rows, cols = cli["grid"]
+    assert len(alts) == len(cli["alternatives"]) == 2
+    for a, b in zip(alts, cli["alternatives"]):
+        assert a["caption"] == b["caption"]
+        att = a["attention"]
+        assert att.dtype == np.float32 and att.shape == (len(a["words"]), rows, cols)
+        np.testing.assert_allclose(att.sum(axis=(1, 2)), 1, atol=1e-4)
+        assert [w["word"] for w in b["attention"]] == a["words"]
+        np.testing.assert_allclose(att.reshape(len(a["words"]), -1), [w["weights"] for w in b["attention"]],
+                                   rtol=0, atol=1e-6)
+
+
+def test_struct_layouts_are_checked():
+    from imcap import _lib
+    for name, cls in [("imcap_caption_alt", _lib.CaptionAlt), ("imcap_caption", _lib.Caption),
+                      ("imcap_gen_params", _lib.GenParams), ("imcap_image", _lib.Image),
+                      ("imcap_scores", _lib.Scores), ("imcap_score_item", _lib.ScoreItem)]:
+        assert ctypes.sizeof(cls) == _lib.lib.imcap_abi_sizeof(name.encode())
+    with pytest.raises(ImportError, match="imcap_caption_alt"):
+        _lib._struct("imcap_caption_alt", [("text", ctypes.c_char_p)])
 
 
 # ------------------------------------------------------------------- encoder

@@ -22,7 +22,7 @@ grep -v '^imcap_' "$tmp/exported" > "$tmp/foreign"
 if [ -s "$tmp/exported" ] && [ ! -s "$tmp/foreign" ]; then ok "only imcap_* symbols exported ($(wc -l < "$tmp/exported"))"
 else bad "symbols other than imcap_* exported: $(tr '\n' ' ' < "$tmp/foreign")"; fi
 # Declared functions: identifiers imcap_x directly followed by '(' outside comments.
-gcc -fpreprocessed -dD -E -P include/imcap.h 2>/dev/null | grep -oE '\bimcap_[a-z0-9_]+[[:space:]]*\(' |
+gcc -fpreprocessed -dD -E -P include/imcap.h 2>/dev/null | grep -oP '\bimcap_[a-z0-9_]+\s*\((?!\s*\*)' |
   sed -E 's/[[:space:]]*\($//' | sort -u > "$tmp/declared"
 comm -13 "$tmp/declared" "$tmp/exported" > "$tmp/undeclared"
 comm -23 "$tmp/declared" "$tmp/exported" > "$tmp/missing"
