@@ -3,7 +3,7 @@ CC      ?= cc
 # src/ is grouped by pipeline stage; every folder is on the include path.
 SRCDIRS := $(patsubst %/,%,$(sort $(dir $(wildcard src/*/*.c))))
 OPT     ?= -O2 -g
-CFLAGS  := $(OPT) -march=x86-64-v3 -std=c11 -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation \
+CFLAGS  := $(OPT) -march=x86-64 -std=c11 -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation \
            -fPIC -pthread -Iinclude $(SRCDIRS:%=-I%) $(EXTRA_CFLAGS)
 LDLIBS  += -lopenblas -ljpeg -lpng -lexif -lcjson -lespeak-ng -lm -pthread
 SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -33,6 +33,13 @@ $(BUILD)/%.o: %.c $(wildcard include/*.h src/*/*.h tools/*.h tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# Kernel files compiled per instruction set (src/core/cpu.h picks one at run
+# time; the rest of the library is baseline x86-64, so it runs on any x86-64 CPU).
+ISA_AVX2   := -mavx2 -mfma -mf16c -mbmi -mbmi2 -mlzcnt -mpopcnt -mmovbe
+ISA_AVX512 := $(ISA_AVX2) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512cd
+$(BUILD)/%_avx2.o: CFLAGS += $(ISA_AVX2)
+$(BUILD)/%_avx512.o: CFLAGS += $(ISA_AVX512) -mprefer-vector-width=512
+
 # imcap serve: libmicrohttpd for the tool only; its web page compiled in as a C array.
 $(BUILD)/imcap: LDLIBS += -lmicrohttpd
 $(BUILD)/imcap: $(BUILD)/gen/serve_page.o
@@ -43,7 +50,8 @@ $(BUILD)/gen/serve_page.o: $(BUILD)/gen/serve_page.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 # Decoder training kernels: let GCC vectorize their elementwise loops.
-$(BUILD)/src/decoder/decoder.o $(BUILD)/src/decoder/optimizer.o: CFLAGS += -O3 -fno-math-errno -fno-trapping-math
+$(BUILD)/src/decoder/decoder.o $(BUILD)/src/decoder/optimizer.o $(BUILD)/src/decoder/dec_generic.o \
+    $(BUILD)/src/decoder/dec_avx2.o $(BUILD)/src/decoder/dec_avx512.o: CFLAGS += -O3 -fno-math-errno -fno-trapping-math
 
 # Image resize loops: let GCC vectorize them (integer math, results unchanged).
 $(BUILD)/src/image/image.o: CFLAGS += -O3

@@ -5,7 +5,7 @@
  *
  *   bench_encoder --model enc.gguf [--batch 1,8] [--seconds 5] [--output embedding]
  *   bench_encoder --synth mobilenet_v2|inception_v3 --save enc.gguf
- *   bench_encoder --peak      (single-precision FMA peak of this machine, all threads)
+ *   bench_encoder --peak      (single-precision FMA peak of this machine, all threads, active ISA)
  *
  * --synth builds the architecture with random weights (used until the real
  * converted encoders exist, and for the peers' comparison any encoder file
@@ -13,6 +13,7 @@
  * "batch N: X images/s (Y ms/batch), Z GFLOP/s".
  */
 #define _GNU_SOURCE
+#include "cpu.h"
 #include "graph.h"
 #include "ops.h"
 
@@ -243,40 +244,56 @@ static double graph_flops(const enc_graph *g)
     return f;
 }
 
-/* ---- FMA peak: 12 independent accumulator chains per thread (enough to
- * cover FMA latency x throughput), kept in registers ---- */
+/* ---- FMA peak of the active ISA (cpu.h): 12 independent accumulator chains
+ * per thread (enough to cover FMA latency x throughput), kept in registers;
+ * one body per vector width, compiled for that ISA with a target attribute.
+ * Timed in thread CPU time, so other processes on a shared machine do not
+ * lower it: the sum over threads is cores x one core's peak. ---- */
+static double thread_cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+#define PEAK_BODY(T, SET1, FMA, ADD, W)                                                                           \
+    T m = SET1(0.999999f), c = SET1(1e-7f);                                                                       \
+    T a0 = SET1(0), a1 = SET1(1), a2 = SET1(2), a3 = SET1(3), a4 = SET1(4), a5 = SET1(5);                         \
+    T a6 = SET1(6), a7 = SET1(7), a8 = SET1(8), a9 = SET1(9), a10 = SET1(10), a11 = SET1(11);                     \
+    long iters = 50000000L * 8 / (W);                                                                             \
+    double t0 = thread_cpu_now();                                                                                 \
+    for (long it = 0; it < iters; it++) {                                                                         \
+        a0 = FMA(a0, m, c), a1 = FMA(a1, m, c), a2 = FMA(a2, m, c), a3 = FMA(a3, m, c);                           \
+        a4 = FMA(a4, m, c), a5 = FMA(a5, m, c), a6 = FMA(a6, m, c), a7 = FMA(a7, m, c);                           \
+        a8 = FMA(a8, m, c), a9 = FMA(a9, m, c), a10 = FMA(a10, m, c), a11 = FMA(a11, m, c);                       \
+        __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5));                       \
+    }                                                                                                             \
+    double t = thread_cpu_now() - t0;                                                                             \
+    T s = ADD(ADD(ADD(a0, a1), ADD(a2, a3)), ADD(ADD(a4, a5), ADD(a6, a7)));                                      \
+    s = ADD(s, ADD(ADD(a8, a9), ADD(a10, a11)));                                                                  \
+    float v[W];                                                                                                   \
+    memcpy(v, &s, sizeof v);                                                                                      \
+    out[0] = (double)iters * 12 * (W) * 2 / t;                                                                    \
+    out[1] = v[0];
+
+#define SSE_FMA(a, b, c) _mm_add_ps(_mm_mul_ps(a, b), c)
+static void peak_generic(double *out) { PEAK_BODY(__m128, _mm_set1_ps, SSE_FMA, _mm_add_ps, 4) }
+__attribute__((target("avx2,fma"))) static void peak_avx2(double *out)
+{
+    PEAK_BODY(__m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps, 8)
+}
+__attribute__((target("avx512f"))) static void peak_avx512(double *out)
+{
+    PEAK_BODY(__m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, 16)
+}
+
 static void *peak_thread(void *arg)
 {
-    double *out = arg;
-    __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-    __m256 a0 = _mm256_set1_ps(0), a1 = _mm256_set1_ps(1), a2 = _mm256_set1_ps(2), a3 = _mm256_set1_ps(3);
-    __m256 a4 = _mm256_set1_ps(4), a5 = _mm256_set1_ps(5), a6 = _mm256_set1_ps(6), a7 = _mm256_set1_ps(7);
-    __m256 a8 = _mm256_set1_ps(8), a9 = _mm256_set1_ps(9), a10 = _mm256_set1_ps(10), a11 = _mm256_set1_ps(11);
-    long iters = 50000000;
-    double t0 = imcap_now();
-    for (long it = 0; it < iters; it++) {
-        a0 = _mm256_fmadd_ps(a0, m, c);
-        a1 = _mm256_fmadd_ps(a1, m, c);
-        a2 = _mm256_fmadd_ps(a2, m, c);
-        a3 = _mm256_fmadd_ps(a3, m, c);
-        a4 = _mm256_fmadd_ps(a4, m, c);
-        a5 = _mm256_fmadd_ps(a5, m, c);
-        a6 = _mm256_fmadd_ps(a6, m, c);
-        a7 = _mm256_fmadd_ps(a7, m, c);
-        a8 = _mm256_fmadd_ps(a8, m, c);
-        a9 = _mm256_fmadd_ps(a9, m, c);
-        a10 = _mm256_fmadd_ps(a10, m, c);
-        a11 = _mm256_fmadd_ps(a11, m, c);
-        __asm__ volatile("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5));
+    switch (cpu_isa_active()) {
+    case CPU_AVX512: peak_avx512(arg); break;
+    case CPU_AVX2: peak_avx2(arg); break;
+    default: peak_generic(arg); break;
     }
-    double t = imcap_now() - t0;
-    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                             _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
-    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
-    float v[8];
-    _mm256_storeu_ps(v, s);
-    out[0] = (double)iters * 12 * 8 * 2 / t;
-    out[1] = v[0];
     return NULL;
 }
 
@@ -291,7 +308,7 @@ static int peak(void)
         pthread_join(th[i], NULL);
         total += res[i][0];
     }
-    printf("peak: %.1f GFLOP/s single precision (%d threads x AVX2 FMA)\n", total / 1e9, nt);
+    printf("peak: %.1f GFLOP/s single precision (%d threads x %s FMA, thread CPU time)\n", total / 1e9, nt, cpu_isa_name(cpu_isa_active()));
     return 0;
 }
 

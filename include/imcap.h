@@ -61,6 +61,15 @@ const char *imcap_last_error(void);
  * IMCAP_E_ARG with a message saying it was interrupted). */
 typedef int (*imcap_progress_fn)(void *user, uint64_t done, uint64_t total, const char *what);
 
+/* Kernel instruction set: chosen once from the CPU (cpuid, and the OS's
+ * saved register state): "avx512" (AVX-512 F/BW/VL/DQ), "avx2" (AVX2+FMA)
+ * or "generic" (any x86-64), or forced with the environment variable
+ * IMCAP_CPU=generic|avx2|avx512. imcap_cpu_check() is IMCAP_OK, or
+ * IMCAP_E_UNSUPPORTED / IMCAP_E_ARG when IMCAP_CPU names a path this CPU
+ * lacks or no path at all (encoder runs and training then fail the same). */
+const char *imcap_cpu_path(void);
+imcap_status imcap_cpu_check(void);
+
 /* ------------------------------------------- processes of one job (MPI) */
 
 /* A communicator between the processes ("ranks") of one job, for data-parallel

@@ -24,6 +24,7 @@ done
 WORK=${IMCAP_BENCH_DIR:-/tmp/imcap-bench-caption}
 mkdir -p "$WORK"
 make -s -j2 bench >/dev/null
+bash scripts/peers-install.sh   # python3-torch, python3-opencv when missing
 if [ -z "$ENC" ] && [ -n "$MODEL" ]; then
   # The encoder file the model names (C finds it the same way), so both sides run the same network.
   ENC=models/encoders/$(/usr/bin/python3 -c "import sys; sys.path.insert(0, 'scripts'); import caption_peer as c

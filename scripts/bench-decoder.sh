@@ -17,6 +17,7 @@ n=${1:-20}
 rounds=${2:-3}
 field() { echo "$1" | sed -E "s|.* $2 ([0-9.]+).*|\1|"; }
 make -s bench >/dev/null
+bash scripts/peers-install.sh   # python3-torch when missing
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-6s %-22s %9s %7s %11s %7s %8s\n' vocab run tok/s vs_c tok/cpu_s vs_c peak_MB
 for v in 2500 9000; do

@@ -5,6 +5,7 @@
  * the attention weights, model files, and an overfit run on real captions.
  */
 #include "test.h"
+#include "cpu_paths.h"
 #include "decoder.h"
 #include "fixture.h"
 #include "generate.h"
@@ -112,7 +113,8 @@ static void att_gradcheck(float drop, float lambda, const float *row_w)
     dec_model_free(m);
 }
 
-TEST(attention_gradcheck_every_tensor_and_the_grid) { att_gradcheck(0.0f, 0.0f, NULL); }
+static void att_gradcheck_plain(void) { att_gradcheck(0.0f, 0.0f, NULL); }
+TEST(attention_gradcheck_every_tensor_and_the_grid) { CHECK(each_cpu_path(att_gradcheck_plain) >= 1); }
 
 TEST(attention_gradcheck_with_dropout) { att_gradcheck(0.5f, 0.0f, NULL); }
 
@@ -351,7 +353,7 @@ static float take_f32(reader *r)
  * polynomial exp/tanh: loss 1e-5 relative; gradients |c - torch| <= 2e-6 +
  * 1e-4 (|torch| + the tensor's largest); Adam losses 1e-5 relative, weights
  * after 10 steps 1e-5 absolute; greedy captions identical. */
-TEST(attention_matches_pytorch_golden)
+static void att_golden_all(void)
 {
     char *data;
     size_t len;
@@ -471,6 +473,8 @@ TEST(attention_matches_pytorch_golden)
     dec_work_free(w);
     dec_model_free(m);
 }
+
+TEST(attention_matches_pytorch_golden) { CHECK(each_cpu_path(att_golden_all) >= 1); }
 
 /* ---- an attention captioner end to end: API, --json, report ---- */
 

@@ -4,6 +4,7 @@
  * forward, the PyTorch golden file, and an overfit run on real captions.
  */
 #include "test.h"
+#include "cpu_paths.h"
 #include "decoder.h"
 #include "generate.h"
 #include "optimizer.h"
@@ -123,7 +124,8 @@ static void gradcheck(float drop)
     dec_model_free(m);
 }
 
-TEST(decoder_gradcheck_every_tensor_and_input) { gradcheck(0.0f); }
+static void gradcheck_plain(void) { gradcheck(0.0f); }
+TEST(decoder_gradcheck_every_tensor_and_input) { CHECK(each_cpu_path(gradcheck_plain) >= 1); }
 
 /* Dropout on h_t: the same check through training passes with a fixed mask
  * (half the units dropped); one seed gives one mask, another seed another,
@@ -194,7 +196,7 @@ TEST(decoder_row_weights_scale_each_rows_loss)
 
 /* The inference API (init_state + step) gives the same loss as the batched,
  * packed training forward for each sequence on its own. */
-TEST(decoder_step_api_matches_batched_forward)
+static void step_api_all(void)
 {
     dec_config c = tiny_config();
     dec_model *m;
@@ -233,6 +235,8 @@ TEST(decoder_step_api_matches_batched_forward)
     dec_work_free(w);
     dec_model_free(m);
 }
+
+TEST(decoder_step_api_matches_batched_forward) { CHECK(each_cpu_path(step_api_all) >= 1); }
 
 TEST(decoder_rejects_bad_arguments)
 {
@@ -318,7 +322,7 @@ static float take_f32(reader *r)
  * loss: 1e-5 relative; gradients: |c - torch| <= 2e-6 + 1e-4 * |torch|
  * (plus 1e-4 * the tensor's largest gradient); Adam losses 1e-5 relative,
  * weights after 10 steps 1e-5 absolute. */
-TEST(decoder_matches_pytorch_golden)
+static void pytorch_golden_all(void)
 {
     char *data;
     size_t len;
@@ -395,6 +399,8 @@ TEST(decoder_matches_pytorch_golden)
     dec_work_free(w);
     dec_model_free(m);
 }
+
+TEST(decoder_matches_pytorch_golden) { CHECK(each_cpu_path(pytorch_golden_all) >= 1); }
 
 /* ---- overfit: a few real captions are learned and regenerated exactly ---- */
 

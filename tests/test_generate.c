@@ -5,6 +5,7 @@
  * model's distribution.
  */
 #include "test.h"
+#include "cpu_paths.h"
 #include "generate.h"
 
 #include <math.h>
@@ -409,7 +410,7 @@ static int jint(const cJSON *o, const char *k)
     return v->valueint;
 }
 
-TEST(generate_matches_pytorch_golden)
+static void generate_golden_all(void)
 {
     cJSON *j = load_golden();
     const cJSON *cfgj = cJSON_GetObjectItem(j, "config");
@@ -472,3 +473,5 @@ TEST(generate_matches_pytorch_golden)
     dec_model_free(m);
     cJSON_Delete(j);
 }
+
+TEST(generate_matches_pytorch_golden) { CHECK(each_cpu_path(generate_golden_all) >= 1); }

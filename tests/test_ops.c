@@ -7,6 +7,7 @@
  * multi-op graph.
  */
 #include "test.h"
+#include "cpu_paths.h"
 #include "gguf.h"
 #include "graph.h"
 #include "ops.h"
@@ -146,8 +147,9 @@ static void run_window_case(const wcase *t)
      * a wrong transform coefficient or tile offset errs by ~0.1 of it. */
     int bad = compare_sum(got, want, sum, nout, 2e-5, 4e-6, enc_op_name(t->op));
     if (bad)
-        fprintf(stderr, "    case %s n%d %dx%dx%d k%dx%d s%dx%d %s mult%d act%d: %d bad\n", enc_op_name(t->op), t->n,
-                t->h, t->w, t->c, t->kh, t->kw, t->sh, t->sw, t->same ? "SAME" : "VALID", t->mult, t->act, bad);
+        fprintf(stderr, "    [%s path] case %s n%d %dx%dx%d k%dx%d s%dx%d %s mult%d act%d: %d bad\n", cpu_path_now(),
+                enc_op_name(t->op), t->n, t->h, t->w, t->c, t->kh, t->kw, t->sh, t->sw, t->same ? "SAME" : "VALID",
+                t->mult, t->act, bad);
     CHECK(bad == 0);
     free(x);
     free(w);
@@ -181,13 +183,19 @@ static const wcase conv_cases[] = {
         {ENC_CONV2D, 1, 18, 21, 16, 40, 3, 3, 1, 1, 0, 0, ENC_ACT_RELU, 1},
         {ENC_CONV2D, 2, 30, 23, 41, 17, 3, 3, 1, 1, 1, 0, ENC_ACT_NONE, 0},
         {ENC_CONV2D, 1, 41, 37, 336, 24, 3, 3, 1, 1, 1, 0, ENC_ACT_RELU, 1}, /* c over one GEMM K block */
+        /* odd panel counts and row tails for every path's register tile (AVX-512: 12 rows x 2 panels) */
+        {ENC_CONV2D, 1, 5, 7, 24, 48, 1, 1, 1, 1, 0, 0, ENC_ACT_RELU6, 1},
+        {ENC_CONV2D, 2, 13, 3, 7, 80, 3, 3, 2, 1, 1, 0, ENC_ACT_NONE, 1},
+        {ENC_CONV2D, 1, 23, 19, 24, 56, 3, 3, 1, 1, 1, 0, ENC_ACT_RELU, 0},
 };
 
-TEST(ops_conv2d_matches_reference)
+static void conv_cases_all(void)
 {
     imcap_rng_seed(&g_rng, 1);
     for (size_t i = 0; i < sizeof conv_cases / sizeof *conv_cases; i++) run_window_case(&conv_cases[i]);
 }
+
+TEST(ops_conv2d_matches_reference) { CHECK(each_cpu_path(conv_cases_all) >= 1); }
 
 /* Which convolutions take the Winograd path (the cases above cover both
  * sides of each rule); IMCAP_WINOGRAD=0 turns it off. */
@@ -219,19 +227,17 @@ TEST(ops_winograd_off_by_environment)
     setenv("IMCAP_WINOGRAD", "0", 1);
     ops_win g = {1, 17, 19, 20, 17, 19, 21, 3, 3, 1, 1, 1, 1, 0};
     CHECK(!ops_winograd_ok(&g));
-    /* and the direct path computes those cases to the reference */
-    imcap_rng_seed(&g_rng, 1);
-    for (size_t i = 0; i < sizeof conv_cases / sizeof *conv_cases; i++) run_window_case(&conv_cases[i]);
+    /* and the direct path computes those cases to the reference, on every kernel path */
+    CHECK(each_cpu_path(conv_cases_all) >= 1);
 }
 
 TEST(ops_conv2d_openblas_path_matches_reference)
 {
     setenv("IMCAP_GEMM", "openblas", 1);
-    imcap_rng_seed(&g_rng, 1);
-    for (size_t i = 0; i < sizeof conv_cases / sizeof *conv_cases; i++) run_window_case(&conv_cases[i]);
+    CHECK(each_cpu_path(conv_cases_all) >= 1);
 }
 
-TEST(ops_dwconv2d_matches_reference)
+static void dw_cases_all(void)
 {
     imcap_rng_seed(&g_rng, 2);
     static const wcase cases[] = {
@@ -255,11 +261,16 @@ TEST(ops_dwconv2d_matches_reference)
         {ENC_DWCONV2D, 1, 2, 9, 8, 0, 3, 3, 1, 1, 1, 1, ENC_ACT_NONE, 1},
         {ENC_DWCONV2D, 1, 1, 1, 8, 0, 3, 3, 1, 1, 1, 1, ENC_ACT_NONE, 1},
         {ENC_DWCONV2D, 1, 2, 2, 8, 0, 3, 3, 2, 2, 1, 1, ENC_ACT_NONE, 1},
+        /* channels a multiple of 4 but not of the vector width: the partial chunk */
+        {ENC_DWCONV2D, 1, 9, 11, 12, 0, 3, 3, 1, 1, 1, 1, ENC_ACT_RELU6, 1},
+        {ENC_DWCONV2D, 2, 9, 11, 20, 0, 3, 3, 2, 2, 1, 1, ENC_ACT_SIGMOID, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_window_case(&cases[i]);
 }
 
-TEST(ops_pools_match_reference)
+TEST(ops_dwconv2d_matches_reference) { CHECK(each_cpu_path(dw_cases_all) >= 1); }
+
+static void pool_cases_all(void)
 {
     imcap_rng_seed(&g_rng, 3);
     static const wcase cases[] = {
@@ -275,6 +286,8 @@ TEST(ops_pools_match_reference)
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_window_case(&cases[i]);
 }
+
+TEST(ops_pools_match_reference) { CHECK(each_cpu_path(pool_cases_all) >= 1); }
 
 TEST(ops_avgpool_same_excludes_padding)
 {
@@ -293,7 +306,7 @@ TEST(ops_avgpool_same_excludes_padding)
 }
 
 /* Reference for the pixel-wise ops on a 3x5x6 input batch of 2. */
-TEST(ops_pixelwise_ops_match_reference)
+static void pixelwise_all(void)
 {
     imcap_rng_seed(&g_rng, 4);
     int n = 2, h = 3, w = 5, c = 6, co = 9;
@@ -359,6 +372,8 @@ TEST(ops_pixelwise_ops_match_reference)
     free(db);
     enc_graph_free(g);
 }
+
+TEST(ops_pixelwise_ops_match_reference) { CHECK(each_cpu_path(pixelwise_all) >= 1); }
 
 /* in -> conv a (relu) -> dw b (relu6) -> add(a, b) -> concat(add, a, in) -> maxpool -> gap -> dense -> softmax.
  * Values feed several consumers; only requested outputs' ancestors run. */
@@ -473,7 +488,7 @@ static void ref_mini(const mini *m, const float *x, int n, double *gap_out, doub
     }
 }
 
-TEST(ops_multi_op_graph_matches_reference)
+static void multi_op_all(void)
 {
     imcap_rng_seed(&g_rng, 5);
     mini m = build_mini();
@@ -504,6 +519,8 @@ TEST(ops_multi_op_graph_matches_reference)
     free(x);
     enc_graph_free(m.g);
 }
+
+TEST(ops_multi_op_graph_matches_reference) { CHECK(each_cpu_path(multi_op_all) >= 1); }
 
 typedef struct thr_arg {
     const enc_graph *g;

@@ -42,11 +42,15 @@ int main(int argc, char **argv)
      * the exec; if it fails we simply go on). */
     if (!getenv("OPENBLAS_NUM_THREADS") && setenv("OPENBLAS_NUM_THREADS", "1", 1) == 0)
         execv("/proc/self/exe", argv);
+    if (imcap_cpu_check() != IMCAP_OK) {
+        fprintf(stderr, "imcap: %s\n", imcap_last_error());
+        return 2;
+    }
     cli_fault_from_env();
     if (argc < 2) return usage(stderr);
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) return usage(stdout);
     if (!strcmp(argv[1], "--version")) {
-        printf("imcap %s\n", IMCAP_VERSION_STRING);
+        printf("imcap %s (kernels: %s)\n", IMCAP_VERSION_STRING, imcap_cpu_path());
         return 0;
     }
     for (int i = 0; commands[i].name; i++)

@@ -4,15 +4,20 @@
  * layers through OpenBLAS and the small-row GEMM of generation, the LSTM
  * cell forward/backward, the dropout mask hash and the softmax
  * cross-entropy row.
+ *
+ * The elementwise loops (k_*) are compiled per instruction set by
+ * dec_simd.h (dec_generic.c, dec_avx2.c, dec_avx512.c) together with the
+ * small-row GEMM; elu_forward, lstm_cell_forward, small_nt, ... call the
+ * table of the active path (dec_isa.h, chosen by cpu.h).
  */
 #ifndef IMCAP_DEC_KERNELS_H
 #define IMCAP_DEC_KERNELS_H
 
+#include "dec_isa.h"
 #include "decoder.h"
 #include "ops.h"
 
 #include <cblas.h>
-#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +62,7 @@ static inline void init_orthogonal(float *w, int rows, int cols, imcap_rng *rng)
 /* e^x, x clamped to [-87, 88]: x = n ln2 + r with |r| <= ln2/2, e^r by
  * the Cephes degree-7 polynomial, 2^n built in the exponent bits. Relative
  * error about 2e-7. Branch-free and call-free so that loops calling it are
- * vectorized (AVX2 with this build's flags). */
+ * vectorized (at the width of the ISA dec_simd.h is compiled for). */
 static inline float exp_fast(float x_in)
 {
     /* Clamped so that every input, NaN included, stays in range for the
@@ -91,65 +96,13 @@ static inline void dense_forward(const float *x, const float *w, const float *b,
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
 }
 
-/* Generation's GEMMs have few rows (beam hypotheses; SCST's rollouts: a
- * few hundred) and are bound by reading W: for few rows OpenBLAS repacks W
- * on every call, which cost more than the arithmetic. small_nt reads each
- * row of W once for every SMALL_ROWS rows of x (while it is in L1), two rows
- * of W at a time, the output features split over the worker threads; each
- * output is the same sum whatever n is. y [n][out] = (accumulate ? y : b) + x [n][in] W^T. */
-enum { SMALL_ROWS = 6, SMALL_COLS = 2 };
-
-typedef struct small_ctx {
-    const float *x, *w, *b;
-    float *y;
-    int n, in, out;
-    bool accumulate;
-} small_ctx;
-
-/* output features [o0, o1): SMALL_COLS rows of W at a time against
- * SMALL_ROWS rows of x (12 accumulators in registers) */
-static inline void small_nt_task(void *vctx, size_t o0, size_t o1, int tid)
-{
-    const small_ctx *t = vctx;
-    const int in = t->in;
-    for (size_t o = o0; o < o1; o += SMALL_COLS) {
-        const int nc = o1 - o < SMALL_COLS ? (int)(o1 - o) : SMALL_COLS;
-        const float *wr[SMALL_COLS];
-        for (int c = 0; c < SMALL_COLS; c++) wr[c] = t->w + (o + (c < nc ? c : 0)) * (size_t)in;
-        for (int r0 = 0; r0 < t->n; r0 += SMALL_ROWS) {
-            const int n = t->n - r0 < SMALL_ROWS ? t->n - r0 : SMALL_ROWS;
-            const float *x = t->x + (size_t)r0 * in;
-            __m256 acc[SMALL_ROWS][SMALL_COLS];
-            for (int r = 0; r < SMALL_ROWS; r++)
-                for (int c = 0; c < SMALL_COLS; c++) acc[r][c] = _mm256_setzero_ps();
-            int i = 0;
-            for (; i + 8 <= in; i += 8) {
-                const __m256 w0 = _mm256_loadu_ps(wr[0] + i), w1 = _mm256_loadu_ps(wr[1] + i);
-                for (int r = 0; r < n; r++) {
-                    const __m256 xv = _mm256_loadu_ps(x + (size_t)r * in + i);
-                    acc[r][0] = _mm256_fmadd_ps(xv, w0, acc[r][0]);
-                    acc[r][1] = _mm256_fmadd_ps(xv, w1, acc[r][1]);
-                }
-            }
-            for (int r = 0; r < n; r++)
-                for (int c = 0; c < nc; c++) {
-                    float lanes[8];
-                    _mm256_storeu_ps(lanes, acc[r][c]);
-                    float sum =
-                        ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
-                    for (int k = i; k < in; k++) sum += x[(size_t)r * in + k] * wr[c][k];
-                    float *yo = t->y + (size_t)(r0 + r) * t->out + o + c;
-                    *yo = (t->accumulate ? *yo : t->b[o + c]) + sum;
-                }
-        }
-    }
-}
-
+/* Generation's small GEMM (dec_isa.h), the output features split over the
+ * worker threads. */
 static inline void small_nt(const float *x, int n, const float *w, const float *b, int in, int out, float *y,
-                     bool accumulate)
+                            bool accumulate)
 {
-    small_ctx t = {x, w, b, y, n, in, out, accumulate};
-    ops_parallel((size_t)out, 64, small_nt_task, &t);
+    dec_small_ctx t = {x, w, b, y, n, in, out, accumulate};
+    ops_parallel((size_t)out, 64, dec_kernels_active()->small_nt_task, &t);
 }
 
 /* Given dy [n][out] and the layer input x [n][in]: dW += dy^T x, db += colsum
@@ -165,7 +118,7 @@ static inline void dense_backward(const float *dy, const float *x, const float *
     if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
 }
 
-static inline void elu_forward(float *y, size_t n)
+static inline void k_elu_forward(float *y, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         float e = exp_fast(y[i]) - 1.0f;
@@ -174,7 +127,7 @@ static inline void elu_forward(float *y, size_t n)
 }
 
 /* dy *= ELU'(x) written with the ELU output y: 1 if y > 0 else y + 1. */
-static inline void elu_backward(float *dy, const float *y, size_t n)
+static inline void k_elu_backward(float *dy, const float *y, size_t n)
 {
     for (size_t i = 0; i < n; i++) dy[i] *= y[i] > 0.0f ? 1.0f : y[i] + 1.0f;
 }
@@ -194,7 +147,7 @@ static inline float drop_factor(uint64_t seed, uint32_t rid, int j, float p)
 
 /* One row: g [4H] holds the gate pre-activations (i, f, g, o) and receives
  * the activations; cp = c_{t-1}; out: cn = c_t, tc = tanh(c_t), h = h_t. */
-static inline void lstm_cell_forward(int H, float *restrict g, const float *restrict cp, float *restrict cn,
+static inline void k_lstm_cell_forward(int H, float *restrict g, const float *restrict cp, float *restrict cn,
                               float *restrict tc, float *restrict h)
 {
     for (int k = 0; k < H; k++) {
@@ -216,7 +169,7 @@ static inline void lstm_cell_forward(int H, float *restrict g, const float *rest
  * d pre-activations; dho = d loss / d h_t from the outputs; dhn, dcn hold
  * d h_t, d c_t from step t + 1 and receive (dhn: unchanged, the caller
  * recomputes it with a GEMM) dcn = d c_{t-1}. */
-static inline void lstm_cell_backward(int H, float *restrict g, const float *restrict cp, const float *restrict tc,
+static inline void k_lstm_cell_backward(int H, float *restrict g, const float *restrict cp, const float *restrict tc,
                                const float *restrict dho, const float *restrict dhn, float *restrict dcn)
 {
     for (int k = 0; k < H; k++) {
@@ -233,7 +186,7 @@ static inline void lstm_cell_backward(int H, float *restrict g, const float *res
 
 /* Softmax cross-entropy of one row of logits, in place: returns the loss and
  * leaves scale * (softmax - onehot(target)) in the row. */
-static inline double softmax_xent_row(float *restrict z, int n, int target, float scale)
+static inline double k_softmax_xent_row(float *restrict z, int n, int target, float scale)
 {
     /* 8 lanes of partial max / sum so that the reductions vectorize */
     float lane[8];
@@ -263,6 +216,24 @@ static inline double softmax_xent_row(float *restrict z, int n, int target, floa
     for (j = 0; j < n; j++) z[j] *= inv;
     z[target] -= scale;
     return log((double)sum) - (double)(zt - mx);
+}
+
+/* The loops above on the active path. */
+static inline void elu_forward(float *y, size_t n) { dec_kernels_active()->elu_forward(y, n); }
+static inline void elu_backward(float *dy, const float *y, size_t n) { dec_kernels_active()->elu_backward(dy, y, n); }
+static inline void lstm_cell_forward(int H, float *restrict g, const float *restrict cp, float *restrict cn,
+                                     float *restrict tc, float *restrict h)
+{
+    dec_kernels_active()->lstm_cell_forward(H, g, cp, cn, tc, h);
+}
+static inline void lstm_cell_backward(int H, float *restrict g, const float *restrict cp, const float *restrict tc,
+                                      const float *restrict dho, const float *restrict dhn, float *restrict dcn)
+{
+    dec_kernels_active()->lstm_cell_backward(H, g, cp, tc, dho, dhn, dcn);
+}
+static inline double softmax_xent_row(float *restrict z, int n, int target, float scale)
+{
+    return dec_kernels_active()->softmax_xent_row(z, n, target, scale);
 }
 
 #endif

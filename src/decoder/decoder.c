@@ -4,6 +4,8 @@
  * architecture's operations (dec_arch).
  */
 #include "decoder.h"
+#include "cpu.h"
+#include "dec_isa.h"
 
 #include <math.h>
 #include <string.h>
@@ -154,6 +156,8 @@ imcap_status dec_forward_backward(dec_model *m, dec_work *w, const float *img, c
 {
     *loss = 0.0f;
     if (n_targets) *n_targets = 0;
+    imcap_status cs = cpu_check();
+    if (cs) return cs;
     if (memcmp(&w->cfg, &m->cfg, sizeof m->cfg) != 0)
         return imcap_fail(IMCAP_E_MISMATCH, "decoder workspace was made for another configuration");
     if (row_w && b > 0)
@@ -181,4 +185,15 @@ void dec_step(const dec_model *m, const float *ctx, bool shared_ctx, const int32
               const float *state, float *logits, float *state_out, float *attn, float *scratch)
 {
     arch_of(&m->cfg)->step(m, ctx, shared_ctx, tokens, n, state, logits, state_out, attn, scratch);
+}
+
+/* ------------------------------------------------------- kernel dispatch */
+
+const dec_kernels *dec_kernels_active(void)
+{
+    switch (cpu_isa_active()) {
+    case CPU_AVX512: return &dec_kernels_avx512;
+    case CPU_AVX2: return &dec_kernels_avx2;
+    default: return &dec_kernels_generic;
+    }
 }

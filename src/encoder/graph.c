@@ -5,6 +5,7 @@
  * Saving and loading live in graph_io.c.
  */
 #include "graph_impl.h"
+#include "cpu.h"
 #include "ops.h"
 
 #include <stdlib.h>
@@ -824,7 +825,7 @@ imcap_status enc_graph_run(const enc_graph *g, const float *input, int n, const 
             if (last[nd->inputs[k]] < i) last[nd->inputs[k]] = i;
         }
     }
-    if ((st = pack_weights(g)) != IMCAP_OK) goto done;
+    if ((st = cpu_check()) != IMCAP_OK || (st = pack_weights(g)) != IMCAP_OK) goto done;
     size_t scratch_len = 0;
     for (int i = 0; i < nn; i++) {
         if (!run[i] || g->nodes[i].op != ENC_CONV2D) continue;
