@@ -409,6 +409,17 @@ GGUF_GETTER(gguf_get_i32, int32_t, GV_I32, i32)
 GGUF_GETTER(gguf_get_u64, uint64_t, GV_U64, u64)
 GGUF_GETTER(gguf_get_f32, float, GV_F32, f32)
 
+imcap_status gguf_get_count(const gguf_file *f, const char *key, uint32_t lo, uint32_t hi, int *out)
+{
+    uint32_t v;
+    imcap_status s = gguf_get_u32(f, key, &v);
+    if (s) return s;
+    if (v < lo || v > hi)
+        return imcap_fail(IMCAP_E_FORMAT, "%s: %s = %u is outside [%u, %u]", gguf_path(f), key, v, lo, hi);
+    *out = (int)v;
+    return IMCAP_OK;
+}
+
 imcap_status gguf_get_str(const gguf_file *f, const char *key, const char **v)
 {
     const gguf_kv *kv;

@@ -36,6 +36,9 @@ void gguf_close(gguf_file *f);
  * missing or has another type. */
 imcap_status gguf_get_u32(const gguf_file *f, const char *key, uint32_t *v);
 imcap_status gguf_get_i32(const gguf_file *f, const char *key, int32_t *v);
+/* A u32 count within [lo, hi] (hi <= INT_MAX) as an int; IMCAP_E_FORMAT naming
+ * the file, key and range when it is outside. */
+imcap_status gguf_get_count(const gguf_file *f, const char *key, uint32_t lo, uint32_t hi, int *out);
 imcap_status gguf_get_u64(const gguf_file *f, const char *key, uint64_t *v);
 imcap_status gguf_get_f32(const gguf_file *f, const char *key, float *v);
 imcap_status gguf_get_str(const gguf_file *f, const char *key, const char **v);

@@ -181,17 +181,6 @@ static imcap_status save_checkpoint(const scst *t)
     return IMCAP_OK;
 }
 
-static imcap_status get_int(const gguf_file *f, const char *key, uint32_t lo, uint32_t hi, int *out)
-{
-    uint32_t v;
-    imcap_status s = gguf_get_u32(f, key, &v);
-    if (s) return s;
-    if (v < lo || v > hi)
-        return imcap_fail(IMCAP_E_FORMAT, "%s: %s = %u is outside [%u, %u]", gguf_path(f), key, v, lo, hi);
-    *out = (int)v;
-    return IMCAP_OK;
-}
-
 static imcap_status alloc_history(scst *t)
 {
     const size_t n = (size_t)t->p.epochs;
@@ -225,20 +214,20 @@ static imcap_status load_checkpoint(scst *t, const char *path, int epochs_wanted
                        SCST_VERSION);
         goto out;
     }
-    if ((s = get_int(f, "imcap.scst.epochs", 1, 100000, &p->epochs)) ||
-        (s = get_int(f, "imcap.scst.batches_per_epoch", 1, 100000000, &p->batches_per_epoch)) ||
-        (s = get_int(f, "imcap.scst.batch_size", 1, 4096, &p->batch_size)) ||
-        (s = get_int(f, "imcap.scst.samples", 1, 64, &p->samples)) ||
-        (s = get_int(f, "imcap.scst.max_len", 1, GEN_MAX_LEN, &p->max_len)) ||
-        (s = get_int(f, "imcap.scst.baseline", 0, 1, &p->baseline)) ||
-        (s = get_int(f, "imcap.scst.val_images", 0, INT32_MAX, &p->val_images)) ||
-        (s = get_int(f, "imcap.scst.checkpoint_every", 0, INT32_MAX, &p->checkpoint_every)) ||
+    if ((s = gguf_get_count(f, "imcap.scst.epochs", 1, 100000, &p->epochs)) ||
+        (s = gguf_get_count(f, "imcap.scst.batches_per_epoch", 1, 100000000, &p->batches_per_epoch)) ||
+        (s = gguf_get_count(f, "imcap.scst.batch_size", 1, 4096, &p->batch_size)) ||
+        (s = gguf_get_count(f, "imcap.scst.samples", 1, 64, &p->samples)) ||
+        (s = gguf_get_count(f, "imcap.scst.max_len", 1, GEN_MAX_LEN, &p->max_len)) ||
+        (s = gguf_get_count(f, "imcap.scst.baseline", 0, 1, &p->baseline)) ||
+        (s = gguf_get_count(f, "imcap.scst.val_images", 0, INT32_MAX, &p->val_images)) ||
+        (s = gguf_get_count(f, "imcap.scst.checkpoint_every", 0, INT32_MAX, &p->checkpoint_every)) ||
         (s = gguf_get_u64(f, "imcap.scst.seed", &p->seed)) || (s = gguf_get_f32(f, "imcap.scst.lr", &ap.lr)) ||
         (s = gguf_get_f32(f, "imcap.scst.clip", &ap.clip)) || (s = gguf_get_f32(f, "imcap.scst.beta1", &ap.beta1)) ||
         (s = gguf_get_f32(f, "imcap.scst.beta2", &ap.beta2)) || (s = gguf_get_f32(f, "imcap.scst.eps", &ap.eps)) ||
         (s = gguf_get_u64(f, "imcap.scst.adam_t", &adam_t)) ||
-        (s = get_int(f, "imcap.scst.epoch", 0, 100000, &t->epoch)) ||
-        (s = get_int(f, "imcap.scst.batch", 0, 100000000, &t->batch)) ||
+        (s = gguf_get_count(f, "imcap.scst.epoch", 0, 100000, &t->epoch)) ||
+        (s = gguf_get_count(f, "imcap.scst.batch", 0, 100000000, &t->batch)) ||
         (s = gguf_get_u64(f, "imcap.scst.step", &t->step)) ||
         (s = gguf_get_f32(f, "imcap.scst.sum_reward", &t->sum_reward)) ||
         (s = gguf_get_f32(f, "imcap.scst.sum_greedy", &t->sum_greedy)) ||

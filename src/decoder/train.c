@@ -172,17 +172,6 @@ static imcap_status save_checkpoint(trainer *t)
     return IMCAP_OK;
 }
 
-static imcap_status get_count(const gguf_file *f, const char *key, uint32_t lo, uint32_t hi, int *out)
-{
-    uint32_t v;
-    imcap_status s = gguf_get_u32(f, key, &v);
-    if (s) return s;
-    if (v < lo || v > hi)
-        return imcap_fail(IMCAP_E_FORMAT, "%s: %s = %u is outside [%u, %u]", gguf_path(f), key, v, lo, hi);
-    *out = (int)v;
-    return IMCAP_OK;
-}
-
 /* Loads a checkpoint into t: model (with gradients), vocabulary, settings,
  * Adam state and loop state. The sampler state goes to *sampler. */
 static imcap_status load_checkpoint(trainer *t, const char *path, int epochs_wanted, uint64_t sampler[4])
@@ -206,20 +195,20 @@ static imcap_status load_checkpoint(trainer *t, const char *path, int epochs_wan
                        TRAIN_VERSION);
         goto out;
     }
-    if ((s = get_count(f, "imcap.train.epochs", 1, 100000, &p->epochs)) ||
-        (s = get_count(f, "imcap.train.batches_per_epoch", 1, 100000000, &p->batches_per_epoch)) ||
-        (s = get_count(f, "imcap.train.batch_size", 1, 65536, &p->batch_size)) ||
-        (s = get_count(f, "imcap.train.max_len", 2, 1000, &p->max_len)) ||
-        (s = get_count(f, "imcap.train.min_count", 1, UINT32_MAX, &p->min_count)) ||
-        (s = get_count(f, "imcap.train.val_batches", 0, 1000000, &p->val_batches)) ||
-        (s = get_count(f, "imcap.train.checkpoint_every", 0, INT32_MAX, &p->checkpoint_every)) ||
+    if ((s = gguf_get_count(f, "imcap.train.epochs", 1, 100000, &p->epochs)) ||
+        (s = gguf_get_count(f, "imcap.train.batches_per_epoch", 1, 100000000, &p->batches_per_epoch)) ||
+        (s = gguf_get_count(f, "imcap.train.batch_size", 1, 65536, &p->batch_size)) ||
+        (s = gguf_get_count(f, "imcap.train.max_len", 2, 1000, &p->max_len)) ||
+        (s = gguf_get_count(f, "imcap.train.min_count", 1, UINT32_MAX, &p->min_count)) ||
+        (s = gguf_get_count(f, "imcap.train.val_batches", 0, 1000000, &p->val_batches)) ||
+        (s = gguf_get_count(f, "imcap.train.checkpoint_every", 0, INT32_MAX, &p->checkpoint_every)) ||
         (s = gguf_get_u64(f, "imcap.train.seed", &p->seed)) || (s = gguf_get_f32(f, "imcap.train.lr", &ap.lr)) ||
         (s = gguf_get_f32(f, "imcap.train.clip", &ap.clip)) ||
         (s = gguf_get_f32(f, "imcap.train.beta1", &ap.beta1)) ||
         (s = gguf_get_f32(f, "imcap.train.beta2", &ap.beta2)) || (s = gguf_get_f32(f, "imcap.train.eps", &ap.eps)) ||
         (s = gguf_get_u64(f, "imcap.train.adam_t", &adam_t)) ||
-        (s = get_count(f, "imcap.train.epoch", 0, 100000, &t->epoch)) ||
-        (s = get_count(f, "imcap.train.batch", 0, 100000000, &t->batch)) ||
+        (s = gguf_get_count(f, "imcap.train.epoch", 0, 100000, &t->epoch)) ||
+        (s = gguf_get_count(f, "imcap.train.batch", 0, 100000000, &t->batch)) ||
         (s = gguf_get_u64(f, "imcap.train.step", &t->step)) ||
         (s = gguf_get_f32(f, "imcap.train.epoch_loss_sum", &t->epoch_sum)) ||
         (s = gguf_get_u64(f, "imcap.train.sampler.0", &sampler[0])) ||
@@ -232,7 +221,7 @@ static imcap_status load_checkpoint(trainer *t, const char *path, int epochs_wan
     /* checkpoints written before chunks existed trained on whole batches */
     t->chunks = 1;
     if (gguf_has_key(f, "imcap.train.chunks") &&
-        (s = get_count(f, "imcap.train.chunks", 1, (uint32_t)p->batch_size, &t->chunks)))
+        (s = gguf_get_count(f, "imcap.train.chunks", 1, (uint32_t)p->batch_size, &t->chunks)))
         goto out;
     /* checkpoints written before dropout existed trained without it */
     p->dropout = 0.0f;
