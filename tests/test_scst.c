@@ -636,6 +636,36 @@ TEST(scst_bad_inputs_give_clear_errors)
 
 static int stop_at_step(void *user, const imcap_scst_report *r) { return r->step >= *(const uint64_t *)user; }
 
+/* `train --scst --resume` from a checkpoint with one damaged weight or Adam
+ * value (1e37: finite, but not what was written) is refused, naming the file
+ * and the tensor. */
+TEST(scst_resume_refuses_a_damaged_checkpoint)
+{
+    const char *dir = test_tmpdir();
+    toy_setup(dir);
+    imcap_scst_params p = toy_params(dir, "run.gguf");
+    p.checkpoint_every = 2;
+    uint64_t stop = 3;
+    p.report = stop_at_step;
+    p.report_user = &stop;
+    CHECK(imcap_scst_train(&p) == IMCAP_E_ARG); /* stopped after the checkpoint at step 2 */
+    size_t n;
+    char *good = slurp(p.checkpoint, &n);
+    static const char *const tensors[3] = {"lstm.weight_hh", "adam.m", "adam.v"};
+    for (int k = 0; k < 3; k++) {
+        FILE *fp = fopen(p.checkpoint, "wb");
+        REQUIRE(fp && fwrite(good, 1, n, fp) == n && fclose(fp) == 0);
+        const float big = 1e37f;
+        fixture_poke_tensor(p.checkpoint, tensors[k], 4, &big, sizeof big);
+        imcap_scst_params r = toy_params(dir, "run.gguf");
+        r.resume = 1;
+        CHECK(imcap_scst_train(&r) == IMCAP_E_FORMAT);
+        CHECK(strstr(imcap_last_error(), "run.gguf") && strstr(imcap_last_error(), tensors[k]) &&
+              strstr(imcap_last_error(), "checksum"));
+    }
+    free(good);
+}
+
 /* The attention decoder through the same loop: a cross-entropy model on a
  * grid embeddings file (imcap_train), then SCST from it; the rollouts' greedy
  * rows are its greedy captions, the validation CIDEr-D rises, and a run

@@ -194,17 +194,7 @@ static imcap_status load_checkpoint(scst *t, const char *path, int epochs_wanted
         goto out;
     if (epochs_wanted > p->epochs) p->epochs = epochs_wanted;
     if ((s = run_read_history(&t->run, f, path, p->epochs))) goto out;
-    const gguf_tensor *tm, *tv;
-    if ((s = run_restore(&t->run, f, path, lm, &ap, adam_t, &tm, &tv))) goto out;
-    const dec_model *m = t->run.m;
-    adam *o = &t->run.opt;
-    memcpy(o->m, tm->data, sizeof(float) * o->n);
-    memcpy(o->v, tv->data, sizeof(float) * o->n);
-    for (size_t i = 0; i < o->n; i++)
-        if (!isfinite(m->params[i]) || !isfinite(o->m[i]) || !(o->v[i] >= 0 && isfinite(o->v[i]))) {
-            s = imcap_fail(IMCAP_E_FORMAT, "%s: non-finite weight or optimizer value at parameter %zu", path, i);
-            goto out;
-        }
+    s = run_restore(&t->run, f, path, lm, &ap, adam_t);
 out:
     dec_model_free(lm);
     gguf_close(f);

@@ -206,16 +206,7 @@ static imcap_status load_checkpoint(trainer *t, const char *path, int epochs_wan
     if ((s = run_check_position(&t->run, path, p->epochs, p->batches_per_epoch, adam_t, true))) goto out;
     if (epochs_wanted > p->epochs) p->epochs = epochs_wanted;
     if ((s = run_read_history(&t->run, f, path, p->epochs))) goto out;
-    const gguf_tensor *tm, *tv;
-    if ((s = run_restore(&t->run, f, path, lm, &ap, adam_t, &tm, &tv))) goto out;
-    /* the weights were checked by dec_gguf_get; Adam's moments here */
-    adam *o = &t->run.opt;
-    if ((s = gguf_tensor_load_f32(f, tm, o->m)) || (s = gguf_tensor_load_f32(f, tv, o->v))) goto out;
-    for (size_t i = 0; i < o->n; i++)
-        if (!(o->v[i] >= 0)) {
-            s = imcap_fail(IMCAP_E_FORMAT, "%s: adam.v is negative at parameter %zu", path, i);
-            goto out;
-        }
+    s = run_restore(&t->run, f, path, lm, &ap, adam_t);
 out:
     dec_model_free(lm);
     gguf_close(f);

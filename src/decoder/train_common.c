@@ -201,7 +201,7 @@ imcap_status run_read_history(train_run *r, const gguf_file *f, const char *path
 }
 
 imcap_status run_restore(train_run *r, const gguf_file *f, const char *path, const dec_model *lm,
-                         const adam_params *ap, uint64_t adam_t, const gguf_tensor **tm, const gguf_tensor **tv)
+                         const adam_params *ap, uint64_t adam_t)
 {
     imcap_status s = dec_model_new(&lm->cfg, true, &r->m);
     if (s) return s;
@@ -209,8 +209,16 @@ imcap_status run_restore(train_run *r, const gguf_file *f, const char *path, con
     if ((s = adam_init(&r->opt, ap, r->m->n_params))) return imcap_fail_prefix(s, "%s", path);
     r->opt.t = adam_t;
     const int64_t np = (int64_t)r->m->n_params;
-    if ((s = gguf_expect_tensor(f, "adam.m", GGUF_T_F32, 1, &np, tm))) return s;
-    return gguf_expect_tensor(f, "adam.v", GGUF_T_F32, 1, &np, tv);
+    const gguf_tensor *tm, *tv;
+    if ((s = gguf_expect_tensor(f, "adam.m", GGUF_T_F32, 1, &np, &tm)) ||
+        (s = gguf_expect_tensor(f, "adam.v", GGUF_T_F32, 1, &np, &tv)))
+        return s;
+    /* the weights were checked by dec_gguf_read; Adam's moments here (checksum, finite, v >= 0) */
+    if ((s = gguf_tensor_load_f32(f, tm, r->opt.m)) || (s = gguf_tensor_load_f32(f, tv, r->opt.v))) return s;
+    for (size_t i = 0; i < r->opt.n; i++)
+        if (!(r->opt.v[i] >= 0))
+            return imcap_fail(IMCAP_E_FORMAT, "%s: adam.v is negative at parameter %zu", path, i);
+    return IMCAP_OK;
 }
 
 /* ---------------------------------------------------------- history files */

@@ -113,10 +113,10 @@ imcap_status run_check_position(const train_run *r, const char *path, int epochs
                                 bool state_ok);
 /* The history of the finished epochs, in series for `epochs` epochs. */
 imcap_status run_read_history(train_run *r, const gguf_file *f, const char *path, int epochs);
-/* The model with gradients from lm, Adam with settings ap at step adam_t;
- * the moments' tensors (checked for type and size) into *tm, *tv. */
+/* The model with gradients from lm, Adam with settings ap at step adam_t
+ * and its moments adam.m, adam.v (checksums verified, finite, v >= 0). */
 imcap_status run_restore(train_run *r, const gguf_file *f, const char *path, const dec_model *lm,
-                         const adam_params *ap, uint64_t adam_t, const gguf_tensor **tm, const gguf_tensor **tv);
+                         const adam_params *ap, uint64_t adam_t);
 
 /* ---- the loop */
 /* Whether a mid-epoch checkpoint is due after the batch just done. */
