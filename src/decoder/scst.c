@@ -47,24 +47,6 @@ imcap_scst_params imcap_scst_default_params(void)
     return p;
 }
 
-static const run_format scst_format = {
-    .prefix = "imcap.scst",
-    .version = SCST_VERSION,
-    .label = "SCST",
-    .no_state = "%s: not an SCST checkpoint (no imcap.scst state to resume)",
-    .version_what = "SCST checkpoint",
-    .history_what = "history",
-    .n_series = 3,
-    .series_key = {"history.reward", "history.greedy", "history.val_cider"},
-    .csv_header = "epoch,step,reward,greedy_reward,val_cider\n",
-    .csv_start_row = true,
-    .higher_is_better = true,
-    .plot_title = "SCST: CIDEr-D per epoch",
-    .plot_ylabel = "CIDEr-D",
-    .plot_val_with_split = true,
-    .series_label = {"sample reward", "greedy reward", "validation"},
-};
-
 typedef struct scst {
     imcap_scst_params p; /* effective settings (from the checkpoint when resuming) */
     train_run run;        /* data, model, Adam, position, history (hist: sample reward, greedy reward, validation
@@ -137,8 +119,9 @@ static imcap_status check_params(const imcap_scst_params *p)
 /* The checkpoint's imcap.scst keys, in file order: settings, Adam (ap,
  * *adam_t), the loop position, the epoch's sums, the start model's
  * validation CIDEr-D, the image rng. */
-static size_t scst_keys(scst *t, adam_params *ap, uint64_t *adam_t, run_key keys[RUN_MAX_KEYS])
+static size_t scst_keys(void *owner, bool saving, adam_params *ap, uint64_t *adam_t, run_key *keys)
 {
+    scst *t = owner;
     imcap_scst_params *p = &t->p;
     const run_key k[] = {
         RUN_COUNT("epochs", &p->epochs, 1, 100000),
@@ -164,42 +147,36 @@ static size_t scst_keys(scst *t, adam_params *ap, uint64_t *adam_t, run_key keys
     return sizeof k / sizeof *k;
 }
 
-static imcap_status save_checkpoint(const void *ctx)
+/* A checkpoint's lr and clip from Adam's; its epoch sums must be finite. */
+static imcap_status scst_loaded(void *owner, const gguf_file *f, const char *path, const dec_model *lm,
+                                const adam_params *ap, bool *state_ok)
 {
-    scst *t = (scst *)ctx;
-    adam_params ap = t->run.opt.p;
-    uint64_t adam_t = t->run.opt.t;
-    run_key keys[RUN_MAX_KEYS];
-    const size_t n = scst_keys(t, &ap, &adam_t, keys);
-    return run_save_checkpoint(&t->run, keys, n, t->p.checkpoint);
+    scst *t = owner;
+    t->p.lr = ap->lr;
+    t->p.clip = ap->clip;
+    *state_ok = isfinite(t->sum_reward) && isfinite(t->sum_greedy);
+    return IMCAP_OK;
 }
 
-/* Model (with gradients), vocabulary, settings, Adam and loop state. */
-static imcap_status load_checkpoint(scst *t, const char *path, int epochs_wanted)
-{
-    gguf_file *f;
-    dec_model *lm;
-    imcap_status s = run_open_checkpoint(&t->run, path, &f, &lm);
-    if (s) return s;
-    imcap_scst_params *p = &t->p;
-    adam_params ap = adam_default_params();
-    uint64_t adam_t;
-    run_key keys[RUN_MAX_KEYS];
-    const size_t n = scst_keys(t, &ap, &adam_t, keys);
-    if ((s = run_read_keys(&t->run, f, keys, n))) goto out;
-    p->lr = ap.lr;
-    p->clip = ap.clip;
-    if ((s = run_check_position(&t->run, path, p->epochs, p->batches_per_epoch, adam_t,
-                                isfinite(t->sum_reward) && isfinite(t->sum_greedy))))
-        goto out;
-    if (epochs_wanted > p->epochs) p->epochs = epochs_wanted;
-    if ((s = run_read_history(&t->run, f, path, p->epochs))) goto out;
-    s = run_restore(&t->run, f, path, lm, &ap, adam_t);
-out:
-    dec_model_free(lm);
-    gguf_close(f);
-    return s;
-}
+static const run_format scst_format = {
+    .prefix = "imcap.scst",
+    .version = SCST_VERSION,
+    .label = "SCST",
+    .no_state = "%s: not an SCST checkpoint (no imcap.scst state to resume)",
+    .version_what = "SCST checkpoint",
+    .history_what = "history",
+    .n_series = 3,
+    .series_key = {"history.reward", "history.greedy", "history.val_cider"},
+    .csv_header = "epoch,step,reward,greedy_reward,val_cider\n",
+    .csv_start_row = true,
+    .higher_is_better = true,
+    .plot_title = "SCST: CIDEr-D per epoch",
+    .plot_ylabel = "CIDEr-D",
+    .plot_val_with_split = true,
+    .series_label = {"sample reward", "greedy reward", "validation"},
+    .keys = scst_keys,
+    .loaded = scst_loaded,
+};
 
 /* ---------------------------------------------------------------- the loop */
 
@@ -332,6 +309,7 @@ static imcap_status scst_run(scst *t, const imcap_scst_params *req)
     if (s) return s;
     t->p = *req;
     train_run *run = &t->run;
+    run->out = (run_outputs){req->checkpoint, req->history_csv, req->plot_svg, req->best_model};
     const bool resuming = run_resuming(req->resume, req->checkpoint);
     if (!resuming && !req->init)
         return imcap_fail(IMCAP_E_ARG, "SCST: no checkpoint %s to resume and no model to start from",
@@ -343,7 +321,7 @@ static imcap_status scst_run(scst *t, const imcap_scst_params *req)
     }
     const size_t D = imcap_embfile_dim(run->emb);
     if (resuming) {
-        if ((s = load_checkpoint(t, req->checkpoint, req->epochs))) return s;
+        if ((s = run_load_checkpoint(run, req->checkpoint, req->epochs))) return s;
     } else {
         dec_model *lm;
         if ((s = captioner_read_decoder(req->init, &lm, &run->vocab))) return s;
@@ -359,7 +337,6 @@ static imcap_status scst_run(scst *t, const imcap_scst_params *req)
         return imcap_fail(IMCAP_E_MISMATCH, "embeddings file %s has dimension %zu but the decoder %s reads %zu",
                           req->embeddings, D, src, dec_input_floats(&run->m->cfg));
     const imcap_scst_params *p = &t->p;
-    const run_outputs out = {p->checkpoint, p->history_csv, p->plot_svg, p->best_model};
     t->sp.start_id = imcap_vocab_start(run->vocab);
     t->sp.end_id = imcap_vocab_end(run->vocab);
     t->sp.n_masked = 3;
@@ -387,7 +364,7 @@ static imcap_status scst_run(scst *t, const imcap_scst_params *req)
         return imcap_fail(IMCAP_E_NOMEM, "out of memory for SCST batches of %d x %d captions", B, K + 1);
 
     run_clock clock;
-    run_clock_start(&clock, run, p->epochs, p->batches_per_epoch);
+    run_clock_start(&clock, run);
     if (!resuming) {
         if ((s = validate(t, &run->val_start))) return s;
         imcap_scst_report r0 = {.epochs = p->epochs, .batches = p->batches_per_epoch, .total_steps = clock.total,
@@ -395,7 +372,7 @@ static imcap_status scst_run(scst *t, const imcap_scst_params *req)
                                 .epoch_reward = NAN, .epoch_greedy = NAN};
         if (p->report && p->report(p->report_user, &r0))
             return imcap_fail(IMCAP_E_ARG, "SCST interrupted before the first step");
-        run_clock_start(&clock, run, p->epochs, p->batches_per_epoch); /* the pace: of the steps only */
+        run_clock_start(&clock, run); /* the pace: of the steps only */
     }
     while (run->epoch < p->epochs) {
         imcap_scst_report r = {.epoch = run->epoch + 1, .epochs = p->epochs, .batches = p->batches_per_epoch,
@@ -409,8 +386,8 @@ static imcap_status scst_run(scst *t, const imcap_scst_params *req)
             t->sum_greedy += gr;
             r.reward = rw;
             r.greedy = gr;
-            if (run_checkpoint_due(run, p->batches_per_epoch, p->checkpoint_every)) {
-                if ((s = save_checkpoint(t))) return s;
+            if (run_checkpoint_due(run, p->checkpoint_every)) {
+                if ((s = run_save_checkpoint(run))) return s;
                 r.checkpoint = p->checkpoint;
             }
         } else {
@@ -423,7 +400,7 @@ static imcap_status scst_run(scst *t, const imcap_scst_params *req)
             run_end_epoch(run, (const float[3]){r.epoch_reward, r.epoch_greedy, val});
             t->sum_reward = t->sum_greedy = 0;
             bool best;
-            if ((s = run_write_epoch(run, &out, p->batches_per_epoch, true, val, save_checkpoint, t, &best))) return s;
+            if ((s = run_write_epoch(run, true, val, &best))) return s;
             r.checkpoint = p->checkpoint;
             r.best = best;
         }
@@ -442,7 +419,7 @@ static imcap_status scst_run(scst *t, const imcap_scst_params *req)
         int stop = 0;
         if (p->report) stop |= p->report(p->report_user, &r);
         if (p->progress) stop |= p->progress(p->progress_user, run->step, clock.total, "batches");
-        if (stop) return run_interrupted(run, p->checkpoint);
+        if (stop) return run_interrupted(run);
     }
     return IMCAP_OK;
 }
@@ -453,6 +430,9 @@ imcap_status imcap_scst_train(const imcap_scst_params *p)
     scst t;
     memset(&t, 0, sizeof t);
     t.run.fmt = &scst_format;
+    t.run.owner = &t;
+    t.run.epochs = &t.p.epochs;
+    t.run.batches = &t.p.batches_per_epoch;
     imcap_status s = scst_run(&t, p);
     scst_free(&t);
     return s;

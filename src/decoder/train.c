@@ -42,25 +42,11 @@ imcap_train_params imcap_train_default_params(void)
     return p;
 }
 
-static const run_format train_format = {
-    .prefix = "imcap.train",
-    .version = TRAIN_VERSION,
-    .label = "training",
-    .no_state = "%s: a decoder model without training state cannot be resumed",
-    .version_what = "checkpoint",
-    .history_what = "loss history",
-    .n_series = 2,
-    .series_key = {"history.train_loss", "history.val_loss"},
-    .csv_header = "epoch,step,train_loss,val_loss\n",
-    .plot_title = "decoder loss per epoch",
-    .plot_ylabel = "cross-entropy",
-    .series_label = {"train", "validation"},
-};
-
 typedef struct trainer {
     imcap_train_params p; /* effective settings (from the checkpoint when resuming) */
     train_run run;        /* data, model, Adam, position, history (hist[0] train loss, hist[1] validation loss) */
     imcap_batcher *batcher, *val_batcher;
+    uint64_t sampler[4];  /* the training sampler's state, as checkpointed */
     uint64_t val_state[4];
     dec_work *w;
     float epoch_sum;     /* sum of this epoch's batch losses */
@@ -121,9 +107,11 @@ static imcap_status check_params(const imcap_train_params *p)
 
 /* The checkpoint's imcap.train keys, in file order: settings, Adam (ap,
  * *adam_t), the loop position and epoch loss sum, the sampler state. */
-static size_t train_keys(trainer *t, adam_params *ap, uint64_t *adam_t, uint64_t sampler[4], run_key keys[RUN_MAX_KEYS])
+static size_t train_keys(void *owner, bool saving, adam_params *ap, uint64_t *adam_t, run_key *keys)
 {
+    trainer *t = owner;
     imcap_train_params *p = &t->p;
+    if (saving) imcap_batcher_get_state(t->batcher, t->sampler);
     const run_key k[] = {
         RUN_COUNT("epochs", &p->epochs, 1, 100000),
         RUN_COUNT("batches_per_epoch", &p->batches_per_epoch, 1, 100000000),
@@ -132,7 +120,7 @@ static size_t train_keys(trainer *t, adam_params *ap, uint64_t *adam_t, uint64_t
         RUN_COUNT("min_count", &p->min_count, 1, UINT32_MAX),
         RUN_COUNT("val_batches", &p->val_batches, 0, 1000000),
         RUN_COUNT("checkpoint_every", &p->checkpoint_every, 0, INT32_MAX),
-        /* chunks, dropout, att_lambda: newer than the first checkpoints (load_checkpoint) */
+        /* chunks, dropout, att_lambda: newer than the first checkpoints (train_loaded) */
         RUN_COUNT_OPT("chunks", &t->chunks),
         RUN_U64("seed", &p->seed),
         RUN_F32("lr", &ap->lr),
@@ -142,22 +130,11 @@ static size_t train_keys(trainer *t, adam_params *ap, uint64_t *adam_t, uint64_t
         RUN_KEYS_ADAM(ap, adam_t),
         RUN_KEYS_POSITION(&t->run),
         RUN_F32("epoch_loss_sum", &t->epoch_sum),
-        RUN_KEYS_RNG("sampler", sampler),
+        RUN_KEYS_RNG("sampler", t->sampler),
     };
     _Static_assert(sizeof k / sizeof *k <= RUN_MAX_KEYS, "RUN_MAX_KEYS");
     memcpy(keys, k, sizeof k);
     return sizeof k / sizeof *k;
-}
-
-static imcap_status save_checkpoint(const void *ctx)
-{
-    trainer *t = (trainer *)ctx;
-    adam_params ap = t->run.opt.p;
-    uint64_t adam_t = t->run.opt.t, st[4];
-    imcap_batcher_get_state(t->batcher, st);
-    run_key keys[RUN_MAX_KEYS];
-    const size_t n = train_keys(t, &ap, &adam_t, st, keys);
-    return run_save_checkpoint(&t->run, keys, n, t->p.checkpoint);
 }
 
 /* An optional f32 key within [lo, hi]: def when absent (older checkpoints). */
@@ -171,47 +148,53 @@ static imcap_status get_opt_f32(const gguf_file *f, const char *path, const char
     return IMCAP_OK;
 }
 
-/* Loads a checkpoint into t: model (with gradients), vocabulary, settings,
- * Adam state and loop state. The sampler state goes to *sampler. */
-static imcap_status load_checkpoint(trainer *t, const char *path, int epochs_wanted, uint64_t sampler[4])
+/* A checkpoint's settings beyond the keys: lr and clip from Adam's, the
+ * optional keys, the model sizes and architecture. */
+static imcap_status train_loaded(void *owner, const gguf_file *f, const char *path, const dec_model *lm,
+                                 const adam_params *ap, bool *state_ok)
 {
-    gguf_file *f;
-    dec_model *lm;
-    imcap_status s = run_open_checkpoint(&t->run, path, &f, &lm);
-    if (s) return s;
+    trainer *t = owner;
     imcap_train_params *p = &t->p;
-    adam_params ap = adam_default_params();
-    uint64_t adam_t;
-    run_key keys[RUN_MAX_KEYS];
-    const size_t n = train_keys(t, &ap, &adam_t, sampler, keys);
-    if ((s = run_read_keys(&t->run, f, keys, n))) goto out;
-    p->lr = ap.lr;
-    p->clip = ap.clip;
+    imcap_status s;
+    p->lr = ap->lr;
+    p->clip = ap->clip;
     /* checkpoints written before chunks existed trained on whole batches */
     t->chunks = 1;
     if (gguf_has_key(f, "imcap.train.chunks") &&
         (s = gguf_get_count(f, "imcap.train.chunks", 1, (uint32_t)p->batch_size, &t->chunks)))
-        goto out;
+        return s;
     /* checkpoints written before dropout existed trained without it; before
      * the attention decoder, there was no regulariser weight */
-    if ((s = get_opt_f32(f, path, "imcap.train.dropout", 0.0f, 0.0f, nextafterf(1.0f, 0.0f) /* [0, 1) */, &p->dropout)) ||
+    if ((s = get_opt_f32(f, path, "imcap.train.dropout", 0.0f, 0.0f, nextafterf(1.0f, 0.0f) /* [0, 1) */,
+                         &p->dropout)) ||
         (s = get_opt_f32(f, path, "imcap.train.att_lambda", 1.0f, 0.0f, 1000.0f, &p->att_lambda)))
-        goto out;
+        return s;
     p->decoder = dec_arch_name(lm->cfg.arch);
     if (lm->cfg.arch == DEC_ARCH_ATTENTION) p->n_att = lm->cfg.n_att;
     p->n_img1 = lm->cfg.n_img1;
     p->n_hid = lm->cfg.n_hid;
     p->n_emb = lm->cfg.n_emb;
     p->n_out1 = lm->cfg.n_out1;
-    if ((s = run_check_position(&t->run, path, p->epochs, p->batches_per_epoch, adam_t, true))) goto out;
-    if (epochs_wanted > p->epochs) p->epochs = epochs_wanted;
-    if ((s = run_read_history(&t->run, f, path, p->epochs))) goto out;
-    s = run_restore(&t->run, f, path, lm, &ap, adam_t);
-out:
-    dec_model_free(lm);
-    gguf_close(f);
-    return s;
+    *state_ok = true;
+    return IMCAP_OK;
 }
+
+static const run_format train_format = {
+    .prefix = "imcap.train",
+    .version = TRAIN_VERSION,
+    .label = "training",
+    .no_state = "%s: a decoder model without training state cannot be resumed",
+    .version_what = "checkpoint",
+    .history_what = "loss history",
+    .n_series = 2,
+    .series_key = {"history.train_loss", "history.val_loss"},
+    .csv_header = "epoch,step,train_loss,val_loss\n",
+    .plot_title = "decoder loss per epoch",
+    .plot_ylabel = "cross-entropy",
+    .series_label = {"train", "validation"},
+    .keys = train_keys,
+    .loaded = train_loaded,
+};
 
 /* ---------------------------------------------------------------- the loop */
 
@@ -254,12 +237,12 @@ static imcap_status train_setup(trainer *t, const imcap_train_params *req)
     t->p = *req;
     t->chunks = req->chunks > 0 ? req->chunks : t->comm->size;
     train_run *run = &t->run;
+    run->out = (run_outputs){req->checkpoint, req->history_csv, req->plot_svg, req->best_model};
     if ((s = run_load_data(run, req->captions, req->train_split, req->val_split, req->embeddings))) return s;
     const size_t D = imcap_embfile_dim(run->emb);
     const bool resuming = run_resuming(req->resume, req->checkpoint);
-    uint64_t sampler[4];
     if (resuming) {
-        if ((s = load_checkpoint(t, req->checkpoint, req->epochs, sampler))) return s;
+        if ((s = run_load_checkpoint(run, req->checkpoint, req->epochs))) return s;
         if (dec_input_floats(&run->m->cfg) != D)
             return imcap_fail(IMCAP_E_MISMATCH, "embeddings file %s has dimension %zu but checkpoint %s was trained "
                               "on dimension %zu", req->embeddings, D, req->checkpoint, dec_input_floats(&run->m->cfg));
@@ -301,7 +284,7 @@ static imcap_status train_setup(trainer *t, const imcap_train_params *req)
         return imcap_fail(IMCAP_E_ARG, "batch size %d is larger than the %zu images of the training split %s",
                           p->batch_size, n_train, p->train_split);
     if ((s = imcap_batcher_new(run->train, run->vocab, (size_t)p->max_len, p->seed, &t->batcher))) return s;
-    if (resuming) imcap_batcher_set_state(t->batcher, sampler);
+    if (resuming) imcap_batcher_set_state(t->batcher, t->sampler);
     if (run->val_rows) {
         if ((s = imcap_batcher_new(run->val, run->vocab, (size_t)p->max_len, val_seed(p->seed), &t->val_batcher)))
             return s;
@@ -346,12 +329,11 @@ static imcap_status train_loop(trainer *t, const imcap_train_params *req)
     imcap_status s = imcap_comm_agree(t->comm, train_setup(t, req));
     if (s || (s = check_same_start(t))) return s;
     const imcap_train_params *p = &t->p;
-    const run_outputs out = {p->checkpoint, p->history_csv, p->plot_svg, p->best_model};
     train_run *run = &t->run;
     const bool lead = t->comm->rank == 0;
 
     run_clock clock;
-    run_clock_start(&clock, run, p->epochs, p->batches_per_epoch);
+    run_clock_start(&clock, run);
     double tokens = 0;
     while (run->epoch < p->epochs) {
         imcap_train_report r = {.epoch = run->epoch + 1, .epochs = p->epochs, .batches = p->batches_per_epoch,
@@ -375,8 +357,8 @@ static imcap_status train_loop(trainer *t, const imcap_train_params *req)
             r.batch = run->batch;
             r.loss = loss;
             r.epoch_loss = t->epoch_sum / run->batch;
-            if (run_checkpoint_due(run, p->batches_per_epoch, p->checkpoint_every)) {
-                if (lead) s = save_checkpoint(t);
+            if (run_checkpoint_due(run, p->checkpoint_every)) {
+                if (lead) s = run_save_checkpoint(run);
                 if ((s = imcap_comm_agree(t->comm, s))) return s;
                 r.checkpoint = p->checkpoint;
             }
@@ -392,7 +374,7 @@ static imcap_status train_loop(trainer *t, const imcap_train_params *req)
             run_end_epoch(run, (const float[2]){r.epoch_loss, val});
             t->epoch_sum = 0;
             bool best;
-            s = run_write_epoch(run, &out, p->batches_per_epoch, lead, val, save_checkpoint, t, &best);
+            s = run_write_epoch(run, lead, val, &best);
             r.checkpoint = p->checkpoint;
             r.best = best;
             if ((s = imcap_comm_agree(t->comm, s))) return s;
@@ -408,7 +390,7 @@ static imcap_status train_loop(trainer *t, const imcap_train_params *req)
         int stop = 0;
         if (lead && p->report) stop |= p->report(p->report_user, &r);
         if (lead && p->progress) stop |= p->progress(p->progress_user, run->step, clock.total, "batches");
-        if (stop) s = run_interrupted(run, p->checkpoint);
+        if (stop) s = run_interrupted(run);
         if ((s = imcap_comm_agree(t->comm, s))) return s;
     }
     return IMCAP_OK;
@@ -420,6 +402,9 @@ imcap_status imcap_train(const imcap_train_params *p)
     trainer t;
     memset(&t, 0, sizeof t);
     t.run.fmt = &train_format;
+    t.run.owner = &t;
+    t.run.epochs = &t.p.epochs;
+    t.run.batches = &t.p.batches_per_epoch;
     t.comm = p->comm ? p->comm : imcap_comm_self();
     imcap_status s = train_loop(&t, p);
     trainer_free(&t);

@@ -95,8 +95,12 @@ static imcap_status set_key(gguf_writer *w, const char *key, const run_key *k)
     }
 }
 
-imcap_status run_save_checkpoint(const train_run *r, const run_key *keys, size_t n, const char *path)
+imcap_status run_save_checkpoint(const train_run *r)
 {
+    adam_params ap = r->opt.p;
+    uint64_t adam_t = r->opt.t;
+    run_key keys[RUN_MAX_KEYS];
+    const size_t n = r->fmt->keys(r->owner, true, &ap, &adam_t, keys);
     gguf_writer *w = gguf_writer_new();
     if (!w) return IMCAP_E_NOMEM;
     const int64_t np = (int64_t)r->m->n_params;
@@ -114,40 +118,30 @@ imcap_status run_save_checkpoint(const train_run *r, const run_key *keys, size_t
     }
     if (!s && !(s = gguf_add_tensor(w, "adam.m", GGUF_T_F32, 1, &np, r->opt.m)) &&
         !(s = gguf_add_tensor(w, "adam.v", GGUF_T_F32, 1, &np, r->opt.v)))
-        s = gguf_write(w, path);
+        s = gguf_write(w, r->out.checkpoint);
     gguf_writer_free(w);
     return s;
 }
 
-imcap_status run_open_checkpoint(train_run *r, const char *path, gguf_file **f, dec_model **lm)
+/* The model (into *lm, without gradients) and vocabulary (into r->vocab);
+ * the state's version checked. */
+static imcap_status open_checkpoint(train_run *r, const gguf_file *f, const char *path, dec_model **lm)
 {
-    *lm = NULL;
-    imcap_status s = gguf_open(path, f);
-    if (s) return s;
     char key[128];
     key_name(r, "version", key, sizeof key);
     uint32_t version;
-    if ((s = dec_gguf_read(*f, lm, &r->vocab))) goto fail;
-    if (!gguf_has_key(*f, key)) {
-        s = imcap_fail(IMCAP_E_FORMAT, r->fmt->no_state, path);
-        goto fail;
-    }
-    if ((s = gguf_get_u32(*f, key, &version))) goto fail;
-    if (version != r->fmt->version) {
-        s = imcap_fail(IMCAP_E_UNSUPPORTED, "%s: %s version %u (this build reads %u)", path, r->fmt->version_what,
-                       version, r->fmt->version);
-        goto fail;
-    }
+    imcap_status s;
+    if ((s = dec_gguf_read(f, lm, &r->vocab))) return s;
+    if (!gguf_has_key(f, key)) return imcap_fail(IMCAP_E_FORMAT, r->fmt->no_state, path);
+    if ((s = gguf_get_u32(f, key, &version))) return s;
+    if (version != r->fmt->version)
+        return imcap_fail(IMCAP_E_UNSUPPORTED, "%s: %s version %u (this build reads %u)", path, r->fmt->version_what,
+                          version, r->fmt->version);
     return IMCAP_OK;
-fail:
-    dec_model_free(*lm);
-    *lm = NULL;
-    gguf_close(*f);
-    *f = NULL;
-    return s;
 }
 
-imcap_status run_read_keys(const train_run *r, const gguf_file *f, const run_key *keys, size_t n)
+/* The keys that are not optional, in table order. */
+static imcap_status read_keys(const train_run *r, const gguf_file *f, const run_key *keys, size_t n)
 {
     char key[128];
     imcap_status s = IMCAP_OK;
@@ -162,9 +156,11 @@ imcap_status run_read_keys(const train_run *r, const gguf_file *f, const run_key
     return s;
 }
 
-imcap_status run_check_position(const train_run *r, const char *path, int epochs, int batches, uint64_t adam_t,
-                                bool state_ok)
+/* The loop position against the settings: epoch <= epochs, batch < batches,
+ * step = epoch * batches + batch = adam_t, and the trainer's state_ok. */
+static imcap_status check_position(const train_run *r, const char *path, uint64_t adam_t, bool state_ok)
 {
+    const int epochs = *r->epochs, batches = *r->batches;
     if (r->epoch > epochs || r->batch >= batches ||
         r->step != (uint64_t)r->epoch * (uint64_t)batches + (uint64_t)r->batch || adam_t != r->step || !state_ok)
         return imcap_fail(IMCAP_E_FORMAT, "%s: inconsistent %s state (epoch %d of %d, batch %d of %d, step %llu, "
@@ -173,7 +169,8 @@ imcap_status run_check_position(const train_run *r, const char *path, int epochs
     return IMCAP_OK;
 }
 
-imcap_status run_read_history(train_run *r, const gguf_file *f, const char *path, int epochs)
+/* The history of the finished epochs, in series for *r->epochs epochs. */
+static imcap_status read_history(train_run *r, const gguf_file *f, const char *path)
 {
     const run_format *fmt = r->fmt;
     const float *h[RUN_MAX_SERIES];
@@ -195,13 +192,15 @@ imcap_status run_read_history(train_run *r, const gguf_file *f, const char *path
         return imcap_fail(IMCAP_E_FORMAT, "%s: %s has %s entries for %d finished epochs", path, fmt->history_what,
                           counts, r->epoch);
     }
-    if ((s = run_alloc_history(r, epochs))) return s;
+    if ((s = run_alloc_history(r, *r->epochs))) return s;
     for (int i = 0; i < fmt->n_series; i++) memcpy(r->hist[i], h[i], sizeof(float) * nh[i]);
     return IMCAP_OK;
 }
 
-imcap_status run_restore(train_run *r, const gguf_file *f, const char *path, const dec_model *lm,
-                         const adam_params *ap, uint64_t adam_t)
+/* The model with gradients from lm, Adam with settings ap at step adam_t
+ * and its moments. */
+static imcap_status restore(train_run *r, const gguf_file *f, const char *path, const dec_model *lm,
+                            const adam_params *ap, uint64_t adam_t)
 {
     imcap_status s = dec_model_new(&lm->cfg, true, &r->m);
     if (s) return s;
@@ -221,9 +220,31 @@ imcap_status run_restore(train_run *r, const gguf_file *f, const char *path, con
     return IMCAP_OK;
 }
 
+imcap_status run_load_checkpoint(train_run *r, const char *path, int epochs_wanted)
+{
+    gguf_file *f;
+    imcap_status s = gguf_open(path, &f);
+    if (s) return s;
+    dec_model *lm = NULL;
+    adam_params ap = adam_default_params();
+    uint64_t adam_t;
+    run_key keys[RUN_MAX_KEYS];
+    const size_t n = r->fmt->keys(r->owner, false, &ap, &adam_t, keys);
+    bool state_ok = true;
+    if (!(s = open_checkpoint(r, f, path, &lm)) && !(s = read_keys(r, f, keys, n)) &&
+        !(s = r->fmt->loaded(r->owner, f, path, lm, &ap, &state_ok)) &&
+        !(s = check_position(r, path, adam_t, state_ok))) {
+        if (epochs_wanted > *r->epochs) *r->epochs = epochs_wanted;
+        if (!(s = read_history(r, f, path))) s = restore(r, f, path, lm, &ap, adam_t);
+    }
+    dec_model_free(lm);
+    gguf_close(f);
+    return s;
+}
+
 /* ---------------------------------------------------------- history files */
 
-static imcap_status write_history_csv(const train_run *r, int batches, const char *path)
+static imcap_status write_history_csv(const train_run *r, const char *path)
 {
     const run_format *fmt = r->fmt;
     const int last = fmt->n_series - 1;
@@ -240,7 +261,7 @@ static imcap_status write_history_csv(const train_run *r, int batches, const cha
     }
     s = imcap_atomic_write(&af, line, strlen(line));
     for (int e = 0; e < r->epoch && !s; e++) {
-        n = snprintf(line, sizeof line, "%d,%llu,", e + 1, (unsigned long long)(e + 1) * (unsigned long long)batches);
+        n = snprintf(line, sizeof line, "%d,%llu,", e + 1, (unsigned long long)(e + 1) * (unsigned long long)*r->batches);
         for (int i = 0; i < last; i++) n += snprintf(line + n, sizeof line - n, "%.6f,", r->hist[i][e]);
         if (isfinite(r->hist[last][e])) n += snprintf(line + n, sizeof line - n, "%.6f", r->hist[last][e]);
         snprintf(line + n, sizeof line - n, "\n");
@@ -265,9 +286,9 @@ static imcap_status write_plot(const train_run *r, const char *path, int n_serie
 
 /* ---------------------------------------------------------------- the loop */
 
-bool run_checkpoint_due(const train_run *r, int batches, int checkpoint_every)
+bool run_checkpoint_due(const train_run *r, int checkpoint_every)
 {
-    return r->batch < batches && checkpoint_every > 0 && r->step % (uint64_t)checkpoint_every == 0;
+    return r->batch < *r->batches && checkpoint_every > 0 && r->step % (uint64_t)checkpoint_every == 0;
 }
 
 void run_end_epoch(train_run *r, const float *values)
@@ -289,14 +310,14 @@ static bool is_best_epoch(const train_run *r)
     return true;
 }
 
-imcap_status run_write_epoch(const train_run *r, const run_outputs *o, int batches, bool lead, float val,
-                             imcap_status (*save)(const void *ctx), const void *ctx, bool *best)
+imcap_status run_write_epoch(const train_run *r, bool lead, float val, bool *best)
 {
+    const run_outputs *o = &r->out;
     imcap_status s = IMCAP_OK;
-    if (lead && o->history_csv) s = write_history_csv(r, batches, o->history_csv);
+    if (lead && o->history_csv) s = write_history_csv(r, o->history_csv);
     const int n_plot = r->fmt->plot_val_with_split && !r->val_rows ? r->fmt->n_series - 1 : r->fmt->n_series;
     if (lead && !s && o->plot_svg) s = write_plot(r, o->plot_svg, n_plot);
-    if (lead && !s) s = save(ctx);
+    if (lead && !s) s = run_save_checkpoint(r);
     *best = o->best_model && isfinite(val) && is_best_epoch(r);
     if (*best && lead && !s) s = dec_save(o->best_model, r->m, r->vocab);
     return s;
@@ -308,15 +329,15 @@ imcap_status run_diverged(const train_run *r, float loss)
                       r->fmt->label, loss, (unsigned long long)r->step + 1);
 }
 
-imcap_status run_interrupted(const train_run *r, const char *checkpoint)
+imcap_status run_interrupted(const train_run *r)
 {
     return imcap_fail(IMCAP_E_ARG, "%s interrupted at step %llu (resume from %s)", r->fmt->label,
-                      (unsigned long long)r->step, checkpoint);
+                      (unsigned long long)r->step, r->out.checkpoint);
 }
 
-void run_clock_start(run_clock *c, const train_run *r, int epochs, int batches)
+void run_clock_start(run_clock *c, const train_run *r)
 {
-    c->total = (uint64_t)epochs * (uint64_t)batches;
+    c->total = (uint64_t)*r->epochs * (uint64_t)*r->batches;
     c->step0 = r->step;
     c->t0 = imcap_now();
 }

@@ -8,7 +8,7 @@
  * Adam's moments, written atomically), the best epoch and the ETA.
  *
  * Each trainer keeps what is its own: its step, its validation metric, its
- * settings and extra checkpoint keys (a run_key table), its report.
+ * settings and checkpoint keys (a run_key table, run_format.keys), its report.
  */
 #ifndef IMCAP_TRAIN_COMMON_H
 #define IMCAP_TRAIN_COMMON_H
@@ -19,7 +19,9 @@
 #define RUN_MAX_SERIES 3
 #define RUN_MAX_KEYS 40 /* of a trainer's checkpoint table */
 
-/* What differs between the trainers' files and messages. */
+typedef struct run_key run_key;
+
+/* What differs between the trainers: files, messages, checkpoint keys. */
 typedef struct run_format {
     const char *prefix;        /* of the checkpoint keys: "imcap.train" */
     uint32_t version;          /* of the checkpoint state */
@@ -35,10 +37,26 @@ typedef struct run_format {
     const char *plot_title, *plot_ylabel;
     bool plot_val_with_split;  /* the validation series is plotted only where there is a split (else always) */
     const char *series_label[RUN_MAX_SERIES]; /* plot legend */
+    /* The trainer's checkpoint keys in file order into keys[RUN_MAX_KEYS]: its
+     * settings and state, Adam's settings and step at *ap and *adam_t; the
+     * count. saving: the values are about to be written (brought up to date). */
+    size_t (*keys)(void *owner, bool saving, adam_params *ap, uint64_t *adam_t, run_key *keys);
+    /* After a checkpoint's keys are read (ap: its Adam settings): the trainer's
+     * own part (optional keys, lm's architecture); *state_ok: its state is consistent. */
+    imcap_status (*loaded)(void *owner, const gguf_file *f, const char *path, const dec_model *lm,
+                           const adam_params *ap, bool *state_ok);
 } run_format;
+
+/* The files a run writes (NULL: not written, except the checkpoint). */
+typedef struct run_outputs {
+    const char *checkpoint, *history_csv, *plot_svg, *best_model;
+} run_outputs;
 
 typedef struct train_run {
     const run_format *fmt;
+    void *owner;               /* the trainer, for fmt's functions */
+    int *epochs, *batches;     /* the trainer's epochs and batches per epoch (from the checkpoint when resuming) */
+    run_outputs out;
     imcap_captions *all, *train, *val;
     imcap_embfile *emb;
     int32_t *train_rows;       /* [train images] embedding row of each */
@@ -51,11 +69,6 @@ typedef struct train_run {
     float *hist[RUN_MAX_SERIES]; /* [epochs] each finished epoch's value (validation NaN without a split) */
     float val_start;           /* with csv_start_row: the start model's validation value */
 } train_run;
-
-/* The files a run writes (NULL: not written, except the checkpoint). */
-typedef struct run_outputs {
-    const char *checkpoint, *history_csv, *plot_svg, *best_model;
-} run_outputs;
 
 void run_free(train_run *r);
 
@@ -76,13 +89,13 @@ imcap_status run_alloc_history(train_run *r, int epochs);
 
 /* ---- checkpoints: the trainer's keys, as a table used to write and read */
 typedef enum { RUN_U32, RUN_U64, RUN_F32 } run_key_type;
-typedef struct run_key {
+struct run_key {
     const char *name;          /* after the prefix and a dot: "epochs" */
     run_key_type type;
     void *v;                   /* RUN_U32: int * (a count within [lo, hi]); RUN_U64: uint64_t *; RUN_F32: float * */
     uint32_t lo, hi;
-    bool optional;             /* newer than the first checkpoints: run_read_keys passes over it */
-} run_key;
+    bool optional;             /* newer than the first checkpoints: not read (fmt->loaded reads it) */
+};
 #define RUN_COUNT(name, p, lo, hi) {name, RUN_U32, (p), (lo), (hi), false}
 #define RUN_COUNT_OPT(name, p) {name, RUN_U32, (p), 0, 0, true}
 #define RUN_U64(name, p) {name, RUN_U64, (p), 0, 0, false}
@@ -98,48 +111,37 @@ typedef struct run_key {
 #define RUN_KEYS_RNG(name, st) \
     RUN_U64(name ".0", &(st)[0]), RUN_U64(name ".1", &(st)[1]), RUN_U64(name ".2", &(st)[2]), RUN_U64(name ".3", &(st)[3])
 
-/* Writes the checkpoint atomically: the model and vocabulary, <prefix>.version,
- * the keys in table order, the history of the finished epochs, adam.m, adam.v. */
-imcap_status run_save_checkpoint(const train_run *r, const run_key *keys, size_t n, const char *path);
-/* Opens a checkpoint: the model (into *lm, without gradients), the
- * vocabulary (into r->vocab), the state's version checked. On success the
- * caller closes *f and frees *lm. */
-imcap_status run_open_checkpoint(train_run *r, const char *path, gguf_file **f, dec_model **lm);
-/* Reads the keys that are not optional, in table order. */
-imcap_status run_read_keys(const train_run *r, const gguf_file *f, const run_key *keys, size_t n);
-/* The loop position against the settings: epoch <= epochs, batch < batches,
- * step = epoch * batches + batch = adam_t, and state_ok. */
-imcap_status run_check_position(const train_run *r, const char *path, int epochs, int batches, uint64_t adam_t,
-                                bool state_ok);
-/* The history of the finished epochs, in series for `epochs` epochs. */
-imcap_status run_read_history(train_run *r, const gguf_file *f, const char *path, int epochs);
-/* The model with gradients from lm, Adam with settings ap at step adam_t
- * and its moments adam.m, adam.v (checksums verified, finite, v >= 0). */
-imcap_status run_restore(train_run *r, const gguf_file *f, const char *path, const dec_model *lm,
-                         const adam_params *ap, uint64_t adam_t);
+/* Writes r->out.checkpoint atomically: the model and vocabulary,
+ * <prefix>.version, the trainer's keys in table order, the history of the
+ * finished epochs, adam.m, adam.v. */
+imcap_status run_save_checkpoint(const train_run *r);
+/* Resumes from a checkpoint: model (with gradients), vocabulary, the
+ * trainer's keys and own part, the loop position (checked against its
+ * settings), epochs raised to epochs_wanted, the history, Adam with its
+ * moments (checksums verified, finite, v >= 0). */
+imcap_status run_load_checkpoint(train_run *r, const char *path, int epochs_wanted);
 
 /* ---- the loop */
 /* Whether a mid-epoch checkpoint is due after the batch just done. */
-bool run_checkpoint_due(const train_run *r, int batches, int checkpoint_every);
+bool run_checkpoint_due(const train_run *r, int checkpoint_every);
 /* The end of an epoch: values[n_series] become its history entry; next epoch. */
 void run_end_epoch(train_run *r, const float *values);
-/* Where the lead rank writes after an epoch: the history CSV, the plot, the
- * checkpoint (save(ctx)) and, when the epoch's validation value `val` is the
- * best so far, the best model (*best is set on every rank, written or not).
- * Stops at the first failure. */
-imcap_status run_write_epoch(const train_run *r, const run_outputs *o, int batches, bool lead, float val,
-                             imcap_status (*save)(const void *ctx), const void *ctx, bool *best);
+/* What the lead rank writes after an epoch: the history CSV, the plot, the
+ * checkpoint and, when the epoch's validation value `val` is the best so
+ * far, the best model (*best is set on every rank, written or not). Stops at
+ * the first failure. */
+imcap_status run_write_epoch(const train_run *r, bool lead, float val, bool *best);
 /* "<label> diverged: loss ... at step ..." for a non-finite loss. */
 imcap_status run_diverged(const train_run *r, float loss);
 /* "<label> interrupted at step ... (resume from <checkpoint>)". */
-imcap_status run_interrupted(const train_run *r, const char *checkpoint);
+imcap_status run_interrupted(const train_run *r);
 
 /* The progress clock: steps done since the start of this process's run. */
 typedef struct run_clock {
     uint64_t total, step0;     /* steps of the whole run, done when this process started */
     double t0;
 } run_clock;
-void run_clock_start(run_clock *c, const train_run *r, int epochs, int batches);
+void run_clock_start(run_clock *c, const train_run *r);
 double run_clock_elapsed(const run_clock *c);
 /* Seconds to the end, from the pace so far (0 before the first step). */
 double run_clock_eta(const run_clock *c, const train_run *r, double elapsed);
