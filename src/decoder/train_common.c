@@ -261,7 +261,8 @@ static imcap_status write_history_csv(const train_run *r, const char *path)
     }
     s = imcap_atomic_write(&af, line, strlen(line));
     for (int e = 0; e < r->epoch && !s; e++) {
-        n = snprintf(line, sizeof line, "%d,%llu,", e + 1, (unsigned long long)(e + 1) * (unsigned long long)*r->batches);
+        const unsigned long long step = (unsigned long long)(e + 1) * (unsigned long long)*r->batches;
+        n = snprintf(line, sizeof line, "%d,%llu,", e + 1, step);
         for (int i = 0; i < last; i++) n += snprintf(line + n, sizeof line - n, "%.6f,", r->hist[i][e]);
         if (isfinite(r->hist[last][e])) n += snprintf(line + n, sizeof line - n, "%.6f", r->hist[last][e]);
         snprintf(line + n, sizeof line - n, "\n");

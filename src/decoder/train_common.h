@@ -102,14 +102,17 @@ struct run_key {
 #define RUN_F32(name, p) {name, RUN_F32, (p), 0, 0, false}
 #define RUN_F32_OPT(name, p) {name, RUN_F32, (p), 0, 0, true}
 /* The Adam settings and step (ap, *adam_t), after lr and clip. */
-#define RUN_KEYS_ADAM(ap, adam_t) \
-    RUN_F32("beta1", &(ap)->beta1), RUN_F32("beta2", &(ap)->beta2), RUN_F32("eps", &(ap)->eps), RUN_U64("adam_t", adam_t)
+#define RUN_KEYS_ADAM(ap, adam_t)                                                                        \
+    RUN_F32("beta1", &(ap)->beta1), RUN_F32("beta2", &(ap)->beta2), RUN_F32("eps", &(ap)->eps),         \
+        RUN_U64("adam_t", adam_t)
 /* The loop position of train_run r. */
-#define RUN_KEYS_POSITION(r) \
-    RUN_COUNT("epoch", &(r)->epoch, 0, 100000), RUN_COUNT("batch", &(r)->batch, 0, 100000000), RUN_U64("step", &(r)->step)
+#define RUN_KEYS_POSITION(r)                                                                             \
+    RUN_COUNT("epoch", &(r)->epoch, 0, 100000), RUN_COUNT("batch", &(r)->batch, 0, 100000000),          \
+        RUN_U64("step", &(r)->step)
 /* A 4-word rng state st under "<name>.0" .. "<name>.3". */
-#define RUN_KEYS_RNG(name, st) \
-    RUN_U64(name ".0", &(st)[0]), RUN_U64(name ".1", &(st)[1]), RUN_U64(name ".2", &(st)[2]), RUN_U64(name ".3", &(st)[3])
+#define RUN_KEYS_RNG(name, st)                                                                           \
+    RUN_U64(name ".0", &(st)[0]), RUN_U64(name ".1", &(st)[1]), RUN_U64(name ".2", &(st)[2]),           \
+        RUN_U64(name ".3", &(st)[3])
 
 /* Writes r->out.checkpoint atomically: the model and vocabulary,
  * <prefix>.version, the trainer's keys in table order, the history of the
