@@ -1,5 +1,6 @@
 /* dec_check.c - finite differences and PyTorch golden checks of the decoder (dec_check.h). */
 #include "dec_check.h"
+#include "generate.h"
 #include "optimizer.h"
 #include "test.h"
 
@@ -120,4 +121,85 @@ int golden_check_adam(golden *r, const dec_batch *bt, float lr, float clip, int 
     }
     adam_free(&a);
     return clipped;
+}
+
+void dec_overfit_check(dec_config c, float att_reg, float target)
+{
+    const char *csv = test_path("data/flickr8k/captions.csv");
+    FILE *fp = fopen(csv, "rb");
+    if (!fp) SKIP("data/flickr8k/captions.csv is not present (scripts/get-data.sh)");
+    fclose(fp);
+    enum { NI = 8, T1 = 20 };
+    imcap_captions *all, *some;
+    REQUIRE_OK(imcap_captions_load_csv(csv, &all));
+    REQUIRE(imcap_captions_n_images(all) >= 100);
+    /* 8 images spread over the file, one caption each (the k-th) */
+    const char *names[NI];
+    for (int i = 0; i < NI; i++) names[i] = imcap_captions_image(all, (size_t)i * 97);
+    REQUIRE_OK(imcap_captions_subset(all, names, NI, "overfit set", &some));
+    imcap_vocab *voc;
+    REQUIRE_OK(imcap_vocab_build(some, 1, &voc));
+    int32_t tokens[NI * T1];
+    const int32_t pad = imcap_vocab_pad(voc);
+    for (int i = 0; i < NI * T1; i++) tokens[i] = pad;
+    int32_t *ids[NI];
+    size_t lens[NI];
+    for (int i = 0; i < NI; i++) {
+        REQUIRE_OK(imcap_vocab_encode(voc, imcap_captions_text(some, i, i % imcap_captions_count(some, i)), &ids[i],
+                                      &lens[i]));
+        REQUIRE(lens[i] >= 4 && lens[i] <= T1);
+        memcpy(tokens + i * T1, ids[i], sizeof(int32_t) * lens[i]);
+    }
+    c.n_vocab = (int)imcap_vocab_size(voc);
+    c.pad_id = pad;
+    dec_model *m;
+    dec_work *w;
+    REQUIRE_OK(dec_model_new(&c, true, &m));
+    REQUIRE_OK(dec_work_new(&c, NI, T1, &w));
+    if (c.arch == DEC_ARCH_ATTENTION) dec_work_set_attention_reg(w, att_reg);
+    imcap_rng rng;
+    imcap_rng_seed(&rng, 3);
+    dec_model_init(m, &rng);
+    const size_t n_in = NI * dec_input_floats(&c);
+    float *img = malloc(sizeof(float) * n_in);
+    REQUIRE(img);
+    for (size_t i = 0; i < n_in; i++) img[i] = (float)imcap_rng_normal(&rng);
+    adam a;
+    adam_params ap = adam_default_params();
+    ap.lr = 1e-2f;
+    ap.clip = 5.0f;
+    REQUIRE_OK(adam_init(&a, &ap, m->n_params));
+    float loss = 0, first = 0;
+    int step;
+    for (step = 0; step < 1500; step++) {
+        REQUIRE_OK(dec_forward_backward(m, w, img, tokens, NULL, NI, T1, true, NULL, &loss, NULL));
+        if (step == 0) first = loss;
+        if (loss < target) break;
+        adam_step(&a, m->params, m->grads);
+    }
+    CHECK(first > 2.0f);
+    CHECK(loss < target);
+    int32_t out[NI * T1];
+    int olen[NI];
+    REQUIRE_OK(gen_greedy(m, img, NI, imcap_vocab_start(voc), imcap_vocab_end(voc), T1, out, olen));
+    for (int i = 0; i < NI; i++) {
+        /* the caption without START and END */
+        int ok = olen[i] == (int)lens[i] - 2 && memcmp(out + i * T1, ids[i] + 1, sizeof(int32_t) * olen[i]) == 0;
+        if (!ok) {
+            char *got = NULL;
+            imcap_vocab_decode(voc, out + i * T1, olen[i], &got);
+            test_fail_at(__FILE__, __LINE__, "image %d: greedy \"%s\" != \"%s\" (loss %g after %d steps)", i,
+                         got ? got : "?", imcap_captions_text(some, i, i % imcap_captions_count(some, i)), loss,
+                         step);
+            free(got);
+        }
+        free(ids[i]);
+    }
+    free(img);
+    adam_free(&a);
+    dec_work_free(w);
+    dec_model_free(m);
+    imcap_vocab_free(voc);
+    imcap_captions_free(some);
+    imcap_captions_free(all);
 }

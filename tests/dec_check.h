@@ -3,7 +3,7 @@
  * finite differences of a scalar objective against a backward's gradient,
  * and the PyTorch golden files (scripts/golden_decoder.py,
  * scripts/golden_attention.py): their reader and the checks of a backward
- * and of Adam steps against them.
+ * and of Adam steps against them; and an overfit run on real captions.
  */
 #ifndef IMCAP_TEST_DEC_CHECK_H
 #define IMCAP_TEST_DEC_CHECK_H
@@ -50,5 +50,13 @@ void golden_check_backward(golden *r, const dec_batch *bt, float *dimg);
  * file's (1e-5 relative), then the weights (1e-5 absolute). Returns how many
  * steps clipped. */
 int golden_check_adam(golden *r, const dec_batch *bt, float lr, float clip, int n_steps);
+
+/* Overfit (SKIPs without data/flickr8k/captions.csv): 8 real captions, the
+ * (i % n)-th of images 0, 97, 194, ..., learned by a model of config c
+ * (n_vocab and pad_id set from their vocabulary; attention regulariser
+ * att_reg for an attention model) on random inputs (seed 3) with Adam (lr
+ * 1e-2, clip 5) until the loss is below target (at most 1500 steps, the
+ * first loss above 2); greedy decoding then regenerates each caption. */
+void dec_overfit_check(dec_config c, float att_reg, float target);
 
 #endif

@@ -224,70 +224,9 @@ TEST(attention_generation_agrees_across_decoders)
 
 TEST(attention_overfits_real_captions_and_greedy_regenerates_them)
 {
-    const char *csv = test_path("data/flickr8k/captions.csv");
-    FILE *fp = fopen(csv, "rb");
-    if (!fp) SKIP("data/flickr8k/captions.csv is not present (scripts/get-data.sh)");
-    fclose(fp);
-    enum { NI = 8, D = 8, GL = 9, T1 = 20 };
-    imcap_captions *all, *some;
-    REQUIRE_OK(imcap_captions_load_csv(csv, &all));
-    const char *names[NI];
-    for (int i = 0; i < NI; i++) names[i] = imcap_captions_image(all, (size_t)i * 97);
-    REQUIRE_OK(imcap_captions_subset(all, names, NI, "overfit set", &some));
-    imcap_vocab *voc;
-    REQUIRE_OK(imcap_vocab_build(some, 1, &voc));
-    int32_t tokens[NI * T1];
-    const int32_t pad = imcap_vocab_pad(voc);
-    for (int i = 0; i < NI * T1; i++) tokens[i] = pad;
-    int32_t *ids[NI];
-    size_t lens[NI];
-    for (int i = 0; i < NI; i++) {
-        REQUIRE_OK(imcap_vocab_encode(voc, imcap_captions_text(some, i, i % imcap_captions_count(some, i)), &ids[i],
-                                      &lens[i]));
-        REQUIRE(lens[i] >= 4 && lens[i] <= T1);
-        memcpy(tokens + i * T1, ids[i], sizeof(int32_t) * lens[i]);
-    }
-    dec_config c = {.n_img = D, .n_hid = 64, .n_emb = 32, .n_out1 = 48, .n_vocab = (int)imcap_vocab_size(voc),
-                    .pad_id = pad, .arch = DEC_ARCH_ATTENTION, .grid_h = 3, .grid_w = 3, .n_att = 16};
-    dec_model *m;
-    dec_work *w;
-    REQUIRE_OK(dec_model_new(&c, true, &m));
-    REQUIRE_OK(dec_work_new(&c, NI, T1, &w));
-    dec_work_set_attention_reg(w, 0.1f);
-    imcap_rng rng;
-    imcap_rng_seed(&rng, 3);
-    dec_model_init(m, &rng);
-    float img[NI * GL * D];
-    for (int i = 0; i < NI * GL * D; i++) img[i] = (float)imcap_rng_normal(&rng);
-    adam a;
-    adam_params ap = adam_default_params();
-    ap.lr = 1e-2f;
-    ap.clip = 5.0f;
-    REQUIRE_OK(adam_init(&a, &ap, m->n_params));
-    float loss = 0, first = 0;
-    for (int step = 0; step < 1500; step++) {
-        REQUIRE_OK(dec_forward_backward(m, w, img, tokens, NULL, NI, T1, true, NULL, &loss, NULL));
-        if (step == 0) first = loss;
-        if (loss < 0.05f) break;
-        adam_step(&a, m->params, m->grads);
-    }
-    CHECK(first > 2.0f);
-    CHECK(loss < 0.05f);
-    int32_t out[NI * T1];
-    int olen[NI];
-    REQUIRE_OK(gen_greedy(m, img, NI, imcap_vocab_start(voc), imcap_vocab_end(voc), T1, out, olen));
-    for (int i = 0; i < NI; i++) {
-        int ok = olen[i] == (int)lens[i] - 2 && memcmp(out + i * T1, ids[i] + 1, sizeof(int32_t) * olen[i]) == 0;
-        if (!ok) test_fail_at(__FILE__, __LINE__, "caption %d not regenerated (%d words, want %zu)", i, olen[i],
-                              lens[i] - 2);
-        free(ids[i]);
-    }
-    adam_free(&a);
-    imcap_vocab_free(voc);
-    imcap_captions_free(some);
-    imcap_captions_free(all);
-    dec_work_free(w);
-    dec_model_free(m);
+    const dec_config c = {.n_img = 8, .n_hid = 64, .n_emb = 32, .n_out1 = 48, .arch = DEC_ARCH_ATTENTION,
+                          .grid_h = 3, .grid_w = 3, .n_att = 16};
+    dec_overfit_check(c, 0.1f, 0.05f);
 }
 
 /* ---- PyTorch golden (scripts/golden_attention.py) ---- */
