@@ -10,7 +10,6 @@
 #include "decoder.h"
 #include "fixture.h"
 #include "generate.h"
-#include "optimizer.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>

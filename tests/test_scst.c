@@ -9,12 +9,9 @@
 #include "dec_check.h"
 #include "decoder.h"
 #include "fixture.h"
+#include "train_fixture.h"
 #include "generate.h"
 
-#include <signal.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 /* Rewards of id sequences equal imcap_score's per-image CIDEr-D of the same
  * captions as text (PTB tokenization, df over the same reference sets). */
@@ -538,19 +535,7 @@ TEST(scst_learns_to_emit_a_rare_rewarded_word)
     CHECK(ra >= 3);
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    REQUIRE(fp);
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *d = malloc((size_t)n + 1);
-    REQUIRE(d && fread(d, 1, (size_t)n, fp) == (size_t)n);
-    fclose(fp);
-    *len = (size_t)n;
-    return d;
-}
+static imcap_status run_scst(void *p) { return imcap_scst_train(p); }
 
 /* A child trains and is killed with SIGKILL at arbitrary moments (a
  * checkpoint after every batch, so some kills land during a write); each
@@ -571,27 +556,9 @@ TEST(scst_killed_at_any_moment_resumes_to_the_same_result)
     b.checkpoint_every = 1;
     b.baseline = IMCAP_SCST_BASELINE_GREEDY;
     b.resume = 1;
-    const long delays_us[] = {30000, 70000, 5000, 110000, 1000, 50000};
-    int kills = 0;
-    for (size_t k = 0; k < sizeof delays_us / sizeof *delays_us; k++) {
-        pid_t pid = fork();
-        REQUIRE(pid >= 0);
-        if (pid == 0) _exit(imcap_scst_train(&b) == IMCAP_OK ? 0 : 3);
-        struct timespec ts = {0, delays_us[k] * 1000};
-        nanosleep(&ts, NULL);
-        kill(pid, SIGKILL);
-        int st;
-        REQUIRE(waitpid(pid, &st, 0) == pid);
-        if (WIFSIGNALED(st)) kills++;
-        else REQUIRE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    }
-    CHECK(kills >= 3);
+    CHECK(fixture_kill_runs(run_scst, &b) >= 3);
     REQUIRE_OK(imcap_scst_train(&b));
-    size_t la, lb;
-    char *da = slurp(ca, &la), *db = slurp(b.checkpoint, &lb);
-    CHECK(la == lb && memcmp(da, db, la) == 0);
-    free(da);
-    free(db);
+    CHECK_SAME_FILE(ca, b.checkpoint);
     /* a resumed run may add epochs; a plain decoder file cannot be resumed */
     b.epochs = 5;
     REQUIRE_OK(imcap_scst_train(&b));
@@ -645,7 +612,7 @@ TEST(scst_resume_refuses_a_damaged_checkpoint)
     p.report_user = &stop;
     CHECK(imcap_scst_train(&p) == IMCAP_E_ARG); /* stopped after the checkpoint at step 2 */
     size_t n;
-    char *good = slurp(p.checkpoint, &n);
+    char *good = fixture_slurp(p.checkpoint, &n);
     static const char *const tensors[3] = {"lstm.weight_hh", "adam.m", "adam.v"};
     for (int k = 0; k < 3; k++) {
         FILE *fp = fopen(p.checkpoint, "wb");
@@ -672,19 +639,7 @@ TEST(scst_attention_decoder_trains_and_resumes_exactly)
     static char grid[1100], ce_ck[1100];
     snprintf(grid, sizeof grid, "%s/grid.bin", dir);
     snprintf(ce_ck, sizeof ce_ck, "%s/att_ce.gguf", dir);
-    imcap_emb_layout lay = {.rows = 2, .cols = 3, .channels = 4, .dtype = IMCAP_EMB_F32};
-    imcap_embfile_writer *ew;
-    REQUIRE_OK(imcap_embfile_create_grid(grid, &lay, 0, "toy", &ew));
-    imcap_rng rng;
-    imcap_rng_seed(&rng, 9);
-    for (int i = 0; i < TOY_N; i++) {
-        char name[16];
-        float row[24];
-        snprintf(name, sizeof name, "i%d.jpg", i);
-        for (int k = 0; k < 24; k++) row[k] = (float)imcap_rng_normal(&rng) + (i < TOY_N / 2 ? 1.5f : -1.5f);
-        REQUIRE_OK(imcap_embfile_append(ew, name, row));
-    }
-    REQUIRE_OK(imcap_embfile_writer_close(ew));
+    fixture_grid_embeddings(grid, "toy", "i%d.jpg", TOY_N, 9, 1.5f);
     imcap_scst_params a = toy_params(dir, "att_a.gguf");
     imcap_train_params ce = imcap_train_default_params();
     ce.embeddings = grid;
@@ -746,11 +701,7 @@ TEST(scst_attention_decoder_trains_and_resumes_exactly)
     b.resume = 1;
     b.report = NULL;
     REQUIRE_OK(imcap_scst_train(&b));
-    size_t la, lb;
-    char *da = slurp(ck_a, &la), *db = slurp(ck_b, &lb);
-    CHECK(la == lb && memcmp(da, db, la) == 0);
-    free(da);
-    free(db);
+    CHECK_SAME_FILE(ck_a, ck_b);
 }
 
 /* The CLI: `imcap train --scst` on the toy data writes the checkpoint, the
