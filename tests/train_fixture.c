@@ -1,5 +1,6 @@
 /* train_fixture.c - scaffolding of the training tests (train_fixture.h). */
 #include "train_fixture.h"
+#include "fixture.h"
 #include "internal.h"
 #include "test.h"
 
@@ -42,6 +43,25 @@ int fixture_kill_runs(imcap_status (*run)(void *ctx), void *ctx)
         else REQUIRE(WIFEXITED(st) && WEXITSTATUS(st) == 0); /* finished before the kill */
     }
     return kills;
+}
+
+void fixture_resume_refuses_damage(const char *checkpoint, imcap_status (*resume)(void *ctx), void *ctx)
+{
+    size_t n;
+    char *good = fixture_slurp(checkpoint, &n);
+    const char *base = strrchr(checkpoint, '/') ? strrchr(checkpoint, '/') + 1 : checkpoint;
+    static const char *const tensors[3] = {"lstm.weight_hh", "adam.m", "adam.v"};
+    for (int k = 0; k < 3; k++) {
+        FILE *fp = fopen(checkpoint, "wb");
+        REQUIRE(fp && fwrite(good, 1, n, fp) == n && fclose(fp) == 0);
+        const float big = 1e37f;
+        fixture_poke_tensor(checkpoint, tensors[k], 4, &big, sizeof big);
+        const imcap_status s = resume(ctx);
+        const char *e = imcap_last_error();
+        if (s != IMCAP_E_FORMAT || !strstr(e, base) || !strstr(e, tensors[k]) || !strstr(e, "checksum"))
+            test_fail_at(__FILE__, __LINE__, "%s damaged in %s: status %d, \"%s\"", base, tensors[k], (int)s, e);
+    }
+    free(good);
 }
 
 void fixture_grid_embeddings(const char *path, const char *encoder, const char *name_fmt, int n, uint64_t seed,

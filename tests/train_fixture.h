@@ -1,7 +1,7 @@
 /*
  * train_fixture.h - scaffolding of the training tests (test_train.c,
  * test_scst.c): whole files and their equality, a run killed with SIGKILL
- * at arbitrary moments, a grid embeddings file.
+ * at arbitrary moments, a damaged checkpoint, a grid embeddings file.
  */
 #ifndef IMCAP_TEST_TRAIN_FIXTURE_H
 #define IMCAP_TEST_TRAIN_FIXTURE_H
@@ -21,6 +21,12 @@ void fixture_same_file_at(const char *file, int line, const char *a, const char 
  * that finishes before its kill must have returned IMCAP_OK. Returns how
  * many children were killed. */
 int fixture_kill_runs(imcap_status (*run)(void *ctx), void *ctx);
+
+/* The checkpoint file, damaged in one weight or Adam value at a time
+ * (lstm.weight_hh, adam.m, adam.v: 1e37, finite but not what was written),
+ * is refused by resume(ctx) with IMCAP_E_FORMAT naming the file, the tensor
+ * and its checksum. The file is left damaged. */
+void fixture_resume_refuses_damage(const char *checkpoint, imcap_status (*resume)(void *ctx), void *ctx);
 
 /* A grid embeddings file at path (2 x 3 regions of 4 channels, float32, from
  * `encoder`): images name_fmt % i for i < n (e.g. "img%02d.jpg"), values
