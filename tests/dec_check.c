@@ -42,6 +42,14 @@ double dec_batch_loss(void *ctx)
     return loss;
 }
 
+double dec_check_xent(const float *z, int n, int target)
+{
+    double mx = z[0], s = 0;
+    for (int j = 1; j < n; j++) mx = z[j] > mx ? z[j] : mx;
+    for (int j = 0; j < n; j++) s += exp(z[j] - mx);
+    return log(s) + mx - z[target];
+}
+
 const void *golden_take(golden *r, size_t n)
 {
     REQUIRE((size_t)(r->end - r->p) >= n);

@@ -35,6 +35,9 @@ typedef struct dec_batch {
 /* The batch's loss (an fd_objective: ctx = a dec_batch; gradients overwritten). */
 double dec_batch_loss(void *ctx);
 
+/* -log softmax(z)[target] over z[n] (in double, max-shifted). */
+double dec_check_xent(const float *z, int n, int target);
+
 /* ---- golden files: little-endian int32 / float32 records */
 typedef struct golden { const char *p, *end; } golden;
 const void *golden_take(golden *r, size_t n);

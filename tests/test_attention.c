@@ -129,11 +129,7 @@ TEST(attention_regulariser_and_step_api_match_the_batched_forward)
                 for (int i = 0; i < TL; i++) sum_alpha[r][i] += attn[r * TL + i];
             int tg = att_tokens[r * 7 + t + 1];
             if (tg == 0) continue;
-            const float *z = logits + r * 7;
-            double mx = z[0], se = 0;
-            for (int j = 1; j < 7; j++) mx = z[j] > mx ? z[j] : mx;
-            for (int j = 0; j < 7; j++) se += exp(z[j] - mx);
-            total += log(se) + mx - z[tg];
+            total += dec_check_xent(logits + r * 7, 7, tg);
             n++;
         }
     }

@@ -188,11 +188,7 @@ static void step_api_all(void)
         for (int r = 0; r < 4; r++) {
             int tg = tiny_tokens[r * 7 + t + 1];
             if (tg == 0) continue;
-            const float *z = logits + r * 7;
-            double mx = z[0], s = 0;
-            for (int j = 1; j < 7; j++) mx = z[j] > mx ? z[j] : mx;
-            for (int j = 0; j < 7; j++) s += exp(z[j] - mx);
-            total += log(s) + mx - z[tg];
+            total += dec_check_xent(logits + r * 7, 7, tg);
             n++;
         }
     }
