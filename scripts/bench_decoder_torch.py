@@ -35,6 +35,30 @@ def cpu_seconds():
     return r.ru_utime + r.ru_stime
 
 
+def train_timed(m, batches, warmup, loss_fn):
+    """Adam (lr 1e-3) on m over batches [(tokens, img)], timing all but the
+    first `warmup` (as the C benchmarks do). Returns (target tokens (not PAD
+    1), wall seconds, CPU seconds, peak RSS MB) of the timed batches; the last
+    loss goes to stderr."""
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    n_tok, t0, c0 = 0, 0.0, 0.0
+    for it, (tok, img) in enumerate(batches):
+        if it == warmup:
+            t0 = time.perf_counter()
+            c0 = cpu_seconds()
+        opt.zero_grad()
+        loss = loss_fn(img, tok)
+        loss.backward()
+        opt.step()
+        if it >= warmup:
+            n_tok += int((tok[:, 1:] != 1).sum())
+    dt = time.perf_counter() - t0
+    cpu = cpu_seconds() - c0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print("torch: last loss %.4f" % loss.item(), file=sys.stderr)
+    return n_tok, dt, cpu, rss
+
+
 def make_batch(g, b, t1, d, v):
     tok = [[1] * t1 for _ in range(b)]
     for r in range(b):
@@ -78,24 +102,9 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
     m = Decoder(a.img, a.vocab, 1)
-    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
     g = LCG(42)
     batches = [make_batch(g, a.batch, a.t1, a.img, a.vocab) for _ in range(a.batches + 2)]
-    n_tok, t0, c0 = 0, 0.0, 0.0
-    for it, (tok, img) in enumerate(batches):
-        if it == 2:  # two warm-up batches, as the C benchmark
-            t0 = time.perf_counter()
-            c0 = cpu_seconds()
-        opt.zero_grad()
-        loss = m(img, tok)
-        loss.backward()
-        opt.step()
-        if it >= 2:
-            n_tok += int((tok[:, 1:] != 1).sum())
-    dt = time.perf_counter() - t0
-    cpu = cpu_seconds() - c0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print("torch: last loss %.4f" % loss.item(), file=sys.stderr)
+    n_tok, dt, cpu, rss = train_timed(m, batches, 2, m)  # two warm-up batches, as the C benchmark
     print("torch vocab %d batch %d t1 %d batches %d tokens/s %.0f tokens/cpu_s %.0f peak_rss_mb %.0f"
           % (a.vocab, a.batch, a.t1, a.batches, n_tok / dt, n_tok / cpu, rss))
 
