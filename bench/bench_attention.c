@@ -14,10 +14,8 @@
  * prints "c ... tokens/s X tokens/cpu_s Y peak_rss_mb M" and, with --gen N,
  * "c gen greedy_ms X beam3_ms Y" (mean over N photos, max 20 words).
  */
-#include "decoder.h"
+#include "bench_train.h"
 #include "generate.h"
-#include "optimizer.h"
-#include "bench_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,15 +46,8 @@ int main(int argc, char **argv)
     dec_model *m;
     dec_work *w;
     adam opt;
-    adam_params ap = adam_default_params();
-    if (dec_model_new(&c, true, &m) || dec_work_new(&c, B, T1, &w) || adam_init(&opt, &ap, m->n_params)) {
-        fprintf(stderr, "bench_attention: %s\n", imcap_last_error());
-        return 1;
-    }
+    if (bench_train_setup(&c, B, T1, "bench_attention", &m, &w, &opt)) return 1;
     dec_work_set_attention_reg(w, 1.0f);
-    imcap_rng rng;
-    imcap_rng_seed(&rng, 1);
-    dec_model_init(m, &rng);
     int32_t *tok = malloc(sizeof(int32_t) * B * T1);
     float *img = malloc(sizeof(float) * B * nin);
     if (!tok || !img) return 1;

@@ -13,9 +13,7 @@
  * threads) over the timed batches: less sensitive to other load than the
  * wall-clock rate on a shared machine).
  */
-#include "decoder.h"
-#include "optimizer.h"
-#include "bench_util.h"
+#include "bench_train.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,14 +42,7 @@ int main(int argc, char **argv)
     dec_model *m;
     dec_work *w;
     adam opt;
-    adam_params ap = adam_default_params();
-    if (dec_model_new(&c, true, &m) || dec_work_new(&c, B, T1, &w) || adam_init(&opt, &ap, m->n_params)) {
-        fprintf(stderr, "bench_decoder: %s\n", imcap_last_error());
-        return 1;
-    }
-    imcap_rng rng;
-    imcap_rng_seed(&rng, 1);
-    dec_model_init(m, &rng);
+    if (bench_train_setup(&c, B, T1, "bench_decoder", &m, &w, &opt)) return 1;
     int32_t *tok = malloc(sizeof(int32_t) * B * T1);
     float *img = malloc(sizeof(float) * (size_t)B * D);
     if (!tok || !img) return 1;

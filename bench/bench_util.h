@@ -1,6 +1,5 @@
 /* bench_util.h - what the benchmark programs share: process CPU time, the
- * 64-bit LCG their PyTorch peers reproduce, the decoders' synthetic token
- * rows, integer options. */
+ * 64-bit LCG their PyTorch peers reproduce, integer options. */
 #ifndef IMCAP_BENCH_UTIL_H
 #define IMCAP_BENCH_UTIL_H
 
@@ -22,21 +21,6 @@ static inline uint64_t lcg(uint64_t *s)
 {
     *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
     return *s >> 33;
-}
-
-/* tok [b][t1]: caption rows of lengths uniform in 8..t1 tokens from the LCG
- * (START 2, words 4..V-1, END 0, then PAD 1), as the decoder benchmarks'
- * PyTorch peers draw them (scripts/bench_decoder_torch.py). */
-static inline void bench_token_rows(uint64_t *s, int b, int t1, int V, int32_t *tok)
-{
-    for (int r = 0; r < b; r++) {
-        int len = 8 + (int)(lcg(s) % (uint64_t)(t1 - 7));
-        int32_t *row = tok + (size_t)r * t1;
-        for (int t = 0; t < t1; t++) row[t] = 1;
-        row[0] = 2;
-        for (int t = 1; t < len - 1; t++) row[t] = 4 + (int32_t)(lcg(s) % (uint64_t)(V - 4));
-        row[len - 1] = 0;
-    }
 }
 
 /* "--name N" pairs of argv into the named ints (atoi); 0, or 2 after

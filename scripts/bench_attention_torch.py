@@ -15,19 +15,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bench_decoder_torch import LCG, train_timed  # the same LCG and loop as the decoder's peer
+from bench_decoder_torch import LCG, token_rows, train_timed  # the same LCG, rows and loop as the decoder's peer
+
 
 def make_batch(g, k, b, t1, L, d, v):
-    tok = [[1] * t1 for _ in range(b)]
-    for r in range(b):
-        n = 8 + g.next() % (t1 - 7)
-        tok[r][0] = 2
-        for t in range(1, n - 1):
-            tok[r][t] = 4 + g.next() % (v - 4)
-        tok[r][n - 1] = 0
+    tok = token_rows(g, b, t1, v)
     i = torch.arange(b * L * d, dtype=torch.int64)
     img = ((i * 7919 + k * 104729) % 2003).to(torch.float32) / 1001.5 - 1.0
-    return torch.tensor(tok, dtype=torch.long), img.reshape(b, L, d)
+    return tok, img.reshape(b, L, d)
 
 
 class Attention(nn.Module):

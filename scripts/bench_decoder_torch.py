@@ -59,7 +59,9 @@ def train_timed(m, batches, warmup, loss_fn):
     return n_tok, dt, cpu, rss
 
 
-def make_batch(g, b, t1, d, v):
+def token_rows(g, b, t1, v):
+    """b rows of t1 tokens, lengths uniform in 8..t1 from the LCG (START 2,
+    words 4..v-1, END 0, then PAD 1): bench_token_rows of bench/bench_train.h."""
     tok = [[1] * t1 for _ in range(b)]
     for r in range(b):
         n = 8 + g.next() % (t1 - 7)
@@ -67,8 +69,13 @@ def make_batch(g, b, t1, d, v):
         for t in range(1, n - 1):
             tok[r][t] = 4 + g.next() % (v - 4)
         tok[r][n - 1] = 0
+    return torch.tensor(tok, dtype=torch.long)
+
+
+def make_batch(g, b, t1, d, v):
+    tok = token_rows(g, b, t1, v)
     img = [(g.next() % 2000) / 1000.0 - 1.0 for _ in range(b * d)]
-    return torch.tensor(tok, dtype=torch.long), torch.tensor(img, dtype=torch.float32).reshape(b, d)
+    return tok, torch.tensor(img, dtype=torch.float32).reshape(b, d)
 
 
 class Decoder(nn.Module):
