@@ -16,7 +16,9 @@
  * UNK never drawn, END not first), whose difference is the masked tokens'
  * small probability. Determinism: everything a step uses derives from the
  * checkpointed state (weights, Adam, image rng, step), so a resumed run
- * replays exactly what the interrupted run would have done.
+ * replays exactly what the interrupted run would have done. The run's
+ * shared part (data, checkpoint file, history, best model, ETA) is
+ * train_common.c.
  */
 #include "captioner.h"
 #include "cider.h"

@@ -8,7 +8,9 @@
  * epoch is validated on the same batches. A checkpoint holds everything the
  * loop depends on (weights, Adam moments and step, sampler state, epoch,
  * batch, step, the running epoch loss sum, the history), so resuming from
- * it replays exactly what the interrupted run would have done.
+ * it replays exactly what the interrupted run would have done. What the
+ * trainers share (data, checkpoint file, history CSV and plot, best model,
+ * ETA) is train_common.c; here: the step, the validation loss, the keys.
  */
 #include "decoder.h"
 #include "train_common.h"
