@@ -98,8 +98,6 @@ int main(int argc, char **argv)
     }
     free(tok);
     free(img);
-    adam_free(&opt);
-    dec_work_free(w);
-    dec_model_free(m);
+    bench_train_free(m, w, &opt);
     return 0;
 }

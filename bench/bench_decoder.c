@@ -76,8 +76,6 @@ int main(int argc, char **argv)
            n_batches, n_tok / dt, n_tok / cpu, ru.ru_maxrss / 1024.0);
     free(tok);
     free(img);
-    adam_free(&opt);
-    dec_work_free(w);
-    dec_model_free(m);
+    bench_train_free(m, w, &opt);
     return 0;
 }

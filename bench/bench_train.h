@@ -25,7 +25,7 @@ static inline void bench_token_rows(uint64_t *s, int b, int t1, int V, int32_t *
 
 /* The model of config c with gradients (weights from rng seed 1), a
  * workspace for b x t1 tokens and Adam (default settings); 0, or 1 after
- * "<prog>: <error>" on stderr. */
+ * "<prog>: <error>" on stderr. Free with bench_train_free. */
 static inline int bench_train_setup(const dec_config *c, int b, int t1, const char *prog, dec_model **m, dec_work **w,
                                     adam *opt)
 {
@@ -38,6 +38,13 @@ static inline int bench_train_setup(const dec_config *c, int b, int t1, const ch
     imcap_rng_seed(&rng, 1);
     dec_model_init(*m, &rng);
     return 0;
+}
+
+static inline void bench_train_free(dec_model *m, dec_work *w, adam *opt)
+{
+    adam_free(opt);
+    dec_work_free(w);
+    dec_model_free(m);
 }
 
 #endif
