@@ -89,6 +89,11 @@ clean:
 model: all
 	bash scripts/make-model.sh
 
+# The attention default (scripts/make-attention-model.sh: ResNet-50 grids, the attention decoder by
+# cross-entropy, then SCST; dev evaluations; the exported captioner). Slow (hours on 2 cores).
+attention-model: all
+	bash scripts/make-attention-model.sh
+
 # Shared library (libimcap.so.$(VERSION), SONAME libimcap.so.$(SOMAJOR)): exports the functions
 # declared in include/imcap.h (default visibility there, everything else is built hidden) and, by
 # the version script's pattern, only imcap_* names.
@@ -135,7 +140,7 @@ uninstall:
 	rm -f $(D)$(DATADIR)/models/default.imcap $(ENCODERS:models/encoders/%=$(D)$(DATADIR)/models/encoders/%)
 	-rmdir $(D)$(DATADIR)/models/encoders $(D)$(DATADIR)/models $(D)$(DATADIR) 2>/dev/null
 
-.PHONY: all asan bench check test clean model install uninstall
+.PHONY: all asan bench check test clean model attention-model install uninstall
 
 # Fuzzing: one libFuzzer harness per untrusted input (tests/fuzz/fuzz_*.c), built by clang with
 # ASan+UBSan into build-fuzz/; `make fuzz [FUZZ_SECONDS=N]` runs each N s (scripts/fuzz.sh) and
