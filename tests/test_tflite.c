@@ -2,7 +2,10 @@
  * expected structure; truncated and corrupted files fail cleanly; unsupported
  * operators and options are named; and the float execution agrees with
  * TensorFlow Lite's own runtime (goldens from scripts/golden_tflite.sh). */
+#include "cpu_paths.h"
 #include "graph.h"
+#include "qgraph.h"
+#include "qops.h"
 #include "test.h"
 #include "tflite.h"
 
@@ -334,13 +337,33 @@ static void topk_agree(const float *ours, const double *peer, int n, int k, doub
     }
 }
 
-static void golden(const char *model, const char *golden_path, double tol_prob, double tol_cos, bool all_strict)
+/* int8 execution against the same goldens, in quantization steps: the
+ * largest difference and how many of the values are equal. */
+typedef struct qstats {
+    int max_p, max_l, max_e;
+    long eq_p, eq_l, eq_e, n_p, n_l, n_e;
+} qstats;
+
+static void qcompare(const float *ours, const int *peer, int n, double scale, int zp, int *max_d, long *eq, long *cnt)
+{
+    for (int i = 0; i < n; i++) {
+        int q = (int)lrint(ours[i] / scale) + zp, d = abs(q - peer[i]);
+        *max_d = d > *max_d ? d : *max_d;
+        *eq += d == 0;
+        ++*cnt;
+    }
+}
+
+static void golden_run(const char *model, const char *golden_path, enc_precision prec, double tol_prob,
+                       double tol_cos, bool all_strict, qstats *qs)
 {
     size_t len;
     char *text;
     REQUIRE_OK(imcap_read_file(golden_path, (size_t)4 << 20, &text, &len));
     enc_graph *g;
     REQUIRE_OK(tflite_import(model, &g));
+    REQUIRE_OK(enc_graph_set_precision(g, prec));
+    REQUIRE(enc_graph_precision(g) == prec);
     const enc_preproc *pp = enc_graph_preproc(g);
     size_t npx = (size_t)pp->in_h * (size_t)pp->in_w;
     uint8_t *px = malloc(npx * 3);
@@ -402,6 +425,11 @@ static void golden(const char *model, const char *golden_path, double tol_prob, 
             dl = fmax(dl, fabs(logits[c] - lsc * (gi->logits[c] - lz)));
         }
         double cs = cosine(emb, pe, 1280);
+        if (qs) {
+            qcompare(probs, gi->probs, 1001, ps, pz, &qs->max_p, &qs->eq_p, &qs->n_p);
+            qcompare(logits, gi->logits, 1001, lsc, lz, &qs->max_l, &qs->eq_l, &qs->n_l);
+            qcompare(emb, gi->emb, 1280, es, ez, &qs->max_e, &qs->eq_e, &qs->n_e);
+        }
         bool strict, near;
         topk_agree(probs, pp_, 1001, 5, 0.025, &strict, &near);
         if (!strict || getenv("IMCAP_VERBOSE"))
@@ -425,11 +453,22 @@ static void golden(const char *model, const char *golden_path, double tol_prob, 
      * are in the callers' comments. */
     CHECK(max_dp <= tol_prob);
     CHECK(min_cos >= tol_cos);
+    if (qs)
+        fprintf(stderr,
+                "    %s int8 (%s) vs TFLite, in quantization steps: probs max %d, %ld/%ld equal; logits max %d, "
+                "%ld/%ld equal; embedding max %d, %ld/%ld equal\n",
+                model, q_kernels_active()->name, qs->max_p, qs->eq_p, qs->n_p, qs->max_l, qs->eq_l, qs->n_l, qs->max_e,
+                qs->eq_e, qs->n_e);
     free(gi);
     free(px);
     free(x);
     free(text);
     enc_graph_free(g);
+}
+
+static void golden(const char *model, const char *golden_path, double tol_prob, double tol_cos, bool all_strict)
+{
+    golden_run(model, golden_path, ENC_PREC_FLOAT, tol_prob, tol_cos, all_strict, NULL);
 }
 
 TEST(tflite_mobilenet_v2_matches_tflite_runtime)
@@ -445,4 +484,33 @@ TEST(tflite_mobilenet_edgetpu_matches_tflite_runtime)
      * swap 4th/5th-place classes of probability < 0.04 that differ by
      * < 0.025; max|dprob| 0.094, min cosine 0.980. */
     golden(TPU, "tests/data/tflite_mobilenet_edgetpu_224_1.0_uint8.golden", 0.12, 0.975, false);
+}
+
+/* int8 execution on every kernel path this CPU has gives TFLite's own bytes:
+ * measured, every uint8 probability, logit and embedding value of the 17
+ * photos equal to the runtime's on both models (the issue asked for one
+ * quantization step; the test holds the measured exactness). */
+static const char *g_qmodel, *g_qgolden;
+
+static void int8_golden_path(void)
+{
+    qstats qs = {0};
+    golden_run(g_qmodel, g_qgolden, ENC_PREC_INT8, 0.0079, 0.999, true, &qs);
+    CHECK(qs.max_p == 0);
+    CHECK(qs.max_l == 0);
+    CHECK(qs.max_e == 0);
+}
+
+TEST(tflite_int8_mobilenet_v2_matches_tflite_runtime)
+{
+    g_qmodel = V2;
+    g_qgolden = "tests/data/tflite_mobilenet_v2_1.0_224_quant.golden";
+    CHECK(each_cpu_path(int8_golden_path) >= 1);
+}
+
+TEST(tflite_int8_mobilenet_edgetpu_matches_tflite_runtime)
+{
+    g_qmodel = TPU;
+    g_qgolden = "tests/data/tflite_mobilenet_edgetpu_224_1.0_uint8.golden";
+    CHECK(each_cpu_path(int8_golden_path) >= 1);
 }

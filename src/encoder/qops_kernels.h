@@ -1,0 +1,339 @@
+/*
+ * qops_kernels.h - the uint8 GEMM, depthwise and add kernels (qops.h) of one
+ * instruction set; included once by each of qops_generic.c, qops_avx2.c
+ * (AVX2: bytes widened to int16, _mm256_madd_epi16 pair sums, exact in
+ * int32) and qops_avx512.c (AVX-512 VNNI: _mm512_dpbusd_epi32, uint8 x int8
+ * in groups of 4, no saturation). All paths give the same bytes: integer
+ * arithmetic and the same float requantization lane by lane.
+ *
+ * Packed weights: panels of 16 columns, in each [kp/4][16 columns][4 k]
+ * (one 64-byte vector per 4 k of a panel).
+ */
+#include "qops.h"
+
+#include <string.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define QK_VNNI 1
+#define QK_TABLE q_kernels_avx512
+#define QK_NAME "avx512-vnni"
+#elif defined(__AVX2__)
+#define QK_AVX2 1
+#define QK_TABLE q_kernels_avx2
+#define QK_NAME "avx2"
+#else
+#define QK_TABLE q_kernels_generic
+#define QK_NAME "generic"
+#endif
+
+static inline uint8_t qk_requant1(const q_requant *rq, int col, int32_t acc)
+{
+    return (uint8_t)q_requant1(acc, rq->scale[col], rq->zy, rq->lo, rq->hi);
+}
+
+/* acc - zw * rowsum + cterm, wrapping in 32 bits (the exact sum fits). */
+static inline int32_t qk_correct(int32_t acc, int32_t zw, int32_t rowsum, int32_t cterm)
+{
+    return (int32_t)((uint32_t)acc - (uint32_t)zw * (uint32_t)rowsum + (uint32_t)cterm);
+}
+
+/* ------------------------------------------------------------ portable */
+
+static inline void gemm_rows_c(const q_gemm *p, const uint8_t *a, size_t lda, const int32_t *rowsum, int m, int pn0,
+                        int pn1, uint8_t *y, size_t ldy)
+{
+    int kg = p->kp / 4;
+    for (int r = 0; r < m; r++) {
+        const uint8_t *ar = a + (size_t)r * lda;
+        for (int pn = pn0; pn < pn1; pn++) {
+            int32_t acc[16] = {0};
+            const int8_t *bp = p->wp + (size_t)pn * (size_t)kg * 64;
+            for (int g = 0; g < kg; g++)
+                for (int j = 0; j < 16; j++)
+                    for (int q = 0; q < 4; q++) acc[j] += (int32_t)ar[4 * g + q] * bp[(size_t)g * 64 + (size_t)j * 4 + (size_t)q];
+            for (int j = 0; j < 16; j++) {
+                int col = pn * 16 + j;
+                if (col < p->n)
+                    y[(size_t)r * ldy + (size_t)col] =
+                        qk_requant1(&p->rq, col, qk_correct(acc[j], p->zw[col], rowsum[r], p->cterm[col]));
+            }
+        }
+    }
+}
+
+static void dw_pixel_c(const q_dw *p, const uint8_t *x, uint8_t *y, size_t pix, int c0)
+{
+    const ops_win *g = p->win;
+    size_t ohw = (size_t)g->oh * (size_t)g->ow, img = pix / ohw;
+    int oy = (int)(pix % ohw / (size_t)g->ow), ox = (int)(pix % (size_t)g->ow);
+    for (int o = c0; o < g->oc; o++) {
+        int c = o / g->mult;
+        int32_t acc = p->bias ? p->bias[o] : 0;
+        for (int ky = 0; ky < g->kh; ky++) {
+            int iy = oy * g->sh - g->pt + ky;
+            if (iy < 0 || iy >= g->h) continue;
+            for (int kx = 0; kx < g->kw; kx++) {
+                int ix = ox * g->sw - g->pl + kx;
+                if (ix < 0 || ix >= g->w) continue;
+                int32_t a = x[((img * (size_t)g->h + (size_t)iy) * (size_t)g->w + (size_t)ix) * (size_t)g->c + (size_t)c];
+                acc += (a - p->za) * p->w[((size_t)ky * (size_t)g->kw + (size_t)kx) * (size_t)g->oc + (size_t)o];
+            }
+        }
+        y[pix * (size_t)g->oc + (size_t)o] = qk_requant1(&p->rq, o, acc);
+    }
+}
+
+static inline void add_c(const q_add *p, const uint8_t *a, const uint8_t *b, uint8_t *y, size_t count)
+{
+    qref_add(p, a, b, y, count);
+}
+
+/* ------------------------------------------------------------ AVX-512 VNNI */
+#if defined(QK_VNNI)
+
+/* q_requant1 on 16 lanes (the conversion rounds to nearest even, as lrintf
+ * in the default rounding mode), storing the lanes in keep. */
+static inline void store16(const q_requant *rq, int col, __m512i v, uint8_t *dst, __mmask16 keep)
+{
+    __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_loadu_ps(rq->scale + col));
+    f = _mm512_min_ps(_mm512_max_ps(f, _mm512_set1_ps((float)(rq->lo - rq->zy))), _mm512_set1_ps((float)(rq->hi - rq->zy)));
+    v = _mm512_add_epi32(_mm512_cvtps_epi32(f), _mm512_set1_epi32(rq->zy));
+    _mm_mask_storeu_epi8(dst, keep, _mm512_cvtepi32_epi8(v));
+}
+
+static inline __attribute__((always_inline)) void tile_vnni(const q_gemm *p, const uint8_t *a, size_t lda,
+                                                            const int32_t *rowsum, int r0, int nr, int pn0,
+                                                            const int np, uint8_t *y, size_t ldy)
+{
+    enum { R = 6 };
+    const uint8_t *ar[R];
+    for (int i = 0; i < R; i++) ar[i] = a + (size_t)(r0 + (i < nr ? i : nr - 1)) * lda;
+    int kg = p->kp / 4;
+    size_t ps = (size_t)kg * 64;
+    const int8_t *bp = p->wp + (size_t)pn0 * ps;
+    __m512i acc[R][4];
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < np; j++) acc[i][j] = _mm512_setzero_si512();
+    for (int g = 0; g < kg; g++) {
+        __m512i b[4];
+        for (int j = 0; j < np; j++) b[j] = _mm512_loadu_si512(bp + (size_t)j * ps + (size_t)g * 64);
+        for (int i = 0; i < R; i++) {
+            int32_t a4;
+            memcpy(&a4, ar[i] + 4 * g, 4);
+            __m512i av = _mm512_set1_epi32(a4);
+            for (int j = 0; j < np; j++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], av, b[j]);
+        }
+    }
+    for (int j = 0; j < np; j++) {
+        int col = (pn0 + j) * 16;
+        __m512i zw = _mm512_loadu_si512(p->zw + col), ct = _mm512_loadu_si512(p->cterm + col);
+        int left = p->n - col;
+        __mmask16 keep = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        for (int i = 0; i < nr; i++) {
+            __m512i v = _mm512_add_epi32(_mm512_sub_epi32(acc[i][j], _mm512_mullo_epi32(zw, _mm512_set1_epi32(rowsum[r0 + i]))), ct);
+            store16(&p->rq, col, v, y + (size_t)(r0 + i) * ldy + (size_t)col, keep);
+        }
+    }
+}
+
+static void gemm_k(const q_gemm *p, const uint8_t *a, size_t lda, const int32_t *rowsum, int m, uint8_t *y,
+                   size_t ldy)
+{
+    int np = (p->n + 15) / 16;
+    for (int r0 = 0; r0 < m; r0 += 6) {
+        int nr = m - r0 < 6 ? m - r0 : 6, pn = 0;
+        for (; pn + 4 <= np; pn += 4) tile_vnni(p, a, lda, rowsum, r0, nr, pn, 4, y, ldy);
+        for (; pn < np; pn++) tile_vnni(p, a, lda, rowsum, r0, nr, pn, 1, y, ldy);
+    }
+}
+
+static void dwconv_k(const q_dw *p, const uint8_t *x, uint8_t *y, size_t p0, size_t p1)
+{
+    const ops_win *g = p->win;
+    if (g->mult != 1) {
+        for (size_t pix = p0; pix < p1; pix++) dw_pixel_c(p, x, y, pix, 0);
+        return;
+    }
+    size_t ohw = (size_t)g->oh * (size_t)g->ow;
+    __m512i za = _mm512_set1_epi32(p->za);
+    for (size_t pix = p0; pix < p1; pix++) {
+        size_t img = pix / ohw;
+        int oy = (int)(pix % ohw / (size_t)g->ow), ox = (int)(pix % (size_t)g->ow);
+        int y0 = oy * g->sh - g->pt, x0 = ox * g->sw - g->pl;
+        int ky0 = y0 < 0 ? -y0 : 0, kx0 = x0 < 0 ? -x0 : 0;
+        int ky1 = g->h - y0 < g->kh ? g->h - y0 : g->kh, kx1 = g->w - x0 < g->kw ? g->w - x0 : g->kw;
+        for (int c = 0; c < g->c; c += 16) {
+            int left = g->c - c;
+            __mmask16 keep = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+            __m512i acc = p->bias ? _mm512_maskz_loadu_epi32(keep, p->bias + c) : _mm512_setzero_si512();
+            for (int ky = ky0; ky < ky1; ky++)
+                for (int kx = kx0; kx < kx1; kx++) {
+                    const uint8_t *xp = x + ((img * (size_t)g->h + (size_t)(y0 + ky)) * (size_t)g->w + (size_t)(x0 + kx)) * (size_t)g->c + (size_t)c;
+                    __m512i xv = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(keep, xp)), za);
+                    __m512i wv = _mm512_maskz_loadu_epi32(keep, p->w + ((size_t)ky * (size_t)g->kw + (size_t)kx) * (size_t)g->oc + (size_t)c);
+                    acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(xv, wv));
+                }
+            store16(&p->rq, c, acc, y + pix * (size_t)g->oc + (size_t)c, keep);
+        }
+    }
+}
+
+static void add_k(const q_add *p, const uint8_t *a, const uint8_t *b, uint8_t *y, size_t count)
+{
+    const __m512i ma = _mm512_set1_epi32(p->ma), mb = _mm512_set1_epi32(p->mb), bias = _mm512_set1_epi32(p->bias);
+    const __m512i zy = _mm512_set1_epi32(p->zy), lo = _mm512_set1_epi32(p->lo), hi = _mm512_set1_epi32(p->hi);
+    const __m128i sh = _mm_cvtsi32_si128(p->shift);
+    for (size_t i = 0; i < count; i += 16) {
+        size_t left = count - i;
+        __mmask16 keep = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        __m512i va = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(keep, a + i)), vb = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(keep, b + i));
+        __m512i acc = _mm512_add_epi32(bias, _mm512_add_epi32(_mm512_mullo_epi32(va, ma), _mm512_mullo_epi32(vb, mb)));
+        __m512i v = _mm512_add_epi32(_mm512_sra_epi32(acc, sh), zy);
+        v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+        _mm_mask_storeu_epi8(y + i, keep, _mm512_cvtepi32_epi8(v));
+    }
+}
+
+/* ------------------------------------------------------------ AVX2 */
+#elif defined(QK_AVX2)
+
+/* q_requant1 on 8 lanes before the zero point (see store16). */
+static inline __m256i rq256(__m256i v, const float *scale, float vlo, float vhi)
+{
+    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(scale));
+    f = _mm256_min_ps(_mm256_max_ps(f, _mm256_set1_ps(vlo)), _mm256_set1_ps(vhi));
+    return _mm256_cvtps_epi32(f);
+}
+
+/* Requantize 8 lanes and store the first n (1..8) bytes. */
+static inline void store8(__m256i v, __m256i zy, __m256i lo, __m256i hi, uint8_t *dst, int n)
+{
+    v = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(v, zy), lo), hi);
+    __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    __m128i b8 = _mm_packus_epi16(w16, w16);
+    if (n >= 8) {
+        _mm_storel_epi64((__m128i *)dst, b8);
+    } else {
+        uint8_t t[16];
+        _mm_storeu_si128((__m128i *)t, b8);
+        memcpy(dst, t, (size_t)n);
+    }
+}
+
+static inline void tile_avx2(const q_gemm *p, const uint8_t *a, size_t lda, const int32_t *rowsum, int r0, int nr,
+                             int hp, uint8_t *y, size_t ldy)
+{
+    enum { R = 4 };
+    const uint8_t *ar[R];
+    for (int i = 0; i < R; i++) ar[i] = a + (size_t)(r0 + (i < nr ? i : nr - 1)) * lda;
+    int kg = p->kp / 4;
+    const int8_t *bp = p->wp + (size_t)(hp / 2) * (size_t)kg * 64 + (size_t)(hp % 2) * 32;
+    __m256i acc[R][2];
+    for (int i = 0; i < R; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+    for (int g = 0; g < kg; g++) {
+        __m256i wb = _mm256_loadu_si256((const __m256i *)(bp + (size_t)g * 64));
+        __m256i w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(wb)), w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(wb, 1));
+        for (int i = 0; i < R; i++) {
+            int32_t a4;
+            memcpy(&a4, ar[i] + 4 * g, 4);
+            __m256i av = _mm256_broadcastq_epi64(_mm_cvtepu8_epi16(_mm_cvtsi32_si128(a4)));
+            acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(av, w0));
+            acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(av, w1));
+        }
+    }
+    int col = hp * 8, left = p->n - col;
+    const __m256i perm = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+    __m256i zw = _mm256_loadu_si256((const __m256i *)(p->zw + col)), ct = _mm256_loadu_si256((const __m256i *)(p->cterm + col));
+    float vlo = (float)(p->rq.lo - p->rq.zy), vhi = (float)(p->rq.hi - p->rq.zy);
+    __m256i zy = _mm256_set1_epi32(p->rq.zy), lo = _mm256_set1_epi32(p->rq.lo), hi = _mm256_set1_epi32(p->rq.hi);
+    for (int i = 0; i < nr; i++) {
+        __m256i s = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(acc[i][0], acc[i][1]), perm);
+        s = _mm256_add_epi32(_mm256_sub_epi32(s, _mm256_mullo_epi32(zw, _mm256_set1_epi32(rowsum[r0 + i]))), ct);
+        store8(rq256(s, p->rq.scale + col, vlo, vhi), zy, lo, hi, y + (size_t)(r0 + i) * ldy + (size_t)col, left);
+    }
+}
+
+static void gemm_k(const q_gemm *p, const uint8_t *a, size_t lda, const int32_t *rowsum, int m, uint8_t *y,
+                   size_t ldy)
+{
+    int nh = (p->n + 7) / 8;
+    for (int r0 = 0; r0 < m; r0 += 4) {
+        int nr = m - r0 < 4 ? m - r0 : 4;
+        for (int hp = 0; hp < nh; hp++) tile_avx2(p, a, lda, rowsum, r0, nr, hp, y, ldy);
+    }
+}
+
+static void dwconv_k(const q_dw *p, const uint8_t *x, uint8_t *y, size_t p0, size_t p1)
+{
+    const ops_win *g = p->win;
+    if (g->mult != 1) {
+        for (size_t pix = p0; pix < p1; pix++) dw_pixel_c(p, x, y, pix, 0);
+        return;
+    }
+    size_t ohw = (size_t)g->oh * (size_t)g->ow;
+    const __m256i za = _mm256_set1_epi32(p->za), zy = _mm256_set1_epi32(p->rq.zy), lo = _mm256_set1_epi32(p->rq.lo),
+                  hi = _mm256_set1_epi32(p->rq.hi);
+    int cv = g->c & ~7;
+    float vlo = (float)(p->rq.lo - p->rq.zy), vhi = (float)(p->rq.hi - p->rq.zy);
+    for (size_t pix = p0; pix < p1; pix++) {
+        size_t img = pix / ohw;
+        int oy = (int)(pix % ohw / (size_t)g->ow), ox = (int)(pix % (size_t)g->ow);
+        int y0 = oy * g->sh - g->pt, x0 = ox * g->sw - g->pl;
+        int ky0 = y0 < 0 ? -y0 : 0, kx0 = x0 < 0 ? -x0 : 0;
+        int ky1 = g->h - y0 < g->kh ? g->h - y0 : g->kh, kx1 = g->w - x0 < g->kw ? g->w - x0 : g->kw;
+        for (int c = 0; c < cv; c += 8) {
+            __m256i acc = p->bias ? _mm256_loadu_si256((const __m256i *)(p->bias + c)) : _mm256_setzero_si256();
+            for (int ky = ky0; ky < ky1; ky++)
+                for (int kx = kx0; kx < kx1; kx++) {
+                    const uint8_t *xp = x + ((img * (size_t)g->h + (size_t)(y0 + ky)) * (size_t)g->w + (size_t)(x0 + kx)) * (size_t)g->c + (size_t)c;
+                    __m256i xv = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)xp)), za);
+                    __m256i wv = _mm256_loadu_si256((const __m256i *)(p->w + ((size_t)ky * (size_t)g->kw + (size_t)kx) * (size_t)g->oc + (size_t)c));
+                    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(xv, wv));
+                }
+            __m256i v = rq256(acc, p->rq.scale + c, vlo, vhi);
+            store8(v, zy, lo, hi, y + pix * (size_t)g->oc + (size_t)c, 8);
+        }
+        if (cv < g->c) dw_pixel_c(p, x, y, pix, cv);
+    }
+}
+
+static void add_k(const q_add *p, const uint8_t *a, const uint8_t *b, uint8_t *y, size_t count)
+{
+    const __m256i ma = _mm256_set1_epi32(p->ma), mb = _mm256_set1_epi32(p->mb), bias = _mm256_set1_epi32(p->bias);
+    const __m256i zy = _mm256_set1_epi32(p->zy), lo = _mm256_set1_epi32(p->lo), hi = _mm256_set1_epi32(p->hi);
+    const __m128i sh = _mm_cvtsi32_si128(p->shift);
+    size_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+        __m256i va = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(a + i)));
+        __m256i vb = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + i)));
+        __m256i acc = _mm256_add_epi32(bias, _mm256_add_epi32(_mm256_mullo_epi32(va, ma), _mm256_mullo_epi32(vb, mb)));
+        store8(_mm256_sra_epi32(acc, sh), zy, lo, hi, y + i, 8);
+    }
+    if (i < count) qref_add(p, a + i, b + i, y + i, count - i);
+}
+
+/* ------------------------------------------------------------ portable */
+#else
+
+static void gemm_k(const q_gemm *p, const uint8_t *a, size_t lda, const int32_t *rowsum, int m, uint8_t *y,
+                   size_t ldy)
+{
+    gemm_rows_c(p, a, lda, rowsum, m, 0, (p->n + 15) / 16, y, ldy);
+}
+
+static void dwconv_k(const q_dw *p, const uint8_t *x, uint8_t *y, size_t p0, size_t p1)
+{
+    for (size_t pix = p0; pix < p1; pix++) dw_pixel_c(p, x, y, pix, 0);
+}
+
+static void add_k(const q_add *p, const uint8_t *a, const uint8_t *b, uint8_t *y, size_t count)
+{
+    add_c(p, a, b, y, count);
+}
+
+#endif
+
+const q_kernels QK_TABLE = {QK_NAME, gemm_k, dwconv_k, add_k};
