@@ -429,6 +429,7 @@ static imcap_status prepare_node(const enc_graph *g, int i, qprep *pp)
         gm->n = oc;
         gm->zw = zw;
         gm->cterm = ct;
+        gm->zw_uniform = per_tensor;
         fill_requant(&gm->rq, (float *)(ct + np), oc, m);
         gm->rq.zy = yz;
         gm->rq.lo = pp->lo;
@@ -443,7 +444,8 @@ static imcap_status prepare_node(const enc_graph *g, int i, qprep *pp)
         }
         int32_t *w32 = pp->mem, *b = w32 + taps * (size_t)oc;
         for (size_t t = 0; t < taps; t++)
-            for (int c = 0; c < oc; c++) w32[t * (size_t)oc + (size_t)c] = w[t * (size_t)oc + (size_t)c] - wz[per_tensor ? 0 : c];
+            for (int c = 0; c < oc; c++)
+                w32[t * (size_t)oc + (size_t)c] = (int32_t)((uint32_t)(w[t * (size_t)oc + (size_t)c] - wz[per_tensor ? 0 : c]) & 0xffff);
         for (size_t c = 0; c < np; c++) b[c] = bias && c < (size_t)oc ? bias[c] : 0;
         q_dw *d = &pp->dw;
         d->w = w32;

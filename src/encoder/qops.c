@@ -133,7 +133,7 @@ static void conv_task(void *vctx, size_t b0, size_t b1, int tid)
             const uint8_t *ar = a + (size_t)r * lda;
             uint32_t s = 0;
             for (int k = 0; k < t->p->k; k++) s += ar[k];
-            sums[r] = (int32_t)s;
+            sums[r] = (int32_t)(t->p->zw_uniform ? s * (uint32_t)t->p->zw[0] : s);
         }
         t->kn->gemm(t->p, a, lda, sums, m, t->y + r0 * (size_t)g->oc, (size_t)g->oc);
     }

@@ -54,6 +54,7 @@ typedef struct q_gemm {
     const int8_t *wp;       /* packed: [n/16 panels][kp/4][16 columns][4 k], zero padded */
     int k, kp, n;           /* kp = k rounded up to 4 */
     const int32_t *zw, *cterm; /* [n rounded up to 16] */
+    bool zw_uniform;        /* one weight zero point: rowsum arrives multiplied by it */
     q_requant rq;
 } q_gemm;
 
@@ -63,7 +64,8 @@ void q_pack_weights(int k, int n, const int8_t *w, int8_t *wp);
 
 typedef struct q_dw {
     const ops_win *win;
-    const int32_t *w;       /* [kh][kw][oc]: weight minus its zero point */
+    const int32_t *w;       /* [kh][kw][oc]: weight minus its zero point in the low 16 bits,
+                             * high 16 bits zero (one int16 product per lane: pmaddwd) */
     const int32_t *bias;    /* [oc], or NULL */
     int32_t za;             /* input zero point */
     q_requant rq;           /* per output channel */

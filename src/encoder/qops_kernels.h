@@ -58,7 +58,7 @@ static inline void gemm_rows_c(const q_gemm *p, const uint8_t *a, size_t lda, co
                 int col = pn * 16 + j;
                 if (col < p->n)
                     y[(size_t)r * ldy + (size_t)col] =
-                        qk_requant1(&p->rq, col, qk_correct(acc[j], p->zw[col], rowsum[r], p->cterm[col]));
+                        qk_requant1(&p->rq, col, qk_correct(acc[j], p->zw_uniform ? 1 : p->zw[col], rowsum[r], p->cterm[col]));
             }
         }
     }
@@ -79,7 +79,7 @@ static void dw_pixel_c(const q_dw *p, const uint8_t *x, uint8_t *y, size_t pix, 
                 int ix = ox * g->sw - g->pl + kx;
                 if (ix < 0 || ix >= g->w) continue;
                 int32_t a = x[((img * (size_t)g->h + (size_t)iy) * (size_t)g->w + (size_t)ix) * (size_t)g->c + (size_t)c];
-                acc += (a - p->za) * p->w[((size_t)ky * (size_t)g->kw + (size_t)kx) * (size_t)g->oc + (size_t)o];
+                acc += (a - p->za) * (int16_t)(p->w[((size_t)ky * (size_t)g->kw + (size_t)kx) * (size_t)g->oc + (size_t)o] & 0xffff);
             }
         }
         y[pix * (size_t)g->oc + (size_t)o] = qk_requant1(&p->rq, o, acc);
@@ -133,7 +133,8 @@ static inline __attribute__((always_inline)) void tile_vnni(const q_gemm *p, con
         int left = p->n - col;
         __mmask16 keep = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
         for (int i = 0; i < nr; i++) {
-            __m512i v = _mm512_add_epi32(_mm512_sub_epi32(acc[i][j], _mm512_mullo_epi32(zw, _mm512_set1_epi32(rowsum[r0 + i]))), ct);
+            __m512i rz = p->zw_uniform ? _mm512_set1_epi32(rowsum[r0 + i]) : _mm512_mullo_epi32(zw, _mm512_set1_epi32(rowsum[r0 + i]));
+            __m512i v = _mm512_add_epi32(_mm512_sub_epi32(acc[i][j], rz), ct);
             store16(&p->rq, col, v, y + (size_t)(r0 + i) * ldy + (size_t)col, keep);
         }
     }
@@ -146,7 +147,9 @@ static void gemm_k(const q_gemm *p, const uint8_t *a, size_t lda, const int32_t 
     for (int r0 = 0; r0 < m; r0 += 6) {
         int nr = m - r0 < 6 ? m - r0 : 6, pn = 0;
         for (; pn + 4 <= np; pn += 4) tile_vnni(p, a, lda, rowsum, r0, nr, pn, 4, y, ldy);
-        for (; pn < np; pn++) tile_vnni(p, a, lda, rowsum, r0, nr, pn, 1, y, ldy);
+        if (np - pn == 3) tile_vnni(p, a, lda, rowsum, r0, nr, pn, 3, y, ldy);
+        else if (np - pn == 2) tile_vnni(p, a, lda, rowsum, r0, nr, pn, 2, y, ldy);
+        else if (np - pn == 1) tile_vnni(p, a, lda, rowsum, r0, nr, pn, 1, y, ldy);
     }
 }
 
@@ -172,9 +175,16 @@ static void dwconv_k(const q_dw *p, const uint8_t *x, uint8_t *y, size_t p0, siz
             for (int ky = ky0; ky < ky1; ky++)
                 for (int kx = kx0; kx < kx1; kx++) {
                     const uint8_t *xp = x + ((img * (size_t)g->h + (size_t)(y0 + ky)) * (size_t)g->w + (size_t)(x0 + kx)) * (size_t)g->c + (size_t)c;
-                    __m512i xv = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(keep, xp)), za);
-                    __m512i wv = _mm512_maskz_loadu_epi32(keep, p->w + ((size_t)ky * (size_t)g->kw + (size_t)kx) * (size_t)g->oc + (size_t)c);
-                    acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(xv, wv));
+                    const int32_t *wq = p->w + ((size_t)ky * (size_t)g->kw + (size_t)kx) * (size_t)g->oc + (size_t)c;
+                    __m512i xv, wv;
+                    if (left >= 16) {
+                        xv = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)xp));
+                        wv = _mm512_loadu_si512(wq);
+                    } else {
+                        xv = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(keep, xp));
+                        wv = _mm512_maskz_loadu_epi32(keep, wq);
+                    }
+                    acc = _mm512_dpwssd_epi32(acc, _mm512_sub_epi32(xv, za), wv);
                 }
             store16(&p->rq, c, acc, y + pix * (size_t)g->oc + (size_t)c, keep);
         }
@@ -251,7 +261,8 @@ static inline void tile_avx2(const q_gemm *p, const uint8_t *a, size_t lda, cons
     __m256i zy = _mm256_set1_epi32(p->rq.zy), lo = _mm256_set1_epi32(p->rq.lo), hi = _mm256_set1_epi32(p->rq.hi);
     for (int i = 0; i < nr; i++) {
         __m256i s = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(acc[i][0], acc[i][1]), perm);
-        s = _mm256_add_epi32(_mm256_sub_epi32(s, _mm256_mullo_epi32(zw, _mm256_set1_epi32(rowsum[r0 + i]))), ct);
+        __m256i rz = p->zw_uniform ? _mm256_set1_epi32(rowsum[r0 + i]) : _mm256_mullo_epi32(zw, _mm256_set1_epi32(rowsum[r0 + i]));
+        s = _mm256_add_epi32(_mm256_sub_epi32(s, rz), ct);
         store8(rq256(s, p->rq.scale + col, vlo, vhi), zy, lo, hi, y + (size_t)(r0 + i) * ldy + (size_t)col, left);
     }
 }
@@ -291,7 +302,7 @@ static void dwconv_k(const q_dw *p, const uint8_t *x, uint8_t *y, size_t p0, siz
                     const uint8_t *xp = x + ((img * (size_t)g->h + (size_t)(y0 + ky)) * (size_t)g->w + (size_t)(x0 + kx)) * (size_t)g->c + (size_t)c;
                     __m256i xv = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)xp)), za);
                     __m256i wv = _mm256_loadu_si256((const __m256i *)(p->w + ((size_t)ky * (size_t)g->kw + (size_t)kx) * (size_t)g->oc + (size_t)c));
-                    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(xv, wv));
+                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(xv, wv));
                 }
             __m256i v = rq256(acc, p->rq.scale + c, vlo, vhi);
             store8(v, zy, lo, hi, y + pix * (size_t)g->oc + (size_t)c, 8);
