@@ -15,6 +15,7 @@
 #include "captioner.h"
 #include "generate.h"
 #include "gguf.h"
+#include "qgraph.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -484,6 +485,15 @@ fail:
     gguf_close(f);
     imcap_captioner_free(c);
     return st;
+}
+
+imcap_status imcap_captioner_set_precision(imcap_captioner *c, imcap_precision p)
+{
+    for (int k = 0; k < c->n_enc; k++) {
+        imcap_status st = c->enc[k].owner < 0 ? enc_graph_set_precision(c->enc[k].g, (enc_precision)p) : IMCAP_OK;
+        if (st) return st;
+    }
+    return IMCAP_OK;
 }
 
 imcap_gen_params imcap_captioner_gen_params(const imcap_captioner *c) { return c->gen; }

@@ -4,6 +4,7 @@
  * resize, the model's normalisation), in batches.
  */
 #include "graph.h"
+#include "qgraph.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -95,4 +96,14 @@ imcap_status imcap_encoder_embed(const imcap_encoder *e, const imcap_image *imag
     imcap_free(px);
     imcap_free(x);
     return st;
+}
+
+imcap_status imcap_encoder_set_precision(imcap_encoder *e, imcap_precision p)
+{
+    return enc_graph_set_precision(e->g, (enc_precision)p);
+}
+
+imcap_precision imcap_encoder_precision(const imcap_encoder *e)
+{
+    return (imcap_precision)enc_graph_precision(e->g);
 }
