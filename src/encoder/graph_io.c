@@ -409,8 +409,8 @@ imcap_status enc_graph_load(const char *path, enc_graph **out)
     } else {
         const char *why = NULL;
         if (gguf_has_key(f, K_Q_MISSING) && (s = gguf_get_str(f, K_Q_MISSING, &why))) goto fail;
-        enc_qgraph_disable(g, "%s", why ? why : "the encoder file has no int8 program (a version-1 file: convert the "
-                                                "quantized .tflite again with this build)");
+        enc_qgraph_disable(g, "%s", why ? why : "the encoder file has no int8 program (only uint8 TFLite models converted "
+                                                "by this version have one)");
     }
     g->checksum = crc;
     g->has_checksum = true;
