@@ -514,3 +514,59 @@ TEST(tflite_int8_mobilenet_edgetpu_matches_tflite_runtime)
     g_qgolden = "tests/data/tflite_mobilenet_edgetpu_224_1.0_uint8.golden";
     CHECK(each_cpu_path(int8_golden_path) >= 1);
 }
+
+/* The encoder file keeps the int8 program (version 2): the loaded file runs
+ * int8 with the imported graph's bytes; a damaged int8 tensor is caught by
+ * the first int8 run; a float-only file stays version 1 and refuses int8
+ * with the reason; an unknown version is refused by name. */
+TEST(tflite_int8_program_survives_the_encoder_file)
+{
+    enc_graph *g, *h;
+    REQUIRE_OK(tflite_import(V2, &g));
+    REQUIRE(enc_graph_int8_missing(g) == NULL);
+    char path[512], bad[600], cmd[1400];
+    snprintf(path, sizeof path, "%s/v2.gguf", test_tmpdir());
+    REQUIRE_OK(enc_graph_save(g, path));
+    REQUIRE_OK(enc_graph_load(path, &h));
+    CHECK(enc_graph_checksum(g) == enc_graph_checksum(h)); /* the captioners' identity: the float graph's */
+    REQUIRE_OK(enc_graph_set_precision(g, ENC_PREC_INT8));
+    REQUIRE_OK(enc_graph_set_precision(h, ENC_PREC_INT8));
+    size_t n = 224 * 224 * 3;
+    float *x = malloc(2 * n * sizeof(float)), a[2 * 1001], b[2 * 1001];
+    for (size_t i = 0; i < 2 * n; i++) x[i] = (float)((int)((i * 7919) % 256) - 128) / 128.0f;
+    int ig = enc_graph_output(g, "logits"), ih = enc_graph_output(h, "logits");
+    float *oa = a, *ob = b;
+    REQUIRE_OK(enc_graph_run(g, x, 2, &ig, 1, &oa));
+    REQUIRE_OK(enc_graph_run(h, x, 2, &ih, 1, &ob));
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    enc_graph_free(h);
+
+    /* one byte of the last int8 tensor (the classifier's bias) flipped */
+    size_t len;
+    uint8_t *d = read_all(path, &len);
+    REQUIRE(d && len > 64);
+    d[len - 40] ^= 0x55;
+    snprintf(bad, sizeof bad, "%s/bad.gguf", test_tmpdir());
+    FILE *f = fopen(bad, "wb");
+    REQUIRE(f && fwrite(d, 1, len, f) == len && fclose(f) == 0);
+    free(d);
+    REQUIRE_OK(enc_graph_load(bad, &h));
+    REQUIRE_OK(enc_graph_set_precision(h, ENC_PREC_INT8));
+    CHECK(enc_graph_run(h, x, 1, &ih, 1, &ob) == IMCAP_E_FORMAT);
+    CHECK(strstr(imcap_last_error(), "checksum mismatch") != NULL);
+    enc_graph_free(h);
+
+    /* without the program: version 1, float only, the reason kept */
+    enc_qgraph_disable(g, "test: no program");
+    REQUIRE_OK(enc_graph_save(g, path));
+    REQUIRE_OK(enc_graph_load(path, &h));
+    CHECK(enc_graph_precision(h) == ENC_PREC_FLOAT);
+    CHECK(enc_graph_set_precision(h, ENC_PREC_INT8) == IMCAP_E_UNSUPPORTED);
+    CHECK(strstr(imcap_last_error(), "test: no program") != NULL);
+    enc_graph_free(h);
+    snprintf(cmd, sizeof cmd, "'%s' classify --precision int8 --encoder %s data/images/parrot.jpg", test_imcap_bin(), path);
+    char err[2048];
+    CHECK(test_run(cmd, NULL, 0, err, sizeof err) == 1 && strstr(err, "no int8 execution") != NULL);
+    free(x);
+    enc_graph_free(g);
+}
