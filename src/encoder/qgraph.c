@@ -232,6 +232,8 @@ imcap_status enc_qgraph_finish(enc_graph *g)
             for (size_t c = 0; c < wz->count; c++)
                 if (z[c] < -128 || z[c] > 127 || !(s[c] >= 0.0f) || !isfinite(s[c]))
                     QFAIL("node %d '%s': weight zero point %d / scale %g", i, nd->name, z[c], (double)s[c]);
+            if (nd->op == ENC_DWCONV2D && nd->kh * nd->kw > Q_DW_MAX_TAPS)
+                QFAIL("node %d '%s': a %dx%d depthwise window, int8 supports %d taps", i, nd->name, nd->kh, nd->kw, Q_DW_MAX_TAPS);
             if (nd->op == ENC_CONV2D && (size_t)nd->kh * nd->kw * x->c > Q_MAX_K)
                 QFAIL("node %d '%s': %d x %d x %d inputs per output, int8 supports %d", i, nd->name, nd->kh, nd->kw, x->c, Q_MAX_K);
             if (nd->act == ENC_ACT_SIGMOID) QFAIL("node %d '%s': fused sigmoid", i, nd->name);
@@ -436,19 +438,19 @@ static imcap_status prepare_node(const enc_graph *g, int i, qprep *pp)
         gm->rq.hi = pp->hi;
     } else {
         size_t taps = (size_t)nd->kh * (size_t)nd->kw;
-        /* int32: w - zw [taps][oc], bias; float scale */
+        /* float w - zw [taps][oc]; int32 bias; float scale */
         pp->mem = imcap_alloc((taps * (size_t)oc + 2 * np) * sizeof(int32_t), 1);
         if (!pp->mem) {
             free(m);
             return IMCAP_E_NOMEM;
         }
-        int32_t *w32 = pp->mem, *b = w32 + taps * (size_t)oc;
+        float *wf = pp->mem;
+        int32_t *b = (int32_t *)(wf + taps * (size_t)oc);
         for (size_t t = 0; t < taps; t++)
-            for (int c = 0; c < oc; c++)
-                w32[t * (size_t)oc + (size_t)c] = (int32_t)((uint32_t)(w[t * (size_t)oc + (size_t)c] - wz[per_tensor ? 0 : c]) & 0xffff);
+            for (int c = 0; c < oc; c++) wf[t * (size_t)oc + (size_t)c] = (float)(w[t * (size_t)oc + (size_t)c] - wz[per_tensor ? 0 : c]);
         for (size_t c = 0; c < np; c++) b[c] = bias && c < (size_t)oc ? bias[c] : 0;
         q_dw *d = &pp->dw;
-        d->w = w32;
+        d->w = wf;
         d->bias = b;
         d->za = xz;
         fill_requant(&d->rq, (float *)(b + np), oc, m);
@@ -525,7 +527,7 @@ static size_t value_bytes(const enc_graph *g, int v)
     return (size_t)x->h * (size_t)x->w * (size_t)x->c;
 }
 
-static void run_qnode(const enc_graph *g, int i, int n, uint8_t *const *buf)
+static imcap_status run_qnode(const enc_graph *g, int i, int n, uint8_t *const *buf, struct enc_ws *ws)
 {
     const struct enc_qprog *q = g->q;
     const enc_node *nd = &g->nodes[i];
@@ -539,7 +541,15 @@ static void run_qnode(const enc_graph *g, int i, int n, uint8_t *const *buf)
     case ENC_DWCONV2D: {
         q_dw d = pp->dw;
         d.win = &win;
-        q_dwconv2d(&d, x, y);
+        float *xf = enc_ws_alloc(ws, (size_t)n * value_bytes(g, nd->inputs[0]));
+        float *yf = xf ? enc_ws_alloc(ws, (size_t)n * value_bytes(g, nd->output)) : NULL;
+        if (!yf) {
+            enc_ws_release(ws, xf);
+            return imcap_fail(IMCAP_E_NOMEM, "%s: out of memory for node '%s'", g->name, nd->name);
+        }
+        q_dwconv2d(&d, x, y, xf, yf);
+        enc_ws_release(ws, xf);
+        enc_ws_release(ws, yf);
         break;
     }
     case ENC_ADD: q_addv(&pp->add, x, buf[nd->inputs[1]], y, (size_t)n * value_bytes(g, nd->output)); break;
@@ -557,6 +567,7 @@ static void run_qnode(const enc_graph *g, int i, int n, uint8_t *const *buf)
         break;
     default: break; /* excluded by enc_qgraph_finish */
     }
+    return IMCAP_OK;
 }
 
 static void dequantize(const enc_graph *g, int v, size_t count, const uint8_t *x, float *out)
@@ -571,6 +582,20 @@ imcap_status enc_qgraph_run(const enc_graph *g, const float *input, int n, const
 {
     if (enc_graph_int8_missing(g))
         return imcap_fail(IMCAP_E_UNSUPPORTED, "%s: no int8 execution: %s", g->name, enc_graph_int8_missing(g));
+    if (n > 1) {
+        /* Image by image: each image's values stay in cache from one node to
+         * the next (a batch would stream them through memory); the only
+         * batched work, the classifier's one-pixel GEMM, is small. */
+        float *o1[ENC_MAX_INPUTS * 4];
+        if (n_ids > (int)(sizeof o1 / sizeof o1[0])) return imcap_fail(IMCAP_E_ARG, "%s: %d outputs requested", g->name, n_ids);
+        size_t isz = value_bytes(g, g->input);
+        imcap_status st = IMCAP_OK;
+        for (int i = 0; i < n && st == IMCAP_OK; i++) {
+            for (int k = 0; k < n_ids; k++) o1[k] = outs[k] + (size_t)i * value_bytes(g, ids[k]);
+            st = enc_qgraph_run(g, input + (size_t)i * isz, 1, ids, n_ids, o1);
+        }
+        return st;
+    }
     int nv = g->n_values, nn = g->n_nodes;
     int *last = malloc((size_t)nv * sizeof(int));
     char *need = calloc((size_t)nv, 1), *run = calloc((size_t)nn + 1, 1);
@@ -612,7 +637,7 @@ imcap_status enc_qgraph_run(const enc_graph *g, const float *input, int n, const
             st = imcap_fail(IMCAP_E_NOMEM, "%s: out of memory for value '%s'", g->name, g->values[o].name);
             break;
         }
-        run_qnode(g, i, n, buf);
+        if ((st = run_qnode(g, i, n, buf, ws))) break;
         for (int k = 0; k < n_ids; k++)
             if (ids[k] == o) dequantize(g, o, cnt, buf[o], outs[k]);
         for (int k = 0; k < nd->n_inputs; k++) {

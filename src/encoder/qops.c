@@ -129,12 +129,7 @@ static void conv_task(void *vctx, size_t b0, size_t b1, int tid)
             a = cols;
             lda = (size_t)kp;
         }
-        for (int r = 0; r < m; r++) {
-            const uint8_t *ar = a + (size_t)r * lda;
-            uint32_t s = 0;
-            for (int k = 0; k < t->p->k; k++) s += ar[k];
-            sums[r] = (int32_t)(t->p->zw_uniform ? s * (uint32_t)t->p->zw[0] : s);
-        }
+        t->kn->rowsums(a, lda, m, t->p->k, t->p->zw_uniform ? t->p->zw[0] : 1, sums);
         t->kn->gemm(t->p, a, lda, sums, m, t->y + r0 * (size_t)g->oc, (size_t)g->oc);
     }
 }
@@ -170,22 +165,33 @@ typedef struct dw_ctx {
     const q_dw *p;
     const q_kernels *kn;
     const uint8_t *x;
+    float *xf, *yf;
     uint8_t *y;
 } dw_ctx;
 
-static void dw_task(void *vctx, size_t p0, size_t p1, int tid)
+static void tofloat_task(void *vctx, size_t i0, size_t i1, int tid)
 {
     (void)tid;
     const dw_ctx *t = vctx;
-    t->kn->dwconv(t->p, t->x, t->y, p0, p1);
+    t->kn->to_float(t->x + i0, t->p->za, i1 - i0, t->xf + i0);
 }
 
-void q_dwconv2d(const q_dw *p, const uint8_t *x, uint8_t *y)
+static void dwreq_task(void *vctx, size_t r0, size_t r1, int tid)
+{
+    (void)tid;
+    const dw_ctx *t = vctx;
+    t->kn->requant_rows(&t->p->rq, t->p->bias, t->yf, t->p->win->oc, r0, r1, t->y);
+}
+
+void q_dwconv2d(const q_dw *p, const uint8_t *x, uint8_t *y, float *xf, float *yf)
 {
     const ops_win *g = p->win;
-    dw_ctx t = {p, q_kernels_active(), x, y};
+    dw_ctx t = {p, q_kernels_active(), x, xf, yf, y};
+    size_t in = (size_t)g->n * (size_t)g->h * (size_t)g->w * (size_t)g->c;
     size_t pix = (size_t)g->n * (size_t)g->oh * (size_t)g->ow;
-    ops_parallel(pix, 2048 / (size_t)(g->oc > 0 ? g->oc : 1) + 1, dw_task, &t);
+    ops_parallel(in, 16384, tofloat_task, &t);
+    ops_dwconv2d(g, xf, p->w, NULL, ENC_ACT_NONE, yf);
+    ops_parallel(pix, 4096 / (size_t)(g->oc > 0 ? g->oc : 1) + 1, dwreq_task, &t);
 }
 
 typedef struct add_ctx {

@@ -62,11 +62,15 @@ size_t q_packed_bytes(int k, int n);
 /* w[k][n] int8 -> the packed panels. */
 void q_pack_weights(int k, int n, const int8_t *w, int8_t *wp);
 
+/* Depthwise convolution: the products (a - za)(w - zw) and their sums over
+ * at most Q_DW_MAX_TAPS taps are integers below 2^24 in magnitude, so the
+ * float depthwise kernel (ops.h) computes the int32 accumulator exactly, in
+ * any order, on every path; q_dwconv2d adds the bias and requantizes. */
+enum { Q_DW_MAX_TAPS = 258 };
 typedef struct q_dw {
     const ops_win *win;
-    const int32_t *w;       /* [kh][kw][oc]: weight minus its zero point in the low 16 bits,
-                             * high 16 bits zero (one int16 product per lane: pmaddwd) */
-    const int32_t *bias;    /* [oc], or NULL */
+    const float *w;         /* [kh][kw][oc]: weight minus its zero point */
+    const int32_t *bias;    /* [pad16(oc)] */
     int32_t za;             /* input zero point */
     q_requant rq;           /* per output channel */
 } q_dw;
@@ -90,8 +94,13 @@ typedef struct q_kernels {
     /* rows [0, m) of a (stride lda, at least kp readable bytes each) */
     void (*gemm)(const q_gemm *p, const uint8_t *a, size_t lda, const int32_t *rowsum, int m, uint8_t *y,
                  size_t ldy);
-    /* output pixels [p0, p1) of the batch (index over n*oh*ow) */
-    void (*dwconv)(const q_dw *p, const uint8_t *x, uint8_t *y, size_t p0, size_t p1);
+    /* sums[r] = mult * sum_k a[r][k], k < kk (wrapping in 32 bits) */
+    void (*rowsums)(const uint8_t *a, size_t lda, int m, int kk, int32_t mult, int32_t *sums);
+    /* x[i] - za as floats */
+    void (*to_float)(const uint8_t *x, int32_t za, size_t count, float *y);
+    /* rows [r0, r1) of acc[r][c] (exact integers in float): y = requant(acc + bias[c]) */
+    void (*requant_rows)(const q_requant *rq, const int32_t *bias, const float *acc, int c, size_t r0, size_t r1,
+                         uint8_t *y);
     void (*add)(const q_add *p, const uint8_t *a, const uint8_t *b, uint8_t *y, size_t count);
 } q_kernels;
 
@@ -103,7 +112,8 @@ const q_kernels *q_kernels_active(void);
 /* Convolution through the GEMM (im2col, padding filled with za; 1x1
  * stride-1 convolutions read x in place), over the worker threads. */
 void q_conv2d(const ops_win *g, const q_gemm *p, int32_t za, const uint8_t *x, uint8_t *y);
-void q_dwconv2d(const q_dw *p, const uint8_t *x, uint8_t *y);
+/* xf, yf: scratch of n*h*w*c and n*oh*ow*oc floats. */
+void q_dwconv2d(const q_dw *p, const uint8_t *x, uint8_t *y, float *xf, float *yf);
 void q_addv(const q_add *p, const uint8_t *a, const uint8_t *b, uint8_t *y, size_t count);
 /* TFLite uint8 average pool (padding excluded from the count; (sum +
  * count/2) / count) and max pool, then clamped to [lo, hi]. */

@@ -64,26 +64,24 @@ static inline void gemm_rows_c(const q_gemm *p, const uint8_t *a, size_t lda, co
     }
 }
 
-static void dw_pixel_c(const q_dw *p, const uint8_t *x, uint8_t *y, size_t pix, int c0)
+static inline uint32_t rowsum_c(const uint8_t *a, int k0, int kk)
 {
-    const ops_win *g = p->win;
-    size_t ohw = (size_t)g->oh * (size_t)g->ow, img = pix / ohw;
-    int oy = (int)(pix % ohw / (size_t)g->ow), ox = (int)(pix % (size_t)g->ow);
-    for (int o = c0; o < g->oc; o++) {
-        int c = o / g->mult;
-        int32_t acc = p->bias ? p->bias[o] : 0;
-        for (int ky = 0; ky < g->kh; ky++) {
-            int iy = oy * g->sh - g->pt + ky;
-            if (iy < 0 || iy >= g->h) continue;
-            for (int kx = 0; kx < g->kw; kx++) {
-                int ix = ox * g->sw - g->pl + kx;
-                if (ix < 0 || ix >= g->w) continue;
-                int32_t a = x[((img * (size_t)g->h + (size_t)iy) * (size_t)g->w + (size_t)ix) * (size_t)g->c + (size_t)c];
-                acc += (a - p->za) * (int16_t)(p->w[((size_t)ky * (size_t)g->kw + (size_t)kx) * (size_t)g->oc + (size_t)o] & 0xffff);
-            }
-        }
-        y[pix * (size_t)g->oc + (size_t)o] = qk_requant1(&p->rq, o, acc);
-    }
+    uint32_t s = 0;
+    for (int k = k0; k < kk; k++) s += a[k];
+    return s;
+}
+
+static inline void to_float_c(const uint8_t *x, int32_t za, size_t count, float *y)
+{
+    for (size_t i = 0; i < count; i++) y[i] = (float)((int32_t)x[i] - za);
+}
+
+static inline void requant_rows_c(const q_requant *rq, const int32_t *bias, const float *acc, int c, size_t r0,
+                                  size_t r1, uint8_t *y, int c0)
+{
+    for (size_t r = r0; r < r1; r++)
+        for (int o = c0; o < c; o++)
+            y[r * (size_t)c + (size_t)o] = qk_requant1(rq, o, (int32_t)acc[r * (size_t)c + (size_t)o] + bias[o]);
 }
 
 static inline void add_c(const q_add *p, const uint8_t *a, const uint8_t *b, uint8_t *y, size_t count)
@@ -153,42 +151,41 @@ static void gemm_k(const q_gemm *p, const uint8_t *a, size_t lda, const int32_t 
     }
 }
 
-static void dwconv_k(const q_dw *p, const uint8_t *x, uint8_t *y, size_t p0, size_t p1)
+static void rowsums_k(const uint8_t *a, size_t lda, int m, int kk, int32_t mult, int32_t *sums)
 {
-    const ops_win *g = p->win;
-    if (g->mult != 1) {
-        for (size_t pix = p0; pix < p1; pix++) dw_pixel_c(p, x, y, pix, 0);
-        return;
-    }
-    size_t ohw = (size_t)g->oh * (size_t)g->ow;
-    __m512i za = _mm512_set1_epi32(p->za);
-    for (size_t pix = p0; pix < p1; pix++) {
-        size_t img = pix / ohw;
-        int oy = (int)(pix % ohw / (size_t)g->ow), ox = (int)(pix % (size_t)g->ow);
-        int y0 = oy * g->sh - g->pt, x0 = ox * g->sw - g->pl;
-        int ky0 = y0 < 0 ? -y0 : 0, kx0 = x0 < 0 ? -x0 : 0;
-        int ky1 = g->h - y0 < g->kh ? g->h - y0 : g->kh, kx1 = g->w - x0 < g->kw ? g->w - x0 : g->kw;
-        for (int c = 0; c < g->c; c += 16) {
-            int left = g->c - c;
-            __mmask16 keep = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-            __m512i acc = p->bias ? _mm512_maskz_loadu_epi32(keep, p->bias + c) : _mm512_setzero_si512();
-            for (int ky = ky0; ky < ky1; ky++)
-                for (int kx = kx0; kx < kx1; kx++) {
-                    const uint8_t *xp = x + ((img * (size_t)g->h + (size_t)(y0 + ky)) * (size_t)g->w + (size_t)(x0 + kx)) * (size_t)g->c + (size_t)c;
-                    const int32_t *wq = p->w + ((size_t)ky * (size_t)g->kw + (size_t)kx) * (size_t)g->oc + (size_t)c;
-                    __m512i xv, wv;
-                    if (left >= 16) {
-                        xv = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)xp));
-                        wv = _mm512_loadu_si512(wq);
-                    } else {
-                        xv = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(keep, xp));
-                        wv = _mm512_maskz_loadu_epi32(keep, wq);
-                    }
-                    acc = _mm512_dpwssd_epi32(acc, _mm512_sub_epi32(xv, za), wv);
-                }
-            store16(&p->rq, c, acc, y + pix * (size_t)g->oc + (size_t)c, keep);
+    for (int r = 0; r < m; r++) {
+        const uint8_t *ar = a + (size_t)r * lda;
+        __m512i acc = _mm512_setzero_si512();
+        int k = 0;
+        for (; k + 64 <= kk; k += 64) acc = _mm512_add_epi64(acc, _mm512_sad_epu8(_mm512_loadu_si512(ar + k), _mm512_setzero_si512()));
+        if (k < kk) {
+            __mmask64 keep = (__mmask64)(((uint64_t)1 << (kk - k)) - 1);
+            acc = _mm512_add_epi64(acc, _mm512_sad_epu8(_mm512_maskz_loadu_epi8(keep, ar + k), _mm512_setzero_si512()));
         }
+        sums[r] = (int32_t)((uint32_t)_mm512_reduce_add_epi64(acc) * (uint32_t)mult);
     }
+}
+
+static void to_float_k(const uint8_t *x, int32_t za, size_t count, float *y)
+{
+    const __m512i z = _mm512_set1_epi32(za);
+    size_t i = 0;
+    for (; i + 16 <= count; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(x + i))), z)));
+    to_float_c(x + i, za, count - i, y + i);
+}
+
+static void requant_rows_k(const q_requant *rq, const int32_t *bias, const float *acc, int c, size_t r0, size_t r1,
+                           uint8_t *y)
+{
+    for (size_t r = r0; r < r1; r++)
+        for (int o = 0; o < c; o += 16) {
+            int left = c - o;
+            __mmask16 keep = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+            __m512i v = _mm512_add_epi32(_mm512_cvttps_epi32(_mm512_maskz_loadu_ps(keep, acc + r * (size_t)c + (size_t)o)),
+                                         _mm512_loadu_si512(bias + o));
+            store16(rq, o, v, y + r * (size_t)c + (size_t)o, keep);
+        }
 }
 
 static void add_k(const q_add *p, const uint8_t *a, const uint8_t *b, uint8_t *y, size_t count)
@@ -277,37 +274,42 @@ static void gemm_k(const q_gemm *p, const uint8_t *a, size_t lda, const int32_t 
     }
 }
 
-static void dwconv_k(const q_dw *p, const uint8_t *x, uint8_t *y, size_t p0, size_t p1)
+static void rowsums_k(const uint8_t *a, size_t lda, int m, int kk, int32_t mult, int32_t *sums)
 {
-    const ops_win *g = p->win;
-    if (g->mult != 1) {
-        for (size_t pix = p0; pix < p1; pix++) dw_pixel_c(p, x, y, pix, 0);
-        return;
+    for (int r = 0; r < m; r++) {
+        const uint8_t *ar = a + (size_t)r * lda;
+        __m256i acc = _mm256_setzero_si256();
+        int k = 0;
+        for (; k + 32 <= kk; k += 32)
+            acc = _mm256_add_epi64(acc, _mm256_sad_epu8(_mm256_loadu_si256((const __m256i *)(ar + k)), _mm256_setzero_si256()));
+        __m128i h = _mm_add_epi64(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+        uint32_t s = (uint32_t)(_mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1)) + rowsum_c(ar, k, kk);
+        sums[r] = (int32_t)(s * (uint32_t)mult);
     }
-    size_t ohw = (size_t)g->oh * (size_t)g->ow;
-    const __m256i za = _mm256_set1_epi32(p->za), zy = _mm256_set1_epi32(p->rq.zy), lo = _mm256_set1_epi32(p->rq.lo),
-                  hi = _mm256_set1_epi32(p->rq.hi);
-    int cv = g->c & ~7;
-    float vlo = (float)(p->rq.lo - p->rq.zy), vhi = (float)(p->rq.hi - p->rq.zy);
-    for (size_t pix = p0; pix < p1; pix++) {
-        size_t img = pix / ohw;
-        int oy = (int)(pix % ohw / (size_t)g->ow), ox = (int)(pix % (size_t)g->ow);
-        int y0 = oy * g->sh - g->pt, x0 = ox * g->sw - g->pl;
-        int ky0 = y0 < 0 ? -y0 : 0, kx0 = x0 < 0 ? -x0 : 0;
-        int ky1 = g->h - y0 < g->kh ? g->h - y0 : g->kh, kx1 = g->w - x0 < g->kw ? g->w - x0 : g->kw;
-        for (int c = 0; c < cv; c += 8) {
-            __m256i acc = p->bias ? _mm256_loadu_si256((const __m256i *)(p->bias + c)) : _mm256_setzero_si256();
-            for (int ky = ky0; ky < ky1; ky++)
-                for (int kx = kx0; kx < kx1; kx++) {
-                    const uint8_t *xp = x + ((img * (size_t)g->h + (size_t)(y0 + ky)) * (size_t)g->w + (size_t)(x0 + kx)) * (size_t)g->c + (size_t)c;
-                    __m256i xv = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)xp)), za);
-                    __m256i wv = _mm256_loadu_si256((const __m256i *)(p->w + ((size_t)ky * (size_t)g->kw + (size_t)kx) * (size_t)g->oc + (size_t)c));
-                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(xv, wv));
-                }
-            __m256i v = rq256(acc, p->rq.scale + c, vlo, vhi);
-            store8(v, zy, lo, hi, y + pix * (size_t)g->oc + (size_t)c, 8);
+}
+
+static void to_float_k(const uint8_t *x, int32_t za, size_t count, float *y)
+{
+    const __m256i z = _mm256_set1_epi32(za);
+    size_t i = 0;
+    for (; i + 8 <= count; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(x + i))), z)));
+    to_float_c(x + i, za, count - i, y + i);
+}
+
+static void requant_rows_k(const q_requant *rq, const int32_t *bias, const float *acc, int c, size_t r0, size_t r1,
+                           uint8_t *y)
+{
+    const __m256i zy = _mm256_set1_epi32(rq->zy), lo = _mm256_set1_epi32(rq->lo), hi = _mm256_set1_epi32(rq->hi);
+    float vlo = (float)(rq->lo - rq->zy), vhi = (float)(rq->hi - rq->zy);
+    int cv = c & ~7;
+    for (size_t r = r0; r < r1; r++) {
+        for (int o = 0; o < cv; o += 8) {
+            __m256i v = _mm256_add_epi32(_mm256_cvttps_epi32(_mm256_loadu_ps(acc + r * (size_t)c + (size_t)o)),
+                                         _mm256_loadu_si256((const __m256i *)(bias + o)));
+            store8(rq256(v, rq->scale + o, vlo, vhi), zy, lo, hi, y + r * (size_t)c + (size_t)o, 8);
         }
-        if (cv < g->c) dw_pixel_c(p, x, y, pix, cv);
+        if (cv < c) requant_rows_c(rq, bias, acc, c, r, r + 1, y, cv);
     }
 }
 
@@ -335,9 +337,17 @@ static void gemm_k(const q_gemm *p, const uint8_t *a, size_t lda, const int32_t 
     gemm_rows_c(p, a, lda, rowsum, m, 0, (p->n + 15) / 16, y, ldy);
 }
 
-static void dwconv_k(const q_dw *p, const uint8_t *x, uint8_t *y, size_t p0, size_t p1)
+static void rowsums_k(const uint8_t *a, size_t lda, int m, int kk, int32_t mult, int32_t *sums)
 {
-    for (size_t pix = p0; pix < p1; pix++) dw_pixel_c(p, x, y, pix, 0);
+    for (int r = 0; r < m; r++) sums[r] = (int32_t)(rowsum_c(a + (size_t)r * lda, 0, kk) * (uint32_t)mult);
+}
+
+static void to_float_k(const uint8_t *x, int32_t za, size_t count, float *y) { to_float_c(x, za, count, y); }
+
+static void requant_rows_k(const q_requant *rq, const int32_t *bias, const float *acc, int c, size_t r0, size_t r1,
+                           uint8_t *y)
+{
+    requant_rows_c(rq, bias, acc, c, r0, r1, y, 0);
 }
 
 static void add_k(const q_add *p, const uint8_t *a, const uint8_t *b, uint8_t *y, size_t count)
@@ -347,4 +357,4 @@ static void add_k(const q_add *p, const uint8_t *a, const uint8_t *b, uint8_t *y
 
 #endif
 
-const q_kernels QK_TABLE = {QK_NAME, gemm_k, dwconv_k, add_k};
+const q_kernels QK_TABLE = {QK_NAME, gemm_k, rowsums_k, to_float_k, requant_rows_k, add_k};
