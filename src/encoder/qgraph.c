@@ -541,15 +541,10 @@ static imcap_status run_qnode(const enc_graph *g, int i, int n, uint8_t *const *
     case ENC_DWCONV2D: {
         q_dw d = pp->dw;
         d.win = &win;
-        float *xf = enc_ws_alloc(ws, (size_t)n * value_bytes(g, nd->inputs[0]));
-        float *yf = xf ? enc_ws_alloc(ws, (size_t)n * value_bytes(g, nd->output)) : NULL;
-        if (!yf) {
-            enc_ws_release(ws, xf);
-            return imcap_fail(IMCAP_E_NOMEM, "%s: out of memory for node '%s'", g->name, nd->name);
-        }
-        q_dwconv2d(&d, x, y, xf, yf);
-        enc_ws_release(ws, xf);
-        enc_ws_release(ws, yf);
+        float *scratch = enc_ws_alloc(ws, q_dw_scratch(&win));
+        if (!scratch) return imcap_fail(IMCAP_E_NOMEM, "%s: out of memory for node '%s'", g->name, nd->name);
+        q_dwconv2d(&d, x, y, scratch);
+        enc_ws_release(ws, scratch);
         break;
     }
     case ENC_ADD: q_addv(&pp->add, x, buf[nd->inputs[1]], y, (size_t)n * value_bytes(g, nd->output)); break;

@@ -161,37 +161,65 @@ void q_conv2d(const ops_win *g, const q_gemm *p, int32_t za, const uint8_t *x, u
     free(t.cols);
 }
 
+enum { DW_BAND_FLOATS = 48 << 10 }; /* input floats of a band, about */
+
+static int dw_band_rows(const ops_win *g)
+{
+    size_t row = (size_t)g->w * (size_t)g->c * (size_t)g->sh;
+    int r = row ? (int)(DW_BAND_FLOATS / row) : 1;
+    return r < 1 ? 1 : r > g->oh ? g->oh : r;
+}
+
+/* Input rows a band of output rows [oy0, oy0 + rows) reads, per thread. */
+static size_t dw_band_in(const ops_win *g, int rows) { return (size_t)((rows - 1) * g->sh + g->kh) * g->w * g->c; }
+
+size_t q_dw_scratch(const ops_win *g)
+{
+    int rows = dw_band_rows(g);
+    return (size_t)ops_threads() * (dw_band_in(g, rows) + (size_t)rows * g->ow * g->oc);
+}
+
 typedef struct dw_ctx {
     const q_dw *p;
     const q_kernels *kn;
     const uint8_t *x;
-    float *xf, *yf;
     uint8_t *y;
+    float *scratch;
+    int rows, bands;        /* output rows per band, bands per image */
 } dw_ctx;
 
-static void tofloat_task(void *vctx, size_t i0, size_t i1, int tid)
+static void dw_task(void *vctx, size_t b0, size_t b1, int tid)
 {
-    (void)tid;
     const dw_ctx *t = vctx;
-    t->kn->to_float(t->x + i0, t->p->za, i1 - i0, t->xf + i0);
+    const ops_win *g = t->p->win;
+    size_t in_max = dw_band_in(g, t->rows);
+    float *xf = t->scratch + (size_t)tid * (in_max + (size_t)t->rows * g->ow * g->oc), *yf = xf + in_max;
+    size_t rowb = (size_t)g->w * (size_t)g->c;
+    for (size_t b = b0; b < b1; b++) {
+        size_t img = b / (size_t)t->bands;
+        int oy0 = (int)(b % (size_t)t->bands) * t->rows, oy1 = oy0 + t->rows < g->oh ? oy0 + t->rows : g->oh;
+        int top = oy0 * g->sh - g->pt, r0 = top > 0 ? top : 0;
+        int r1 = (oy1 - 1) * g->sh - g->pt + g->kh;
+        if (r1 > g->h) r1 = g->h;
+        /* the band as a 1-image problem: its input rows, its padding */
+        ops_win s = *g;
+        s.n = 1;
+        s.h = r1 - r0;
+        s.oh = oy1 - oy0;
+        s.pt = r0 - top;
+        t->kn->to_float(t->x + (img * (size_t)g->h + (size_t)r0) * rowb, t->p->za, (size_t)s.h * rowb, xf);
+        ops_dwconv2d(&s, xf, t->p->w, NULL, ENC_ACT_NONE, yf);
+        size_t o0 = (img * (size_t)g->oh + (size_t)oy0) * (size_t)g->ow;
+        t->kn->requant_rows(&t->p->rq, t->p->bias, yf, g->oc, 0, (size_t)s.oh * (size_t)g->ow, t->y + o0 * (size_t)g->oc);
+    }
 }
 
-static void dwreq_task(void *vctx, size_t r0, size_t r1, int tid)
-{
-    (void)tid;
-    const dw_ctx *t = vctx;
-    t->kn->requant_rows(&t->p->rq, t->p->bias, t->yf, t->p->win->oc, r0, r1, t->y);
-}
-
-void q_dwconv2d(const q_dw *p, const uint8_t *x, uint8_t *y, float *xf, float *yf)
+void q_dwconv2d(const q_dw *p, const uint8_t *x, uint8_t *y, float *scratch)
 {
     const ops_win *g = p->win;
-    dw_ctx t = {p, q_kernels_active(), x, xf, yf, y};
-    size_t in = (size_t)g->n * (size_t)g->h * (size_t)g->w * (size_t)g->c;
-    size_t pix = (size_t)g->n * (size_t)g->oh * (size_t)g->ow;
-    ops_parallel(in, 16384, tofloat_task, &t);
-    ops_dwconv2d(g, xf, p->w, NULL, ENC_ACT_NONE, yf);
-    ops_parallel(pix, 4096 / (size_t)(g->oc > 0 ? g->oc : 1) + 1, dwreq_task, &t);
+    int rows = dw_band_rows(g);
+    dw_ctx t = {p, q_kernels_active(), x, y, scratch, rows, (g->oh + rows - 1) / rows};
+    ops_parallel((size_t)g->n * (size_t)t.bands, 1, dw_task, &t);
 }
 
 typedef struct add_ctx {

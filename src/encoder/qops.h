@@ -112,8 +112,11 @@ const q_kernels *q_kernels_active(void);
 /* Convolution through the GEMM (im2col, padding filled with za; 1x1
  * stride-1 convolutions read x in place), over the worker threads. */
 void q_conv2d(const ops_win *g, const q_gemm *p, int32_t za, const uint8_t *x, uint8_t *y);
-/* xf, yf: scratch of n*h*w*c and n*oh*ow*oc floats. */
-void q_dwconv2d(const q_dw *p, const uint8_t *x, uint8_t *y, float *xf, float *yf);
+/* Runs in bands of output rows (their input rows converted to float, the
+ * float kernel, requantization), each band's floats in cache; scratch:
+ * q_dw_scratch(g) floats. */
+size_t q_dw_scratch(const ops_win *g);
+void q_dwconv2d(const q_dw *p, const uint8_t *x, uint8_t *y, float *scratch);
 void q_addv(const q_add *p, const uint8_t *a, const uint8_t *b, uint8_t *y, size_t count);
 /* TFLite uint8 average pool (padding excluded from the count; (sum +
  * count/2) / count) and max pool, then clamped to [lo, hi]. */
