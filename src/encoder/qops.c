@@ -96,11 +96,13 @@ static void im2col_rows(const ops_win *g, int32_t za, const uint8_t *x, size_t r
             }
             for (int kx = 0; kx < g->kw; kx++) {
                 int ix = ox * g->sw - g->pl + kx;
-                if (ix < 0 || ix >= g->w) memset(d + (size_t)kx * (size_t)g->c, za, (size_t)g->c);
-                else
-                    memcpy(d + (size_t)kx * (size_t)g->c,
-                           x + ((img * (size_t)g->h + (size_t)iy) * (size_t)g->w + (size_t)ix) * (size_t)g->c,
-                           (size_t)g->c);
+                uint8_t *dc = d + (size_t)kx * (size_t)g->c;
+                const uint8_t *sc = x + ((img * (size_t)g->h + (size_t)iy) * (size_t)g->w + (size_t)ix) * (size_t)g->c;
+                bool out = ix < 0 || ix >= g->w;
+                if (g->c <= 8) /* a few bytes (the RGB input): no library calls */
+                    for (int c = 0; c < g->c; c++) dc[c] = out ? (uint8_t)za : sc[c];
+                else if (out) memset(dc, za, (size_t)g->c);
+                else memcpy(dc, sc, (size_t)g->c);
             }
         }
         size_t k = (size_t)g->kh * kc;

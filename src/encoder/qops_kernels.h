@@ -112,9 +112,16 @@ static inline __attribute__((always_inline)) void tile_vnni(const q_gemm *p, con
     int kg = p->kp / 4;
     size_t ps = (size_t)kg * 64;
     const int8_t *bp = p->wp + (size_t)pn0 * ps;
+    /* accumulators start at cterm - zw rowsum (the zero-point terms) */
     __m512i acc[R][4];
-    for (int i = 0; i < R; i++)
-        for (int j = 0; j < np; j++) acc[i][j] = _mm512_setzero_si512();
+    for (int j = 0; j < np; j++) {
+        int col = (pn0 + j) * 16;
+        __m512i zw = _mm512_loadu_si512(p->zw + col), ct = _mm512_loadu_si512(p->cterm + col);
+        for (int i = 0; i < R; i++) {
+            __m512i rs = _mm512_set1_epi32(rowsum[r0 + (i < nr ? i : nr - 1)]);
+            acc[i][j] = _mm512_sub_epi32(ct, p->zw_uniform ? rs : _mm512_mullo_epi32(zw, rs));
+        }
+    }
     for (int g = 0; g < kg; g++) {
         __m512i b[4];
         for (int j = 0; j < np; j++) b[j] = _mm512_loadu_si512(bp + (size_t)j * ps + (size_t)g * 64);
@@ -127,14 +134,9 @@ static inline __attribute__((always_inline)) void tile_vnni(const q_gemm *p, con
     }
     for (int j = 0; j < np; j++) {
         int col = (pn0 + j) * 16;
-        __m512i zw = _mm512_loadu_si512(p->zw + col), ct = _mm512_loadu_si512(p->cterm + col);
         int left = p->n - col;
         __mmask16 keep = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-        for (int i = 0; i < nr; i++) {
-            __m512i rz = p->zw_uniform ? _mm512_set1_epi32(rowsum[r0 + i]) : _mm512_mullo_epi32(zw, _mm512_set1_epi32(rowsum[r0 + i]));
-            __m512i v = _mm512_add_epi32(_mm512_sub_epi32(acc[i][j], rz), ct);
-            store16(&p->rq, col, v, y + (size_t)(r0 + i) * ldy + (size_t)col, keep);
-        }
+        for (int i = 0; i < nr; i++) store16(&p->rq, col, acc[i][j], y + (size_t)(r0 + i) * ldy + (size_t)col, keep);
     }
 }
 
