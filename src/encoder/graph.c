@@ -551,7 +551,7 @@ static size_t value_floats(const enc_graph *g, int id)
     return (size_t)v->h * v->w * v->c;
 }
 
-static ops_win make_win(const enc_graph *g, const enc_node *nd, int n)
+ops_win enc_graph_node_win(const enc_graph *g, const enc_node *nd, int n)
 {
     const enc_value *x = &g->values[nd->inputs[0]], *y = &g->values[nd->output];
     ops_win w = {n, x->h, x->w, x->c, y->h, y->w, y->c, nd->kh, nd->kw, nd->sh, nd->sw, 0, 0, nd->mult};
@@ -624,7 +624,7 @@ static imcap_status pack_weights(const enc_graph *g)
         if ((nd->op != ENC_CONV2D && nd->op != ENC_DENSE) || ops_gemm_is_openblas()) continue;
         int k, n;
         weight_dims(g, nd, &k, &n);
-        ops_win win = make_win(g, nd, 1);
+        ops_win win = enc_graph_node_win(g, nd, 1);
         bool wino = nd->op == ENC_CONV2D && ops_winograd_ok(&win);
         pk->w[i] = imcap_alloc(ops_packed_floats(k, n), sizeof(float));
         pk->wu[i] = wino ? imcap_alloc(ops_winograd_floats(win.c, n), sizeof(float)) : NULL;
@@ -663,13 +663,13 @@ static void run_node(const enc_graph *g, const enc_node *nd, int n, float *const
     bool act_done = false;
     switch (nd->op) {
     case ENC_CONV2D: {
-        ops_win win = make_win(g, nd, n);
+        ops_win win = enc_graph_node_win(g, nd, n);
         ops_conv2d(&win, x, w, wp, wu, b, nd->act, y, scratch);
         act_done = true;
         break;
     }
     case ENC_DWCONV2D: {
-        ops_win win = make_win(g, nd, n);
+        ops_win win = enc_graph_node_win(g, nd, n);
         ops_dwconv2d(&win, x, w, b, nd->act, y);
         act_done = true;
         break;
@@ -690,12 +690,12 @@ static void run_node(const enc_graph *g, const enc_node *nd, int n, float *const
         break;
     }
     case ENC_AVGPOOL: {
-        ops_win win = make_win(g, nd, n);
+        ops_win win = enc_graph_node_win(g, nd, n);
         ops_avgpool(&win, x, y);
         break;
     }
     case ENC_MAXPOOL: {
-        ops_win win = make_win(g, nd, n);
+        ops_win win = enc_graph_node_win(g, nd, n);
         ops_maxpool(&win, x, y);
         break;
     }
@@ -840,7 +840,7 @@ imcap_status enc_graph_run(const enc_graph *g, const float *input, int n, const 
     size_t scratch_len = 0;
     for (int i = 0; i < nn; i++) {
         if (!run[i] || g->nodes[i].op != ENC_CONV2D) continue;
-        ops_win win = make_win(g, &g->nodes[i], n);
+        ops_win win = enc_graph_node_win(g, &g->nodes[i], n);
         size_t s = ops_conv2d_scratch(&win);
         if (s > scratch_len) scratch_len = s;
     }

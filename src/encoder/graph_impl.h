@@ -6,6 +6,7 @@
 #define IMCAP_GRAPH_IMPL_H
 
 #include "graph.h"
+#include "ops.h"
 #include "qgraph.h"
 
 #include <pthread.h>
@@ -69,6 +70,9 @@ struct enc_graph {
  * requested values, 1 for values they depend on; run[i] = node i is
  * needed; last[v] = the last needed node reading v (-1 if none). */
 void enc_graph_plan(const enc_graph *g, const int *ids, int n_ids, int *last, char *need, char *run);
+
+/* The window geometry of node nd (CONV2D, DWCONV2D, pools) for n images. */
+ops_win enc_graph_node_win(const enc_graph *g, const enc_node *nd, int n);
 
 /* A run's value buffers (graph.c): taken from the graph's idle workspace,
  * best-fit blocks of floats, handed back at the end of the run. */

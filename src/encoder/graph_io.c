@@ -406,11 +406,10 @@ imcap_status enc_graph_load(const char *path, enc_graph **out)
                   path, gcrc, structure_crc(g));
     if (version == ENCODER_VERSION_INT8) {
         if ((s = load_int8(f, path, g, n_pn))) goto fail;
-    } else {
-        const char *why = NULL;
-        if (gguf_has_key(f, K_Q_MISSING) && (s = gguf_get_str(f, K_Q_MISSING, &why))) goto fail;
-        enc_qgraph_disable(g, "%s", why ? why : "the encoder file has no int8 program (only uint8 TFLite models converted "
-                                                "by this version have one)");
+    } else if (gguf_has_key(f, K_Q_MISSING)) {
+        const char *why;
+        if ((s = gguf_get_str(f, K_Q_MISSING, &why))) goto fail;
+        enc_qgraph_disable(g, "%s", why);
     }
     g->checksum = crc;
     g->has_checksum = true;

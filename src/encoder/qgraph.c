@@ -278,7 +278,8 @@ bad:
 const char *enc_graph_int8_missing(const enc_graph *g)
 {
     if (g->q && g->q->finished && g->q->fin_nodes == g->n_nodes && g->q->fin_values == g->n_values) return NULL;
-    return g->q_missing ? g->q_missing : "the graph has no int8 program";
+    return g->q_missing ? g->q_missing
+                        : "the encoder has no int8 program (only uint8 TFLite models converted by this version have one)";
 }
 
 imcap_status enc_graph_set_precision(enc_graph *g, enc_precision p)
@@ -291,10 +292,12 @@ imcap_status enc_graph_set_precision(enc_graph *g, enc_precision p)
     return IMCAP_OK;
 }
 
+/* AUTO is float: measured (README, "Encoder precision"; BENCHMARKS.md, "int8
+ * execution"), int8 is not faster than the float path on this project's
+ * machines, and the default captioner was trained on float embeddings. */
 enc_precision enc_graph_precision(const enc_graph *g)
 {
-    if (g->precision == ENC_PREC_FLOAT) return ENC_PREC_FLOAT;
-    return enc_graph_int8_missing(g) ? ENC_PREC_FLOAT : ENC_PREC_INT8;
+    return g->precision == ENC_PREC_INT8 && !enc_graph_int8_missing(g) ? ENC_PREC_INT8 : ENC_PREC_FLOAT;
 }
 
 const char *enc_precision_name(enc_precision p)
@@ -367,11 +370,15 @@ uint32_t enc_qgraph_crc(const enc_graph *g)
 
 static size_t pad16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-/* Per-column float scales as a q_requant array (pad16(oc) floats at mem). */
-static void fill_requant(q_requant *rq, float *mem, int oc, const float *m)
+/* Per-column float scales as a q_requant array (pad16(oc) floats at mem),
+ * output zero point and range. */
+static void fill_requant(q_requant *rq, float *mem, int oc, const float *m, int32_t zy, const qprep *pp)
 {
     for (size_t c = 0; c < pad16((size_t)oc); c++) mem[c] = c < (size_t)oc ? m[c] : 0.0f;
     rq->scale = mem;
+    rq->zy = zy;
+    rq->lo = pp->lo;
+    rq->hi = pp->hi;
 }
 
 static imcap_status prepare_node(const enc_graph *g, int i, qprep *pp)
@@ -432,10 +439,7 @@ static imcap_status prepare_node(const enc_graph *g, int i, qprep *pp)
         gm->zw = zw;
         gm->cterm = ct;
         gm->zw_uniform = per_tensor;
-        fill_requant(&gm->rq, (float *)(ct + np), oc, m);
-        gm->rq.zy = yz;
-        gm->rq.lo = pp->lo;
-        gm->rq.hi = pp->hi;
+        fill_requant(&gm->rq, (float *)(ct + np), oc, m, yz, pp);
     } else {
         size_t taps = (size_t)nd->kh * (size_t)nd->kw;
         /* float w - zw [taps][oc]; int32 bias; float scale */
@@ -453,25 +457,10 @@ static imcap_status prepare_node(const enc_graph *g, int i, qprep *pp)
         d->w = wf;
         d->bias = b;
         d->za = xz;
-        fill_requant(&d->rq, (float *)(b + np), oc, m);
-        d->rq.zy = yz;
-        d->rq.lo = pp->lo;
-        d->rq.hi = pp->hi;
+        fill_requant(&d->rq, (float *)(b + np), oc, m, yz, pp);
     }
     free(m);
     return st;
-}
-
-static ops_win node_win(const enc_graph *g, const enc_node *nd, int n)
-{
-    const enc_value *x = &g->values[nd->inputs[0]], *y = &g->values[nd->output];
-    ops_win w = {n, x->h, x->w, x->c, y->h, y->w, y->c, nd->kh, nd->kw, nd->sh, nd->sw, 0, 0, nd->mult};
-    if (nd->pad == ENC_PAD_SAME) {
-        int th = (y->h - 1) * nd->sh + nd->kh - x->h, tw = (y->w - 1) * nd->sw + nd->kw - x->w;
-        w.pt = th > 0 ? th / 2 : 0;
-        w.pl = tw > 0 ? tw / 2 : 0;
-    }
-    return w;
 }
 
 /* The first int8 run: checks a loaded program against its stored CRC and
@@ -502,7 +491,7 @@ static imcap_status prepare(const enc_graph *g)
         goto out;
     }
     for (int i = 0; i < g->n_nodes && st == IMCAP_OK; i++) {
-        q->wins[i] = node_win(g, &g->nodes[i], 1);
+        q->wins[i] = enc_graph_node_win(g, &g->nodes[i], 1);
         st = prepare_node(g, i, &q->prep[i]);
         q->n_prep = i + 1;
     }
