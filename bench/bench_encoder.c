@@ -331,17 +331,25 @@ static void *peak_i8_thread(void *arg)
     return NULL;
 }
 
-static int peak_int8(void)
+/* Runs fn on ops_threads() threads at once; the sum of their rates. */
+static double on_all_threads(void *(*fn)(void *))
 {
     int nt = ops_threads();
     pthread_t th[16];
     double res[16][2];
-    for (int i = 0; i < nt; i++) pthread_create(&th[i], NULL, peak_i8_thread, res[i]);
+    for (int i = 0; i < nt; i++) pthread_create(&th[i], NULL, fn, res[i]);
     double total = 0;
     for (int i = 0; i < nt; i++) {
         pthread_join(th[i], NULL);
         total += res[i][0];
     }
+    return total;
+}
+
+static int peak_int8(void)
+{
+    int nt = ops_threads();
+    double total = on_all_threads(peak_i8_thread);
     printf("int8 peak: %.1f GMAC/s (%d threads x %s int8 kernels' multiply-accumulate, thread CPU time)\n", total / 1e9, nt,
            q_kernels_active()->name);
     return 0;
@@ -360,14 +368,7 @@ static void *peak_thread(void *arg)
 static int peak(void)
 {
     int nt = ops_threads();
-    pthread_t th[16];
-    double res[16][2];
-    for (int i = 0; i < nt; i++) pthread_create(&th[i], NULL, peak_thread, res[i]);
-    double total = 0;
-    for (int i = 0; i < nt; i++) {
-        pthread_join(th[i], NULL);
-        total += res[i][0];
-    }
+    double total = on_all_threads(peak_thread);
     printf("peak: %.1f GFLOP/s single precision (%d threads x %s FMA, thread CPU time)\n", total / 1e9, nt, cpu_isa_name(cpu_isa_active()));
     return 0;
 }
