@@ -534,8 +534,6 @@ TEST(attention_captioner_gives_attention_maps)
         for (int k = 0; k < 64; k++) s += cap->alt[0].attention[i * 64 + k];
         CHECK_NEAR(s, 1.0, 1e-5);
     }
-    imcap_caption_free(cap);
-    imcap_captioner_free(c);
 
     snprintf(cmd, sizeof cmd, "IMCAP_QUIET=1 '%s' caption --json --beam 2 --model %s --encoder %s data/images/pets.jpg",
              test_imcap_bin(), model, enc);
@@ -559,7 +557,7 @@ TEST(attention_captioner_gives_attention_maps)
     CHECK(strcmp(rebuilt, caption) == 0);
     cJSON_Delete(j);
 
-    /* imcap report draws the maps: one tile per word, 64 cells each */
+    /* imcap report draws the maps: per word a tile, the square view lit by its weights */
     char split[700], html[700], caps[700];
     snprintf(split, sizeof split, "%s/split.txt", test_tmpdir());
     snprintf(caps, sizeof caps, "%s/caps.csv", test_tmpdir());
@@ -581,9 +579,63 @@ TEST(attention_captioner_gives_attention_maps)
     char *page;
     size_t len;
     REQUIRE_OK(imcap_read_file(html, 1 << 24, &page, &len));
-    int tiles = 0, cells = 0;
-    for (const char *p = page; (p = strstr(p, "<figure>")); p++) tiles++;
-    for (const char *p = page; (p = strstr(p, "<i style=\"opacity:")); p++) cells++;
-    CHECK(tiles >= 1 && cells == 64 * tiles);
+    imcap_image photo;
+    REQUIRE_OK(imcap_image_load(test_path("data/images/pets.jpg"), &photo));
+    uint8_t view[96 * 96 * 3];
+    REQUIRE_OK(imcap_image_prepare(&photo, 96, 96, view));
+    imcap_image_free(&photo);
+    const char *tag = "<figure><img width=\"96\" height=\"96\"";
+    int tiles = 0, lit = 0;
+    for (const char *p = page; (p = strstr(p, tag)); p++, tiles++) {
+        const char *b64 = strstr(p, "base64,"), *end = b64 ? strchr(b64, '"') : NULL;
+        REQUIRE(b64 && end && tiles < cap->alt[0].n_words);
+        b64 += 7;
+        size_t n64 = (size_t)(end - b64), nb = 0;
+        unsigned char *jpg = malloc(n64);
+        REQUIRE(jpg);
+        for (size_t i = 0; i + 4 <= n64; i += 4) { /* base64 -> bytes */
+            uint32_t v = 0;
+            int pad = 0;
+            for (int k = 0; k < 4; k++) {
+                const char ch = b64[i + k];
+                const int d = ch >= 'A' && ch <= 'Z' ? ch - 'A' : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26
+                            : ch >= '0' && ch <= '9' ? ch - '0' + 52 : ch == '+' ? 62 : ch == '/' ? 63 : (pad++, 0);
+                v = v << 6 | (uint32_t)d;
+            }
+            for (int k = 0; k < 3 - pad; k++) jpg[nb++] = (unsigned char)(v >> (16 - 8 * k));
+        }
+        imcap_image tile;
+        REQUIRE_OK(imcap_image_decode(jpg, nb, "tile", &tile));
+        free(jpg);
+        REQUIRE(tile.w == 96 && tile.h == 96);
+        /* at the centres of the most and the least attended regions, tile / view
+         * is 1 and 0.15 + 0.85 * min / max (JPEG: within 0.1) */
+        const float *w = cap->alt[0].attention + (size_t)tiles * 64;
+        int hi = 0, lo = 0;
+        for (int k = 1; k < 64; k++) hi = w[k] > w[hi] ? k : hi, lo = w[k] < w[lo] ? k : lo;
+        double ratio[2];
+        int bright = 1;
+        for (int q = 0; q < 2; q++) {
+            const int k = q ? lo : hi, cy = 6 + 12 * (k / 8), cx = 6 + 12 * (k % 8);
+            double st = 0, sv = 0;
+            for (int y = cy - 1; y <= cy; y++)
+                for (int x = cx - 1; x <= cx; x++)
+                    for (int ch = 0; ch < 3; ch++) {
+                        st += tile.rgb[((size_t)y * 96 + x) * 3 + ch];
+                        sv += view[((size_t)y * 96 + x) * 3 + ch];
+                    }
+            bright &= sv > 12 * 60.0;
+            ratio[q] = st / (sv > 0 ? sv : 1);
+        }
+        if (bright) {
+            lit++;
+            CHECK_NEAR(ratio[0], 1.0, 0.1);
+            CHECK_NEAR(ratio[1], 0.15 + 0.85 * w[lo] / w[hi], 0.1);
+        }
+        imcap_image_free(&tile);
+    }
+    CHECK(tiles == cap->alt[0].n_words && lit >= 1);
     free(page);
+    imcap_caption_free(cap);
+    imcap_captioner_free(c);
 }

@@ -102,22 +102,77 @@ static uint32_t crc_bitwise(uint32_t crc, const unsigned char *p, size_t n)
     return ~crc;
 }
 
-TEST(robust_crc32_fast_path_matches_bitwise_reference)
+TEST(robust_crc32_every_path_and_the_fused_copy_match_bitwise_reference)
 {
     enum { N = 1 << 16 };
-    unsigned char *b = malloc(N + 16);
-    REQUIRE(b);
+    unsigned char *b = malloc(N + 16), *d = malloc(N + 16);
+    REQUIRE(b && d);
     imcap_rng r;
     imcap_rng_seed(&r, 9);
     for (size_t i = 0; i < N + 16; i++) b[i] = (unsigned char)imcap_rng_next(&r);
-    for (size_t len = 0; len <= 300; len++)
-        for (size_t off = 0; off < 3; off++)
-            if (imcap_crc32(0, b + off, len) != crc_bitwise(0, b + off, len))
-                test_fail_at(__FILE__, __LINE__, "length %zu at offset %zu", len, off);
-    CHECK(imcap_crc32(0, b + 5, N) == crc_bitwise(0, b + 5, N));
-    uint32_t c = imcap_crc32(0, b, 1000);
-    CHECK(imcap_crc32(c, b + 1000, N - 1000) == crc_bitwise(0, b, N));
+    int paths = 0;
+    for (crc_path p = CRC_TABLE; p <= CRC_VCLMUL; p++) {
+        if (!imcap_crc32_path_supported(p)) continue;
+        paths++;
+        /* every tail of the 256-, 64- and 16-byte steps, at odd offsets */
+        for (size_t len = 0; len <= 1100; len++)
+            for (size_t off = 0; off < 3; off++) {
+                const uint32_t want = crc_bitwise(0, b + off, len);
+                if (imcap_crc32_on(p, 0, NULL, b + off, len) != want)
+                    test_fail_at(__FILE__, __LINE__, "%s: length %zu at offset %zu", imcap_crc32_path_name(p), len, off);
+                memset(d, 0xA5, len + 2);
+                if (imcap_crc32_on(p, 0, d + 1, b + off, len) != want || memcmp(d + 1, b + off, len) ||
+                    d[0] != 0xA5 || d[len + 1] != 0xA5)
+                    test_fail_at(__FILE__, __LINE__, "%s copy: length %zu at offset %zu", imcap_crc32_path_name(p),
+                                 len, off);
+            }
+        CHECK(imcap_crc32_on(p, 0, NULL, b + 5, N) == crc_bitwise(0, b + 5, N));
+        uint32_t c = imcap_crc32_on(p, 0, d, b, 1000);
+        CHECK(imcap_crc32_on(p, c, d + 1000, b + 1000, N - 1000) == crc_bitwise(0, b, N));
+        CHECK(memcmp(d, b, N) == 0);
+    }
+    CHECK(paths >= 1 && imcap_crc32_path_supported(imcap_crc32_path()));
+    CHECK(imcap_crc32(0, b, N) == crc_bitwise(0, b, N) && imcap_crc32_copy(0, d, b, N) == crc_bitwise(0, b, N));
     free(b);
+    free(d);
+}
+
+/* The loaders' one-pass copy + non-finite search + CRC, on every path, at
+ * every length up to 300 floats, with a NaN / inf / -inf planted at several
+ * places (and none): index, copy and CRC as the plain loops give them. */
+TEST(robust_f32_load_pass_finds_the_first_nonfinite_on_every_path)
+{
+    enum { N = 300 };
+    float src[N + 1], dst[N + 1];
+    imcap_rng r;
+    imcap_rng_seed(&r, 17);
+    const float specials[3] = {NAN, INFINITY, -INFINITY};
+    int paths = 0;
+    for (crc_path p = CRC_TABLE; p <= CRC_VCLMUL; p++) {
+        if (!imcap_crc32_path_supported(p)) continue;
+        paths++;
+        for (size_t n = 0; n <= N; n++)
+            for (int plant = -1; plant < 4; plant++) {
+                for (size_t i = 0; i <= N; i++) src[i] = (float)imcap_rng_normal(&r) * 1e30f;
+                size_t at = n;
+                if (plant >= 0 && n > 0) {
+                    const size_t pos[4] = {0, n / 2, n - 1, n > 70 ? 63 : n - 1};
+                    at = pos[plant];
+                    src[at] = specials[plant % 3];
+                    if (at + 1 < n) src[n - 1] = NAN; /* a later one must not win */
+                }
+                for (int with_crc = 0; with_crc < 2; with_crc++) {
+                    memset(dst, 0, sizeof dst);
+                    uint32_t crc = 7;
+                    const size_t got = imcap_copy_f32_checked_on(p, dst, src, n, with_crc ? &crc : NULL);
+                    if (got != at || memcmp(dst, src, n * sizeof(float)) || dst[n] != 0.0f ||
+                        (with_crc && crc != crc_bitwise(7, (const unsigned char *)src, n * sizeof(float))))
+                        test_fail_at(__FILE__, __LINE__, "%s, %zu floats, planted at %zu, crc %d: got index %zu",
+                                     imcap_crc32_path_name(p), n, at, with_crc, got);
+                }
+            }
+    }
+    CHECK(paths >= 1);
 }
 
 /* Finding 1: a 468-byte file claiming 16M tensors (or keys) is refused by its

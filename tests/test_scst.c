@@ -142,8 +142,9 @@ static const int32_t pg_tokens[5 * 7] = {
 static const float pg_adv[5] = {0.7f, -1.3f, 0.4f, 0.0f, -0.6f};
 
 /* J = -sum_r A_r log p(y_r) / n_targets with log p from the step API's
- * logits (full log-softmax in double): independent of the batched pass. */
-static double pg_objective(const dec_model *m, const float *img)
+ * logits (log-softmax in double over the tokens mask leaves in, all if
+ * mask is NULL): independent of the batched pass. */
+static double pg_objective(const dec_model *m, const float *img, const dec_mask *mask)
 {
     const dec_config *c = &m->cfg;
     const int V = c->n_vocab;
@@ -157,9 +158,16 @@ static double pg_objective(const dec_model *m, const float *img)
         double lp = 0;
         for (int t = 0; t < 6 && pg_tokens[r * 7 + t + 1] != c->pad_id; t++) {
             dec_step(m, NULL, true, &pg_tokens[r * 7 + t], 1, st, logits, st, NULL, scratch);
+            bool in[16];
+            for (int v = 0; v < V; v++) {
+                in[v] = !(mask && t == 0 && v == mask->first_id);
+                for (int i = 0; mask && i < mask->n; i++) in[v] = in[v] && v != mask->ids[i];
+            }
             double mx = -INFINITY, s = 0;
-            for (int v = 0; v < V; v++) mx = fmax(mx, logits[v]);
-            for (int v = 0; v < V; v++) s += exp((double)logits[v] - mx);
+            for (int v = 0; v < V; v++)
+                if (in[v]) mx = fmax(mx, logits[v]);
+            for (int v = 0; v < V; v++)
+                if (in[v]) s += exp((double)logits[v] - mx);
             lp += (double)logits[pg_tokens[r * 7 + t + 1]] - mx - log(s);
             n_t++;
         }
@@ -169,13 +177,15 @@ static double pg_objective(const dec_model *m, const float *img)
     return J / n_t;
 }
 
-TEST(scst_policy_gradient_matches_finite_differences_for_every_tensor)
+/* The batched pass's loss and every gradient against pg_objective under mask. */
+static void pg_check(const dec_mask *mask)
 {
     dec_config c = {.n_img = 5, .n_img1 = 4, .n_hid = 3, .n_emb = 4, .n_out1 = 5, .n_vocab = 7, .pad_id = 0};
     dec_model *m;
     dec_work *w;
     REQUIRE_OK(dec_model_new(&c, true, &m));
     REQUIRE_OK(dec_work_new(&c, 5, 7, &w));
+    REQUIRE_OK(dec_work_set_mask(w, mask));
     imcap_rng rng;
     imcap_rng_seed(&rng, 11);
     dec_model_init(m, &rng);
@@ -186,8 +196,10 @@ TEST(scst_policy_gradient_matches_finite_differences_for_every_tensor)
     int64_t nt;
     REQUIRE_OK(dec_forward_backward(m, w, img, pg_tokens, pg_adv, 5, 7, true, NULL, &loss, &nt));
     CHECK(nt == 4 + 3 + 6 + 2 + 4);
-    const double J = pg_objective(m, img);
+    const double J = pg_objective(m, img, mask);
     CHECK(fabs(loss - J) <= 1e-5 * fmax(1.0, fabs(J)));
+    if (mask) /* the mask matters: the full softmax gives another objective */
+        CHECK(fabs(pg_objective(m, img, NULL) - J) > 1e-3);
     const double h = 4e-3, atol = 1.5e-3, rtol = 2e-2;
     float *grads = malloc(m->n_params * sizeof(float));
     REQUIRE(grads);
@@ -199,9 +211,9 @@ TEST(scst_policy_gradient_matches_finite_differences_for_every_tensor)
             float *p = m->params + info.offset + k;
             const float saved = *p;
             *p = saved + (float)h;
-            const double jp = pg_objective(m, img);
+            const double jp = pg_objective(m, img, mask);
             *p = saved - (float)h;
-            const double jm = pg_objective(m, img);
+            const double jm = pg_objective(m, img, mask);
             *p = saved;
             const double fd = (jp - jm) / (2 * h), an = grads[info.offset + k];
             gmax = fmax(gmax, fabs(an));
@@ -224,6 +236,73 @@ TEST(scst_policy_gradient_matches_finite_differences_for_every_tensor)
     free(grads);
     dec_work_free(w);
     dec_model_free(m);
+}
+
+/* PAD 0, UNK 1, START 2 never generated; END 3 not as the first word */
+static const dec_mask pg_mask = {.n = 3, .ids = {0, 1, 2}, .first_id = 3};
+
+TEST(scst_policy_gradient_matches_finite_differences_for_every_tensor)
+{
+    pg_check(NULL);
+    pg_check(&pg_mask);
+}
+
+/* Under the rollouts' mask, a row's loss is minus the generator's own log
+ * p of that caption (gen_sequence_logprob: masked log-softmax in double). */
+static void masked_logprob_check(const dec_config *cfg)
+{
+    const dec_config c = *cfg;
+    const int D = (int)dec_input_floats(&c);
+    dec_model *m;
+    dec_work *w;
+    REQUIRE_OK(dec_model_new(&c, true, &m));
+    REQUIRE_OK(dec_work_new(&c, 5, 7, &w));
+    REQUIRE_OK(dec_work_set_mask(w, &pg_mask));
+    imcap_rng rng;
+    imcap_rng_seed(&rng, 5);
+    dec_model_init(m, &rng);
+    for (size_t i = 0; i < m->n_params; i++) m->params[i] += (float)(0.5 * imcap_rng_normal(&rng));
+    float img[5 * 32];
+    REQUIRE(D <= 32);
+    for (int i = 0; i < 5 * D; i++) img[i] = (float)imcap_rng_normal(&rng);
+    const gen_special sp = {.start_id = 2, .end_id = 3, .n_masked = 3, .masked = {0, 1, 2}};
+    for (int r = 0; r < 5; r++) {
+        float one[5] = {0};
+        one[r] = 1.0f;
+        float loss;
+        int64_t nt;
+        REQUIRE_OK(dec_forward_backward(m, w, img, pg_tokens, one, 5, 7, false, NULL, &loss, &nt));
+        int32_t words[6];
+        int n = 0;
+        bool ended = false;
+        for (int t = 1; t < 7 && pg_tokens[r * 7 + t] != 0; t++) {
+            if (pg_tokens[r * 7 + t] == 3) {
+                ended = true;
+                break;
+            }
+            words[n++] = pg_tokens[r * 7 + t];
+        }
+        double lp;
+        REQUIRE_OK(gen_sequence_logprob(m, img + r * D, &sp, words, n, ended, &lp));
+        const double mine = -(double)loss * (double)nt;
+        if (!(fabs(mine - lp) <= 1e-4 * fmax(1.0, fabs(lp))))
+            test_fail_at(__FILE__, __LINE__, "%s row %d: masked loss gives log p %.6f, the generator %.6f", dec_arch_name(c.arch), r, mine, lp);
+    }
+    dec_mask bad = {.n = 1, .ids = {7}, .first_id = -1};
+    CHECK(dec_work_set_mask(w, &bad) == IMCAP_E_ARG);
+    bad.n = DEC_MAX_MASKED + 1;
+    CHECK(dec_work_set_mask(w, &bad) == IMCAP_E_ARG);
+    dec_work_free(w);
+    dec_model_free(m);
+}
+
+TEST(scst_masked_loss_is_the_generators_log_probability)
+{
+    const dec_config recipe = {.n_img = 5, .n_img1 = 4, .n_hid = 3, .n_emb = 4, .n_out1 = 5, .n_vocab = 7, .pad_id = 0};
+    const dec_config attention = {.n_img = 3, .n_hid = 4, .n_emb = 2, .n_out1 = 6, .n_vocab = 7, .pad_id = 0,
+                                  .arch = DEC_ARCH_ATTENTION, .grid_h = 2, .grid_w = 2, .n_att = 5};
+    masked_logprob_check(&recipe);
+    masked_logprob_check(&attention);
 }
 
 /* ------------------------------------------------------------ rollouts */

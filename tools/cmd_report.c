@@ -157,20 +157,6 @@ static int thumbnail(const imcap_image *img, int px, unsigned char **jpg, unsign
     return 0;
 }
 
-/* The encoder's view of the photo (square center crop) at px x px, as JPEG. */
-static int square_view(const imcap_image *img, int px, unsigned char **jpg, unsigned long *len)
-{
-    uint8_t *sq = malloc((size_t)px * px * 3);
-    if (!sq) return 1;
-    if (imcap_image_prepare(img, px, px, sq)) {
-        free(sq);
-        return 1;
-    }
-    jpeg_rgb(sq, px, px, jpg, len);
-    free(sq);
-    return 0;
-}
-
 /* -------------------------------------------------------------- the page */
 
 static const char *const CSS =
@@ -196,38 +182,69 @@ static const char *const CSS =
     ".failed{color:#b32d2e}"
     ".att{display:flex;flex-wrap:wrap;gap:6px;margin-top:6px;width:100%}"
     ".att figure{margin:0;width:96px;font-size:12px;text-align:center}"
-    ".hm{position:relative;width:96px;height:96px;background-size:cover;border-radius:3px}"
-    ".hm div{position:absolute;inset:0;display:grid}.hm i{background:#ff2a00}";
+    ".att img{display:block;width:96px;height:96px;border-radius:3px}";
 
-/* Per word of the best caption, the encoder's view of the photo (class
- * name cls, defined here once) under its attention map: one translucent
- * cell per grid region, opacity proportional to the weight. */
-static void attention_maps(sbuf *b, const imcap_caption *cap, const unsigned char *jpg, unsigned long len,
-                           const char *cls)
+/* The photo view sq [px][px][3] lit by one word's attention w [rows][cols]:
+ * the weights (over their maximum) interpolated bilinearly between the
+ * regions' centres, each pixel scaled by 0.15 + 0.85 * weight (the dark
+ * parts were not looked at), into out (same size). */
+static void attention_frame(const uint8_t *sq, int px, const float *w, int rows, int cols, uint8_t *out)
+{
+    float mx = 0;
+    for (int k = 0; k < rows * cols; k++) mx = w[k] > mx ? w[k] : mx;
+    const float inv = mx > 0 ? 1.0f / mx : 0.0f;
+    for (int y = 0; y < px; y++) {
+        float gy = ((float)y + 0.5f) * (float)rows / (float)px - 0.5f;
+        gy = gy < 0 ? 0 : gy > (float)(rows - 1) ? (float)(rows - 1) : gy;
+        const int y0 = (int)gy, y1 = y0 + 1 < rows ? y0 + 1 : y0;
+        const float fy = gy - (float)y0;
+        for (int x = 0; x < px; x++) {
+            float gx = ((float)x + 0.5f) * (float)cols / (float)px - 0.5f;
+            gx = gx < 0 ? 0 : gx > (float)(cols - 1) ? (float)(cols - 1) : gx;
+            const int x0 = (int)gx, x1 = x0 + 1 < cols ? x0 + 1 : x0;
+            const float fx = gx - (float)x0;
+            const float a = (1 - fy) * ((1 - fx) * w[y0 * cols + x0] + fx * w[y0 * cols + x1]) +
+                            fy * ((1 - fx) * w[y1 * cols + x0] + fx * w[y1 * cols + x1]);
+            const float gain = 0.15f + 0.85f * a * inv;
+            for (int c = 0; c < 3; c++) {
+                const size_t i = ((size_t)y * px + x) * 3 + c;
+                out[i] = (uint8_t)(sq[i] * gain + 0.5f);
+            }
+        }
+    }
+}
+
+/* Per word of the best caption, the encoder's square view of the photo
+ * (sq [px][px][3]) lit by that word's attention map, as a JPEG tile. */
+static void attention_maps(sbuf *b, const imcap_caption *cap, const uint8_t *sq, int px)
 {
     const imcap_caption_alt *a = &cap->alt[0];
     const int L = cap->grid_rows * cap->grid_cols;
-    sb_printf(b, "<style>.%s{background-image:url(data:image/jpeg;base64,", cls);
-    sb_base64(b, jpg, len);
-    sb_puts(b, ")}</style><div class=\"att\">");
+    uint8_t *frame = malloc((size_t)px * px * 3);
+    if (!frame) return;
+    sb_puts(b, "<div class=\"att\">");
     const char *p = a->text;
     for (int i = 0; i < a->n_words; i++) {
         const char *e = strchr(p, ' ');
         size_t n = e ? (size_t)(e - p) : strlen(p);
-        const float *w = a->attention + (size_t)i * L;
-        float mx = 0;
-        for (int k = 0; k < L; k++) mx = w[k] > mx ? w[k] : mx;
-        sb_printf(b, "<figure><div class=\"hm %s\"><div style=\"grid-template-columns:repeat(%d,1fr)\">", cls,
-                  cap->grid_cols);
-        for (int k = 0; k < L; k++) sb_printf(b, "<i style=\"opacity:%.2f\"></i>", mx > 0 ? 0.75 * w[k] / mx : 0.0);
-        sb_puts(b, "</div></div>");
         char word[256];
         snprintf(word, sizeof word, "%.*s", (int)(n < sizeof word ? n : sizeof word - 1), p);
+        attention_frame(sq, px, a->attention + (size_t)i * L, cap->grid_rows, cap->grid_cols, frame);
+        unsigned char *jpg;
+        unsigned long len;
+        jpeg_rgb(frame, px, px, &jpg, &len);
+        sb_printf(b, "<figure><img width=\"%d\" height=\"%d\" alt=\"where the model looked for ", px, px);
         sb_html(b, word);
-        sb_puts(b, "</figure>");
+        sb_puts(b, "\" src=\"data:image/jpeg;base64,");
+        sb_base64(b, jpg, len);
+        free(jpg);
+        sb_puts(b, "\"><figcaption>");
+        sb_html(b, word);
+        sb_puts(b, "</figcaption></figure>");
         p = e ? e + 1 : p + n;
     }
     sb_puts(b, "</div>");
+    free(frame);
 }
 
 typedef struct report_opts {
@@ -423,11 +440,9 @@ int cmd_report(int argc, char **argv)
         }
         sb_puts(b, "</ul></div>");
         if (cap->alt[0].attention && n_ok < (size_t)o.attention) {
-            unsigned char *sq = NULL;
-            unsigned long sqlen = 0;
-            char cls[32];
-            snprintf(cls, sizeof cls, "v%zu", i);
-            if (square_view(&img, 96, &sq, &sqlen) == 0) attention_maps(b, cap, sq, sqlen, cls);
+            enum { PX = 96 }; /* the encoder's square view, as the maps cover it */
+            uint8_t *sq = malloc((size_t)PX * PX * 3);
+            if (sq && imcap_image_prepare(&img, PX, PX, sq) == IMCAP_OK) attention_maps(b, cap, sq, PX);
             free(sq);
         }
         sb_puts(b, "</div>\n");

@@ -196,16 +196,21 @@ imcap_status gguf_tensor_copy(const gguf_file *f, const gguf_tensor *t, void *ds
         memcpy(dst, t->data, t->n_bytes);
         return IMCAP_OK;
     }
-    /* 64 KB at a time: each chunk is still in cache when it is copied */
-    enum { CHUNK = 1 << 16 };
-    const unsigned char *src = t->data;
-    uint32_t crc = 0;
-    for (size_t at = 0; at < t->n_bytes; at += CHUNK) {
-        size_t n = t->n_bytes - at < CHUNK ? t->n_bytes - at : CHUNK;
-        crc = imcap_crc32(crc, src + at, n);
-        memcpy((unsigned char *)dst + at, src + at, n);
-    }
+    const uint32_t crc = imcap_crc32_copy(0, dst, t->data, t->n_bytes); /* one pass: copy and check */
     return crc == t->crc ? IMCAP_OK : crc_mismatch(f, t, crc);
+}
+
+imcap_status gguf_tensor_load_f32(const gguf_file *f, const gguf_tensor *t, float *dst)
+{
+    if (t->type != GGUF_T_F32)
+        return imcap_fail(IMCAP_E_FORMAT, "%s: tensor %s is not float32", f->path, t->name);
+    const size_t n = t->n_bytes / sizeof(float);
+    uint32_t crc = 0;
+    const size_t bad = imcap_copy_f32_checked(dst, (const float *)t->data, n, t->has_crc ? &crc : NULL);
+    if (t->has_crc && crc != t->crc) return crc_mismatch(f, t, crc);
+    if (bad < n)
+        return imcap_fail(IMCAP_E_FORMAT, "%s: tensor %s has a non-finite value at index %zu", f->path, t->name, bad);
+    return IMCAP_OK;
 }
 
 imcap_status gguf_verify(const gguf_file *f)

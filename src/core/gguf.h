@@ -56,10 +56,13 @@ const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name);
 imcap_status gguf_expect_tensor(const gguf_file *f, const char *name, gguf_tensor_type type,
                                 int n_dims, const int64_t *shape, const gguf_tensor **out);
 const char *gguf_path(const gguf_file *f);
-/* Copies t's n_bytes to dst, verifying the stored checksum on the way (each
- * 64 KB chunk while it is in cache): IMCAP_E_FORMAT naming the file and the
- * tensor on a mismatch. Files without checksums are copied unverified. */
+/* Copies t's n_bytes to dst, verifying the stored checksum in the same pass:
+ * IMCAP_E_FORMAT naming the file and the tensor on a mismatch. Files without
+ * checksums are copied unverified. */
 imcap_status gguf_tensor_copy(const gguf_file *f, const gguf_tensor *t, void *dst);
+/* The same for an F32 tensor, which must also hold only finite values (the
+ * error names the file, the tensor and the first bad index): one pass. */
+imcap_status gguf_tensor_load_f32(const gguf_file *f, const gguf_tensor *t, float *dst);
 /* Verifies every tensor's checksum (files that carry them). */
 imcap_status gguf_verify(const gguf_file *f);
 

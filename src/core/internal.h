@@ -71,9 +71,30 @@ typedef enum imcap_fault_kind {
 void imcap_fault_inject(imcap_fault_kind k, long n);
 bool imcap_fault_hit(imcap_fault_kind k);
 
-/* CRC-32 (IEEE, as zlib), chainable: crc = imcap_crc32(crc, p, n), start 0.
- * IMCAP_CRC_TABLE=1 in the environment forces the table path (tests). */
+/* CRC-32 (IEEE, as zlib), chainable: crc = imcap_crc32(crc, p, n), start 0
+ * (crc32.c). imcap_crc32_copy also copies the len bytes to dst (not
+ * overlapping src) in the same pass. IMCAP_CRC_TABLE=1 in the environment
+ * forces the table path. */
 uint32_t imcap_crc32(uint32_t crc, const void *data, size_t len);
+uint32_t imcap_crc32_copy(uint32_t crc, void *dst, const void *src, size_t len);
+/* Copies n floats from src to dst in one pass that also finds non-finite
+ * values and, if crc is not NULL, updates *crc (chainable, as imcap_crc32)
+ * over their bytes: the loaders' copy. Returns the index of the first NaN or
+ * infinity in dst, or n. */
+size_t imcap_copy_f32_checked(float *dst, const float *src, size_t n, uint32_t *crc);
+/* The paths, slowest first (tests and benchmarks): whether the CPU has one,
+ * a run on a given one (dst NULL: no copy; an unsupported path runs the best
+ * there is), its name, and the one imcap_crc32 uses. */
+typedef enum crc_path { CRC_TABLE, CRC_CLMUL, CRC_VCLMUL } crc_path;
+bool imcap_crc32_path_supported(crc_path path);
+uint32_t imcap_crc32_on(crc_path path, uint32_t crc, void *dst, const void *src, size_t len);
+size_t imcap_copy_f32_checked_on(crc_path path, float *dst, const float *src, size_t n, uint32_t *crc);
+const char *imcap_crc32_path_name(crc_path path);
+crc_path imcap_crc32_path(void);
+
+/* Index of the first NaN or infinity in x [n], or n if every value is finite
+ * (blocks of exponent-bit tests that the compiler vectorizes). */
+size_t imcap_first_nonfinite(const float *x, size_t n);
 
 /* Deterministic PRNG (xoshiro256**), seeded with splitmix64. */
 typedef struct imcap_rng { uint64_t s[4]; } imcap_rng;

@@ -1,11 +1,10 @@
 /*
  * util.c - errors, checked allocation, whole-file reads, atomic writes,
- * CRC-32, a deterministic PRNG and a clock.
+ * a deterministic PRNG and a clock.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "internal.h"
 
-#include <pthread.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +14,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 static _Thread_local char g_err[2048];
 
@@ -228,107 +230,29 @@ void imcap_atomic_abort(imcap_atomic_file *af)
     af->path = af->tmp_path = NULL;
 }
 
-/* CRC-32 (zlib's polynomial). Buffers of 64 bytes and more are folded 64
- * bytes a step with carry-less multiplies (PCLMULQDQ; Gopal et al., "Fast
- * CRC Computation for Generic Polynomials Using PCLMULQDQ", Intel 2009; the
- * constants are the paper's bit-reflected ones, as in zlib/Chromium) where
- * the CPU has it (every AVX2 machine does); the rest, and CPUs without it,
- * go through slice-by-8: eight bytes per step through eight derived tables.
- * tests/test_robust.c checks both paths against each other. */
-static uint32_t g_crc_table[8][256];
-static bool g_crc_clmul;
-static pthread_once_t g_crc_once = PTHREAD_ONCE_INIT;
-
-static void crc_init(void)
+size_t imcap_first_nonfinite(const float *x, size_t n)
 {
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        g_crc_table[0][i] = c;
-    }
-    for (uint32_t i = 0; i < 256; i++)
-        for (int t = 1; t < 8; t++)
-            g_crc_table[t][i] = g_crc_table[0][g_crc_table[t - 1][i] & 0xff] ^ (g_crc_table[t - 1][i] >> 8);
-#if defined(__x86_64__) && defined(__GNUC__)
-    g_crc_clmul = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1") && !getenv("IMCAP_CRC_TABLE");
+    enum { BLOCK = 1024 };
+    for (size_t b = 0; b < n; b += BLOCK) {
+        const size_t e = n - b < BLOCK ? n : b + BLOCK;
+        size_t i = b;
+        uint32_t bad = 0;
+#if defined(__SSE2__)
+        /* exponent all ones (inf or NaN), four floats a step */
+        const __m128i expo = _mm_set1_epi32(0x7f800000);
+        __m128i acc = _mm_setzero_si128();
+        for (; i + 4 <= e; i += 4) {
+            const __m128i v = _mm_and_si128(_mm_loadu_si128((const __m128i *)(const void *)(x + i)), expo);
+            acc = _mm_or_si128(acc, _mm_cmpeq_epi32(v, expo));
+        }
+        bad = (uint32_t)_mm_movemask_epi8(acc);
 #endif
-}
-
-/* The inverted register crc over len bytes, by the tables. */
-static uint32_t crc_table_update(uint32_t crc, const unsigned char *p, size_t len)
-{
-    const uint32_t(*T)[256] = (const uint32_t(*)[256])g_crc_table;
-    for (; len >= 8; len -= 8, p += 8) {
-        uint32_t lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
-        uint32_t hi = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
-        crc = T[7][lo & 0xff] ^ T[6][(lo >> 8) & 0xff] ^ T[5][(lo >> 16) & 0xff] ^ T[4][lo >> 24] ^
-              T[3][hi & 0xff] ^ T[2][(hi >> 8) & 0xff] ^ T[1][(hi >> 16) & 0xff] ^ T[0][hi >> 24];
+        for (; i < e; i++) bad |= !isfinite(x[i]);
+        if (bad)
+            for (i = b; i < e; i++)
+                if (!isfinite(x[i])) return i;
     }
-    while (len--) crc = T[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
-    return crc;
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-
-#define LD(p) _mm_loadu_si128((const __m128i *)(const void *)(p))
-
-/* The inverted register crc over len bytes, len >= 64 and a multiple of 16. */
-__attribute__((target("pclmul,sse4.1"))) static uint32_t crc_clmul_update(uint32_t crc, const unsigned char *buf,
-                                                                          size_t len)
-{
-    const __m128i k1k2 = _mm_set_epi64x(0x01c6e41596, 0x0154442bd4), k3k4 = _mm_set_epi64x(0x00ccaa009e, 0x01751997d0);
-    const __m128i k5k0 = _mm_set_epi64x(0, 0x0163cd6124), poly = _mm_set_epi64x(0x01f7011641, 0x01db710641);
-    __m128i x1 = LD(buf), x2 = LD(buf + 16), x3 = LD(buf + 32), x4 = LD(buf + 48), x5;
-    x1 = _mm_xor_si128(x1, _mm_cvtsi32_si128((int)crc));
-    buf += 64;
-    len -= 64;
-    for (; len >= 64; buf += 64, len -= 64) { /* four 128-bit lanes, each folded 512 bits forward */
-        __m128i y1 = _mm_clmulepi64_si128(x1, k1k2, 0x00), y2 = _mm_clmulepi64_si128(x2, k1k2, 0x00);
-        __m128i y3 = _mm_clmulepi64_si128(x3, k1k2, 0x00), y4 = _mm_clmulepi64_si128(x4, k1k2, 0x00);
-        x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k1k2, 0x11), y1), LD(buf));
-        x2 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x2, k1k2, 0x11), y2), LD(buf + 16));
-        x3 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x3, k1k2, 0x11), y3), LD(buf + 32));
-        x4 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x4, k1k2, 0x11), y4), LD(buf + 48));
-    }
-    /* the four lanes into one, then 128 bits a step */
-    x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
-    x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x11), x2), x5);
-    x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
-    x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x11), x3), x5);
-    x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
-    x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x11), x4), x5);
-    for (; len >= 16; buf += 16, len -= 16) {
-        x5 = _mm_clmulepi64_si128(x1, k3k4, 0x00);
-        x1 = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(x1, k3k4, 0x11), LD(buf)), x5);
-    }
-    /* 128 -> 64 bits, then Barrett reduction to 32 */
-    const __m128i lo32 = _mm_setr_epi32(~0, 0, ~0, 0);
-    x2 = _mm_clmulepi64_si128(x1, k3k4, 0x10);
-    x1 = _mm_xor_si128(_mm_srli_si128(x1, 8), x2);
-    x2 = _mm_srli_si128(x1, 4);
-    x1 = _mm_xor_si128(_mm_clmulepi64_si128(_mm_and_si128(x1, lo32), k5k0, 0x00), x2);
-    x2 = _mm_clmulepi64_si128(_mm_and_si128(x1, lo32), poly, 0x10);
-    x2 = _mm_clmulepi64_si128(_mm_and_si128(x2, lo32), poly, 0x00);
-    return (uint32_t)_mm_extract_epi32(_mm_xor_si128(x1, x2), 1);
-}
-#undef LD
-#endif
-
-uint32_t imcap_crc32(uint32_t crc, const void *data, size_t len)
-{
-    pthread_once(&g_crc_once, crc_init);
-    const unsigned char *p = data;
-    crc = ~crc;
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (g_crc_clmul && len >= 64) {
-        size_t n = len & ~(size_t)15;
-        crc = crc_clmul_update(crc, p, n);
-        p += n;
-        len -= n;
-    }
-#endif
-    return ~crc_table_update(crc, p, len);
+    return n;
 }
 
 static uint64_t splitmix64(uint64_t *x)

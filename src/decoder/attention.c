@@ -276,8 +276,8 @@ static void tanh_rows(float *y, size_t n)
 }
 
 static imcap_status at_forward_backward(dec_model *m, void *vw, const float *img, const int32_t *tokens,
-                                        const float *row_w, int b, int t1, bool backward, float *d_img, float *loss,
-                                        int64_t *n_targets)
+                                        const float *row_w, const dec_mask *mask, int b, int t1, bool backward,
+                                        float *d_img, float *loss, int64_t *n_targets)
 {
     at_work *w = vw;
     const dec_config *c = &m->cfg;
@@ -395,7 +395,7 @@ static imcap_status at_forward_backward(dec_model *m, void *vw, const float *img
             continue;
         }
         const float rw = row_w ? row_w[w->rid[n] / (uint32_t)t1] : 1.0f;
-        total += rw * softmax_xent_row(zr, V, w->tgt[n], scale * rw);
+        total += rw * dec_xent_row(zr, V, w->tgt[n], scale * rw, mask, (int)(w->rid[n] % (uint32_t)t1));
     }
     double rsum = 0.0;
     for (int r = 0; r < b; r++)

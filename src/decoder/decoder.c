@@ -7,6 +7,7 @@
 #include "cpu.h"
 #include "dec_isa.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -116,6 +117,7 @@ void dec_model_init(dec_model *m, imcap_rng *rng) { arch_of(&m->cfg)->init(m, rn
 struct dec_work {
     const dec_arch *arch;
     dec_config cfg;
+    dec_mask mask;
     void *impl;
 };
 
@@ -128,6 +130,7 @@ imcap_status dec_work_new(const dec_config *cfg, int max_b, int max_t1, dec_work
     if (!w) return IMCAP_E_NOMEM;
     w->arch = arch_of(cfg);
     w->cfg = *cfg;
+    w->mask.first_id = -1;
     if ((s = w->arch->work_new(cfg, max_b, max_t1, &w->impl))) {
         imcap_free(w);
         return s;
@@ -144,6 +147,36 @@ void dec_work_free(dec_work *w)
 }
 
 void dec_work_set_dropout(dec_work *w, float p, uint64_t seed) { w->arch->set_dropout(w->impl, p, seed); }
+
+imcap_status dec_work_set_mask(dec_work *w, const dec_mask *mask)
+{
+    const dec_mask none = {.n = 0, .first_id = -1};
+    if (!mask) mask = &none;
+    if (mask->n < 0 || mask->n > DEC_MAX_MASKED)
+        return imcap_fail(IMCAP_E_ARG, "decoder loss mask: %d ids (at most %d)", mask->n, DEC_MAX_MASKED);
+    for (int i = 0; i <= mask->n; i++) {
+        const int32_t id = i < mask->n ? mask->ids[i] : mask->first_id;
+        if ((id < 0 && i < mask->n) || id >= (int32_t)w->cfg.n_vocab)
+            return imcap_fail(IMCAP_E_ARG, "decoder loss mask: token id %d out of range", id);
+    }
+    w->mask = *mask;
+    return IMCAP_OK;
+}
+
+double dec_xent_row(float *z, int V, int target, float scale, const dec_mask *mask, int pos)
+{
+    const dec_kernels *k = dec_kernels_active();
+    if (!mask) return k->softmax_xent_row(z, V, target, scale);
+    /* -FLT_MAX: exp_fast clamps it to e^-87, i.e. nothing next to the target's share */
+    for (int i = 0; i < mask->n; i++)
+        if (mask->ids[i] != target) z[mask->ids[i]] = -FLT_MAX;
+    if (pos == 0 && mask->first_id >= 0 && mask->first_id != target) z[mask->first_id] = -FLT_MAX;
+    const double loss = k->softmax_xent_row(z, V, target, scale);
+    for (int i = 0; i < mask->n; i++)
+        if (mask->ids[i] != target) z[mask->ids[i]] = 0.0f;
+    if (pos == 0 && mask->first_id >= 0 && mask->first_id != target) z[mask->first_id] = 0.0f;
+    return loss;
+}
 
 void dec_work_set_attention_reg(dec_work *w, float lambda)
 {
@@ -164,7 +197,8 @@ imcap_status dec_forward_backward(dec_model *m, dec_work *w, const float *img, c
         for (int r = 0; r < b; r++)
             if (!isfinite(row_w[r]))
                 return imcap_fail(IMCAP_E_ARG, "decoder batch: loss weight of row %d is not finite", r);
-    return w->arch->forward_backward(m, w->impl, img, tokens, row_w, b, t1, backward, d_img, loss, n_targets);
+    return w->arch->forward_backward(m, w->impl, img, tokens, row_w, w->mask.n > 0 || w->mask.first_id >= 0 ? &w->mask : NULL,
+                                     b, t1, backward, d_img, loss, n_targets);
 }
 
 /* --------------------------------------------------------------- inference */

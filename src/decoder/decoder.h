@@ -137,6 +137,26 @@ void dec_work_set_dropout(dec_work *w, float p, uint64_t seed);
  * architectures without attention. */
 void dec_work_set_attention_reg(dec_work *w, float lambda);
 
+/* Logits left out of the loss's softmax (as if they were -inf: probability
+ * and gradient 0): ids[0..n) at every target, first_id (-1: none) at the
+ * first target of each row only. SCST samples from the generator's masked
+ * softmax (generate.h: PAD, START, UNK never emitted, END not as the first
+ * word), so its log p and policy gradient must be that softmax's too.
+ * Cross-entropy training sets nothing (n = 0, first_id = -1: the default). */
+enum { DEC_MAX_MASKED = 8 };
+typedef struct dec_mask {
+    int n;
+    int32_t ids[DEC_MAX_MASKED];
+    int32_t first_id;
+} dec_mask;
+/* Copies *mask (NULL: no mask); ids must be in [0, n_vocab), n <= DEC_MAX_MASKED. */
+imcap_status dec_work_set_mask(dec_work *w, const dec_mask *mask);
+/* The architectures' loss of one row of logits z [V] for target at target
+ * position pos (0: the first word) under mask (NULL: none): returns
+ * -log softmax(z)[target] and leaves scale * d/dz of it in z (masked
+ * entries 0). */
+double dec_xent_row(float *z, int V, int target, float scale, const dec_mask *mask, int pos);
+
 /* Batch of b sequences of t1 token ids (row-major [b][t1]): the model reads
  * tokens[:, :-1] and predicts tokens[:, 1:]; img is [b][dec_input_floats].
  * row_w [b] weights each row's loss (NULL: all 1; any finite values, e.g.
@@ -183,8 +203,8 @@ typedef struct dec_arch {
     void (*set_dropout)(void *work, float p, uint64_t seed);
     void (*set_reg)(void *work, float lambda); /* NULL: no regulariser */
     imcap_status (*forward_backward)(dec_model *m, void *work, const float *img, const int32_t *tokens,
-                                     const float *row_w, int b, int t1, bool backward, float *d_img, float *loss,
-                                     int64_t *n_targets);
+                                     const float *row_w, const dec_mask *mask, int b, int t1, bool backward,
+                                     float *d_img, float *loss, int64_t *n_targets);
     size_t (*context_floats)(const dec_config *cfg);
     size_t (*state_floats)(const dec_config *cfg);
     imcap_status (*init_state)(const dec_model *m, const float *img, int n, float *ctx, float *state);

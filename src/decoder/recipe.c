@@ -192,7 +192,8 @@ typedef struct fb_ctx {
     int32_t pad;
     float drop;  /* dropout probability of this pass (0 unless training) */
     const float *row_w; /* [b] loss weight of each batch row, or NULL (all 1) */
-    int t1;             /* tokens per batch row (rid / t1 = batch row) */
+    int t1;             /* tokens per batch row (rid / t1 = batch row, rid % t1 = target position) */
+    const dec_mask *mask; /* logits left out of the loss, or NULL */
 } fb_ctx;
 
 /* The number of items each ops_parallel chunk gets: one chunk per thread. */
@@ -283,7 +284,7 @@ static void part_output_forward(void *vc, size_t b, size_t e, int tid)
             w->rowloss[r] = 0.0;
         } else {
             const float rw = c->row_w ? c->row_w[w->rid[r] / (uint32_t)c->t1] : 1.0f;
-            w->rowloss[r] = rw * softmax_xent_row(z, V, w->tgt[r], c->scale * rw);
+            w->rowloss[r] = rw * dec_xent_row(z, V, w->tgt[r], c->scale * rw, c->mask, (int)(w->rid[r] % (uint32_t)c->t1));
         }
     }
 }
@@ -412,8 +413,8 @@ static void part_img1_weights(void *vc, size_t b, size_t e, int tid)
 }
 
 static imcap_status rc_forward_backward(dec_model *m, void *vw, const float *img, const int32_t *tokens,
-                                        const float *row_w, int b, int t1, bool backward, float *d_img, float *loss,
-                                        int64_t *n_targets)
+                                        const float *row_w, const dec_mask *mask, int b, int t1, bool backward,
+                                        float *d_img, float *loss, int64_t *n_targets)
 {
     rc_work *w = vw;
     const dec_config *c = &m->cfg;
@@ -481,7 +482,7 @@ static imcap_status rc_forward_backward(dec_model *m, void *vw, const float *img
 
     fb_ctx cx = {.m = m, .w = w, .img = img, .N = N, .n_active = n_active, .T = T,
                  .scale = n_tgt > 0 ? 1.0f / (float)n_tgt : 0.0f, .pad = c->pad_id,
-                 .drop = backward ? w->drop : 0.0f, .row_w = row_w, .t1 = t1};
+                 .drop = backward ? w->drop : 0.0f, .row_w = row_w, .t1 = t1, .mask = mask};
     ops_blas_enter();
     ops_parallel((size_t)n_active, per_thread((size_t)n_active), part_img_forward, &cx);
     ops_parallel((size_t)N, per_thread((size_t)N), part_input_projection, &cx);

@@ -529,6 +529,10 @@ static imcap_status scst_run(scst *t, const imcap_scst_params *req)
     if ((s = cider_refs_new(t->train, t->vocab, &t->cider))) return imcap_fail_prefix(s, "%s", p->train_split);
     const int B = p->batch_size, K = p->samples, R = B * (K + 1), S = B * K, L = p->max_len;
     if ((s = dec_work_new(&t->m->cfg, S, L + 2, &t->w))) return s;
+    /* the policy is the rollouts' masked softmax: its log p and gradient too */
+    dec_mask mask = {.n = t->sp.n_masked, .first_id = t->sp.end_id};
+    memcpy(mask.ids, t->sp.masked, sizeof(int32_t) * (size_t)t->sp.n_masked);
+    if ((s = dec_work_set_mask(t->w, &mask))) return s;
     t->images = malloc(sizeof(int32_t) * (size_t)B);
     t->img = imcap_alloc((size_t)B * D, sizeof(float));
     t->simg = imcap_alloc((size_t)S * D, sizeof(float));

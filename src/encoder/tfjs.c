@@ -844,11 +844,11 @@ static imcap_status load_weights(ctx *c)
             off += 2 * w->count;
             break;
         }
-        for (size_t i = 0; i < w->count; i++)
-            if (!isfinite(dst[i])) {
-                st = imcap_fail(IMCAP_E_FORMAT, "%s: weight \"%s\": element %zu is not finite", c->path, w->name, i);
-                goto done;
-            }
+        const size_t bad = imcap_first_nonfinite(dst, w->count);
+        if (bad < w->count) {
+            st = imcap_fail(IMCAP_E_FORMAT, "%s: weight \"%s\": element %zu is not finite", c->path, w->name, bad);
+            goto done;
+        }
     }
 done:
     for (int i = 0; bufs && i < n_groups; i++) free(bufs[i]);
