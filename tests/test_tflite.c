@@ -570,3 +570,59 @@ TEST(tflite_int8_program_survives_the_encoder_file)
     free(x);
     enc_graph_free(g);
 }
+
+/* --precision on the CLI: int8 classifies with TFLite's bytes (parrot.jpg:
+ * macaw at 255/256, TFLite's uint8 probability), float as before; a bad
+ * value is refused naming the flag. */
+TEST(tflite_cli_precision_flag)
+{
+    char cmd[1400], out[4096], err[2048];
+    snprintf(cmd, sizeof cmd, "'%s' classify --precision int8 --tflite %s --top 1 data/images/parrot.jpg", test_imcap_bin(), V2);
+    REQUIRE(test_run(cmd, out, sizeof out, err, sizeof err) == 0);
+    CHECK(strstr(out, "0.9961    89  macaw") != NULL);
+    snprintf(cmd, sizeof cmd, "'%s' classify --precision float --tflite %s --top 1 data/images/parrot.jpg", test_imcap_bin(), V2);
+    REQUIRE(test_run(cmd, out, sizeof out, err, sizeof err) == 0);
+    CHECK(strstr(out, "macaw") != NULL && strstr(out, "0.9961") == NULL);
+    snprintf(cmd, sizeof cmd, "'%s' classify --precision int4 --tflite %s data/images/parrot.jpg", test_imcap_bin(), V2);
+    CHECK(test_run(cmd, NULL, 0, err, sizeof err) == 2 && strstr(err, "--precision expects int8, float or auto") != NULL);
+}
+
+/* The library API: imcap_encoder_set_precision switches a converted
+ * MobileNet between its int8 program and its float graph; the int8
+ * embedding is the dequantized uint8 one (values on the 1/scale grid),
+ * close to the float one. */
+TEST(tflite_encoder_api_precision)
+{
+    enc_graph *g;
+    REQUIRE_OK(tflite_import(TPU, &g));
+    char path[512];
+    snprintf(path, sizeof path, "%s/tpu.gguf", test_tmpdir());
+    REQUIRE_OK(enc_graph_save(g, path));
+    float es;
+    int32_t ez;
+    REQUIRE(enc_qgraph_value(g, enc_graph_output(g, "embedding"), &es, &ez));
+    enc_graph_free(g);
+    imcap_encoder *e;
+    REQUIRE_OK(imcap_encoder_load(path, &e));
+    CHECK(imcap_encoder_precision(e) == IMCAP_PRECISION_FLOAT); /* auto */
+    imcap_image img;
+    REQUIRE_OK(imcap_image_load("data/images/parrot.jpg", &img));
+    float f[1280], q[1280];
+    REQUIRE_OK(imcap_encoder_embed(e, &img, 1, "embedding", f));
+    REQUIRE_OK(imcap_encoder_set_precision(e, IMCAP_PRECISION_INT8));
+    CHECK(imcap_encoder_precision(e) == IMCAP_PRECISION_INT8);
+    REQUIRE_OK(imcap_encoder_embed(e, &img, 1, "embedding", q));
+    double ab = 0, aa = 0, bb = 0;
+    int off_grid = 0;
+    for (int i = 0; i < 1280; i++) {
+        ab += (double)f[i] * q[i];
+        aa += (double)f[i] * f[i];
+        bb += (double)q[i] * q[i];
+        double k = q[i] / es;
+        off_grid += fabs(k - round(k)) > 1e-3;
+    }
+    CHECK(off_grid == 0);
+    CHECK(ab / sqrt(aa * bb) > 0.99);
+    imcap_image_free(&img);
+    imcap_encoder_free(e);
+}
