@@ -523,7 +523,7 @@ imcap_status imcap_extract(const imcap_extract_params *p, imcap_extract_report *
     memset(rep, 0, sizeof *rep);
     enc_graph *g = NULL;
     imcap_status st = enc_graph_load(p->encoder, &g);
-    if (st == IMCAP_OK) st = enc_graph_set_precision(g, (enc_precision)p->precision);
+    if (st == IMCAP_OK) st = enc_graph_set_precision(g, enc_precision_for_decoder((enc_precision)p->precision));
     if (st != IMCAP_OK) {
         enc_graph_free(g);
         return st;

@@ -38,11 +38,19 @@ imcap_status enc_qgraph_finish(enc_graph *g);
 
 /* NULL when the graph has an int8 program, else why not. */
 const char *enc_graph_int8_missing(const enc_graph *g);
-/* AUTO: float (measured: int8 is not faster here). INT8 on a graph
+/* AUTO: int8 where the graph has a program and the int8 kernels are the
+ * faster (AVX-512 VNNI), else float: what `imcap classify` uses. Embeddings
+ * that feed a caption decoder (extract, the encoder and captioner APIs,
+ * caption/eval/report/serve) are float unless int8 is asked for: the
+ * decoders, the default one included, are trained on float embeddings and
+ * lose quality on int8 ones (README, "Encoder precision"); those callers
+ * map AUTO to FLOAT with enc_precision_for_decoder. INT8 on a graph
  * without one: IMCAP_E_UNSUPPORTED naming the graph and the reason. */
 imcap_status enc_graph_set_precision(enc_graph *g, enc_precision p);
 /* What enc_graph_run executes now: ENC_PREC_FLOAT or ENC_PREC_INT8. */
 enc_precision enc_graph_precision(const enc_graph *g);
+/* AUTO -> FLOAT, else p (see enc_graph_set_precision). */
+static inline enc_precision enc_precision_for_decoder(enc_precision p) { return p == ENC_PREC_AUTO ? ENC_PREC_FLOAT : p; }
 /* "float", "int8", "auto"; parse: IMCAP_E_ARG on anything else. */
 const char *enc_precision_name(enc_precision p);
 imcap_status enc_precision_parse(const char *s, enc_precision *p);

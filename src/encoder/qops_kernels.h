@@ -29,6 +29,10 @@
 #define QK_NAME "generic"
 #endif
 
+/* The register tiles' loops have constant trip counts: unrolled, their
+ * accumulators stay in registers. */
+#define QK_UNROLL _Pragma("GCC unroll 16")
+
 static inline uint8_t qk_requant1(const q_requant *rq, int col, int32_t acc)
 {
     return (uint8_t)q_requant1(acc, rq->scale[col], rq->zy, rq->lo, rq->hi);
@@ -108,15 +112,18 @@ static inline __attribute__((always_inline)) void tile_vnni(const q_gemm *p, con
 {
     enum { R = 6 };
     const uint8_t *ar[R];
+    QK_UNROLL
     for (int i = 0; i < R; i++) ar[i] = a + (size_t)(r0 + (i < nr ? i : nr - 1)) * lda;
     int kg = p->kp / 4;
     size_t ps = (size_t)kg * 64;
     const int8_t *bp = p->wp + (size_t)pn0 * ps;
     /* accumulators start at cterm - zw rowsum (the zero-point terms) */
     __m512i acc[R][4];
+    QK_UNROLL
     for (int j = 0; j < np; j++) {
         int col = (pn0 + j) * 16;
         __m512i zw = _mm512_loadu_si512(p->zw + col), ct = _mm512_loadu_si512(p->cterm + col);
+        QK_UNROLL
         for (int i = 0; i < R; i++) {
             __m512i rs = _mm512_set1_epi32(rowsum[r0 + (i < nr ? i : nr - 1)]);
             acc[i][j] = _mm512_sub_epi32(ct, p->zw_uniform ? rs : _mm512_mullo_epi32(zw, rs));
@@ -124,18 +131,23 @@ static inline __attribute__((always_inline)) void tile_vnni(const q_gemm *p, con
     }
     for (int g = 0; g < kg; g++) {
         __m512i b[4];
+        QK_UNROLL
         for (int j = 0; j < np; j++) b[j] = _mm512_loadu_si512(bp + (size_t)j * ps + (size_t)g * 64);
+        QK_UNROLL
         for (int i = 0; i < R; i++) {
             int32_t a4;
             memcpy(&a4, ar[i] + 4 * g, 4);
             __m512i av = _mm512_set1_epi32(a4);
+            QK_UNROLL
             for (int j = 0; j < np; j++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], av, b[j]);
         }
     }
+    QK_UNROLL
     for (int j = 0; j < np; j++) {
         int col = (pn0 + j) * 16;
         int left = p->n - col;
         __mmask16 keep = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        QK_UNROLL
         for (int i = 0; i < nr; i++) store16(&p->rq, col, acc[i][j], y + (size_t)(r0 + i) * ldy + (size_t)col, keep);
     }
 }
@@ -232,19 +244,22 @@ static inline void store8(__m256i v, __m256i zy, __m256i lo, __m256i hi, uint8_t
     }
 }
 
-static inline void tile_avx2(const q_gemm *p, const uint8_t *a, size_t lda, const int32_t *rowsum, int r0, int nr,
+static inline __attribute__((always_inline)) void tile_avx2(const q_gemm *p, const uint8_t *a, size_t lda, const int32_t *rowsum, int r0, int nr,
                              int hp, uint8_t *y, size_t ldy)
 {
     enum { R = 4 };
     const uint8_t *ar[R];
+    QK_UNROLL
     for (int i = 0; i < R; i++) ar[i] = a + (size_t)(r0 + (i < nr ? i : nr - 1)) * lda;
     int kg = p->kp / 4;
     const int8_t *bp = p->wp + (size_t)(hp / 2) * (size_t)kg * 64 + (size_t)(hp % 2) * 32;
     __m256i acc[R][2];
+    QK_UNROLL
     for (int i = 0; i < R; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
     for (int g = 0; g < kg; g++) {
         __m256i wb = _mm256_loadu_si256((const __m256i *)(bp + (size_t)g * 64));
         __m256i w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(wb)), w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(wb, 1));
+        QK_UNROLL
         for (int i = 0; i < R; i++) {
             int32_t a4;
             memcpy(&a4, ar[i] + 4 * g, 4);
