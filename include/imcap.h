@@ -553,8 +553,10 @@ imcap_status imcap_score_coco_files(const char *results_path, const char *refs_p
  * the outputs are dequantized to floats), which needs an encoder file with
  * an int8 program (`imcap convert --tflite` of a uint8 model by this
  * version); FLOAT runs the float graph (dequantized weights); AUTO (0, the
- * default) picks the faster one that passes its accuracy test, measured:
- * README, "Encoder precision". */
+ * default) is FLOAT for every API here, whose embeddings feed caption
+ * decoders trained on float embeddings (int8 ones lower the default model's
+ * dev scores; `imcap classify` uses int8 where it is faster): README,
+ * "Encoder precision". */
 typedef enum imcap_precision {
     IMCAP_PRECISION_AUTO = 0,
     IMCAP_PRECISION_FLOAT = 1,
