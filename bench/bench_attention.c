@@ -14,10 +14,8 @@
  * prints "c ... tokens/s X tokens/cpu_s Y peak_rss_mb M" and, with --gen N,
  * "c gen greedy_ms X beam3_ms Y" (mean over N photos, max 20 words).
  */
-#include "decoder.h"
+#include "bench_train.h"
 #include "generate.h"
-#include "optimizer.h"
-#include "bench_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,14 +24,7 @@
 
 static void make_batch(uint64_t *s, int k, int b, int t1, size_t nin, int V, int32_t *tok, float *img)
 {
-    for (int r = 0; r < b; r++) {
-        int len = 8 + (int)(lcg(s) % (uint64_t)(t1 - 7));
-        int32_t *row = tok + (size_t)r * t1;
-        for (int t = 0; t < t1; t++) row[t] = 1;
-        row[0] = 2;
-        for (int t = 1; t < len - 1; t++) row[t] = 4 + (int32_t)(lcg(s) % (uint64_t)(V - 4));
-        row[len - 1] = 0;
-    }
+    bench_token_rows(s, b, t1, V, tok);
     for (size_t i = 0; i < (size_t)b * nin; i++)
         img[i] = (float)((i * 7919 + (size_t)k * 104729) % 2003) / 1001.5f - 1.0f;
 }
@@ -41,26 +32,10 @@ static void make_batch(uint64_t *s, int k, int b, int t1, size_t nin, int V, int
 int main(int argc, char **argv)
 {
     int V = 2500, n_batches = 5, B = 64, T1 = 20, G = 7, D = 1280, H = 256, E = 128, O = 256, A = 128, n_gen = 0;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        int v = atoi(argv[i + 1]);
-        int *dst = !strcmp(argv[i], "--vocab")     ? &V
-                   : !strcmp(argv[i], "--batches") ? &n_batches
-                   : !strcmp(argv[i], "--batch")   ? &B
-                   : !strcmp(argv[i], "--t1")      ? &T1
-                   : !strcmp(argv[i], "--grid")    ? &G
-                   : !strcmp(argv[i], "--img")     ? &D
-                   : !strcmp(argv[i], "--hidden")  ? &H
-                   : !strcmp(argv[i], "--embed")   ? &E
-                   : !strcmp(argv[i], "--out")     ? &O
-                   : !strcmp(argv[i], "--att")     ? &A
-                   : !strcmp(argv[i], "--gen")     ? &n_gen
-                                                   : NULL;
-        if (!dst) {
-            fprintf(stderr, "bench_attention: unknown option %s\n", argv[i]);
-            return 2;
-        }
-        *dst = v;
-    }
+    const bench_opt opts[] = {{"--vocab", &V}, {"--batches", &n_batches}, {"--batch", &B}, {"--t1", &T1},
+                              {"--grid", &G},  {"--img", &D},            {"--hidden", &H}, {"--embed", &E},
+                              {"--out", &O},   {"--att", &A},            {"--gen", &n_gen}};
+    if (bench_int_options(argc, argv, opts, sizeof opts / sizeof *opts, "bench_attention")) return 2;
     if (V < 8 || n_batches < 1 || B < 1 || T1 < 9 || G < 1 || n_gen < 0) {
         fprintf(stderr, "bench_attention: bad sizes\n");
         return 2;
@@ -71,15 +46,8 @@ int main(int argc, char **argv)
     dec_model *m;
     dec_work *w;
     adam opt;
-    adam_params ap = adam_default_params();
-    if (dec_model_new(&c, true, &m) || dec_work_new(&c, B, T1, &w) || adam_init(&opt, &ap, m->n_params)) {
-        fprintf(stderr, "bench_attention: %s\n", imcap_last_error());
-        return 1;
-    }
+    if (bench_train_setup(&c, B, T1, "bench_attention", &m, &w, &opt)) return 1;
     dec_work_set_attention_reg(w, 1.0f);
-    imcap_rng rng;
-    imcap_rng_seed(&rng, 1);
-    dec_model_init(m, &rng);
     int32_t *tok = malloc(sizeof(int32_t) * B * T1);
     float *img = malloc(sizeof(float) * B * nin);
     if (!tok || !img) return 1;
@@ -130,8 +98,6 @@ int main(int argc, char **argv)
     }
     free(tok);
     free(img);
-    adam_free(&opt);
-    dec_work_free(w);
-    dec_model_free(m);
+    bench_train_free(m, w, &opt);
     return 0;
 }

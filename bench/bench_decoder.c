@@ -13,44 +13,26 @@
  * threads) over the timed batches: less sensitive to other load than the
  * wall-clock rate on a shared machine).
  */
-#include "decoder.h"
-#include "optimizer.h"
-#include "bench_util.h"
+#include "bench_train.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
-/* Fill tokens [b][t1] (PAD 1, START 2, END 0, words 4..V-1) and img [b][d]. */
+/* tokens [b][t1] (bench_token_rows) and img [b][d] from the LCG. */
 static void make_batch(uint64_t *s, int b, int t1, int d, int V, int32_t *tok, float *img)
 {
-    for (int r = 0; r < b; r++) {
-        int len = 8 + (int)(lcg(s) % (uint64_t)(t1 - 7));
-        int32_t *row = tok + (size_t)r * t1;
-        for (int t = 0; t < t1; t++) row[t] = 1;
-        row[0] = 2;
-        for (int t = 1; t < len - 1; t++) row[t] = 4 + (int32_t)(lcg(s) % (uint64_t)(V - 4));
-        row[len - 1] = 0;
-    }
+    bench_token_rows(s, b, t1, V, tok);
     for (size_t i = 0; i < (size_t)b * d; i++) img[i] = (float)(lcg(s) % 2000) / 1000.0f - 1.0f;
 }
 
 int main(int argc, char **argv)
 {
     int V = 2500, n_batches = 20, B = 64, T1 = 20, D = 2048;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        int v = atoi(argv[i + 1]);
-        if (!strcmp(argv[i], "--vocab")) V = v;
-        else if (!strcmp(argv[i], "--batches")) n_batches = v;
-        else if (!strcmp(argv[i], "--batch")) B = v;
-        else if (!strcmp(argv[i], "--t1")) T1 = v;
-        else if (!strcmp(argv[i], "--img")) D = v;
-        else {
-            fprintf(stderr, "bench_decoder: unknown option %s\n", argv[i]);
-            return 2;
-        }
-    }
+    const bench_opt opts[] = {{"--vocab", &V}, {"--batches", &n_batches}, {"--batch", &B}, {"--t1", &T1},
+                              {"--img", &D}};
+    if (bench_int_options(argc, argv, opts, sizeof opts / sizeof *opts, "bench_decoder")) return 2;
     if (V < 8 || n_batches < 1 || B < 1 || T1 < 9 || D < 1) {
         fprintf(stderr, "bench_decoder: bad sizes\n");
         return 2;
@@ -60,14 +42,7 @@ int main(int argc, char **argv)
     dec_model *m;
     dec_work *w;
     adam opt;
-    adam_params ap = adam_default_params();
-    if (dec_model_new(&c, true, &m) || dec_work_new(&c, B, T1, &w) || adam_init(&opt, &ap, m->n_params)) {
-        fprintf(stderr, "bench_decoder: %s\n", imcap_last_error());
-        return 1;
-    }
-    imcap_rng rng;
-    imcap_rng_seed(&rng, 1);
-    dec_model_init(m, &rng);
+    if (bench_train_setup(&c, B, T1, "bench_decoder", &m, &w, &opt)) return 1;
     int32_t *tok = malloc(sizeof(int32_t) * B * T1);
     float *img = malloc(sizeof(float) * (size_t)B * D);
     if (!tok || !img) return 1;
@@ -101,8 +76,6 @@ int main(int argc, char **argv)
            n_batches, n_tok / dt, n_tok / cpu, ru.ru_maxrss / 1024.0);
     free(tok);
     free(img);
-    adam_free(&opt);
-    dec_work_free(w);
-    dec_model_free(m);
+    bench_train_free(m, w, &opt);
     return 0;
 }

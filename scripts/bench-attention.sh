@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 n=${1:-3}
 rounds=${2:-2}
 b=${3:-64}
-field() { echo "$1" | sed -E "s|.* $2 ([0-9.]+).*|\1|"; }
+. scripts/bench-rates.sh   # field, keep_best
 make -s bench >/dev/null
 export OPENBLAS_NUM_THREADS=1
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -27,12 +27,9 @@ for r in $(seq "$rounds"); do
   c=$(echo "$c" | grep -v "c gen")
   t=$(/usr/bin/python3 scripts/bench_attention_torch.py --batches "$n" --batch "$b" 2>/dev/null)
   u=$(/usr/bin/python3 scripts/bench_attention_torch.py --batches "$n" --batch "$b" --threads 1 2>/dev/null)
-  x=$(field "$c" tokens/s); if [ "$x" -gt "$ct" ]; then ct=$x cm=$(field "$c" peak_rss_mb); fi
-  x=$(field "$c" tokens/cpu_s); if [ "$x" -gt "$cc" ]; then cc=$x; fi
-  x=$(field "$t" tokens/s); if [ "$x" -gt "$tt" ]; then tt=$x tm=$(field "$t" peak_rss_mb); fi
-  x=$(field "$t" tokens/cpu_s); if [ "$x" -gt "$tc" ]; then tc=$x; fi
-  x=$(field "$u" tokens/s); if [ "$x" -gt "$ut" ]; then ut=$x um=$(field "$u" peak_rss_mb); fi
-  x=$(field "$u" tokens/cpu_s); if [ "$x" -gt "$uc" ]; then uc=$x; fi
+  keep_best c "$c"
+  keep_best t "$t"
+  keep_best u "$u"
 done
 printf '%-20s %9s %7s %11s %7s %8s\n' run tok/s vs_c tok/cpu_s vs_c peak_MB
 printf '%-20s %9s %7s %11s %7s %8s\n' "C (imcap)" "$ct" 1.00 "$cc" 1.00 "$cm"

@@ -15,7 +15,7 @@ set -eu
 cd "$(dirname "$0")/.."
 n=${1:-20}
 rounds=${2:-3}
-field() { echo "$1" | sed -E "s|.* $2 ([0-9.]+).*|\1|"; }
+. scripts/bench-rates.sh   # field, keep_best
 make -s bench >/dev/null
 bash scripts/peers-install.sh   # python3-torch when missing
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -27,12 +27,9 @@ for v in 2500 9000; do
     t=$(OPENBLAS_NUM_THREADS=1 /usr/bin/python3 scripts/bench_decoder_torch.py --vocab "$v" --batches "$n" 2>/dev/null)
     u=$(OPENBLAS_NUM_THREADS=1 /usr/bin/python3 scripts/bench_decoder_torch.py --vocab "$v" --batches "$n" \
         --threads 1 2>/dev/null)
-    x=$(field "$c" tokens/s); if [ "$x" -gt "$ct" ]; then ct=$x cm=$(field "$c" peak_rss_mb); fi
-    x=$(field "$c" tokens/cpu_s); if [ "$x" -gt "$cc" ]; then cc=$x; fi
-    x=$(field "$t" tokens/s); if [ "$x" -gt "$tt" ]; then tt=$x tm=$(field "$t" peak_rss_mb); fi
-    x=$(field "$t" tokens/cpu_s); if [ "$x" -gt "$tc" ]; then tc=$x; fi
-    x=$(field "$u" tokens/s); if [ "$x" -gt "$ut" ]; then ut=$x um=$(field "$u" peak_rss_mb); fi
-    x=$(field "$u" tokens/cpu_s); if [ "$x" -gt "$uc" ]; then uc=$x; fi
+    keep_best c "$c"
+    keep_best t "$t"
+    keep_best u "$u"
   done
   printf '%-6s %-22s %9s %7s %11s %7s %8s\n' "$v" "C (imcap)" "$ct" 1.00 "$cc" 1.00 "$cm"
   printf '%-6s %-22s %9s %7.2f %11s %7.2f %8s\n' "$v" "PyTorch 2 threads" "$tt" "$(echo "$ct / $tt" | bc -l)" \

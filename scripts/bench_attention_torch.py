@@ -10,27 +10,19 @@ torch.set_num_threads(--threads, default 2).
 prints: "torch ... tokens/s X tokens/cpu_s Y peak_rss_mb M"
 """
 import argparse
-import resource
-import sys
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bench_decoder_torch import LCG, cpu_seconds  # the same LCG as the C side
+from bench_decoder_torch import LCG, token_rows, train_timed  # the same LCG, rows and loop as the decoder's peer
+
 
 def make_batch(g, k, b, t1, L, d, v):
-    tok = [[1] * t1 for _ in range(b)]
-    for r in range(b):
-        n = 8 + g.next() % (t1 - 7)
-        tok[r][0] = 2
-        for t in range(1, n - 1):
-            tok[r][t] = 4 + g.next() % (v - 4)
-        tok[r][n - 1] = 0
+    tok = token_rows(g, b, t1, v)
     i = torch.arange(b * L * d, dtype=torch.int64)
     img = ((i * 7919 + k * 104729) % 2003).to(torch.float32) / 1001.5 - 1.0
-    return torch.tensor(tok, dtype=torch.long), img.reshape(b, L, d)
+    return tok, img.reshape(b, L, d)
 
 
 class Attention(nn.Module):
@@ -87,24 +79,9 @@ def main():
     torch.manual_seed(1)
     L = a.grid * a.grid
     m = Attention(a.img, a.hidden, a.embed, a.out, a.att, a.vocab)
-    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
     g = LCG(42)
     batches = [make_batch(g, k, a.batch, a.t1, L, a.img, a.vocab) for k in range(a.batches + 1)]
-    n_tok, t0, c0 = 0, 0.0, 0.0
-    for it, (tok, img) in enumerate(batches):
-        if it == 1:  # one warm-up batch, as the C benchmark
-            t0 = time.perf_counter()
-            c0 = cpu_seconds()
-        opt.zero_grad()
-        loss = m(img, tok)
-        loss.backward()
-        opt.step()
-        if it >= 1:
-            n_tok += int((tok[:, 1:] != 1).sum())
-    dt = time.perf_counter() - t0
-    cpu = cpu_seconds() - c0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print("torch: last loss %.4f" % loss.item(), file=sys.stderr)
+    n_tok, dt, cpu, rss = train_timed(m, batches, 1, m)  # one warm-up batch, as the C benchmark
     print("torch vocab %d batch %d t1 %d grid %dx%dx%d hidden %d batches %d tokens/s %.0f tokens/cpu_s %.0f "
           "peak_rss_mb %.0f" % (a.vocab, a.batch, a.t1, a.grid, a.grid, a.img, a.hidden, a.batches, n_tok / dt,
                                 n_tok / cpu, rss))

@@ -35,7 +35,33 @@ def cpu_seconds():
     return r.ru_utime + r.ru_stime
 
 
-def make_batch(g, b, t1, d, v):
+def train_timed(m, batches, warmup, loss_fn):
+    """Adam (lr 1e-3) on m over batches [(tokens, img)], timing all but the
+    first `warmup` (as the C benchmarks do). Returns (target tokens (not PAD
+    1), wall seconds, CPU seconds, peak RSS MB) of the timed batches; the last
+    loss goes to stderr."""
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    n_tok, t0, c0 = 0, 0.0, 0.0
+    for it, (tok, img) in enumerate(batches):
+        if it == warmup:
+            t0 = time.perf_counter()
+            c0 = cpu_seconds()
+        opt.zero_grad()
+        loss = loss_fn(img, tok)
+        loss.backward()
+        opt.step()
+        if it >= warmup:
+            n_tok += int((tok[:, 1:] != 1).sum())
+    dt = time.perf_counter() - t0
+    cpu = cpu_seconds() - c0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print("torch: last loss %.4f" % loss.item(), file=sys.stderr)
+    return n_tok, dt, cpu, rss
+
+
+def token_rows(g, b, t1, v):
+    """b rows of t1 tokens, lengths uniform in 8..t1 from the LCG (START 2,
+    words 4..v-1, END 0, then PAD 1): bench_token_rows of bench/bench_train.h."""
     tok = [[1] * t1 for _ in range(b)]
     for r in range(b):
         n = 8 + g.next() % (t1 - 7)
@@ -43,8 +69,13 @@ def make_batch(g, b, t1, d, v):
         for t in range(1, n - 1):
             tok[r][t] = 4 + g.next() % (v - 4)
         tok[r][n - 1] = 0
+    return torch.tensor(tok, dtype=torch.long)
+
+
+def make_batch(g, b, t1, d, v):
+    tok = token_rows(g, b, t1, v)
     img = [(g.next() % 2000) / 1000.0 - 1.0 for _ in range(b * d)]
-    return torch.tensor(tok, dtype=torch.long), torch.tensor(img, dtype=torch.float32).reshape(b, d)
+    return tok, torch.tensor(img, dtype=torch.float32).reshape(b, d)
 
 
 class Decoder(nn.Module):
@@ -78,24 +109,9 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
     m = Decoder(a.img, a.vocab, 1)
-    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
     g = LCG(42)
     batches = [make_batch(g, a.batch, a.t1, a.img, a.vocab) for _ in range(a.batches + 2)]
-    n_tok, t0, c0 = 0, 0.0, 0.0
-    for it, (tok, img) in enumerate(batches):
-        if it == 2:  # two warm-up batches, as the C benchmark
-            t0 = time.perf_counter()
-            c0 = cpu_seconds()
-        opt.zero_grad()
-        loss = m(img, tok)
-        loss.backward()
-        opt.step()
-        if it >= 2:
-            n_tok += int((tok[:, 1:] != 1).sum())
-    dt = time.perf_counter() - t0
-    cpu = cpu_seconds() - c0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print("torch: last loss %.4f" % loss.item(), file=sys.stderr)
+    n_tok, dt, cpu, rss = train_timed(m, batches, 2, m)  # two warm-up batches, as the C benchmark
     print("torch vocab %d batch %d t1 %d batches %d tokens/s %.0f tokens/cpu_s %.0f peak_rss_mb %.0f"
           % (a.vocab, a.batch, a.t1, a.batches, n_tok / dt, n_tok / cpu, rss))
 

@@ -33,13 +33,13 @@ File layout (little-endian):
   greedy captions of the initial model, per photo: i32 n_words, i32 words[gen_len]
   (START 2, END 3; PAD 0 and UNK 1 never generated; END not first; -1 fills)
 """
-import os
 import struct
-import sys
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from golden_torch import TOKENS, adam, backward, f32, out_path, perturb, weights
 
 torch.set_num_threads(2)
 torch.manual_seed(4321)
@@ -116,37 +116,19 @@ class Attention(nn.Module):
         return words
 
 
-def tensors(m, grad=False):
-    def g(p):
-        return p.grad if grad else p.data
-    return [g(m.init_h.weight), g(m.init_h.bias), g(m.init_c.weight), g(m.init_c.bias), g(m.embed.weight),
-            g(m.att_a.weight), g(m.att_a.bias), g(m.att_h.weight), g(m.att_v), g(m.gate.weight), g(m.gate.bias),
-            g(m.lstm.weight_ih), g(m.lstm.weight_hh), g(m.lstm.bias_ih), g(m.out1.weight), g(m.out1.bias),
-            g(m.out2.weight), g(m.out2.bias)]
-
-
-def f32(t):
-    return t.detach().to(torch.float32).contiguous().numpy().tobytes()
+def tensors(m):
+    """The 18 tensors in attention.c order (bias_hh is 0 and frozen)."""
+    return [m.init_h.weight, m.init_h.bias, m.init_c.weight, m.init_c.bias, m.embed.weight, m.att_a.weight,
+            m.att_a.bias, m.att_h.weight, m.att_v, m.gate.weight, m.gate.bias, m.lstm.weight_ih, m.lstm.weight_hh,
+            m.lstm.bias_ih, m.out1.weight, m.out1.bias, m.out2.weight, m.out2.bias]
 
 
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "tests", "data",
-                                                               "attention_golden.bin")
+    out = out_path("attention_golden.bin")
     m = Attention()
-    with torch.no_grad():  # larger, nonzero biases so every path matters
-        for p in m.parameters():
-            p.add_(0.6 * torch.randn_like(p))
-        m.lstm.bias_ih.add_(m.lstm.bias_hh)  # one LSTM bias, as in C
-        m.lstm.bias_hh.zero_()
-    m.lstm.bias_hh.requires_grad_(False)
-    params = [p for p in m.parameters() if p.requires_grad]
-    tokens = torch.tensor([
-        [2, 4, 5, 6, 7, 8, 3, 0],
-        [2, 9, 3, 0, 0, 0, 0, 0],
-        [2, 5, 0, 4, 10, 1, 6, 3],
-        [2, 0, 0, 0, 0, 0, 0, 0],
-        [2, 10, 9, 8, 3, 0, 0, 0],
-    ], dtype=torch.long)
+    params = perturb(m, 0.6, m.lstm.bias_ih, m.lstm.bias_hh)
+    ps = tensors(m)
+    tokens = torch.tensor(TOKENS, dtype=torch.long)
     w = torch.tensor([1.0, 0.5, 2.0, 1.5, -0.5])
     img = torch.randn(B, L, D, requires_grad=True)
 
@@ -156,30 +138,12 @@ def main():
     buf += tokens.to(torch.int32).numpy().tobytes()
     buf += f32(w)
     buf += f32(img)
-    for t in tensors(m):
+    for t in weights(ps):
         buf += f32(t)
     gen = [m.greedy(img.detach()[r:r + 1]) for r in range(B)]
-    loss = m(img, tokens, w)
-    loss.backward()
-    buf += struct.pack("<f", loss.item())
-    for t in tensors(m, grad=True):
-        buf += f32(t)
-    buf += f32(img.grad)
-
-    opt = torch.optim.Adam(params, lr=LR, betas=(0.9, 0.999), eps=1e-8)
+    backward(buf, m(img, tokens, w), ps, img)
     img = img.detach()
-    losses = []
-    for _ in range(N_STEPS):
-        opt.zero_grad()
-        loss = m(img, tokens, w)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(params, CLIP)
-        print("step %d grad norm %.4f" % (len(losses), norm))
-        opt.step()
-        losses.append(loss.item())
-    buf += struct.pack("<%df" % N_STEPS, *losses)
-    for t in tensors(m):
-        buf += f32(t)
+    losses = adam(buf, params, lambda: m(img, tokens, w), N_STEPS, LR, CLIP, ps)
     for words in gen:
         buf += struct.pack("<i", len(words))
         buf += struct.pack("<%di" % GEN_LEN, *(words + [-1] * (GEN_LEN - len(words))))

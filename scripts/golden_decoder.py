@@ -24,12 +24,12 @@ File layout (little-endian):
   f32 losses[n_steps]: loss before Adam step k (k = 0 .. n_steps-1)
   the 12 tensors after n_steps Adam steps
 """
-import os
 import struct
-import sys
 
 import torch
 import torch.nn as nn
+
+from golden_torch import TOKENS, adam, backward, f32, out_path, perturb, weights
 
 torch.set_num_threads(2)
 torch.manual_seed(1234)
@@ -57,42 +57,18 @@ class Decoder(nn.Module):
         return nn.functional.cross_entropy(logits.reshape(-1, V), tokens[:, 1:].reshape(-1), ignore_index=PAD)
 
 
-def tensors(m, grad=False):
-    def g(p):
-        return p.grad if grad else p.data
-    bias = g(m.lstm.bias_ih_l0)  # bias_hh_l0 is 0 and frozen
-    return [g(m.img1.weight), g(m.img1.bias), g(m.img2.weight), g(m.img2.bias), g(m.embed.weight),
-            g(m.lstm.weight_ih_l0), g(m.lstm.weight_hh_l0), bias, g(m.out1.weight), g(m.out1.bias),
-            g(m.out2.weight), g(m.out2.bias)]
-
-
-def f32(t):
-    return t.detach().to(torch.float32).contiguous().numpy().tobytes()
+def tensors(m):
+    """The 12 tensors in dec_tensors order (bias_hh_l0 is 0 and frozen)."""
+    return [m.img1.weight, m.img1.bias, m.img2.weight, m.img2.bias, m.embed.weight, m.lstm.weight_ih_l0,
+            m.lstm.weight_hh_l0, m.lstm.bias_ih_l0, m.out1.weight, m.out1.bias, m.out2.weight, m.out2.bias]
 
 
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "tests", "data",
-                                                               "decoder_golden.bin")
+    out = out_path("decoder_golden.bin")
     m = Decoder()
-    with torch.no_grad():  # larger, nonzero biases so every path matters
-        for p in m.parameters():
-            p.add_(0.2 * torch.randn_like(p))
-        # The C model has one LSTM bias. PyTorch's two would each get the
-        # same gradient and each take an Adam step (and count twice in the
-        # clipping norm), so bias_hh is folded into bias_ih and frozen at 0.
-        m.lstm.bias_ih_l0.add_(m.lstm.bias_hh_l0)
-        m.lstm.bias_hh_l0.zero_()
-    m.lstm.bias_hh_l0.requires_grad_(False)
-    params = [p for p in m.parameters() if p.requires_grad]
-    # START=2, END=3, PAD=0: different lengths, an interior PAD target, and
-    # a row with no target at all
-    tokens = torch.tensor([
-        [2, 4, 5, 6, 7, 8, 3, 0],
-        [2, 9, 3, 0, 0, 0, 0, 0],
-        [2, 5, 0, 4, 10, 1, 6, 3],
-        [2, 0, 0, 0, 0, 0, 0, 0],
-        [2, 10, 9, 8, 3, 0, 0, 0],
-    ], dtype=torch.long)
+    params = perturb(m, 0.2, m.lstm.bias_ih_l0, m.lstm.bias_hh_l0)
+    ps = tensors(m)
+    tokens = torch.tensor(TOKENS, dtype=torch.long)
     img = torch.randn(B, D, requires_grad=True)
 
     buf = bytearray(b"IMCDGLD1")
@@ -100,29 +76,11 @@ def main():
     buf += struct.pack("<2f", LR, CLIP)
     buf += tokens.to(torch.int32).numpy().tobytes()
     buf += f32(img)
-    for t in tensors(m):
+    for t in weights(ps):
         buf += f32(t)
-    loss = m(img, tokens)
-    loss.backward()
-    buf += struct.pack("<f", loss.item())
-    for t in tensors(m, grad=True):
-        buf += f32(t)
-    buf += f32(img.grad)
-
-    opt = torch.optim.Adam(params, lr=LR, betas=(0.9, 0.999), eps=1e-8)
+    backward(buf, m(img, tokens), ps, img)
     img = img.detach()
-    losses = []
-    for _ in range(N_STEPS):
-        opt.zero_grad()
-        loss = m(img, tokens)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(params, CLIP)
-        print("step %d grad norm %.4f" % (len(losses), norm))
-        opt.step()
-        losses.append(loss.item())
-    buf += struct.pack("<%df" % N_STEPS, *losses)
-    for t in tensors(m):
-        buf += f32(t)
+    losses = adam(buf, params, lambda: m(img, tokens), N_STEPS, LR, CLIP, ps)
     with open(out, "wb") as f:
         f.write(buf)
     print("wrote %s (%d bytes), loss %.6f, Adam losses %s" % (out, len(buf), losses[0], losses))

@@ -6,10 +6,10 @@
  */
 #include "test.h"
 #include "cpu_paths.h"
+#include "dec_check.h"
 #include "decoder.h"
 #include "fixture.h"
 #include "generate.h"
-#include "optimizer.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -46,19 +46,16 @@ static void att_setup(bool grads, uint64_t seed, dec_model **m, dec_work **w, fl
     for (int i = 0; i < TB * TL * TD; i++) img[i] = (float)imcap_rng_normal(&rng);
 }
 
-static double att_loss(dec_model *m, dec_work *w, const float *img, const float *row_w, bool train)
+static double att_loss(dec_model *m, dec_work *w, float *img, const float *row_w, bool train)
 {
-    float loss;
-    REQUIRE_OK(dec_forward_backward(m, w, img, att_tokens, row_w, TB, TT1, train, NULL, &loss, NULL));
-    return loss;
+    dec_batch bt = {m, w, img, att_tokens, row_w, TB, TT1, train};
+    return dec_batch_loss(&bt);
 }
 
-/* Central differences; |fd - analytic| <= atol + rtol |analytic|. */
+/* Central differences (dec_check.h) of every tensor and of the grid. */
 static void att_gradcheck(float drop, float lambda, const float *row_w)
 {
-    const double h = 4e-3, atol = 1.5e-3, rtol = 2e-2;
     const bool train = drop > 0.0f;
-    dec_config c = att_config();
     dec_model *m;
     dec_work *w;
     float img[TB * TL * TD], dimg[TB * TL * TD];
@@ -72,42 +69,13 @@ static void att_gradcheck(float drop, float lambda, const float *row_w)
     CHECK(loss > 0.5f);
     if (train) CHECK(fabs(loss - att_loss(m, w, img, row_w, false)) > 1e-3);
     float *grads = malloc(m->n_params * sizeof(float));
+    REQUIRE(grads);
     memcpy(grads, m->grads, m->n_params * sizeof(float));
-    for (int ti = 0; ti < dec_n_tensors(&c); ti++) {
-        dec_tensor_info info = dec_tensor_at(&c, ti);
-        double gmax = 0;
-        for (size_t k = 0; k < info.size; k++) {
-            float *p = m->params + info.offset + k;
-            float saved = *p;
-            *p = saved + (float)h;
-            double lp = att_loss(m, w, img, row_w, train);
-            *p = saved - (float)h;
-            double lm = att_loss(m, w, img, row_w, train);
-            *p = saved;
-            double fd = (lp - lm) / (2 * h), an = grads[info.offset + k];
-            if (fabs(an) > gmax) gmax = fabs(an);
-            if (!(fabs(fd - an) <= atol + rtol * fabs(an)))
-                test_fail_at(__FILE__, __LINE__, "%s[%zu]: finite difference %.6g, backward %.6g", info.name, k, fd,
-                             an);
-        }
-        if (!(gmax > 1e-3)) test_fail_at(__FILE__, __LINE__, "%s: gradient is ~0 (max %g)", info.name, gmax);
-    }
+    dec_batch bt = {m, w, img, att_tokens, row_w, TB, TT1, train};
+    fd_check_tensors(m, grads, dec_batch_loss, &bt);
     /* the grid: rows with targets get a gradient, the last row none */
-    double gmax = 0;
-    for (int k = 0; k < TB * TL * TD; k++) {
-        float saved = img[k];
-        img[k] = saved + (float)h;
-        double lp = att_loss(m, w, img, row_w, train);
-        img[k] = saved - (float)h;
-        double lm = att_loss(m, w, img, row_w, train);
-        img[k] = saved;
-        double fd = (lp - lm) / (2 * h);
-        if (!(fabs(fd - dimg[k]) <= atol + rtol * fabs(dimg[k])))
-            test_fail_at(__FILE__, __LINE__, "grid[%d]: finite difference %.6g, backward %.6g", k, fd, dimg[k]);
-        if (k < 3 * TL * TD && fabs(dimg[k]) > gmax) gmax = fabs(dimg[k]);
-        if (k >= 3 * TL * TD) CHECK(dimg[k] == 0.0f);
-    }
-    CHECK(gmax > 1e-3);
+    CHECK(fd_check(img, dimg, TB * TL * TD, "grid", dec_batch_loss, &bt) > 1e-3);
+    for (int k = 3 * TL * TD; k < TB * TL * TD; k++) CHECK(dimg[k] == 0.0f);
     free(grads);
     dec_work_free(w);
     dec_model_free(m);
@@ -161,11 +129,7 @@ TEST(attention_regulariser_and_step_api_match_the_batched_forward)
                 for (int i = 0; i < TL; i++) sum_alpha[r][i] += attn[r * TL + i];
             int tg = att_tokens[r * 7 + t + 1];
             if (tg == 0) continue;
-            const float *z = logits + r * 7;
-            double mx = z[0], se = 0;
-            for (int j = 1; j < 7; j++) mx = z[j] > mx ? z[j] : mx;
-            for (int j = 0; j < 7; j++) se += exp(z[j] - mx);
-            total += log(se) + mx - z[tg];
+            total += dec_check_xent(logits + r * 7, 7, tg);
             n++;
         }
     }
@@ -255,99 +219,12 @@ TEST(attention_generation_agrees_across_decoders)
 
 TEST(attention_overfits_real_captions_and_greedy_regenerates_them)
 {
-    const char *csv = test_path("data/flickr8k/captions.csv");
-    FILE *fp = fopen(csv, "rb");
-    if (!fp) SKIP("data/flickr8k/captions.csv is not present (scripts/get-data.sh)");
-    fclose(fp);
-    enum { NI = 8, D = 8, GL = 9, T1 = 20 };
-    imcap_captions *all, *some;
-    REQUIRE_OK(imcap_captions_load_csv(csv, &all));
-    const char *names[NI];
-    for (int i = 0; i < NI; i++) names[i] = imcap_captions_image(all, (size_t)i * 97);
-    REQUIRE_OK(imcap_captions_subset(all, names, NI, "overfit set", &some));
-    imcap_vocab *voc;
-    REQUIRE_OK(imcap_vocab_build(some, 1, &voc));
-    int32_t tokens[NI * T1];
-    const int32_t pad = imcap_vocab_pad(voc);
-    for (int i = 0; i < NI * T1; i++) tokens[i] = pad;
-    int32_t *ids[NI];
-    size_t lens[NI];
-    for (int i = 0; i < NI; i++) {
-        REQUIRE_OK(imcap_vocab_encode(voc, imcap_captions_text(some, i, i % imcap_captions_count(some, i)), &ids[i],
-                                      &lens[i]));
-        REQUIRE(lens[i] >= 4 && lens[i] <= T1);
-        memcpy(tokens + i * T1, ids[i], sizeof(int32_t) * lens[i]);
-    }
-    dec_config c = {.n_img = D, .n_hid = 64, .n_emb = 32, .n_out1 = 48, .n_vocab = (int)imcap_vocab_size(voc),
-                    .pad_id = pad, .arch = DEC_ARCH_ATTENTION, .grid_h = 3, .grid_w = 3, .n_att = 16};
-    dec_model *m;
-    dec_work *w;
-    REQUIRE_OK(dec_model_new(&c, true, &m));
-    REQUIRE_OK(dec_work_new(&c, NI, T1, &w));
-    dec_work_set_attention_reg(w, 0.1f);
-    imcap_rng rng;
-    imcap_rng_seed(&rng, 3);
-    dec_model_init(m, &rng);
-    float img[NI * GL * D];
-    for (int i = 0; i < NI * GL * D; i++) img[i] = (float)imcap_rng_normal(&rng);
-    adam a;
-    adam_params ap = adam_default_params();
-    ap.lr = 1e-2f;
-    ap.clip = 5.0f;
-    REQUIRE_OK(adam_init(&a, &ap, m->n_params));
-    float loss = 0, first = 0;
-    for (int step = 0; step < 1500; step++) {
-        REQUIRE_OK(dec_forward_backward(m, w, img, tokens, NULL, NI, T1, true, NULL, &loss, NULL));
-        if (step == 0) first = loss;
-        if (loss < 0.05f) break;
-        adam_step(&a, m->params, m->grads);
-    }
-    CHECK(first > 2.0f);
-    CHECK(loss < 0.05f);
-    int32_t out[NI * T1];
-    int olen[NI];
-    REQUIRE_OK(gen_greedy(m, img, NI, imcap_vocab_start(voc), imcap_vocab_end(voc), T1, out, olen));
-    for (int i = 0; i < NI; i++) {
-        int ok = olen[i] == (int)lens[i] - 2 && memcmp(out + i * T1, ids[i] + 1, sizeof(int32_t) * olen[i]) == 0;
-        if (!ok) test_fail_at(__FILE__, __LINE__, "caption %d not regenerated (%d words, want %zu)", i, olen[i],
-                              lens[i] - 2);
-        free(ids[i]);
-    }
-    adam_free(&a);
-    imcap_vocab_free(voc);
-    imcap_captions_free(some);
-    imcap_captions_free(all);
-    dec_work_free(w);
-    dec_model_free(m);
+    const dec_config c = {.n_img = 8, .n_hid = 64, .n_emb = 32, .n_out1 = 48, .arch = DEC_ARCH_ATTENTION,
+                          .grid_h = 3, .grid_w = 3, .n_att = 16};
+    dec_overfit_check(c, 0.1f, 0.05f);
 }
 
 /* ---- PyTorch golden (scripts/golden_attention.py) ---- */
-
-typedef struct reader {
-    const char *p, *end;
-} reader;
-
-static const void *take(reader *r, size_t n)
-{
-    REQUIRE((size_t)(r->end - r->p) >= n);
-    const void *q = r->p;
-    r->p += n;
-    return q;
-}
-
-static int32_t take_i32(reader *r)
-{
-    int32_t v;
-    memcpy(&v, take(r, 4), 4);
-    return v;
-}
-
-static float take_f32(reader *r)
-{
-    float v;
-    memcpy(&v, take(r, 4), 4);
-    return v;
-}
 
 /* Tolerances: float32 on both sides, different summation orders and our
  * polynomial exp/tanh: loss 1e-5 relative; gradients |c - torch| <= 2e-6 +
@@ -358,20 +235,20 @@ static void att_golden_all(void)
     char *data;
     size_t len;
     REQUIRE_OK(imcap_read_file(test_path("tests/data/attention_golden.bin"), 1 << 20, &data, &len));
-    reader r = {data, data + len};
-    REQUIRE(memcmp(take(&r, 8), "IMCAGLD1", 8) == 0);
+    golden r = {data, data + len};
+    REQUIRE(memcmp(golden_take(&r, 8), "IMCAGLD1", 8) == 0);
     dec_config c = {.arch = DEC_ARCH_ATTENTION};
-    c.n_img = take_i32(&r);
-    c.grid_h = take_i32(&r);
-    c.grid_w = take_i32(&r);
-    c.n_att = take_i32(&r);
-    c.n_hid = take_i32(&r);
-    c.n_emb = take_i32(&r);
-    c.n_out1 = take_i32(&r);
-    c.n_vocab = take_i32(&r);
-    c.pad_id = take_i32(&r);
-    int B = take_i32(&r), T1 = take_i32(&r), n_steps = take_i32(&r), gen_len = take_i32(&r);
-    float lr = take_f32(&r), clip = take_f32(&r), lambda = take_f32(&r);
+    c.n_img = golden_i32(&r);
+    c.grid_h = golden_i32(&r);
+    c.grid_w = golden_i32(&r);
+    c.n_att = golden_i32(&r);
+    c.n_hid = golden_i32(&r);
+    c.n_emb = golden_i32(&r);
+    c.n_out1 = golden_i32(&r);
+    c.n_vocab = golden_i32(&r);
+    c.pad_id = golden_i32(&r);
+    int B = golden_i32(&r), T1 = golden_i32(&r), n_steps = golden_i32(&r), gen_len = golden_i32(&r);
+    float lr = golden_f32(&r), clip = golden_f32(&r), lambda = golden_f32(&r);
     REQUIRE(B > 0 && B < 100 && T1 > 1 && T1 < 100 && n_steps > 0 && n_steps < 100 && gen_len > 0 && gen_len < 50);
     dec_model *m;
     dec_work *w;
@@ -382,14 +259,10 @@ static void att_golden_all(void)
     int32_t *tok = malloc(sizeof(int32_t) * B * T1);
     float *rw = malloc(sizeof(float) * B), *img = malloc(sizeof(float) * nin), *dimg = malloc(sizeof(float) * nin);
     REQUIRE(tok && rw && img && dimg);
-    memcpy(tok, take(&r, sizeof(int32_t) * B * T1), sizeof(int32_t) * B * T1);
-    memcpy(rw, take(&r, sizeof(float) * B), sizeof(float) * B);
-    memcpy(img, take(&r, sizeof(float) * nin), sizeof(float) * nin);
-    const int NT = dec_n_tensors(&c);
-    for (int i = 0; i < NT; i++) {
-        dec_tensor_info ti = dec_tensor_at(&c, i);
-        memcpy(m->params + ti.offset, take(&r, sizeof(float) * ti.size), sizeof(float) * ti.size);
-    }
+    memcpy(tok, golden_take(&r, sizeof(int32_t) * B * T1), sizeof(int32_t) * B * T1);
+    memcpy(rw, golden_take(&r, sizeof(float) * B), sizeof(float) * B);
+    memcpy(img, golden_take(&r, sizeof(float) * nin), sizeof(float) * nin);
+    golden_weights(&r, m);
     /* greedy captions of the initial model (at the end of the file) */
     gen_special sp = {.start_id = 2, .end_id = 3, .n_masked = 3, .masked = {0, 1, 2}};
     int32_t *out = malloc(sizeof(int32_t) * B * gen_len);
@@ -422,47 +295,15 @@ static void att_golden_all(void)
     }
     CHECK(repeats_off > 0);
 
-    float loss, ref_loss = take_f32(&r);
-    REQUIRE_OK(dec_forward_backward(m, w, img, tok, rw, B, T1, true, dimg, &loss, NULL));
-    CHECK_NEAR(loss, ref_loss, 1e-5 * fabs(ref_loss));
-    for (int i = 0; i <= NT; i++) {
-        const char *name = i < NT ? dec_tensor_at(&c, i).name : "d_img";
-        size_t n = i < NT ? dec_tensor_at(&c, i).size : nin;
-        const float *ref = take(&r, sizeof(float) * n);
-        const float *got = i < NT ? m->grads + dec_tensor_at(&c, i).offset : dimg;
-        double gmax = 0;
-        for (size_t k = 0; k < n; k++) gmax = fmax(gmax, fabs(ref[k]));
-        REQUIRE(gmax > 1e-4);
-        for (size_t k = 0; k < n; k++)
-            if (!(fabs(got[k] - ref[k]) <= 2e-6 + 1e-4 * (fabs(ref[k]) + gmax)))
-                test_fail_at(__FILE__, __LINE__, "gradient %s[%zu]: %.9g, torch %.9g", name, k, got[k], ref[k]);
-    }
-    adam a;
-    adam_params ap = adam_default_params();
-    ap.lr = lr;
-    ap.clip = clip;
-    REQUIRE_OK(adam_init(&a, &ap, m->n_params));
-    for (int s = 0; s < n_steps; s++) {
-        float ref = take_f32(&r);
-        REQUIRE_OK(dec_forward_backward(m, w, img, tok, rw, B, T1, true, NULL, &loss, NULL));
-        CHECK_NEAR(loss, ref, 1e-5 * fabs(ref));
-        adam_step(&a, m->params, m->grads);
-    }
-    for (int i = 0; i < NT; i++) {
-        dec_tensor_info ti = dec_tensor_at(&c, i);
-        const float *ref = take(&r, sizeof(float) * ti.size);
-        for (size_t k = 0; k < ti.size; k++)
-            if (!(fabs(m->params[ti.offset + k] - ref[k]) <= 1e-5))
-                test_fail_at(__FILE__, __LINE__, "%s[%zu] after Adam: %.9g, torch %.9g", ti.name, k,
-                             m->params[ti.offset + k], ref[k]);
-    }
+    const dec_batch bt = {m, w, img, tok, rw, B, T1, true};
+    golden_check_backward(&r, &bt, dimg);
+    golden_check_adam(&r, &bt, lr, clip, n_steps);
     for (int b = 0; b < B; b++) {
-        int n = take_i32(&r);
-        const int32_t *words = take(&r, sizeof(int32_t) * gen_len);
+        int n = golden_i32(&r);
+        const int32_t *words = golden_take(&r, sizeof(int32_t) * gen_len);
         CHECK(olen[b] == n && memcmp(out + (size_t)b * gen_len, words, sizeof(int32_t) * n) == 0);
     }
     CHECK(r.p == r.end);
-    adam_free(&a);
     free(out);
     free(olen);
     free(tok);

@@ -5,6 +5,7 @@
  */
 #include "test.h"
 #include "cpu_paths.h"
+#include "dec_check.h"
 #include "decoder.h"
 #include "generate.h"
 #include "optimizer.h"
@@ -61,13 +62,11 @@ static double loss_at(dec_model *m, dec_work *w, const float *img, int b, int t1
     return loss_of(m, w, img, b, t1, false);
 }
 
-/* Central differences, step h; |fd - analytic| <= atol + rtol * |analytic|;
+/* Central differences (dec_check.h) of every tensor and of the input;
  * drop > 0: through a training pass with that dropout (a fixed mask). */
 static void gradcheck(float drop)
 {
-    const double h = 4e-3, atol = 1.5e-3, rtol = 2e-2;
     const bool train = drop > 0.0f;
-    dec_config c = tiny_config();
     dec_model *m;
     dec_work *w;
     float img[4 * 5], dimg[4 * 5];
@@ -80,45 +79,13 @@ static void gradcheck(float drop)
     CHECK(loss > 0.5f);
     if (train) CHECK(fabs(loss - loss_at(m, w, img, 4, 7)) > 1e-3); /* the mask changes the loss */
     float *grads = malloc(m->n_params * sizeof(float));
+    REQUIRE(grads);
     memcpy(grads, m->grads, m->n_params * sizeof(float));
-    for (int ti = 0; ti < DEC_N_TENSORS; ti++) {
-        dec_tensor_info info = dec_tensor_at(&c, ti);
-        double worst = 0, gmax = 0;
-        for (size_t k = 0; k < info.size; k++) {
-            float *p = m->params + info.offset + k;
-            float saved = *p;
-            *p = saved + (float)h;
-            double lp = loss_of(m, w, img, 4, 7, train);
-            *p = saved - (float)h;
-            double lm = loss_of(m, w, img, 4, 7, train);
-            *p = saved;
-            double fd = (lp - lm) / (2 * h), an = grads[info.offset + k];
-            double err = fabs(fd - an) - rtol * fabs(an);
-            if (err > worst) worst = err;
-            if (fabs(an) > gmax) gmax = fabs(an);
-            if (!(fabs(fd - an) <= atol + rtol * fabs(an)))
-                test_fail_at(__FILE__, __LINE__, "%s[%zu]: finite difference %.6g, backward %.6g", info.name, k, fd,
-                             an);
-        }
-        /* every tensor takes part in the loss */
-        if (!(gmax > 1e-3)) test_fail_at(__FILE__, __LINE__, "%s: gradient is ~0 (max %g)", info.name, gmax);
-    }
+    dec_batch bt = {m, w, img, tiny_tokens, NULL, 4, 7, train};
+    fd_check_tensors(m, grads, dec_batch_loss, &bt);
     /* the input embedding: rows with targets get a gradient, the last none */
-    double gmax = 0;
-    for (int k = 0; k < 20; k++) {
-        float saved = img[k];
-        img[k] = saved + (float)h;
-        double lp = loss_of(m, w, img, 4, 7, train);
-        img[k] = saved - (float)h;
-        double lm = loss_of(m, w, img, 4, 7, train);
-        img[k] = saved;
-        double fd = (lp - lm) / (2 * h);
-        if (!(fabs(fd - dimg[k]) <= atol + rtol * fabs(dimg[k])))
-            test_fail_at(__FILE__, __LINE__, "img[%d]: finite difference %.6g, backward %.6g", k, fd, dimg[k]);
-        if (k < 15 && fabs(dimg[k]) > gmax) gmax = fabs(dimg[k]);
-        if (k >= 15) CHECK(dimg[k] == 0.0f);
-    }
-    CHECK(gmax > 1e-3);
+    CHECK(fd_check(img, dimg, 20, "img", dec_batch_loss, &bt) > 1e-3);
+    for (int k = 15; k < 20; k++) CHECK(dimg[k] == 0.0f);
     free(grads);
     dec_work_free(w);
     dec_model_free(m);
@@ -221,11 +188,7 @@ static void step_api_all(void)
         for (int r = 0; r < 4; r++) {
             int tg = tiny_tokens[r * 7 + t + 1];
             if (tg == 0) continue;
-            const float *z = logits + r * 7;
-            double mx = z[0], s = 0;
-            for (int j = 1; j < 7; j++) mx = z[j] > mx ? z[j] : mx;
-            for (int j = 0; j < 7; j++) s += exp(z[j] - mx);
-            total += log(s) + mx - z[tg];
+            total += dec_check_xent(logits + r * 7, 7, tg);
             n++;
         }
     }
@@ -294,32 +257,8 @@ TEST(adam_matches_pytorch_formula_and_clips)
 
 /* ---- PyTorch golden file (scripts/golden_decoder.py) ---- */
 
-typedef struct reader { const char *p, *end; } reader;
-
-static const void *take(reader *r, size_t n)
-{
-    REQUIRE((size_t)(r->end - r->p) >= n);
-    const void *q = r->p;
-    r->p += n;
-    return q;
-}
-
-static int32_t take_i32(reader *r)
-{
-    int32_t v;
-    memcpy(&v, take(r, 4), 4);
-    return v;
-}
-
-static float take_f32(reader *r)
-{
-    float v;
-    memcpy(&v, take(r, 4), 4);
-    return v;
-}
-
-/* Tolerances: float32 on both sides with different summation orders.
- * loss: 1e-5 relative; gradients: |c - torch| <= 2e-6 + 1e-4 * |torch|
+/* Tolerances (dec_check.h): float32 on both sides with different summation
+ * orders. loss: 1e-5 relative; gradients: |c - torch| <= 2e-6 + 1e-4 * |torch|
  * (plus 1e-4 * the tensor's largest gradient); Adam losses 1e-5 relative,
  * weights after 10 steps 1e-5 absolute. */
 static void pytorch_golden_all(void)
@@ -327,71 +266,34 @@ static void pytorch_golden_all(void)
     char *data;
     size_t len;
     REQUIRE_OK(imcap_read_file(test_path("tests/data/decoder_golden.bin"), 1 << 20, &data, &len));
-    reader r = {data, data + len};
-    REQUIRE(memcmp(take(&r, 8), "IMCDGLD1", 8) == 0);
+    golden r = {data, data + len};
+    REQUIRE(memcmp(golden_take(&r, 8), "IMCDGLD1", 8) == 0);
     dec_config c = {0};
-    c.n_img = take_i32(&r);
-    c.n_img1 = take_i32(&r);
-    c.n_hid = take_i32(&r);
-    c.n_emb = take_i32(&r);
-    c.n_out1 = take_i32(&r);
-    c.n_vocab = take_i32(&r);
-    c.pad_id = take_i32(&r);
-    int B = take_i32(&r), T1 = take_i32(&r), n_steps = take_i32(&r);
-    float lr = take_f32(&r), clip = take_f32(&r);
+    c.n_img = golden_i32(&r);
+    c.n_img1 = golden_i32(&r);
+    c.n_hid = golden_i32(&r);
+    c.n_emb = golden_i32(&r);
+    c.n_out1 = golden_i32(&r);
+    c.n_vocab = golden_i32(&r);
+    c.pad_id = golden_i32(&r);
+    int B = golden_i32(&r), T1 = golden_i32(&r), n_steps = golden_i32(&r);
+    float lr = golden_f32(&r), clip = golden_f32(&r);
     REQUIRE(B > 0 && B < 100 && T1 > 1 && T1 < 100 && n_steps > 0 && n_steps < 100);
     dec_model *m;
     dec_work *w;
     REQUIRE_OK(dec_model_new(&c, true, &m));
     REQUIRE_OK(dec_work_new(&c, B, T1, &w));
-    const int32_t *tokens = take(&r, sizeof(int32_t) * B * T1);
     int32_t *tok = malloc(sizeof(int32_t) * B * T1);
     float *img = malloc(sizeof(float) * B * c.n_img), *dimg = malloc(sizeof(float) * B * c.n_img);
     REQUIRE(tok && img && dimg);
-    memcpy(tok, tokens, sizeof(int32_t) * B * T1);
-    memcpy(img, take(&r, sizeof(float) * B * c.n_img), sizeof(float) * B * c.n_img);
-    for (int i = 0; i < DEC_N_TENSORS; i++) {
-        dec_tensor_info ti = dec_tensor_at(&c, i);
-        memcpy(m->params + ti.offset, take(&r, sizeof(float) * ti.size), sizeof(float) * ti.size);
-    }
-    float loss, ref_loss = take_f32(&r);
-    REQUIRE_OK(dec_forward_backward(m, w, img, tok, NULL, B, T1, true, dimg, &loss, NULL));
-    CHECK_NEAR(loss, ref_loss, 1e-5 * fabs(ref_loss));
-    for (int i = 0; i <= DEC_N_TENSORS; i++) {
-        const char *name = i < DEC_N_TENSORS ? dec_tensor_at(&c, i).name : "d_img";
-        size_t n = i < DEC_N_TENSORS ? dec_tensor_at(&c, i).size : (size_t)B * c.n_img;
-        const float *ref = take(&r, sizeof(float) * n);
-        const float *got = i < DEC_N_TENSORS ? m->grads + dec_tensor_at(&c, i).offset : dimg;
-        double gmax = 0;
-        for (size_t k = 0; k < n; k++) gmax = fmax(gmax, fabs(ref[k]));
-        REQUIRE(gmax > 1e-4);
-        for (size_t k = 0; k < n; k++)
-            if (!(fabs(got[k] - ref[k]) <= 2e-6 + 1e-4 * (fabs(ref[k]) + gmax)))
-                test_fail_at(__FILE__, __LINE__, "gradient %s[%zu]: %.9g, torch %.9g", name, k, got[k], ref[k]);
-    }
-    adam a;
-    adam_params ap = adam_default_params();
-    ap.lr = lr;
-    ap.clip = clip;
-    REQUIRE_OK(adam_init(&a, &ap, m->n_params));
-    int clipped = 0;
-    for (int s = 0; s < n_steps; s++) {
-        float ref = take_f32(&r);
-        REQUIRE_OK(dec_forward_backward(m, w, img, tok, NULL, B, T1, true, NULL, &loss, NULL));
-        CHECK_NEAR(loss, ref, 1e-5 * fabs(ref));
-        clipped += adam_step(&a, m->params, m->grads) > clip;
-    }
+    memcpy(tok, golden_take(&r, sizeof(int32_t) * B * T1), sizeof(int32_t) * B * T1);
+    memcpy(img, golden_take(&r, sizeof(float) * B * c.n_img), sizeof(float) * B * c.n_img);
+    golden_weights(&r, m);
+    const dec_batch bt = {m, w, img, tok, NULL, B, T1, true};
+    golden_check_backward(&r, &bt, dimg);
+    const int clipped = golden_check_adam(&r, &bt, lr, clip, n_steps);
     CHECK(clipped > 0 && clipped < n_steps); /* the golden run clips some steps, not all */
-    for (int i = 0; i < DEC_N_TENSORS; i++) {
-        dec_tensor_info ti = dec_tensor_at(&c, i);
-        const float *ref = take(&r, sizeof(float) * ti.size);
-        for (size_t k = 0; k < ti.size; k++)
-            if (!(fabs(m->params[ti.offset + k] - ref[k]) <= 1e-5))
-                test_fail_at(__FILE__, __LINE__, "%s[%zu] after Adam: %.9g, torch %.9g", ti.name, k,
-                             m->params[ti.offset + k], ref[k]);
-    }
     CHECK(r.p == r.end);
-    adam_free(&a);
     free(tok);
     free(img);
     free(dimg);
@@ -406,79 +308,8 @@ TEST(decoder_matches_pytorch_golden) { CHECK(each_cpu_path(pytorch_golden_all) >
 
 TEST(decoder_overfits_real_captions_and_greedy_regenerates_them)
 {
-    const char *csv = test_path("data/flickr8k/captions.csv");
-    FILE *fp = fopen(csv, "rb");
-    if (!fp) SKIP("data/flickr8k/captions.csv is not present (scripts/get-data.sh)");
-    fclose(fp);
-    enum { NI = 8, D = 16, T1 = 20 };
-    imcap_captions *all, *some;
-    REQUIRE_OK(imcap_captions_load_csv(csv, &all));
-    REQUIRE(imcap_captions_n_images(all) >= 100);
-    /* 8 images spread over the file, one caption each (the k-th) */
-    const char *names[NI];
-    for (int i = 0; i < NI; i++) names[i] = imcap_captions_image(all, (size_t)i * 97);
-    REQUIRE_OK(imcap_captions_subset(all, names, NI, "overfit set", &some));
-    imcap_vocab *voc;
-    REQUIRE_OK(imcap_vocab_build(some, 1, &voc));
-    int32_t tokens[NI * T1];
-    const int32_t pad = imcap_vocab_pad(voc);
-    for (int i = 0; i < NI * T1; i++) tokens[i] = pad;
-    int32_t *ids[NI];
-    size_t lens[NI];
-    for (int i = 0; i < NI; i++) {
-        REQUIRE_OK(imcap_vocab_encode(voc, imcap_captions_text(some, i, i % imcap_captions_count(some, i)), &ids[i],
-                                      &lens[i]));
-        REQUIRE(lens[i] >= 4 && lens[i] <= T1);
-        memcpy(tokens + i * T1, ids[i], sizeof(int32_t) * lens[i]);
-    }
-    dec_config c = {.n_img = D, .n_img1 = 32, .n_hid = 64, .n_emb = 32, .n_out1 = 48,
-                    .n_vocab = (int)imcap_vocab_size(voc), .pad_id = pad};
-    dec_model *m;
-    dec_work *w;
-    REQUIRE_OK(dec_model_new(&c, true, &m));
-    REQUIRE_OK(dec_work_new(&c, NI, T1, &w));
-    imcap_rng rng;
-    imcap_rng_seed(&rng, 3);
-    dec_model_init(m, &rng);
-    float img[NI * D];
-    for (int i = 0; i < NI * D; i++) img[i] = (float)imcap_rng_normal(&rng);
-    adam a;
-    adam_params ap = adam_default_params();
-    ap.lr = 1e-2f;
-    ap.clip = 5.0f;
-    REQUIRE_OK(adam_init(&a, &ap, m->n_params));
-    float loss = 0, first = 0;
-    int step;
-    for (step = 0; step < 1500; step++) {
-        REQUIRE_OK(dec_forward_backward(m, w, img, tokens, NULL, NI, T1, true, NULL, &loss, NULL));
-        if (step == 0) first = loss;
-        if (loss < 0.01f) break;
-        adam_step(&a, m->params, m->grads);
-    }
-    CHECK(first > 2.0f);
-    CHECK(loss < 0.01f);
-    int32_t out[NI * T1];
-    int olen[NI];
-    REQUIRE_OK(gen_greedy(m, img, NI, imcap_vocab_start(voc), imcap_vocab_end(voc), T1, out, olen));
-    for (int i = 0; i < NI; i++) {
-        /* the caption without START and END */
-        int ok = olen[i] == (int)lens[i] - 2 && memcmp(out + i * T1, ids[i] + 1, sizeof(int32_t) * olen[i]) == 0;
-        if (!ok) {
-            char *got = NULL;
-            imcap_vocab_decode(voc, out + i * T1, olen[i], &got);
-            test_fail_at(__FILE__, __LINE__, "image %d: greedy \"%s\" != \"%s\" (loss %g after %d steps)", i,
-                         got ? got : "?", imcap_captions_text(some, i, i % imcap_captions_count(some, i)), loss,
-                         step);
-            free(got);
-        }
-        free(ids[i]);
-    }
-    adam_free(&a);
-    dec_work_free(w);
-    dec_model_free(m);
-    imcap_vocab_free(voc);
-    imcap_captions_free(some);
-    imcap_captions_free(all);
+    const dec_config c = {.n_img = 16, .n_img1 = 32, .n_hid = 64, .n_emb = 32, .n_out1 = 48};
+    dec_overfit_check(c, 0.0f, 0.01f);
 }
 
 /* Model files record the architecture; files from before it was recorded

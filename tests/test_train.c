@@ -7,13 +7,10 @@
 #include "test.h"
 #include "decoder.h"
 #include "fixture.h"
+#include "train_fixture.h"
 
 #include <dirent.h>
-#include <signal.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 enum { N_IMG = 16, DIM = 8 };
 
@@ -98,23 +95,6 @@ static imcap_train_params small_params(const char *dir, const char *ckpt_name)
     return p;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    char *d;
-    REQUIRE_OK(imcap_read_file(path, 64u << 20, &d, len));
-    return d;
-}
-
-static void require_same_file(const char *a, const char *b)
-{
-    size_t la, lb;
-    char *da = slurp(a, &la), *db = slurp(b, &lb);
-    if (la != lb || memcmp(da, db, la) != 0)
-        test_fail_at(__FILE__, __LINE__, "%s (%zu bytes) differs from %s (%zu bytes)", a, la, b, lb);
-    free(da);
-    free(db);
-}
-
 static int stop_at_step(void *user, const imcap_train_report *r)
 {
     return r->step >= *(const uint64_t *)user;
@@ -150,12 +130,12 @@ static void stopped_mid_run(float dropout)
     CHECK(imcap_train(&b) == IMCAP_E_ARG);
     b.report = NULL;
     REQUIRE_OK(imcap_train(&b));
-    require_same_file(a.checkpoint, b.checkpoint);
-    require_same_file(ha, hb);
-    require_same_file(sa, sb);
+    CHECK_SAME_FILE(a.checkpoint, b.checkpoint);
+    CHECK_SAME_FILE(ha, hb);
+    CHECK_SAME_FILE(sa, sb);
     /* the history: header + 3 epochs, losses falling */
     size_t len;
-    char *csv = slurp(ha, &len);
+    char *csv = fixture_slurp(ha, &len);
     int lines = 0;
     for (size_t i = 0; i < len; i++) lines += csv[i] == '\n';
     CHECK(lines == 4);
@@ -165,7 +145,7 @@ static void stopped_mid_run(float dropout)
     REQUIRE(sscanf(strstr(csv, "\n3,15,") + 1, "3,15,%f,%f", &t3, &v3) == 2);
     CHECK(t3 < t1);
     free(csv);
-    char *svg = slurp(sa, &len);
+    char *svg = fixture_slurp(sa, &len);
     CHECK(strstr(svg, "<svg") && strstr(svg, "<polyline") && strstr(svg, "validation") && strstr(svg, "</svg>"));
     free(svg);
     /* the checkpoint is a decoder model file too */
@@ -177,7 +157,7 @@ static void stopped_mid_run(float dropout)
     imcap_vocab_free(v);
     /* resuming a finished run does nothing */
     REQUIRE_OK(imcap_train(&b));
-    require_same_file(a.checkpoint, b.checkpoint);
+    CHECK_SAME_FILE(a.checkpoint, b.checkpoint);
 }
 
 TEST(train_stopped_mid_run_resumes_to_the_same_result) { stopped_mid_run(0.0f); }
@@ -191,7 +171,8 @@ TEST(train_with_dropout_resumes_to_the_same_result)
     imcap_train_params c = small_params(dir, "c.gguf");
     REQUIRE_OK(imcap_train(&c));
     size_t la, lc;
-    char *da = slurp(small_params(dir, "a.gguf").checkpoint, &la), *dc = slurp(c.checkpoint, &lc);
+    char *da = fixture_slurp(small_params(dir, "a.gguf").checkpoint, &la);
+    char *dc = fixture_slurp(c.checkpoint, &lc);
     CHECK(la != lc || memcmp(da, dc, la) != 0);
     free(da);
     free(dc);
@@ -201,6 +182,8 @@ TEST(train_with_dropout_resumes_to_the_same_result)
     dec_model_free(m);
     imcap_vocab_free(v);
 }
+
+static imcap_status run_train(void *p) { return imcap_train(p); }
 
 /* A child process trains and is killed with SIGKILL at arbitrary moments
  * (checkpoints are written after every batch, so some kills land during a
@@ -223,23 +206,9 @@ TEST(train_killed_at_any_moment_resumes_to_the_same_result)
     snprintf(ck, sizeof ck, "%s/b.gguf", dir);
     b.checkpoint = ck;
     b.resume = 1;
-    const long delays_us[] = {30000, 70000, 5000, 110000, 1000, 50000};
-    int kills = 0;
-    for (size_t k = 0; k < sizeof delays_us / sizeof *delays_us; k++) {
-        pid_t pid = fork();
-        REQUIRE(pid >= 0);
-        if (pid == 0) _exit(imcap_train(&b) == IMCAP_OK ? 0 : 3);
-        struct timespec ts = {0, delays_us[k] * 1000};
-        nanosleep(&ts, NULL);
-        kill(pid, SIGKILL);
-        int st;
-        REQUIRE(waitpid(pid, &st, 0) == pid);
-        if (WIFSIGNALED(st)) kills++;
-        else REQUIRE(WIFEXITED(st) && WEXITSTATUS(st) == 0); /* finished before the kill */
-    }
-    CHECK(kills >= 3);
+    CHECK(fixture_kill_runs(run_train, &b) >= 3);
     REQUIRE_OK(imcap_train(&b));
-    require_same_file(a.checkpoint, b.checkpoint);
+    CHECK_SAME_FILE(a.checkpoint, b.checkpoint);
 }
 
 TEST(train_bad_inputs_give_clear_errors)
@@ -265,7 +234,7 @@ TEST(train_bad_inputs_give_clear_errors)
     /* a corrupt checkpoint: truncated, and with a flipped byte in the state */
     make_dataset(dir, N_IMG, DIM);
     size_t len;
-    char *d = slurp(p.checkpoint, &len);
+    char *d = fixture_slurp(p.checkpoint, &len);
     FILE *fp = fopen(p.checkpoint, "wb");
     REQUIRE(fp);
     fwrite(d, 1, len / 2, fp);
@@ -295,7 +264,7 @@ TEST(train_bad_inputs_give_clear_errors)
 static int read_val_losses(const char *csv, double *val, int max)
 {
     size_t len;
-    char *d = slurp(csv, &len);
+    char *d = fixture_slurp(csv, &len);
     int n = 0;
     for (char *line = strchr(d, '\n'); line && line[1] && n < max; line = strchr(line + 1, '\n')) {
         int e;
@@ -372,19 +341,7 @@ TEST(train_attention_decoder_on_a_grid_resumes_to_the_same_result)
     make_dataset(dir, N_IMG, DIM);
     static char grid[1100];
     snprintf(grid, sizeof grid, "%s/grid.bin", dir);
-    imcap_emb_layout lay = {.rows = 2, .cols = 3, .channels = 4, .dtype = IMCAP_EMB_F32};
-    imcap_embfile_writer *ew;
-    REQUIRE_OK(imcap_embfile_create_grid(grid, &lay, 0, "test", &ew));
-    imcap_rng rng;
-    imcap_rng_seed(&rng, 8);
-    for (int i = 0; i < N_IMG; i++) {
-        char name[16];
-        float row[24];
-        snprintf(name, sizeof name, "img%02d.jpg", i);
-        for (int k = 0; k < 24; k++) row[k] = (float)imcap_rng_normal(&rng);
-        REQUIRE_OK(imcap_embfile_append(ew, name, row));
-    }
-    REQUIRE_OK(imcap_embfile_writer_close(ew));
+    fixture_grid_embeddings(grid, "test", "img%02d.jpg", N_IMG, 8, 0.0f);
     imcap_train_params a = small_params(dir, "att_a.gguf");
     a.decoder = "attention";
     a.n_att = 5;
@@ -405,7 +362,7 @@ TEST(train_attention_decoder_on_a_grid_resumes_to_the_same_result)
     b.report = NULL;
     b.decoder = NULL; /* the checkpoint's settings win */
     REQUIRE_OK(imcap_train(&b));
-    require_same_file(a.checkpoint, b.checkpoint);
+    CHECK_SAME_FILE(a.checkpoint, b.checkpoint);
     dec_model *m;
     imcap_vocab *v;
     REQUIRE_OK(dec_load(a.checkpoint, &m, &v));
@@ -482,12 +439,12 @@ TEST(train_write_faults_leave_previous_files_intact)
     unsigned char *prev[4], *next[4];
     size_t n_prev[4], n_next[4];
     REQUIRE_OK(imcap_train(&p));
-    for (int i = 0; i < 4; i++) next[i] = (unsigned char *)slurp(paths[i], &n_next[i]);
+    for (int i = 0; i < 4; i++) next[i] = (unsigned char *)fixture_slurp(paths[i], &n_next[i]);
     imcap_train_params q = p;
     q.seed = 7;
     REQUIRE_OK(imcap_train(&q));
     for (int i = 0; i < 4; i++) {
-        prev[i] = (unsigned char *)slurp(paths[i], &n_prev[i]);
+        prev[i] = (unsigned char *)fixture_slurp(paths[i], &n_prev[i]);
         CHECK(n_prev[i] != n_next[i] || memcmp(prev[i], next[i], n_prev[i]));
     }
     for (int k = 0; k < IMCAP_FAULT_KINDS; k++) {
@@ -508,7 +465,7 @@ TEST(train_write_faults_leave_previous_files_intact)
             }
             for (int i = 0; i < 4; i++) {
                 size_t n;
-                unsigned char *d = (unsigned char *)slurp(paths[i], &n);
+                unsigned char *d = (unsigned char *)fixture_slurp(paths[i], &n);
                 bool is_prev = n == n_prev[i] && !memcmp(d, prev[i], n), is_next = n == n_next[i] && !memcmp(d, next[i], n);
                 if (!ok && !is_prev && !is_next) is_next = whole_output(paths[i], d, n); /* an earlier epoch's */
                 if (!(ok ? is_next : is_prev || is_next))
@@ -535,7 +492,7 @@ TEST(train_write_faults_leave_previous_files_intact)
 
 /* Issue 14, finding 6: `train --resume` from a checkpoint with one damaged
  * weight or Adam value (a weight that became 1e37) is refused, naming the
- * file and the tensor. */
+ * file and the tensor (train_fixture.c). */
 TEST(train_resume_refuses_a_damaged_checkpoint)
 {
     const char *dir = test_tmpdir();
@@ -545,19 +502,7 @@ TEST(train_resume_refuses_a_damaged_checkpoint)
     p.report = stop_at_step;
     p.report_user = &stop;
     CHECK(imcap_train(&p) == IMCAP_E_ARG); /* stopped after the checkpoint at step 2 */
-    size_t n;
-    char *good = slurp(p.checkpoint, &n);
-    static const char *const tensors[2] = {"lstm.weight_hh", "adam.m"};
-    for (int k = 0; k < 2; k++) {
-        FILE *fp = fopen(p.checkpoint, "wb");
-        REQUIRE(fp && fwrite(good, 1, n, fp) == n && fclose(fp) == 0);
-        const float big = 1e37f;
-        fixture_poke_tensor(p.checkpoint, tensors[k], 4, &big, sizeof big);
-        imcap_train_params r = small_params(dir, "run.gguf");
-        r.resume = 1;
-        CHECK(imcap_train(&r) == IMCAP_E_FORMAT);
-        CHECK(strstr(imcap_last_error(), "run.gguf") && strstr(imcap_last_error(), tensors[k]) &&
-              strstr(imcap_last_error(), "checksum"));
-    }
-    free(good);
+    imcap_train_params r = small_params(dir, "run.gguf");
+    r.resume = 1;
+    fixture_resume_refuses_damage(p.checkpoint, run_train, &r);
 }

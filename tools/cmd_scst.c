@@ -1,11 +1,9 @@
 /* cmd_scst.c - `imcap train --scst`: self-critical sequence training of a
  * trained decoder for CIDEr-D (imcap_scst_train). */
-#include "cli.h"
+#include "train_opts.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static void scst_usage(FILE *fp)
 {
@@ -48,11 +46,9 @@ static void scst_usage(FILE *fp)
             (unsigned long long)d.seed);
 }
 
-typedef struct scst_ui { double last; int quiet, tty; } scst_ui;
-
 static int scst_report(void *user, const imcap_scst_report *r)
 {
-    scst_ui *ui = user;
+    cli_run_ui *ui = user;
     if (ui->quiet) return 0;
     const double busy = r->gen_s + r->reward_s + r->train_s;
     const double g = busy > 0 ? 100 * r->gen_s / busy : 0, w = busy > 0 ? 100 * r->reward_s / busy : 0;
@@ -68,16 +64,13 @@ static int scst_report(void *user, const imcap_scst_report *r)
                 r->samples_per_s, g, w, 100 - g - w, r->checkpoint, r->best ? " (best so far)" : "");
         return 0;
     }
-    const double t = cli_now();
-    if (t - ui->last < (ui->tty ? 0.25 : 10.0) && r->batch != r->batches) return 0;
-    ui->last = t;
-    const int eta = (int)r->eta_s;
+    if (!cli_run_ui_due(ui, r->batch, r->batches)) return 0;
+    char eta[24];
     fprintf(stderr,
             "%sscst epoch %d/%d batch %d/%d reward %.4f (epoch %.4f) greedy CIDEr-D %.4f (epoch %.4f) %.0f samples/s "
-            "[gen %.0f%% reward %.0f%% backward %.0f%%] ETA %d:%02d:%02d%s",
+            "[gen %.0f%% reward %.0f%% backward %.0f%%] ETA %s%s",
             ui->tty ? "\r" : "", r->epoch, r->epochs, r->batch, r->batches, r->reward, r->epoch_reward, r->greedy,
-            r->epoch_greedy, r->samples_per_s, g, w, 100 - g - w, eta / 3600, eta / 60 % 60, eta % 60,
-            ui->tty ? "\x1b[K" : "\n");
+            r->epoch_greedy, r->samples_per_s, g, w, 100 - g - w, cli_hms(eta, r->eta_s), ui->tty ? "\x1b[K" : "\n");
     return 0;
 }
 
@@ -85,38 +78,21 @@ int cmd_scst(int argc, char **argv)
 {
     imcap_scst_params p = imcap_scst_default_params();
     p.checkpoint = "scst.gguf";
-    scst_ui ui = {0};
+    cli_run_ui ui = {0};
+    const cli_run_opts o = CLI_RUN_OPTS(p, &ui.quiet, 1);
+    const cli_int_opt ints[] = {{"--samples", &p.samples, 1}, {"--val-images", &p.val_images, 0}};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long n;
-        double x;
+        int r;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             scst_usage(stdout);
             return 0;
         } else if (!strcmp(a, "--scst")) {
             continue;
-        } else if (!strcmp(a, "--resume")) {
-            p.resume = 1;
-        } else if (!strcmp(a, "--quiet")) {
-            ui.quiet = 1;
+        } else if ((r = cli_run_option(&o, argc, argv, &i))) {
+            if (r < 0) return 2;
         } else if (v && !strcmp(a, "--init")) {
             p.init = argv[++i];
-        } else if (v && !strcmp(a, "--embeddings")) {
-            p.embeddings = argv[++i];
-        } else if (v && !strcmp(a, "--captions")) {
-            p.captions = argv[++i];
-        } else if (v && !strcmp(a, "--train-split")) {
-            p.train_split = argv[++i];
-        } else if (v && !strcmp(a, "--val-split")) {
-            p.val_split = argv[++i];
-        } else if (v && !strcmp(a, "--checkpoint")) {
-            p.checkpoint = argv[++i];
-        } else if (v && !strcmp(a, "--history")) {
-            p.history_csv = argv[++i];
-        } else if (v && !strcmp(a, "--best")) {
-            p.best_model = argv[++i];
-        } else if (v && !strcmp(a, "--plot")) {
-            p.plot_svg = argv[++i];
         } else if (v && !strcmp(a, "--baseline")) {
             if (!strcmp(v, "greedy")) p.baseline = IMCAP_SCST_BASELINE_GREEDY;
             else if (!strcmp(v, "mean")) p.baseline = IMCAP_SCST_BASELINE_MEAN;
@@ -125,33 +101,8 @@ int cmd_scst(int argc, char **argv)
                 return 2;
             }
             i++;
-        } else if (v && (!strcmp(a, "--lr") || !strcmp(a, "--clip"))) {
-            if (cli_parse_double(a, v, a[2] == 'l' ? 1e-9 : 0.0, 10.0, &x)) return 2;
-            if (a[2] == 'l') p.lr = (float)x;
-            else p.clip = (float)x;
-            i++;
-        } else if (v && !strcmp(a, "--seed")) {
-            char *end;
-            unsigned long long s = strtoull(v, &end, 10);
-            if (!*v || *end) {
-                fprintf(stderr, "imcap: --seed expects a non-negative integer, got '%s'\n", v);
-                return 2;
-            }
-            p.seed = s;
-            i++;
-        } else if (v && (!strcmp(a, "--epochs") || !strcmp(a, "--batches") || !strcmp(a, "--batch") ||
-                         !strcmp(a, "--samples") || !strcmp(a, "--max-len") || !strcmp(a, "--val-images") ||
-                         !strcmp(a, "--checkpoint-every"))) {
-            const long lo = !strcmp(a, "--val-images") || !strcmp(a, "--checkpoint-every") ? 0 : 1;
-            if (cli_parse_int(a, v, lo, 100000000, &n)) return 2;
-            int *dst = !strcmp(a, "--epochs")       ? &p.epochs
-                       : !strcmp(a, "--batches")    ? &p.batches_per_epoch
-                       : !strcmp(a, "--batch")      ? &p.batch_size
-                       : !strcmp(a, "--samples")    ? &p.samples
-                       : !strcmp(a, "--max-len")    ? &p.max_len
-                       : !strcmp(a, "--val-images") ? &p.val_images
-                                                    : &p.checkpoint_every;
-            *dst = (int)n;
+        } else if (v && (r = cli_int_options(ints, sizeof ints / sizeof *ints, a, v))) {
+            if (r < 0) return 2;
             i++;
         } else {
             fprintf(stderr, "imcap train --scst: unknown or incomplete option '%s'\n", a);
@@ -165,23 +116,13 @@ int cmd_scst(int argc, char **argv)
         scst_usage(stderr);
         return 2;
     }
-    char *hist = p.history_csv ? NULL : cli_derived(p.checkpoint, ".history.csv");
-    char *plot = p.plot_svg ? NULL : cli_derived(p.checkpoint, ".cider.svg");
-    char *best = p.best_model || !p.val_split ? NULL : cli_derived(p.checkpoint, ".best.gguf");
-    if (best) p.best_model = best;
-    if (!p.history_csv) p.history_csv = hist;
-    if (!p.plot_svg) p.plot_svg = plot;
-    ui.tty = isatty(2);
-    ui.last = -1e9;
+    cli_run_files files;
+    cli_run_files_default(&o, ".cider.svg", p.val_split != NULL, &files);
+    cli_run_ui_init(&ui);
     p.report = scst_report;
     p.report_user = &ui;
     imcap_status s = imcap_scst_train(&p);
-    if (!s && !ui.quiet)
-        fprintf(stderr, "imcap train --scst: done; checkpoint %s, history %s, plot %s%s%s\n", p.checkpoint,
-                p.history_csv, p.plot_svg, p.best_model ? ", best-validation model " : "",
-                p.best_model ? p.best_model : "");
-    free(hist);
-    free(plot);
-    free(best);
+    if (!s && !ui.quiet) cli_run_done(&o, "imcap train --scst", "checkpoint");
+    cli_run_files_free(&files);
     return s ? cli_error("train", s) : 0;
 }

@@ -1,11 +1,9 @@
 /* cmd_train.c - `imcap train`: trains the LSTM decoder on an embeddings file. */
-#include "cli.h"
+#include "train_opts.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 static void train_usage(FILE *fp)
 {
@@ -56,14 +54,14 @@ static void train_usage(FILE *fp)
             d.lr, d.n_att, d.att_lambda, d.n_img1, d.n_hid, d.n_emb, d.n_out1, (unsigned long long)d.seed);
 }
 
-typedef struct train_ui { double last; int quiet, tty; imcap_train_report end; } train_ui;
+typedef struct train_ui { cli_run_ui ui; imcap_train_report end; } train_ui;
 
 static int train_report(void *user, const imcap_train_report *r)
 {
-    train_ui *ui = user;
-    ui->end = *r;
+    train_ui *tu = user;
+    cli_run_ui *ui = &tu->ui;
+    tu->end = *r;
     if (ui->quiet) return 0;
-    const int eta = (int)r->eta_s;
     if (r->epoch_end) {
         fprintf(stderr, "%sepoch %d/%d: train loss %.4f", ui->tty ? "\r\x1b[K" : "", r->epoch, r->epochs,
                 r->epoch_loss);
@@ -72,12 +70,11 @@ static int train_report(void *user, const imcap_train_report *r)
                 r->best ? " (best so far)" : "");
         return 0;
     }
-    const double t = cli_now();
-    if (t - ui->last < (ui->tty ? 0.25 : 10.0) && r->batch != r->batches) return 0;
-    ui->last = t;
-    fprintf(stderr, "%sepoch %d/%d batch %d/%d loss %.4f (epoch mean %.4f) %.0f tokens/s ETA %d:%02d:%02d%s",
+    if (!cli_run_ui_due(ui, r->batch, r->batches)) return 0;
+    char eta[24];
+    fprintf(stderr, "%sepoch %d/%d batch %d/%d loss %.4f (epoch mean %.4f) %.0f tokens/s ETA %s%s",
             ui->tty ? "\r" : "", r->epoch, r->epochs, r->batch, r->batches, r->loss, r->epoch_loss, r->tokens_per_s,
-            eta / 3600, eta / 60 % 60, eta % 60, ui->tty ? "\x1b[K" : "\n");
+            cli_hms(eta, r->eta_s), ui->tty ? "\x1b[K" : "\n");
     return 0;
 }
 
@@ -87,34 +84,21 @@ int cmd_train(int argc, char **argv)
         if (!strcmp(argv[i], "--scst")) return cmd_scst(argc, argv);
     imcap_train_params p = imcap_train_default_params();
     p.checkpoint = "decoder.gguf";
-    train_ui ui = {0};
+    train_ui tu = {0};
+    const cli_run_opts o = CLI_RUN_OPTS(p, &tu.ui.quiet, 2);
+    const cli_int_opt ints[] = {{"--min-count", &p.min_count, 1}, {"--val-batches", &p.val_batches, 0},
+                                {"--img-hidden", &p.n_img1, 1},   {"--hidden", &p.n_hid, 1},
+                                {"--embed", &p.n_emb, 1},         {"--out-hidden", &p.n_out1, 1},
+                                {"--att-size", &p.n_att, 1},      {"--chunks", &p.chunks, 1}};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long n;
         double x;
+        int r;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             train_usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--resume")) {
-            p.resume = 1;
-        } else if (!strcmp(a, "--quiet")) {
-            ui.quiet = 1;
-        } else if (v && !strcmp(a, "--embeddings")) {
-            p.embeddings = argv[++i];
-        } else if (v && !strcmp(a, "--captions")) {
-            p.captions = argv[++i];
-        } else if (v && !strcmp(a, "--train-split")) {
-            p.train_split = argv[++i];
-        } else if (v && !strcmp(a, "--val-split")) {
-            p.val_split = argv[++i];
-        } else if (v && !strcmp(a, "--checkpoint")) {
-            p.checkpoint = argv[++i];
-        } else if (v && !strcmp(a, "--history")) {
-            p.history_csv = argv[++i];
-        } else if (v && !strcmp(a, "--best")) {
-            p.best_model = argv[++i];
-        } else if (v && !strcmp(a, "--plot")) {
-            p.plot_svg = argv[++i];
+        } else if ((r = cli_run_option(&o, argc, argv, &i))) {
+            if (r < 0) return 2;
         } else if (v && !strcmp(a, "--decoder")) {
             p.decoder = argv[++i];
         } else if (v && !strcmp(a, "--att-lambda")) {
@@ -125,42 +109,8 @@ int cmd_train(int argc, char **argv)
             if (cli_parse_double(a, v, 0.0, 0.95, &x)) return 2;
             p.dropout = (float)x;
             i++;
-        } else if (v && (!strcmp(a, "--lr") || !strcmp(a, "--clip"))) {
-            if (cli_parse_double(a, v, a[2] == 'l' ? 1e-9 : 0.0, 10.0, &x)) return 2;
-            if (a[2] == 'l') p.lr = (float)x;
-            else p.clip = (float)x;
-            i++;
-        } else if (v && !strcmp(a, "--seed")) {
-            char *end;
-            unsigned long long s = strtoull(v, &end, 10);
-            if (!*v || *end) {
-                fprintf(stderr, "imcap: --seed expects a non-negative integer, got '%s'\n", v);
-                return 2;
-            }
-            p.seed = s;
-            i++;
-        } else if (v && (!strcmp(a, "--epochs") || !strcmp(a, "--batches") || !strcmp(a, "--batch") ||
-                         !strcmp(a, "--max-len") || !strcmp(a, "--min-count") || !strcmp(a, "--val-batches") ||
-                         !strcmp(a, "--checkpoint-every") || !strcmp(a, "--img-hidden") || !strcmp(a, "--hidden") ||
-                         !strcmp(a, "--embed") || !strcmp(a, "--out-hidden") || !strcmp(a, "--att-size") ||
-                         !strcmp(a, "--chunks"))) {
-            long lo = !strcmp(a, "--val-batches") || !strcmp(a, "--checkpoint-every") ? 0 : 1;
-            if (!strcmp(a, "--max-len")) lo = 2;
-            if (cli_parse_int(a, v, lo, 100000000, &n)) return 2;
-            int *dst = !strcmp(a, "--epochs")             ? &p.epochs
-                       : !strcmp(a, "--batches")          ? &p.batches_per_epoch
-                       : !strcmp(a, "--batch")            ? &p.batch_size
-                       : !strcmp(a, "--max-len")          ? &p.max_len
-                       : !strcmp(a, "--min-count")        ? &p.min_count
-                       : !strcmp(a, "--val-batches")      ? &p.val_batches
-                       : !strcmp(a, "--checkpoint-every") ? &p.checkpoint_every
-                       : !strcmp(a, "--img-hidden")       ? &p.n_img1
-                       : !strcmp(a, "--hidden")           ? &p.n_hid
-                       : !strcmp(a, "--embed")            ? &p.n_emb
-                       : !strcmp(a, "--att-size")         ? &p.n_att
-                       : !strcmp(a, "--chunks")           ? &p.chunks
-                                                          : &p.n_out1;
-            *dst = (int)n;
+        } else if (v && (r = cli_int_options(ints, sizeof ints / sizeof *ints, a, v))) {
+            if (r < 0) return 2;
             i++;
         } else {
             fprintf(stderr, "imcap train: unknown or incomplete option '%s'\n", a);
@@ -173,30 +123,20 @@ int cmd_train(int argc, char **argv)
         train_usage(stderr);
         return 2;
     }
-    char *hist = p.history_csv ? NULL : cli_derived(p.checkpoint, ".history.csv");
-    char *plot = p.plot_svg ? NULL : cli_derived(p.checkpoint, ".loss.svg");
-    char *best = p.best_model || !p.val_split || p.val_batches < 1 ? NULL : cli_derived(p.checkpoint, ".best.gguf");
-    if (best) p.best_model = best;
-    if (!p.history_csv) p.history_csv = hist;
-    if (!p.plot_svg) p.plot_svg = plot;
-    ui.tty = isatty(2);
-    ui.last = -1e9;
+    cli_run_files files;
+    cli_run_files_default(&o, ".loss.svg", p.val_split && p.val_batches >= 1, &files);
+    cli_run_ui_init(&tu.ui);
     p.report = train_report;
-    p.report_user = &ui;
+    p.report_user = &tu;
     p.comm = cli_comm();
     imcap_status s = imcap_train(&p);
-    if (!s && !ui.quiet && p.comm->rank == 0)
-        fprintf(stderr, "imcap train: done; model and checkpoint %s, history %s, plot %s%s%s\n", p.checkpoint,
-                p.history_csv, p.plot_svg, p.best_model ? ", best-validation model " : "",
-                p.best_model ? p.best_model : "");
-    if (!s && p.comm->size > 1 && p.comm->rank == 0 && ui.end.train_s > 0)
+    if (!s && !tu.ui.quiet && p.comm->rank == 0) cli_run_done(&o, "imcap train", "model and checkpoint");
+    if (!s && p.comm->size > 1 && p.comm->rank == 0 && tu.end.train_s > 0)
         fprintf(stderr, "imcap train: %d ranks, %d chunks a batch: gradient exchange %.3f s of %.3f s (%.1f%%), "
                 "%.0f bytes sent per batch by each rank; waiting for the slowest rank %.3f s (%.1f%%)\n",
-                p.comm->size, p.chunks ? p.chunks : p.comm->size, ui.end.comm_s, ui.end.train_s,
-                100.0 * ui.end.comm_s / ui.end.train_s, (double)ui.end.comm_bytes, ui.end.wait_s,
-                100.0 * ui.end.wait_s / ui.end.train_s);
-    free(hist);
-    free(plot);
-    free(best);
+                p.comm->size, p.chunks ? p.chunks : p.comm->size, tu.end.comm_s, tu.end.train_s,
+                100.0 * tu.end.comm_s / tu.end.train_s, (double)tu.end.comm_bytes, tu.end.wait_s,
+                100.0 * tu.end.wait_s / tu.end.train_s);
+    cli_run_files_free(&files);
     return s ? cli_error("train", s) : 0;
 }

@@ -16,20 +16,20 @@
  * UNK never drawn, END not first), whose difference is the masked tokens'
  * small probability. Determinism: everything a step uses derives from the
  * checkpointed state (weights, Adam, image rng, step), so a resumed run
- * replays exactly what the interrupted run would have done.
+ * replays exactly what the interrupted run would have done. The run's
+ * shared part (data, checkpoint file, history, best model, ETA) is
+ * train_common.c.
  */
 #include "captioner.h"
 #include "cider.h"
 #include "decoder.h"
 #include "generate.h"
-#include "optimizer.h"
 #include "ops.h"
-#include "plot.h"
+#include "train_common.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define SCST_VERSION 1u
 
@@ -51,23 +51,14 @@ imcap_scst_params imcap_scst_default_params(void)
 
 typedef struct scst {
     imcap_scst_params p; /* effective settings (from the checkpoint when resuming) */
-    imcap_captions *all, *train, *val;
-    imcap_embfile *emb;
-    int32_t *train_rows, *val_rows;
+    train_run run;        /* data, model, Adam, position, history (hist: sample reward, greedy reward, validation
+                             CIDEr-D; val_start: the start model's, NaN without a split) */
     size_t n_val;         /* validation images used */
-    imcap_vocab *vocab;
     gen_special sp;
     cider_refs *cider;
-    dec_model *m;
     dec_work *w;
-    adam opt;
     imcap_rng pick;       /* image draws */
-    /* loop state */
-    int epoch, batch;
-    uint64_t step;
     float sum_reward, sum_greedy; /* this epoch's sums of batch means */
-    float val_start;      /* validation CIDEr-D of the start model (NaN without a split) */
-    float *hist_reward, *hist_greedy, *hist_val; /* [epochs] */
     /* step buffers: R = B (K + 1) rollout rows, S = B K sampled rows */
     int32_t *images;      /* [B] */
     float *img;           /* [B][D] images of the batch */
@@ -83,20 +74,9 @@ typedef struct scst {
 
 static void scst_free(scst *t)
 {
-    imcap_captions_free(t->val);
-    imcap_captions_free(t->train);
-    imcap_captions_free(t->all);
-    imcap_embfile_close(t->emb);
-    free(t->train_rows);
-    free(t->val_rows);
-    imcap_vocab_free(t->vocab);
+    run_free(&t->run);
     cider_refs_free(t->cider);
     dec_work_free(t->w);
-    dec_model_free(t->m);
-    adam_free(&t->opt);
-    free(t->hist_reward);
-    free(t->hist_greedy);
-    free(t->hist_val);
     free(t->images);
     imcap_free(t->img);
     imcap_free(t->simg);
@@ -138,225 +118,78 @@ static imcap_status check_params(const imcap_scst_params *p)
 
 /* ------------------------------------------------------------ checkpoints */
 
-static imcap_status save_checkpoint(const scst *t)
+/* The checkpoint's imcap.scst keys, in file order: settings, Adam (ap,
+ * *adam_t), the loop position, the epoch's sums, the start model's
+ * validation CIDEr-D, the image rng. */
+static size_t scst_keys(void *owner, bool saving, adam_params *ap, uint64_t *adam_t, run_key *keys)
 {
-    const imcap_scst_params *p = &t->p;
-    gguf_writer *w = gguf_writer_new();
-    if (!w) return IMCAP_E_NOMEM;
-    const int64_t np = (int64_t)t->m->n_params;
-    imcap_status s;
-    if ((s = dec_gguf_add(w, t->m, t->vocab)) || (s = gguf_set_u32(w, "imcap.scst.version", SCST_VERSION)) ||
-        (s = gguf_set_u32(w, "imcap.scst.epochs", (uint32_t)p->epochs)) ||
-        (s = gguf_set_u32(w, "imcap.scst.batches_per_epoch", (uint32_t)p->batches_per_epoch)) ||
-        (s = gguf_set_u32(w, "imcap.scst.batch_size", (uint32_t)p->batch_size)) ||
-        (s = gguf_set_u32(w, "imcap.scst.samples", (uint32_t)p->samples)) ||
-        (s = gguf_set_u32(w, "imcap.scst.max_len", (uint32_t)p->max_len)) ||
-        (s = gguf_set_u32(w, "imcap.scst.baseline", (uint32_t)p->baseline)) ||
-        (s = gguf_set_u32(w, "imcap.scst.val_images", (uint32_t)p->val_images)) ||
-        (s = gguf_set_u32(w, "imcap.scst.checkpoint_every", (uint32_t)p->checkpoint_every)) ||
-        (s = gguf_set_u64(w, "imcap.scst.seed", p->seed)) || (s = gguf_set_f32(w, "imcap.scst.lr", t->opt.p.lr)) ||
-        (s = gguf_set_f32(w, "imcap.scst.clip", t->opt.p.clip)) ||
-        (s = gguf_set_f32(w, "imcap.scst.beta1", t->opt.p.beta1)) ||
-        (s = gguf_set_f32(w, "imcap.scst.beta2", t->opt.p.beta2)) ||
-        (s = gguf_set_f32(w, "imcap.scst.eps", t->opt.p.eps)) || (s = gguf_set_u64(w, "imcap.scst.adam_t", t->opt.t)) ||
-        (s = gguf_set_u32(w, "imcap.scst.epoch", (uint32_t)t->epoch)) ||
-        (s = gguf_set_u32(w, "imcap.scst.batch", (uint32_t)t->batch)) ||
-        (s = gguf_set_u64(w, "imcap.scst.step", t->step)) ||
-        (s = gguf_set_f32(w, "imcap.scst.sum_reward", t->sum_reward)) ||
-        (s = gguf_set_f32(w, "imcap.scst.sum_greedy", t->sum_greedy)) ||
-        (s = gguf_set_f32(w, "imcap.scst.val_start", t->val_start)) ||
-        (s = gguf_set_u64(w, "imcap.scst.pick.0", t->pick.s[0])) ||
-        (s = gguf_set_u64(w, "imcap.scst.pick.1", t->pick.s[1])) ||
-        (s = gguf_set_u64(w, "imcap.scst.pick.2", t->pick.s[2])) ||
-        (s = gguf_set_u64(w, "imcap.scst.pick.3", t->pick.s[3])) ||
-        (s = gguf_set_arr_f32(w, "imcap.scst.history.reward", t->hist_reward, (size_t)t->epoch)) ||
-        (s = gguf_set_arr_f32(w, "imcap.scst.history.greedy", t->hist_greedy, (size_t)t->epoch)) ||
-        (s = gguf_set_arr_f32(w, "imcap.scst.history.val_cider", t->hist_val, (size_t)t->epoch)) ||
-        (s = gguf_add_tensor(w, "adam.m", GGUF_T_F32, 1, &np, t->opt.m)) ||
-        (s = gguf_add_tensor(w, "adam.v", GGUF_T_F32, 1, &np, t->opt.v)) || (s = gguf_write(w, p->checkpoint))) {
-        gguf_writer_free(w);
-        return s;
-    }
-    gguf_writer_free(w);
-    return IMCAP_OK;
-}
-
-static imcap_status alloc_history(scst *t)
-{
-    const size_t n = (size_t)t->p.epochs;
-    t->hist_reward = malloc(sizeof(float) * n);
-    t->hist_greedy = malloc(sizeof(float) * n);
-    t->hist_val = malloc(sizeof(float) * n);
-    if (!t->hist_reward || !t->hist_greedy || !t->hist_val)
-        return imcap_fail(IMCAP_E_NOMEM, "out of memory for the history");
-    return IMCAP_OK;
-}
-
-/* Model (with gradients), vocabulary, settings, Adam and loop state. */
-static imcap_status load_checkpoint(scst *t, const char *path, int epochs_wanted)
-{
-    gguf_file *f;
-    imcap_status s = gguf_open(path, &f);
-    if (s) return s;
-    dec_model *lm = NULL;
+    scst *t = owner;
     imcap_scst_params *p = &t->p;
-    adam_params ap = adam_default_params();
-    uint64_t adam_t;
-    uint32_t version;
-    if ((s = dec_gguf_read(f, &lm, &t->vocab))) goto out;
-    if (!gguf_has_key(f, "imcap.scst.version")) {
-        s = imcap_fail(IMCAP_E_FORMAT, "%s: not an SCST checkpoint (no imcap.scst state to resume)", path);
-        goto out;
-    }
-    if ((s = gguf_get_u32(f, "imcap.scst.version", &version))) goto out;
-    if (version != SCST_VERSION) {
-        s = imcap_fail(IMCAP_E_UNSUPPORTED, "%s: SCST checkpoint version %u (this build reads %u)", path, version,
-                       SCST_VERSION);
-        goto out;
-    }
-    if ((s = gguf_get_count(f, "imcap.scst.epochs", 1, 100000, &p->epochs)) ||
-        (s = gguf_get_count(f, "imcap.scst.batches_per_epoch", 1, 100000000, &p->batches_per_epoch)) ||
-        (s = gguf_get_count(f, "imcap.scst.batch_size", 1, 4096, &p->batch_size)) ||
-        (s = gguf_get_count(f, "imcap.scst.samples", 1, 64, &p->samples)) ||
-        (s = gguf_get_count(f, "imcap.scst.max_len", 1, GEN_MAX_LEN, &p->max_len)) ||
-        (s = gguf_get_count(f, "imcap.scst.baseline", 0, 1, &p->baseline)) ||
-        (s = gguf_get_count(f, "imcap.scst.val_images", 0, INT32_MAX, &p->val_images)) ||
-        (s = gguf_get_count(f, "imcap.scst.checkpoint_every", 0, INT32_MAX, &p->checkpoint_every)) ||
-        (s = gguf_get_u64(f, "imcap.scst.seed", &p->seed)) || (s = gguf_get_f32(f, "imcap.scst.lr", &ap.lr)) ||
-        (s = gguf_get_f32(f, "imcap.scst.clip", &ap.clip)) || (s = gguf_get_f32(f, "imcap.scst.beta1", &ap.beta1)) ||
-        (s = gguf_get_f32(f, "imcap.scst.beta2", &ap.beta2)) || (s = gguf_get_f32(f, "imcap.scst.eps", &ap.eps)) ||
-        (s = gguf_get_u64(f, "imcap.scst.adam_t", &adam_t)) ||
-        (s = gguf_get_count(f, "imcap.scst.epoch", 0, 100000, &t->epoch)) ||
-        (s = gguf_get_count(f, "imcap.scst.batch", 0, 100000000, &t->batch)) ||
-        (s = gguf_get_u64(f, "imcap.scst.step", &t->step)) ||
-        (s = gguf_get_f32(f, "imcap.scst.sum_reward", &t->sum_reward)) ||
-        (s = gguf_get_f32(f, "imcap.scst.sum_greedy", &t->sum_greedy)) ||
-        (s = gguf_get_f32(f, "imcap.scst.val_start", &t->val_start)) ||
-        (s = gguf_get_u64(f, "imcap.scst.pick.0", &t->pick.s[0])) ||
-        (s = gguf_get_u64(f, "imcap.scst.pick.1", &t->pick.s[1])) ||
-        (s = gguf_get_u64(f, "imcap.scst.pick.2", &t->pick.s[2])) ||
-        (s = gguf_get_u64(f, "imcap.scst.pick.3", &t->pick.s[3])))
-        goto out;
-    p->lr = ap.lr;
-    p->clip = ap.clip;
-    if (t->epoch > p->epochs || t->batch >= p->batches_per_epoch ||
-        t->step != (uint64_t)t->epoch * (uint64_t)p->batches_per_epoch + (uint64_t)t->batch || adam_t != t->step ||
-        !isfinite(t->sum_reward) || !isfinite(t->sum_greedy)) {
-        s = imcap_fail(IMCAP_E_FORMAT, "%s: inconsistent SCST state (epoch %d of %d, batch %d of %d, step %llu, Adam "
-                       "step %llu)", path, t->epoch, p->epochs, t->batch, p->batches_per_epoch,
-                       (unsigned long long)t->step, (unsigned long long)adam_t);
-        goto out;
-    }
-    if (epochs_wanted > p->epochs) p->epochs = epochs_wanted;
-    const float *hr, *hg, *hv;
-    size_t nr, ng, nv;
-    if ((s = gguf_get_arr_f32(f, "imcap.scst.history.reward", &hr, &nr)) ||
-        (s = gguf_get_arr_f32(f, "imcap.scst.history.greedy", &hg, &ng)) ||
-        (s = gguf_get_arr_f32(f, "imcap.scst.history.val_cider", &hv, &nv)))
-        goto out;
-    if (nr != (size_t)t->epoch || ng != nr || nv != nr) {
-        s = imcap_fail(IMCAP_E_FORMAT, "%s: history has %zu/%zu/%zu entries for %d finished epochs", path, nr, ng, nv,
-                       t->epoch);
-        goto out;
-    }
-    if ((s = alloc_history(t))) goto out;
-    memcpy(t->hist_reward, hr, sizeof(float) * nr);
-    memcpy(t->hist_greedy, hg, sizeof(float) * nr);
-    memcpy(t->hist_val, hv, sizeof(float) * nr);
-    if ((s = dec_model_new(&lm->cfg, true, &t->m))) goto out;
-    memcpy(t->m->params, lm->params, sizeof(float) * lm->n_params);
-    if ((s = adam_init(&t->opt, &ap, t->m->n_params))) {
-        s = imcap_fail_prefix(s, "%s", path);
-        goto out;
-    }
-    t->opt.t = adam_t;
-    const int64_t np = (int64_t)t->m->n_params;
-    const gguf_tensor *tm, *tv;
-    if ((s = gguf_expect_tensor(f, "adam.m", GGUF_T_F32, 1, &np, &tm)) ||
-        (s = gguf_expect_tensor(f, "adam.v", GGUF_T_F32, 1, &np, &tv)))
-        goto out;
-    memcpy(t->opt.m, tm->data, sizeof(float) * t->m->n_params);
-    memcpy(t->opt.v, tv->data, sizeof(float) * t->m->n_params);
-    for (size_t i = 0; i < t->m->n_params; i++)
-        if (!isfinite(t->m->params[i]) || !isfinite(t->opt.m[i]) || !(t->opt.v[i] >= 0 && isfinite(t->opt.v[i]))) {
-            s = imcap_fail(IMCAP_E_FORMAT, "%s: non-finite weight or optimizer value at parameter %zu", path, i);
-            goto out;
-        }
-out:
-    dec_model_free(lm);
-    gguf_close(f);
-    return s;
+    const run_key k[] = {
+        RUN_COUNT("epochs", &p->epochs, 1, 100000),
+        RUN_COUNT("batches_per_epoch", &p->batches_per_epoch, 1, 100000000),
+        RUN_COUNT("batch_size", &p->batch_size, 1, 4096),
+        RUN_COUNT("samples", &p->samples, 1, 64),
+        RUN_COUNT("max_len", &p->max_len, 1, GEN_MAX_LEN),
+        RUN_COUNT("baseline", &p->baseline, 0, 1),
+        RUN_COUNT("val_images", &p->val_images, 0, INT32_MAX),
+        RUN_COUNT("checkpoint_every", &p->checkpoint_every, 0, INT32_MAX),
+        RUN_U64("seed", &p->seed),
+        RUN_F32("lr", &ap->lr),
+        RUN_F32("clip", &ap->clip),
+        RUN_KEYS_ADAM(ap, adam_t),
+        RUN_KEYS_POSITION(&t->run),
+        RUN_F32("sum_reward", &t->sum_reward),
+        RUN_F32("sum_greedy", &t->sum_greedy),
+        RUN_F32("val_start", &t->run.val_start),
+        RUN_KEYS_RNG("pick", t->pick.s),
+    };
+    _Static_assert(sizeof k / sizeof *k <= RUN_MAX_KEYS, "RUN_MAX_KEYS");
+    memcpy(keys, k, sizeof k);
+    return sizeof k / sizeof *k;
 }
 
-/* ---------------------------------------------------------- history files */
-
-static imcap_status write_history_csv(const scst *t, const char *path)
+/* A checkpoint's lr and clip from Adam's; its epoch sums must be finite. */
+static imcap_status scst_loaded(void *owner, const gguf_file *f, const char *path, const dec_model *lm,
+                                const adam_params *ap, bool *state_ok)
 {
-    imcap_atomic_file af;
-    imcap_status s = imcap_atomic_open(&af, path);
-    if (s) return s;
-    char line[200];
-    int n = snprintf(line, sizeof line, "epoch,step,reward,greedy_reward,val_cider\n0,0,,,");
-    if (isfinite(t->val_start)) n += snprintf(line + n, sizeof line - n, "%.6f", t->val_start);
-    snprintf(line + n, sizeof line - n, "\n");
-    s = imcap_atomic_write(&af, line, strlen(line));
-    for (int e = 0; e < t->epoch && !s; e++) {
-        n = snprintf(line, sizeof line, "%d,%llu,%.6f,%.6f,", e + 1,
-                     (unsigned long long)(e + 1) * (unsigned long long)t->p.batches_per_epoch, t->hist_reward[e],
-                     t->hist_greedy[e]);
-        if (isfinite(t->hist_val[e])) n += snprintf(line + n, sizeof line - n, "%.6f", t->hist_val[e]);
-        snprintf(line + n, sizeof line - n, "\n");
-        s = imcap_atomic_write(&af, line, strlen(line));
-    }
-    if (s) {
-        imcap_atomic_abort(&af);
-        return s;
-    }
-    return imcap_atomic_commit(&af);
+    scst *t = owner;
+    t->p.lr = ap->lr;
+    t->p.clip = ap->clip;
+    *state_ok = isfinite(t->sum_reward) && isfinite(t->sum_greedy);
+    return IMCAP_OK;
 }
 
-static imcap_status write_plot(const scst *t, const char *path)
-{
-    const float *series[3] = {t->hist_reward, t->hist_greedy, t->hist_val};
-    const char *const labels[3] = {"sample reward", "greedy reward", "validation"};
-    return plot_epochs_svg(path, "SCST: CIDEr-D per epoch", "CIDEr-D", t->epoch, t->hist_val && t->val_rows ? 3 : 2,
-                           series, labels);
-}
+static const run_format scst_format = {
+    .prefix = "imcap.scst",
+    .version = SCST_VERSION,
+    .label = "SCST",
+    .no_state = "%s: not an SCST checkpoint (no imcap.scst state to resume)",
+    .version_what = "SCST checkpoint",
+    .history_what = "history",
+    .n_series = 3,
+    .series_key = {"history.reward", "history.greedy", "history.val_cider"},
+    .csv_header = "epoch,step,reward,greedy_reward,val_cider\n",
+    .csv_start_row = true,
+    .higher_is_better = true,
+    .plot_title = "SCST: CIDEr-D per epoch",
+    .plot_ylabel = "CIDEr-D",
+    .plot_val_with_split = true,
+    .series_label = {"sample reward", "greedy reward", "validation"},
+    .keys = scst_keys,
+    .loaded = scst_loaded,
+};
 
 /* ---------------------------------------------------------------- the loop */
-
-static imcap_status load_data(scst *t)
-{
-    const imcap_scst_params *p = &t->p;
-    imcap_status s;
-    if ((s = imcap_captions_load(p->captions, &t->all))) return s;
-    if ((s = imcap_captions_restrict(t->all, p->train_split, &t->train))) return s;
-    if (imcap_captions_n_images(t->train) == 0)
-        return imcap_fail(IMCAP_E_ARG, "%s: the training split has no images", p->train_split);
-    if (p->val_split && (s = imcap_captions_restrict(t->all, p->val_split, &t->val))) return s;
-    if ((s = imcap_embfile_open(p->embeddings, &t->emb))) return s;
-    t->train_rows = malloc(sizeof(int32_t) * imcap_captions_n_images(t->train));
-    if (!t->train_rows) return imcap_fail(IMCAP_E_NOMEM, "out of memory");
-    if ((s = imcap_embfile_match(t->emb, t->train, t->train_rows)))
-        return imcap_fail_prefix(s, "training split %s", p->train_split);
-    if (t->val && imcap_captions_n_images(t->val) > 0) {
-        t->val_rows = malloc(sizeof(int32_t) * imcap_captions_n_images(t->val));
-        if (!t->val_rows) return imcap_fail(IMCAP_E_NOMEM, "out of memory");
-        if ((s = imcap_embfile_match(t->emb, t->val, t->val_rows)))
-            return imcap_fail_prefix(s, "validation split %s", p->val_split);
-        t->n_val = imcap_captions_n_images(t->val);
-        if (p->val_images > 0 && (size_t)p->val_images < t->n_val) t->n_val = (size_t)p->val_images;
-    }
-    return IMCAP_OK;
-}
 
 /* Greedy CIDEr-D of the validation images, as imcap_eval scores it
  * (imcap_score over those images, PTB tokenization). NaN without a split. */
 static imcap_status validate(scst *t, float *out)
 {
     *out = NAN;
-    if (!t->val_rows) return IMCAP_OK;
-    const size_t n = t->n_val, D = imcap_embfile_dim(t->emb), chunk = 64;
+    const train_run *run = &t->run;
+    if (!run->val_rows) return IMCAP_OK;
+    const size_t n = t->n_val, D = imcap_embfile_dim(run->emb), chunk = 64;
     const int L = t->p.max_len;
     imcap_status s = IMCAP_OK;
     float *img = imcap_alloc(chunk * D, sizeof(float));
@@ -370,21 +203,20 @@ static imcap_status validate(scst *t, float *out)
     }
     for (size_t i0 = 0; i0 < n && !s; i0 += chunk) {
         const size_t b = n - i0 < chunk ? n - i0 : chunk;
-        for (size_t i = 0; i < b; i++)
-            memcpy(img + i * D, imcap_embfile_row(t->emb, (size_t)t->val_rows[i0 + i]), sizeof(float) * D);
-        if ((s = gen_greedy_batch(t->m, img, (int)b, &t->sp, L, words, lens))) break;
+        run_gather(run, run->val_rows + i0, NULL, b, img);
+        if ((s = gen_greedy_batch(run->m, img, (int)b, &t->sp, L, words, lens))) break;
         for (size_t i = 0; i < b && !s; i++)
-            s = imcap_vocab_decode(t->vocab, words + i * (size_t)L, (size_t)lens[i], &text[i0 + i]);
+            s = imcap_vocab_decode(run->vocab, words + i * (size_t)L, (size_t)lens[i], &text[i0 + i]);
     }
     for (size_t i = 0; i < n && !s; i++) {
         items[i].candidate = text[i];
-        items[i].n_refs = imcap_captions_count(t->val, i);
+        items[i].n_refs = imcap_captions_count(run->val, i);
         const char **r = malloc(sizeof *r * (items[i].n_refs ? items[i].n_refs : 1));
         if (!r) {
             s = imcap_fail(IMCAP_E_NOMEM, "out of memory for validation");
             break;
         }
-        for (size_t k = 0; k < items[i].n_refs; k++) r[k] = imcap_captions_text(t->val, i, k);
+        for (size_t k = 0; k < items[i].n_refs; k++) r[k] = imcap_captions_text(run->val, i, k);
         items[i].refs = r;
     }
     imcap_scores sc;
@@ -425,14 +257,13 @@ static imcap_status scst_step(scst *t, float *reward, float *greedy)
 {
     const imcap_scst_params *p = &t->p;
     const int B = p->batch_size, K = p->samples, k1 = K + 1, L = p->max_len, t1 = L + 2;
-    const size_t D = imcap_embfile_dim(t->emb), n_train = imcap_captions_n_images(t->train);
-    for (int i = 0; i < B; i++) {
-        t->images[i] = (int32_t)imcap_rng_below(&t->pick, n_train);
-        memcpy(t->img + (size_t)i * D, imcap_embfile_row(t->emb, (size_t)t->train_rows[t->images[i]]),
-               sizeof(float) * D);
-    }
+    train_run *run = &t->run;
+    dec_model *m = run->m;
+    const size_t D = imcap_embfile_dim(run->emb), n_train = imcap_captions_n_images(run->train);
+    for (int i = 0; i < B; i++) t->images[i] = (int32_t)imcap_rng_below(&t->pick, n_train);
+    run_gather(run, run->train_rows, t->images, (size_t)B, t->img);
     double t0 = imcap_now();
-    imcap_status s = gen_rollouts(t->m, t->img, B, K, &t->sp, L, p->seed * 0x9e3779b97f4a7c15ull + t->step, t->words,
+    imcap_status s = gen_rollouts(m, t->img, B, K, &t->sp, L, p->seed * 0x9e3779b97f4a7c15ull + run->step, t->words,
                                   t->lens, t->ended);
     if (s) return s;
     double t1s = imcap_now();
@@ -456,20 +287,17 @@ static imcap_status scst_step(scst *t, float *reward, float *greedy)
             for (int j = 0; j < t->lens[src]; j++) tok[1 + j] = t->words[src * L + j];
             int n = 1 + t->lens[src];
             if (t->ended[src]) tok[n++] = t->sp.end_id;
-            for (; n < t1; n++) tok[n] = t->m->cfg.pad_id;
+            for (; n < t1; n++) tok[n] = m->cfg.pad_id;
             memcpy(t->simg + row * D, t->img + (size_t)i * D, sizeof(float) * D);
         }
     }
     *reward = (float)(sum_r / ((double)B * K));
     *greedy = (float)(sum_g / B);
     float loss;
-    if ((s = dec_forward_backward(t->m, t->w, t->simg, t->tokens, t->row_w, B * K, t1, true, NULL, &loss,
-                                           NULL)))
+    if ((s = dec_forward_backward(m, t->w, t->simg, t->tokens, t->row_w, B * K, t1, true, NULL, &loss, NULL)))
         return s;
-    if (!isfinite(loss))
-        return imcap_fail(IMCAP_E_INTERNAL, "SCST diverged: loss %g at step %llu (try a lower learning rate or "
-                          "--clip)", loss, (unsigned long long)t->step + 1);
-    adam_step(&t->opt, t->m->params, t->m->grads);
+    if (!isfinite(loss)) return run_diverged(run, loss);
+    adam_step(&run->opt, m->params, m->grads);
     double t3 = imcap_now();
     t->gen_s += t1s - t0;
     t->reward_s += t2 - t1s;
@@ -477,58 +305,49 @@ static imcap_status scst_step(scst *t, float *reward, float *greedy)
     return IMCAP_OK;
 }
 
-/* Whether the epoch just finished has the highest validation CIDEr-D so far
- * (the first of equal ones wins), from the history. */
-static bool is_best_epoch(const scst *t)
-{
-    const float v = t->hist_val[t->epoch - 1];
-    for (int e = 0; e < t->epoch - 1; e++)
-        if (isfinite(t->hist_val[e]) && t->hist_val[e] >= v) return false;
-    return true;
-}
-
 static imcap_status scst_run(scst *t, const imcap_scst_params *req)
 {
     imcap_status s = check_params(req);
     if (s) return s;
     t->p = *req;
-    struct stat sb;
-    const bool resuming = req->resume && stat(req->checkpoint, &sb) == 0;
+    train_run *run = &t->run;
+    run->out = (run_outputs){req->checkpoint, req->history_csv, req->plot_svg, req->best_model};
+    const bool resuming = run_resuming(req->resume, req->checkpoint);
     if (!resuming && !req->init)
         return imcap_fail(IMCAP_E_ARG, "SCST: no checkpoint %s to resume and no model to start from",
                           req->checkpoint);
-    if ((s = load_data(t))) return s;
-    const size_t D = imcap_embfile_dim(t->emb);
+    if ((s = run_load_data(run, req->captions, req->train_split, req->val_split, req->embeddings))) return s;
+    if (run->val_rows) {
+        t->n_val = imcap_captions_n_images(run->val);
+        if (req->val_images > 0 && (size_t)req->val_images < t->n_val) t->n_val = (size_t)req->val_images;
+    }
+    const size_t D = imcap_embfile_dim(run->emb);
     if (resuming) {
-        if ((s = load_checkpoint(t, req->checkpoint, req->epochs))) return s;
+        if ((s = run_load_checkpoint(run, req->checkpoint, req->epochs))) return s;
     } else {
         dec_model *lm;
-        if ((s = captioner_read_decoder(req->init, &lm, &t->vocab))) return s;
-        s = dec_model_new(&lm->cfg, true, &t->m);
-        if (!s) memcpy(t->m->params, lm->params, sizeof(float) * lm->n_params);
+        if ((s = captioner_read_decoder(req->init, &lm, &run->vocab))) return s;
+        s = dec_model_new(&lm->cfg, true, &run->m);
+        if (!s) memcpy(run->m->params, lm->params, sizeof(float) * lm->n_params);
         dec_model_free(lm);
         if (s) return s;
-        adam_params ap = adam_default_params();
-        ap.lr = t->p.lr;
-        ap.clip = t->p.clip;
-        if ((s = adam_init(&t->opt, &ap, t->m->n_params))) return s;
-        if ((s = alloc_history(t))) return s;
+        if ((s = run_adam_init(run, t->p.lr, t->p.clip)) || (s = run_alloc_history(run, t->p.epochs))) return s;
         imcap_rng_seed(&t->pick, t->p.seed);
     }
     const char *src = resuming ? req->checkpoint : req->init;
-    if (dec_input_floats(&t->m->cfg) != D)
+    if (dec_input_floats(&run->m->cfg) != D)
         return imcap_fail(IMCAP_E_MISMATCH, "embeddings file %s has dimension %zu but the decoder %s reads %zu",
-                          req->embeddings, D, src, dec_input_floats(&t->m->cfg));
+                          req->embeddings, D, src, dec_input_floats(&run->m->cfg));
     const imcap_scst_params *p = &t->p;
-    t->sp.start_id = imcap_vocab_start(t->vocab);
-    t->sp.end_id = imcap_vocab_end(t->vocab);
+    t->sp.start_id = imcap_vocab_start(run->vocab);
+    t->sp.end_id = imcap_vocab_end(run->vocab);
     t->sp.n_masked = 3;
-    t->sp.masked[0] = imcap_vocab_pad(t->vocab);
-    t->sp.masked[1] = imcap_vocab_start(t->vocab);
-    t->sp.masked[2] = imcap_vocab_unk(t->vocab);
-    if ((s = cider_refs_new(t->train, t->vocab, &t->cider))) return imcap_fail_prefix(s, "%s", p->train_split);
+    t->sp.masked[0] = imcap_vocab_pad(run->vocab);
+    t->sp.masked[1] = imcap_vocab_start(run->vocab);
+    t->sp.masked[2] = imcap_vocab_unk(run->vocab);
+    if ((s = cider_refs_new(run->train, run->vocab, &t->cider))) return imcap_fail_prefix(s, "%s", p->train_split);
     const int B = p->batch_size, K = p->samples, R = B * (K + 1), S = B * K, L = p->max_len;
-    if ((s = dec_work_new(&t->m->cfg, S, L + 2, &t->w))) return s;
+    if ((s = dec_work_new(&run->m->cfg, S, L + 2, &t->w))) return s;
     /* the policy is the rollouts' masked softmax: its log p and gradient too */
     dec_mask mask = {.n = t->sp.n_masked, .first_id = t->sp.end_id};
     memcpy(mask.ids, t->sp.masked, sizeof(int32_t) * (size_t)t->sp.n_masked);
@@ -546,31 +365,31 @@ static imcap_status scst_run(scst *t, const imcap_scst_params *req)
         !t->row_w)
         return imcap_fail(IMCAP_E_NOMEM, "out of memory for SCST batches of %d x %d captions", B, K + 1);
 
-    const uint64_t total = (uint64_t)p->epochs * (uint64_t)p->batches_per_epoch;
+    run_clock clock;
+    run_clock_start(&clock, run);
     if (!resuming) {
-        if ((s = validate(t, &t->val_start))) return s;
-        imcap_scst_report r0 = {.epochs = p->epochs, .batches = p->batches_per_epoch, .total_steps = total,
-                                .val_cider = t->val_start, .epoch_end = 1, .reward = NAN, .greedy = NAN,
+        if ((s = validate(t, &run->val_start))) return s;
+        imcap_scst_report r0 = {.epochs = p->epochs, .batches = p->batches_per_epoch, .total_steps = clock.total,
+                                .val_cider = run->val_start, .epoch_end = 1, .reward = NAN, .greedy = NAN,
                                 .epoch_reward = NAN, .epoch_greedy = NAN};
         if (p->report && p->report(p->report_user, &r0))
             return imcap_fail(IMCAP_E_ARG, "SCST interrupted before the first step");
+        run_clock_start(&clock, run); /* the pace: of the steps only */
     }
-    const uint64_t step0 = t->step;
-    const double start = imcap_now();
-    while (t->epoch < p->epochs) {
-        imcap_scst_report r = {.epoch = t->epoch + 1, .epochs = p->epochs, .batches = p->batches_per_epoch,
-                               .total_steps = total, .val_cider = NAN};
-        if (t->batch < p->batches_per_epoch) {
+    while (run->epoch < p->epochs) {
+        imcap_scst_report r = {.epoch = run->epoch + 1, .epochs = p->epochs, .batches = p->batches_per_epoch,
+                               .total_steps = clock.total, .val_cider = NAN};
+        if (run->batch < p->batches_per_epoch) {
             float rw, gr;
             if ((s = scst_step(t, &rw, &gr))) return s;
-            t->batch++;
-            t->step++;
+            run->batch++;
+            run->step++;
             t->sum_reward += rw;
             t->sum_greedy += gr;
             r.reward = rw;
             r.greedy = gr;
-            if (t->batch < p->batches_per_epoch && p->checkpoint_every > 0 && t->step % p->checkpoint_every == 0) {
-                if ((s = save_checkpoint(t))) return s;
+            if (run_checkpoint_due(run, p->checkpoint_every)) {
+                if ((s = run_save_checkpoint(run))) return s;
                 r.checkpoint = p->checkpoint;
             }
         } else {
@@ -578,42 +397,31 @@ static imcap_status scst_run(scst *t, const imcap_scst_params *req)
             if ((s = validate(t, &val))) return s;
             r.epoch_end = 1;
             r.val_cider = val;
-            t->hist_reward[t->epoch] = t->sum_reward / t->batch;
-            t->hist_greedy[t->epoch] = t->sum_greedy / t->batch;
-            t->hist_val[t->epoch] = val;
-            r.reward = r.epoch_reward = t->hist_reward[t->epoch];
-            r.greedy = r.epoch_greedy = t->hist_greedy[t->epoch];
-            t->epoch++;
-            t->batch = 0;
+            r.reward = r.epoch_reward = t->sum_reward / run->batch;
+            r.greedy = r.epoch_greedy = t->sum_greedy / run->batch;
+            run_end_epoch(run, (const float[3]){r.epoch_reward, r.epoch_greedy, val});
             t->sum_reward = t->sum_greedy = 0;
-            if (p->history_csv && (s = write_history_csv(t, p->history_csv))) return s;
-            if (p->plot_svg && (s = write_plot(t, p->plot_svg))) return s;
-            if ((s = save_checkpoint(t))) return s;
+            bool best;
+            if ((s = run_write_epoch(run, true, val, &best))) return s;
             r.checkpoint = p->checkpoint;
-            if (p->best_model && isfinite(val) && is_best_epoch(t)) {
-                if ((s = dec_save(p->best_model, t->m, t->vocab))) return s;
-                r.best = 1;
-            }
+            r.best = best;
         }
-        r.batch = t->batch ? t->batch : p->batches_per_epoch;
+        r.batch = run->batch ? run->batch : p->batches_per_epoch;
         if (!r.epoch_end) {
-            r.epoch_reward = t->sum_reward / t->batch;
-            r.epoch_greedy = t->sum_greedy / t->batch;
+            r.epoch_reward = t->sum_reward / run->batch;
+            r.epoch_greedy = t->sum_greedy / run->batch;
         }
-        const double el = imcap_now() - start;
-        const uint64_t done = t->step - step0;
-        r.step = t->step;
-        r.samples_per_s = el > 0 ? (double)done * B * K / el : 0;
+        const double el = run_clock_elapsed(&clock);
+        r.step = run->step;
+        r.samples_per_s = el > 0 ? (double)(run->step - clock.step0) * B * K / el : 0;
         r.gen_s = t->gen_s;
         r.reward_s = t->reward_s;
         r.train_s = t->train_s;
-        r.eta_s = done > 0 ? el / (double)done * (double)(total - t->step) : 0;
+        r.eta_s = run_clock_eta(&clock, run, el);
         int stop = 0;
         if (p->report) stop |= p->report(p->report_user, &r);
-        if (p->progress) stop |= p->progress(p->progress_user, t->step, total, "batches");
-        if (stop)
-            return imcap_fail(IMCAP_E_ARG, "SCST interrupted at step %llu (resume from %s)",
-                              (unsigned long long)t->step, p->checkpoint);
+        if (p->progress) stop |= p->progress(p->progress_user, run->step, clock.total, "batches");
+        if (stop) return run_interrupted(run);
     }
     return IMCAP_OK;
 }
@@ -623,6 +431,10 @@ imcap_status imcap_scst_train(const imcap_scst_params *p)
     if (!p) return imcap_fail(IMCAP_E_ARG, "imcap_scst_train: no parameters");
     scst t;
     memset(&t, 0, sizeof t);
+    t.run.fmt = &scst_format;
+    t.run.owner = &t;
+    t.run.epochs = &t.p.epochs;
+    t.run.batches = &t.p.batches_per_epoch;
     imcap_status s = scst_run(&t, p);
     scst_free(&t);
     return s;
