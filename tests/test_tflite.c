@@ -525,6 +525,8 @@ TEST(tflite_int8_program_survives_the_encoder_file)
     enc_graph *g, *h;
     REQUIRE_OK(tflite_import(V2, &g));
     REQUIRE(enc_graph_int8_missing(g) == NULL);
+    /* auto: int8 where the int8 kernels are the faster (AVX-512 VNNI), else float */
+    CHECK(enc_graph_precision(g) == (!strcmp(q_kernels_active()->name, "avx512-vnni") ? ENC_PREC_INT8 : ENC_PREC_FLOAT));
     char path[512], bad[600], cmd[1400];
     snprintf(path, sizeof path, "%s/v2.gguf", test_tmpdir());
     REQUIRE_OK(enc_graph_save(g, path));
