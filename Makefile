@@ -39,6 +39,8 @@ ISA_AVX2   := -mavx2 -mfma -mf16c -mbmi -mbmi2 -mlzcnt -mpopcnt -mmovbe
 ISA_AVX512 := $(ISA_AVX2) -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512cd
 $(BUILD)/%_avx2.o: CFLAGS += $(ISA_AVX2)
 $(BUILD)/%_avx512.o: CFLAGS += $(ISA_AVX512) -mprefer-vector-width=512
+# The int8 kernels' AVX-512 path needs VNNI (cpu.c checks it before picking them).
+$(BUILD)/src/encoder/qops_avx512.o: CFLAGS += -mavx512vnni
 
 # imcap serve: libmicrohttpd for the tool only; its web page compiled in as a C array.
 $(BUILD)/imcap: LDLIBS += -lmicrohttpd

@@ -6,6 +6,9 @@
  *   bench_encoder --model enc.gguf [--batch 1,8] [--seconds 5] [--output embedding]
  *   bench_encoder --synth mobilenet_v2|inception_v3 --save enc.gguf
  *   bench_encoder --peak      (single-precision FMA peak of this machine, all threads, active ISA)
+ *   bench_encoder --peak-int8 (int8 multiply-accumulates/s of the int8 kernels' instruction:
+ *                              vpdpbusd on the avx512-vnni path, vpmaddwd + vpaddd on avx2)
+ *   --precision int8|float|auto runs a quantized encoder's int8 program or its float graph
  *
  * --synth builds the architecture with random weights (used until the real
  * converted encoders exist, and for the peers' comparison any encoder file
@@ -16,6 +19,8 @@
 #include "cpu.h"
 #include "graph.h"
 #include "ops.h"
+#include "qgraph.h"
+#include "qops.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -287,6 +292,69 @@ __attribute__((target("avx512f"))) static void peak_avx512(double *out)
     PEAK_BODY(__m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, 16)
 }
 
+/* int8: 12 chains of the int8 GEMM's multiply-accumulate instruction. */
+#define PEAK_I8_BODY(T, SET1, MAC, MACS)                                                                          \
+    T x = SET1(0x01020304), y = SET1(0x01010101);                                                                 \
+    T a0 = SET1(0), a1 = SET1(1), a2 = SET1(2), a3 = SET1(3), a4 = SET1(4), a5 = SET1(5);                         \
+    T a6 = SET1(6), a7 = SET1(7), a8 = SET1(8), a9 = SET1(9), a10 = SET1(10), a11 = SET1(11);                     \
+    long iters = 50000000L;                                                                                       \
+    double t0 = thread_cpu_now();                                                                                 \
+    for (long it = 0; it < iters; it++) {                                                                         \
+        a0 = MAC(a0, x, y), a1 = MAC(a1, x, y), a2 = MAC(a2, x, y), a3 = MAC(a3, x, y);                           \
+        a4 = MAC(a4, x, y), a5 = MAC(a5, x, y), a6 = MAC(a6, x, y), a7 = MAC(a7, x, y);                           \
+        a8 = MAC(a8, x, y), a9 = MAC(a9, x, y), a10 = MAC(a10, x, y), a11 = MAC(a11, x, y);                       \
+        __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5));                       \
+        __asm__ volatile("" : "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));                     \
+    }                                                                                                             \
+    double t = thread_cpu_now() - t0;                                                                             \
+    int32_t v[sizeof(T) / 4];                                                                                     \
+    memcpy(v, &a0, sizeof v);                                                                                     \
+    out[0] = (double)iters * 12 * (MACS) / t;                                                                     \
+    out[1] = v[0] + v[1];
+
+#define AVX2_MAC(a, x, y) _mm256_add_epi32(a, _mm256_madd_epi16(x, y))
+__attribute__((target("avx2"))) static void peak_i8_avx2(double *out)
+{
+    PEAK_I8_BODY(__m256i, _mm256_set1_epi32, AVX2_MAC, 16)
+}
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void peak_i8_vnni(double *out)
+{
+    PEAK_I8_BODY(__m512i, _mm512_set1_epi32, _mm512_dpbusd_epi32, 64)
+}
+
+static void *peak_i8_thread(void *arg)
+{
+    const char *k = q_kernels_active()->name;
+    if (!strcmp(k, "avx512-vnni")) peak_i8_vnni(arg);
+    else if (!strcmp(k, "avx2")) peak_i8_avx2(arg);
+    else ((double *)arg)[0] = 0;
+    return NULL;
+}
+
+/* Runs fn on ops_threads() threads at once; the sum of their rates. */
+static double on_all_threads(void *(*fn)(void *))
+{
+    int nt = ops_threads();
+    pthread_t th[16];
+    double res[16][2];
+    for (int i = 0; i < nt; i++) pthread_create(&th[i], NULL, fn, res[i]);
+    double total = 0;
+    for (int i = 0; i < nt; i++) {
+        pthread_join(th[i], NULL);
+        total += res[i][0];
+    }
+    return total;
+}
+
+static int peak_int8(void)
+{
+    int nt = ops_threads();
+    double total = on_all_threads(peak_i8_thread);
+    printf("int8 peak: %.1f GMAC/s (%d threads x %s int8 kernels' multiply-accumulate, thread CPU time)\n", total / 1e9, nt,
+           q_kernels_active()->name);
+    return 0;
+}
+
 static void *peak_thread(void *arg)
 {
     switch (cpu_isa_active()) {
@@ -300,14 +368,7 @@ static void *peak_thread(void *arg)
 static int peak(void)
 {
     int nt = ops_threads();
-    pthread_t th[16];
-    double res[16][2];
-    for (int i = 0; i < nt; i++) pthread_create(&th[i], NULL, peak_thread, res[i]);
-    double total = 0;
-    for (int i = 0; i < nt; i++) {
-        pthread_join(th[i], NULL);
-        total += res[i][0];
-    }
+    double total = on_all_threads(peak_thread);
     printf("peak: %.1f GFLOP/s single precision (%d threads x %s FMA, thread CPU time)\n", total / 1e9, nt, cpu_isa_name(cpu_isa_active()));
     return 0;
 }
@@ -389,7 +450,7 @@ int main(int argc, char **argv)
 {
     int profile = 0, top = 0;
     const char *dump_in = NULL, *dump_out = NULL;
-    const char *model = NULL, *synth = NULL, *save = NULL, *batches = "1,8", *output = "embedding";
+    const char *model = NULL, *synth = NULL, *save = NULL, *batches = "1,8", *output = "embedding", *precision = NULL;
     double seconds = 5;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
@@ -399,6 +460,8 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = atof(argv[++i]);
         else if (!strcmp(argv[i], "--output") && i + 1 < argc) output = argv[++i];
         else if (!strcmp(argv[i], "--peak")) return peak();
+        else if (!strcmp(argv[i], "--peak-int8")) return peak_int8();
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc) precision = argv[++i];
         else if (!strcmp(argv[i], "--profile")) profile = 1;
         else if (!strcmp(argv[i], "--top") && i + 1 < argc) profile = 1, top = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--cpu")) profile = g_cpu_mode = 1;
@@ -408,7 +471,8 @@ int main(int argc, char **argv)
         }
         else {
             fprintf(stderr, "usage: bench_encoder (--model F.gguf | --synth mobilenet_v2|inception_v3 [--save F.gguf])\n"
-                            "       [--batch 1,8] [--seconds S] [--output NAME] [--profile] [--top N] [--cpu] [--dump IN.f32 OUT.f32] | --peak\n");
+                            "       [--batch 1,8] [--seconds S] [--output NAME] [--precision P] [--profile] [--top N] [--cpu]\n"
+                            "       [--dump IN.f32 OUT.f32] | --peak | --peak-int8\n");
             return 2;
         }
     }
@@ -441,6 +505,11 @@ int main(int argc, char **argv)
             return 1;
         }
         printf("loaded %s in %.2f ms\n", model, (imcap_now() - t0) * 1e3);
+        enc_precision pr;
+        if (precision && (enc_precision_parse(precision, &pr) || enc_graph_set_precision(g, pr))) {
+            fprintf(stderr, "bench_encoder: %s\n", imcap_last_error());
+            return 1;
+        }
     } else {
         fprintf(stderr, "bench_encoder: need --model or --synth\n");
         return 2;
@@ -474,8 +543,10 @@ int main(int argc, char **argv)
         enc_graph_free(g);
         return 0;
     }
-    printf("encoder %s: input %dx%dx%d, output '%s' %dx%dx%d, %.3f GFLOP/image, %d threads\n", enc_graph_name(g),
-           in->h, in->w, in->c, output, ov->h, ov->w, ov->c, flops / 1e9, ops_threads());
+    printf("encoder %s: input %dx%dx%d, output '%s' %dx%dx%d, %.3f GFLOP/image, %d threads, %s (%s kernels)\n",
+           enc_graph_name(g), in->h, in->w, in->c, output, ov->h, ov->w, ov->c, flops / 1e9, ops_threads(),
+           enc_precision_name(enc_graph_precision(g)),
+           enc_graph_precision(g) == ENC_PREC_INT8 ? q_kernels_active()->name : cpu_isa_name(cpu_isa_active()));
     for (const char *p = batches; *p;) {
         int n = atoi(p);
         if (n < 1) break;

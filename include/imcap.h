@@ -547,6 +547,22 @@ imcap_status imcap_score_coco_files(const char *results_path, const char *refs_p
  * the precomputed embedding rows of the split's images (imcap extract) with
  * a decoder model or training checkpoint as `model` (no encoder run: quick
  * model selection). Generation is deterministic (greedy or beam search). */
+/* How an encoder runs (`--precision`): IMCAP_PRECISION_INT8 executes the
+ * quantized TFLite MobileNets with TensorFlow Lite's integer arithmetic
+ * (uint8 activations, int32 accumulation, the runtime's requantization;
+ * the outputs are dequantized to floats), which needs an encoder file with
+ * an int8 program (`imcap convert --tflite` of a uint8 model by this
+ * version); FLOAT runs the float graph (dequantized weights); AUTO (0, the
+ * default) is FLOAT for every API here, whose embeddings feed caption
+ * decoders trained on float embeddings (int8 ones lower the default model's
+ * dev scores; `imcap classify` uses int8 where it is faster): README,
+ * "Encoder precision". */
+typedef enum imcap_precision {
+    IMCAP_PRECISION_AUTO = 0,
+    IMCAP_PRECISION_FLOAT = 1,
+    IMCAP_PRECISION_INT8 = 2
+} imcap_precision;
+
 typedef struct imcap_eval_params {
     const char *model;      /* captioner model file; with embeddings: decoder model/checkpoint */
     const char *encoder;    /* captioner's encoder file (NULL: the one the model names) */
@@ -562,6 +578,7 @@ typedef struct imcap_eval_params {
     imcap_progress_fn progress; /* images done / total; non-zero stops (IMCAP_E_ARG) */
     void *progress_user;
     const imcap_comm *comm; /* ranks sharing the images (i % size == rank); NULL: one process */
+    int precision;          /* imcap_precision of the captioner's encoder (default AUTO) */
 } imcap_eval_params;
 
 typedef struct imcap_eval_result {
@@ -671,6 +688,8 @@ typedef struct imcap_extract_params {
     const imcap_comm *comm; /* ranks sharing the list (image i on rank i % size, in shard files
                              * "<out>.rank<R>of<N>", each resumable; rank 0 merges them into out,
                              * the same bytes as one process writes); NULL: one process */
+    int precision;         /* imcap_precision of the encoder (default AUTO; not recorded in the
+                            * file: resume with the same) */
 } imcap_extract_params;
 
 typedef struct imcap_extract_report {
@@ -713,6 +732,11 @@ size_t imcap_encoder_output_size(const imcap_encoder *e, const char *output);
  * the rows `imcap extract` writes for these images. output NULL: "embedding". */
 imcap_status imcap_encoder_embed(const imcap_encoder *e, const imcap_image *images, size_t n, const char *output,
                                  float *out);
+/* Set before embed calls (not concurrently with them). INT8 on an encoder
+ * without an int8 program: IMCAP_E_UNSUPPORTED naming the file and why. */
+imcap_status imcap_encoder_set_precision(imcap_encoder *e, imcap_precision p);
+/* What embed calls run now: IMCAP_PRECISION_FLOAT or IMCAP_PRECISION_INT8. */
+imcap_precision imcap_encoder_precision(const imcap_encoder *e);
 
 /* ----------------------------------------------------------- captioner */
 
@@ -793,6 +817,10 @@ imcap_status imcap_caption_memory(const imcap_captioner *c, const void *data, si
 imcap_status imcap_caption_image(const imcap_captioner *c, const imcap_image *img, const imcap_gen_params *p,
                                  imcap_caption **out);
 void imcap_caption_free(imcap_caption *cap);
+
+/* The precision of the captioner's encoders (as imcap_encoder_set_precision;
+ * before caption calls, not concurrently with them). */
+imcap_status imcap_captioner_set_precision(imcap_captioner *c, imcap_precision p);
 
 /* The image embedding the decoder sees ([embedding_size] floats). */
 int imcap_captioner_embedding_size(const imcap_captioner *c);

@@ -22,6 +22,12 @@
 # its thread CPU time, so it is the cores' peak even on a loaded machine; wall-clock rates are not).
 # Peers are installed when missing (scripts/peers-install.sh: apt python3-torch
 # python3-torchvision python3-opencv as root, npm onnxruntime-node into peers/).
+#   scripts/bench-encoder.sh --int8 [--seconds S] [--rounds R]
+# only the two quantized MobileNets: int8 execution (--precision int8) against the float graph
+# on each kernel path, and ONNX Runtime's best on the standard torchvision mobilenet_v2 export,
+# at batch 1 and 8 (interleaved rounds, each side's best; CPU-ms on 1 thread beside images/s),
+# with the int8 kernels' fraction of their measured multiply-accumulate peak (bench_encoder
+# --peak-int8). The encoders must have been converted by this version (an int8 program).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER=5
@@ -31,6 +37,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) SECONDS_PER=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
+    --int8) INT8=1; shift ;;
     *) files+=("$1"); shift ;;
   esac
 done
@@ -48,6 +55,60 @@ if [ ${#files[@]} -eq 0 ]; then
   done
 fi
 ips() { sed -nE 's/^batch [0-9]+: ([0-9.]+) images.*/\1/p'; }
+if [ "${INT8:-0}" = 1 ]; then
+  best() { awk -v a="$1" -v b="$2" 'BEGIN { print (b + 0 > a + 0) ? b : a }'; }
+  least() { awk -v a="$1" -v b="$2" 'BEGIN { print (b != "" && b + 0 > 0 && b + 0 < a + 0) ? b : a }'; }
+  cpu1() { sed -nE 's/^cpu batch [0-9]+, 1 threads[^:]*: ([0-9.]+) CPU-ms.*/\1/p' | sort -g | head -1; }
+  PY=/usr/bin/python3
+  paths=()
+  for p in avx512 avx2; do IMCAP_CPU=$p ./build/imcap --version >/dev/null 2>&1 && paths+=("$p"); done
+  [ -s "$WORK/std_mobilenet_v2.onnx" ] || OPENBLAS_NUM_THREADS=1 $PY scripts/encoder_std_peer.py mobilenet_v2 --onnx "$WORK/std_mobilenet_v2.onnx" >/dev/null 2>&1
+  echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; CPU features: $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|fma|avx512(f|bw|vl|dq|_vnni)|avx_vnni)$' | tr '\n' ' ')"
+  declare -A pk
+  for p in "${paths[@]}"; do
+    pk[$p]=$(IMCAP_CPU=$p ./build/bench_encoder --peak-int8 | sed -E 's/int8 peak: ([0-9.]+) GMAC.*\((.*)\)/\1/')
+    echo "  path $p: int8 kernels $(IMCAP_CPU=$p ./build/bench_encoder --peak-int8 | sed -E 's/.*x ([a-z0-9-]+) int8.*/\1/'), their multiply-accumulate loop ${pk[$p]} GMAC/s ($(nproc) threads, thread CPU time)"
+  done
+  echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+  printf '%-32s %5s %-7s %9s %9s %9s %8s %8s %12s %12s %12s %7s\n' encoder batch path "int8" "float" "ORT std" "int8/fl" "int8/ORT" "CPU-ms int8" "CPU-ms float" "CPU-ms ORT" "%peak"
+  for m in mobilenet_v2_1.0_224_quant mobilenet_edgetpu_224_1.0_uint8; do
+    f=models/encoders/$m.gguf
+    ./build/bench_encoder --model "$f" --precision int8 --batch 1 --seconds 0 >/dev/null ||
+      { echo "bench-encoder.sh: $f has no int8 program: imcap convert --tflite data/models/$m.tflite --out $f" >&2; exit 1; }
+    gmac=$(./build/bench_encoder --model "$f" --batch 1 --seconds 0 | sed -nE 's/.*, ([0-9.]+) GFLOP\/image.*/\1/p' | awk '{ print $1 / 2 }')
+    for b in 1 8; do
+      declare -A ci=() cf=() ki=() kf=()
+      for p in "${paths[@]}"; do ci[$p]=0 cf[$p]=0 ki[$p]=1e9 kf[$p]=1e9; done
+      o=0 oc=1e9
+      for r in $(seq "$ROUNDS"); do
+        for p in "${paths[@]}"; do
+          for prec in int8 float; do
+            w=0
+            for th in 1 2; do
+              w=$(best "$w" "$(IMCAP_CPU=$p IMCAP_THREADS=$th ./build/bench_encoder --model "$f" --precision $prec --batch $b --seconds "$SECONDS_PER" | ips)")
+            done
+            k=$(IMCAP_CPU=$p IMCAP_THREADS=1 ./build/bench_encoder --model "$f" --precision $prec --batch $b --seconds "$SECONDS_PER" --cpu |
+                sed -nE 's/^calling thread CPU: ([0-9.]+) ms.*/\1/p' | awk -v b=$b '{ print $1 / b }')
+            if [ $prec = int8 ]; then ci[$p]=$(best "${ci[$p]}" "$w"); ki[$p]=$(least "${ki[$p]}" "$k")
+            else cf[$p]=$(best "${cf[$p]}" "$w"); kf[$p]=$(least "${kf[$p]}" "$k"); fi
+          done
+        done
+        y=$(node scripts/encoder_ort.js "$WORK/std_mobilenet_v2.onnx" 224 224 3 --bench --threads 1,2 --batch $b --seconds "$SECONDS_PER" 2>/dev/null)
+        o=$(best "$o" "$(echo "$y" | ips)"); oc=$(least "$oc" "$(echo "$y" | cpu1)")
+      done
+      for p in "${paths[@]}"; do
+        awk -v m="$m" -v b=$b -v p=$p -v i="${ci[$p]}" -v f="${cf[$p]}" -v o="$o" -v ki="${ki[$p]}" -v kf="${kf[$p]}" -v oc="$oc" \
+            -v g="$gmac" -v pk="${pk[$p]}" -v nc="$(nproc)" 'BEGIN {
+          printf "%-32s %5d %-7s %9.2f %9.2f %9.2f %8.2f %8.2f %12.2f %12.2f %12.2f %6.1f%%\n", m, b, p, i, f, o, i / f, i / o, ki, kf, oc,
+                 100 * g / (ki / 1000) / (pk / nc) }'
+      done
+    done
+  done
+  echo "  (%peak: the int8 run's multiply-accumulates per CPU-second on 1 thread over one core's share of the loop's rate;"
+  echo "   ORT std: the standard torchvision mobilenet_v2 export, best of 1 and 2 threads, for both rows: no standard EdgeTPU export)"
+  echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+  exit 0
+fi
 best() { awk -v a="$1" -v b="$2" 'BEGIN { print (b + 0 > a + 0) ? b : a }'; }
 least() { awk -v a="$1" -v b="$2" 'BEGIN { print (b != "" && b + 0 > 0 && b + 0 < a + 0) ? b : a }'; }
 cpu1() { sed -nE 's/^cpu batch [0-9]+, 1 threads[^:]*: ([0-9.]+) CPU-ms.*/\1/p' | sort -g | head -1; }

@@ -722,7 +722,8 @@ TEST(graph_load_refuses_truncated_and_edited_files)
     size_t outs = kv_payload(orig, len, "imcap.encoder.output_values", 1);
     REQUIRE(nodes && ver && shapes && outs);
     struct { size_t off; int32_t v; const char *what; } edits[] = {
-        {ver, 2, "!version 2"},
+        {ver, 3, "!version 3"},
+        {ver, 2, "!int8.value_scales"},                  /* version 2 without the int8 program */
         {nodes + 0 * 4, 77, "!op 77"},                    /* node 0 op */
         {nodes + 2 * 4, 40, "!not defined yet"},          /* node 0 input */
         {nodes + 11 * 4, 5, "!weight"},                   /* node 0 kh */

@@ -25,6 +25,7 @@ static const char *const CAPTION_HELP =
     "  --model M        captioning model (default $IMCAP_MODEL, else models/default.imcap)\n"
     "  --encoder E      encoder file (default: the one the model names, looked for in\n"
     "                   the model's directory, its encoders/ folder, models/encoders/)\n"
+    "  --precision P    encoder arithmetic: int8, float or auto (default; README \"Encoder precision\")\n"
     "  --beam K         beam search with K hypotheses (default: the model's setting)\n"
     "  --temperature T  sample each word from p^(1/T) renormalised (needs --beam 1)\n"
     "  --seed S         sampling seed (default 1; same seed, same captions)\n"
@@ -56,6 +57,7 @@ typedef struct opts {
     int beam_set, max_len_set, alpha_set, block_set, n_best;
     int json, threads, speak;
     imcap_speech_params speech;
+    imcap_precision precision;
 } opts;
 
 /* ------------------------------------------------------------ the inputs */
@@ -317,7 +319,9 @@ static int parse(int argc, char **argv, opts *o, list *in)
         i++;
         if (!strcmp(a, "--model")) o->model = v;
         else if (!strcmp(a, "--encoder")) o->encoder = v;
-        else if (!strcmp(a, "--wav")) o->wav = v;
+        else if (!strcmp(a, "--precision")) {
+            if (cli_parse_precision(a, v, &o->precision)) return 2;
+        } else if (!strcmp(a, "--wav")) o->wav = v;
         else if (!strcmp(a, "--voice")) o->speech.voice = v;
         else if (!strcmp(a, "--rate")) {
             if (cli_parse_int(a, v, 80, 450, &n)) return 2;
@@ -400,6 +404,12 @@ int cmd_caption(int argc, char **argv)
     }
     imcap_captioner *c;
     imcap_status st = imcap_captioner_load(o.model, o.encoder, &c);
+    if (!st && (st = imcap_captioner_set_precision(c, o.precision))) {
+        cli_error("caption", st);
+        imcap_captioner_free(c);
+        list_free(&in);
+        return 1;
+    }
     if (st) {
         struct stat sb;
         if (stat(o.model, &sb) != 0)

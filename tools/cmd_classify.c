@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 #include "graph.h"
+#include "qgraph.h"
 #include "tflite.h"
 
 #include <stdlib.h>
@@ -14,6 +15,7 @@ static const char *const CLASSIFY_HELP =
     "Prints the K (default 5) most probable ImageNet classes of each image.\n"
     "  --encoder F      native encoder file from `imcap convert` (default\n"
     "                   models/encoders/mobilenet_v2_1.0_224_quant.gguf)\n"
+    "  --precision P    int8 (TFLite's integer arithmetic), float or auto (default)\n"
     "  --tflite F       import a TFLite classifier directly instead\n"
     "  --labels F       one class name a line, in the model's class order\n"
     "                   (default data/models/imagenet_labels.txt); a file with one\n"
@@ -77,6 +79,7 @@ int cmd_classify(int argc, char **argv)
 {
     const char *encoder = NULL, *tfl = NULL, *labels_path = "data/models/imagenet_labels.txt", *dump = NULL;
     long top = 5;
+    imcap_precision prec = IMCAP_PRECISION_AUTO;
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -90,6 +93,9 @@ int cmd_classify(int argc, char **argv)
         }
         if (!strcmp(a, "--encoder")) encoder = v;
         else if (!strcmp(a, "--tflite")) tfl = v;
+        else if (!strcmp(a, "--precision")) {
+            if (cli_parse_precision(a, v, &prec)) return 2;
+        }
         else if (!strcmp(a, "--labels")) labels_path = v;
         else if (!strcmp(a, "--dump-inputs")) dump = v;
         else if (!strcmp(a, "--top")) {
@@ -112,6 +118,7 @@ int cmd_classify(int argc, char **argv)
 
     enc_graph *g = NULL;
     imcap_status s = tfl ? tflite_import(tfl, &g) : enc_graph_load(encoder, &g);
+    if (!s && (s = enc_graph_set_precision(g, (enc_precision)prec))) enc_graph_free(g);
     if (s) return cli_error("classify", s);
     int probs_id = enc_graph_output(g, "probs");
     const enc_value *pv = probs_id >= 0 ? enc_graph_value(g, probs_id) : NULL;

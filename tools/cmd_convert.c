@@ -2,6 +2,7 @@
  * as a native encoder file (GGUF, see docs/FORMATS.md). */
 #include "cli.h"
 #include "graph.h"
+#include "qgraph.h"
 #include "tfjs.h"
 #include "tflite.h"
 
@@ -44,6 +45,9 @@ static void print_summary(const enc_graph *g, const char *out, double secs)
         const enc_value *v = enc_graph_value(g, enc_graph_output(g, n));
         printf("  output %-10s %dx%dx%d (%s)\n", n, v->h, v->w, v->c, v->name);
     }
+    const char *no_int8 = enc_graph_int8_missing(g);
+    if (no_int8) printf("  no int8 program: %s\n", no_int8);
+    else printf("  int8 program: TFLite's uint8 execution (--precision int8)\n");
     printf("converted in %.2f s\n", secs);
 }
 

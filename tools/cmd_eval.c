@@ -16,6 +16,7 @@ static void eval_usage(FILE *fp)
             "  --model M          captioner model file (imcap export); with --embeddings: a decoder\n"
             "                     model or training checkpoint (imcap train)\n"
             "  --encoder E        the captioner's encoder file (default: the one the model names)\n"
+            "  --precision P      encoder arithmetic: int8, float or auto (default)\n"
             "  --embeddings F     generate from these precomputed embeddings (imcap extract) instead\n"
             "                     of running the encoder on the photos\n"
             "  --images DIR       photo directory (default: images/ beside the split file)\n"
@@ -81,6 +82,10 @@ int cmd_eval(int argc, char **argv)
             p.model = argv[++i];
         } else if (v && !strcmp(a, "--encoder")) {
             p.encoder = argv[++i];
+        } else if (v && !strcmp(a, "--precision")) {
+            imcap_precision pr;
+            if (cli_parse_precision(a, argv[++i], &pr)) return 2;
+            p.precision = pr;
         } else if (v && !strcmp(a, "--embeddings")) {
             p.embeddings = argv[++i];
         } else if (v && !strcmp(a, "--images")) {

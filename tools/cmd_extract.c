@@ -24,6 +24,7 @@ static const char *const EXTRACT_HELP =
     "                 read back as float32); one per output: --dtype f32,f16\n"
     "  --threads N    image decoding threads (default 2)\n"
     "  --batch N      images per network run (default 8)\n"
+    "  --precision P  int8 (TFLite's integer arithmetic), float or auto (default)\n"
     "Under mpirun -np N, rank R extracts the images i mod N = R into EMB.f32.rankRofN\n"
     "(resumable), and rank 0 merges the shards into EMB.f32: the same bytes as one process.\n";
 
@@ -81,6 +82,11 @@ int cmd_extract(int argc, char **argv)
         else if (!strcmp(a, "--list")) p.list = v;
         else if (!strcmp(a, "--out")) p.out = v;
         else if (!strcmp(a, "--output")) p.output = v;
+        else if (!strcmp(a, "--precision")) {
+            imcap_precision pr;
+            if (cli_parse_precision(a, v, &pr)) return 2;
+            p.precision = pr;
+        }
         else if (!strcmp(a, "--dtype")) p.dtypes = v;
         else if (!strcmp(a, "--threads")) {
             if (cli_parse_int(a, v, 1, 64, &n)) return 2;

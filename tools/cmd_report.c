@@ -23,6 +23,7 @@ static const char *const REPORT_HELP =
     "curves. Photos are embedded as small JPEGs; the page needs no other file.\n"
     "  --model M         captioning model (default $IMCAP_MODEL, else models/default.imcap)\n"
     "  --split F         image names, one a line (e.g. data/flickr8k/dev.txt)\n"
+    "  --precision P     encoder arithmetic: int8, float or auto (default)\n"
     "  --captions F      human captions (default data/flickr8k/captions.csv)\n"
     "  --images DIR      where the split's photos are (default: the split file's\n"
     "                    directory + /images, e.g. data/flickr8k/images)\n"
@@ -249,6 +250,7 @@ static void attention_maps(sbuf *b, const imcap_caption *cap, const uint8_t *sq,
 typedef struct report_opts {
     const char *model, *encoder, *split, *captions, *images, *history, *out;
     int n, thumb, beam, max_len, attention;
+    imcap_precision precision;
 } report_opts;
 
 static char *default_images_dir(const char *split)
@@ -299,7 +301,9 @@ int cmd_report(int argc, char **argv)
         i++;
         if (!strcmp(a, "--model")) o.model = v;
         else if (!strcmp(a, "--encoder")) o.encoder = v;
-        else if (!strcmp(a, "--split")) o.split = v;
+        else if (!strcmp(a, "--precision")) {
+            if (cli_parse_precision(a, v, &o.precision)) return 2;
+        } else if (!strcmp(a, "--split")) o.split = v;
         else if (!strcmp(a, "--captions")) o.captions = v;
         else if (!strcmp(a, "--images")) o.images = v;
         else if (!strcmp(a, "--history")) o.history = v;
@@ -346,7 +350,7 @@ int cmd_report(int argc, char **argv)
     double *cider = NULL;
     size_t n = 0;
 
-    if ((st = imcap_captioner_load(o.model, o.encoder, &c))) {
+    if ((st = imcap_captioner_load(o.model, o.encoder, &c)) || (st = imcap_captioner_set_precision(c, o.precision))) {
         cli_error("report", st);
         goto out;
     }

@@ -20,6 +20,7 @@ static const char *const SERVE_HELP =
     "  --port P           TCP port (default 8080; 0: any free port, printed on stderr)\n"
     "  --model M          captioning model (default $IMCAP_MODEL, else models/default.imcap)\n"
     "  --encoder E        encoder file (default: the one the model names)\n"
+    "  --precision P      encoder arithmetic: int8, float or auto (default)\n"
     "  --threads N        worker threads captioning in parallel (default 2)\n"
     "  --queue N          requests waiting for a worker, at most; more get 503 (default 64)\n"
     "  --max-body BYTES   largest request body, e.g. 20M, 512K (default 20M); more get 413\n"
@@ -64,6 +65,9 @@ static int parse(int argc, char **argv, serve_config *c)
         if (!strcmp(a, "--host")) c->host = v;
         else if (!strcmp(a, "--model")) c->model = v;
         else if (!strcmp(a, "--encoder")) c->encoder = v;
+        else if (!strcmp(a, "--precision")) {
+            if (cli_parse_precision(a, v, &c->precision)) return 2;
+        }
         else if (!strcmp(a, "--voice")) c->speech.voice = v;
         else if (!strcmp(a, "--max-body")) {
             if (parse_size(a, v, &c->max_body)) return 2;
@@ -107,6 +111,10 @@ int cmd_serve(int argc, char **argv)
     if (!cfg.model) cfg.model = cli_default_model();
     imcap_captioner *c;
     imcap_status st = imcap_captioner_load(cfg.model, cfg.encoder, &c);
+    if (!st && (st = imcap_captioner_set_precision(c, cfg.precision))) {
+        imcap_captioner_free(c);
+        return cli_error("serve", st);
+    }
     if (st) {
         struct stat sb;
         if (stat(cfg.model, &sb) != 0)

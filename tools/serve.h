@@ -25,6 +25,7 @@ typedef struct serve_config {
     int drain_s;         /* on SIGTERM: longest wait for uploads in progress */
     int connections;     /* open connections, at most */
     imcap_speech_params speech;
+    imcap_precision precision; /* the encoder's (--precision) */
 } serve_config;
 
 /* ---------------------------------------------------------------- pool */

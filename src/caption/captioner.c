@@ -15,6 +15,7 @@
 #include "captioner.h"
 #include "generate.h"
 #include "gguf.h"
+#include "qgraph.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -423,6 +424,7 @@ imcap_status imcap_captioner_load(const char *model_path, const char *encoder_pa
             if (!strcmp(c->enc[j].path, e->path)) e->owner = j;
         if (e->owner >= 0) e->g = c->enc[e->owner].g;
         else if ((st = enc_graph_load(e->path, &e->g))) break;
+        else enc_graph_set_precision(e->g, ENC_PREC_FLOAT); /* the decoder's embeddings: float unless asked */
         uint32_t got_sum = enc_graph_checksum(e->g);
         if (got_sum != sum) {
             st = imcap_fail(IMCAP_E_MISMATCH,
@@ -484,6 +486,16 @@ fail:
     gguf_close(f);
     imcap_captioner_free(c);
     return st;
+}
+
+imcap_status imcap_captioner_set_precision(imcap_captioner *c, imcap_precision p)
+{
+    for (int k = 0; k < c->n_enc; k++) {
+        imcap_status st = c->enc[k].owner < 0 ? enc_graph_set_precision(c->enc[k].g, enc_precision_for_decoder((enc_precision)p))
+                                              : IMCAP_OK;
+        if (st) return st;
+    }
+    return IMCAP_OK;
 }
 
 imcap_gen_params imcap_captioner_gen_params(const imcap_captioner *c) { return c->gen; }

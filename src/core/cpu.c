@@ -16,6 +16,7 @@ static const char *const g_names[CPU_N_ISA] = {"generic", "avx2", "avx512"};
 static struct {
     pthread_once_t once;
     bool ok[CPU_N_ISA];
+    bool vnni; /* AVX-512 VNNI (int8 dot products), with the AVX-512 path */
     atomic_int active;
     imcap_status status;
     char msg[256];
@@ -42,6 +43,7 @@ static void detect(void)
         bool f = b7 & bit_AVX512F, bw = b7 & bit_AVX512BW, vl = b7 & bit_AVX512VL, dq = b7 & bit_AVX512DQ;
         g_cpu.ok[CPU_AVX2] = avx && fma && avx2 && ymm;
         g_cpu.ok[CPU_AVX512] = g_cpu.ok[CPU_AVX2] && f && bw && vl && dq && zmm;
+        g_cpu.vnni = g_cpu.ok[CPU_AVX512] && (c & bit_AVX512VNNI);
     }
     int best = g_cpu.ok[CPU_AVX512] ? CPU_AVX512 : g_cpu.ok[CPU_AVX2] ? CPU_AVX2 : CPU_GENERIC;
     const char *e = getenv("IMCAP_CPU");
@@ -82,6 +84,12 @@ bool cpu_isa_supported(cpu_isa isa)
 {
     pthread_once(&g_cpu.once, detect);
     return (unsigned)isa < CPU_N_ISA && g_cpu.ok[isa];
+}
+
+bool cpu_has_avx512_vnni(void)
+{
+    pthread_once(&g_cpu.once, detect);
+    return g_cpu.vnni;
 }
 
 const char *cpu_isa_name(cpu_isa isa) { return (unsigned)isa < CPU_N_ISA ? g_names[isa] : "?"; }

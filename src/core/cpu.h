@@ -27,6 +27,8 @@ cpu_isa cpu_isa_active(void);
 imcap_status cpu_check(void);
 /* Whether this CPU and OS can run the ISA's kernels. */
 bool cpu_isa_supported(cpu_isa isa);
+/* AVX-512 VNNI (vpdpbusd), which the int8 kernels' AVX-512 path needs. */
+bool cpu_has_avx512_vnni(void);
 /* "generic", "avx2", "avx512". */
 const char *cpu_isa_name(cpu_isa isa);
 /* Tests and benchmarks: make isa the active path from now on (it must be

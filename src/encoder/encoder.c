@@ -4,6 +4,7 @@
  * resize, the model's normalisation), in batches.
  */
 #include "graph.h"
+#include "qgraph.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@ imcap_status imcap_encoder_load(const char *path, imcap_encoder **out)
         return st;
     }
     e->pre = *enc_graph_preproc(e->g);
+    enc_graph_set_precision(e->g, ENC_PREC_FLOAT); /* embeddings for decoders: float unless asked */
     *out = e;
     return IMCAP_OK;
 }
@@ -95,4 +97,14 @@ imcap_status imcap_encoder_embed(const imcap_encoder *e, const imcap_image *imag
     imcap_free(px);
     imcap_free(x);
     return st;
+}
+
+imcap_status imcap_encoder_set_precision(imcap_encoder *e, imcap_precision p)
+{
+    return enc_graph_set_precision(e->g, enc_precision_for_decoder((enc_precision)p));
+}
+
+imcap_precision imcap_encoder_precision(const imcap_encoder *e)
+{
+    return (imcap_precision)enc_graph_precision(e->g);
 }

@@ -13,6 +13,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "extract.h"
+#include "qgraph.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -522,7 +523,11 @@ imcap_status imcap_extract(const imcap_extract_params *p, imcap_extract_report *
     memset(rep, 0, sizeof *rep);
     enc_graph *g = NULL;
     imcap_status st = enc_graph_load(p->encoder, &g);
-    if (st != IMCAP_OK) return st;
+    if (st == IMCAP_OK) st = enc_graph_set_precision(g, enc_precision_for_decoder((enc_precision)p->precision));
+    if (st != IMCAP_OK) {
+        enc_graph_free(g);
+        return st;
+    }
     extract_ctx x = {p->encoder, p->image_dir, p->list, p->out, p->output, p->threads, p->batch,
                      p->progress, p->progress_user, p->dtype, p->dtypes};
     st = p->comm && p->comm->size > 1 ? extract_sharded(g, &x, p->comm, rep) : extract_run(g, &x, rep);

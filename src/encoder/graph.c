@@ -53,7 +53,7 @@ static void ws_destroy(enc_ws *ws)
 
 /* The smallest free block of at least count floats (and not more than
  * twice that), else a new block. */
-static float *ws_alloc(enc_ws *ws, size_t count)
+float *enc_ws_alloc(enc_ws *ws, size_t count)
 {
     int best = -1;
     for (int i = 0; i < ws->n; i++)
@@ -81,7 +81,7 @@ static float *ws_alloc(enc_ws *ws, size_t count)
     return p;
 }
 
-static void ws_release(enc_ws *ws, float *p)
+void enc_ws_release(enc_ws *ws, float *p)
 {
     if (!p) return;
     for (int i = ws->n - 1; i >= 0; i--)
@@ -91,7 +91,7 @@ static void ws_release(enc_ws *ws, float *p)
         }
 }
 
-static enc_ws *ws_take(const enc_graph *g)
+enc_ws *enc_ws_take(const enc_graph *g)
 {
     pthread_mutex_lock(&g->pack->mu);
     enc_ws *ws = g->pack->ws;
@@ -101,7 +101,7 @@ static enc_ws *ws_take(const enc_graph *g)
     return ws;
 }
 
-static void ws_give_back(const enc_graph *g, enc_ws *ws)
+void enc_ws_give_back(const enc_graph *g, enc_ws *ws)
 {
     for (int i = 0; i < ws->n; i++) ws->b[i].used = false;
     pthread_mutex_lock(&g->pack->mu);
@@ -149,6 +149,8 @@ void enc_graph_free(enc_graph *g)
     free(g->pack->w);
     free(g->pack->wu);
     free(g->path);
+    enc_qgraph_free(g->q);
+    free(g->q_missing);
     pthread_mutex_destroy(&g->pack->mu);
     free(g->pack);
     free(g);
@@ -549,7 +551,7 @@ static size_t value_floats(const enc_graph *g, int id)
     return (size_t)v->h * v->w * v->c;
 }
 
-static ops_win make_win(const enc_graph *g, const enc_node *nd, int n)
+ops_win enc_graph_node_win(const enc_graph *g, const enc_node *nd, int n)
 {
     const enc_value *x = &g->values[nd->inputs[0]], *y = &g->values[nd->output];
     ops_win w = {n, x->h, x->w, x->c, y->h, y->w, y->c, nd->kh, nd->kw, nd->sh, nd->sw, 0, 0, nd->mult};
@@ -622,7 +624,7 @@ static imcap_status pack_weights(const enc_graph *g)
         if ((nd->op != ENC_CONV2D && nd->op != ENC_DENSE) || ops_gemm_is_openblas()) continue;
         int k, n;
         weight_dims(g, nd, &k, &n);
-        ops_win win = make_win(g, nd, 1);
+        ops_win win = enc_graph_node_win(g, nd, 1);
         bool wino = nd->op == ENC_CONV2D && ops_winograd_ok(&win);
         pk->w[i] = imcap_alloc(ops_packed_floats(k, n), sizeof(float));
         pk->wu[i] = wino ? imcap_alloc(ops_winograd_floats(win.c, n), sizeof(float)) : NULL;
@@ -661,13 +663,13 @@ static void run_node(const enc_graph *g, const enc_node *nd, int n, float *const
     bool act_done = false;
     switch (nd->op) {
     case ENC_CONV2D: {
-        ops_win win = make_win(g, nd, n);
+        ops_win win = enc_graph_node_win(g, nd, n);
         ops_conv2d(&win, x, w, wp, wu, b, nd->act, y, scratch);
         act_done = true;
         break;
     }
     case ENC_DWCONV2D: {
-        ops_win win = make_win(g, nd, n);
+        ops_win win = enc_graph_node_win(g, nd, n);
         ops_dwconv2d(&win, x, w, b, nd->act, y);
         act_done = true;
         break;
@@ -688,12 +690,12 @@ static void run_node(const enc_graph *g, const enc_node *nd, int n, float *const
         break;
     }
     case ENC_AVGPOOL: {
-        ops_win win = make_win(g, nd, n);
+        ops_win win = enc_graph_node_win(g, nd, n);
         ops_avgpool(&win, x, y);
         break;
     }
     case ENC_MAXPOOL: {
-        ops_win win = make_win(g, nd, n);
+        ops_win win = enc_graph_node_win(g, nd, n);
         ops_maxpool(&win, x, y);
         break;
     }
@@ -746,7 +748,7 @@ static imcap_status run_segment(const enc_graph *g, enc_ws *ws, int i, int j, in
         internal[o] = last[o] > k && last[o] <= j && need[o] != 2;
         if (!internal[o]) {
             size_t cnt = (size_t)n * value_floats(g, o);
-            if (!(buf[o] = ws_alloc(ws, cnt)))
+            if (!(buf[o] = enc_ws_alloc(ws, cnt)))
                 st = imcap_fail(IMCAP_E_NOMEM, "%s: out of memory for value '%s' (%zu floats)", g->name,
                                 g->values[o].name, cnt);
         }
@@ -762,7 +764,7 @@ static imcap_status run_segment(const enc_graph *g, enc_ws *ws, int i, int j, in
                 if (!internal[v]) view[v] = buf[v] + (size_t)c0 * value_floats(g, v);
             }
             if (internal[o]) {
-                if (!(view[o] = ws_alloc(ws, (size_t)nc * value_floats(g, o)))) {
+                if (!(view[o] = enc_ws_alloc(ws, (size_t)nc * value_floats(g, o)))) {
                     st = imcap_fail(IMCAP_E_NOMEM, "%s: out of memory for value '%s'", g->name, g->values[o].name);
                     break;
                 }
@@ -775,14 +777,14 @@ static imcap_status run_segment(const enc_graph *g, enc_ws *ws, int i, int j, in
             for (int q = 0; q < nd->n_inputs; q++) {
                 int v = nd->inputs[q];
                 if (internal[v] && last[v] == k && view[v]) {
-                    ws_release(ws, view[v]);
+                    enc_ws_release(ws, view[v]);
                     view[v] = NULL;
                 }
             }
         }
     }
     for (int v = 0; v < nv; v++)
-        if (internal[v]) ws_release(ws, view[v]);
+        if (internal[v]) enc_ws_release(ws, view[v]);
     free(view);
     free(internal);
     return st;
@@ -795,6 +797,21 @@ void enc_graph_set_profiler(enc_profile_fn fn, void *user)
     g_profile_user = user;
 }
 
+void enc_graph_plan(const enc_graph *g, const int *ids, int n_ids, int *last, char *need, char *run)
+{
+    for (int v = 0; v < g->n_values; v++) last[v] = -1;
+    for (int i = 0; i < n_ids; i++) need[ids[i]] = 2; /* 2: requested output */
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        const enc_node *nd = &g->nodes[i];
+        if (!need[nd->output]) continue;
+        run[i] = 1;
+        for (int k = 0; k < nd->n_inputs; k++) {
+            if (!need[nd->inputs[k]]) need[nd->inputs[k]] = 1;
+            if (last[nd->inputs[k]] < i) last[nd->inputs[k]] = i;
+        }
+    }
+}
+
 imcap_status enc_graph_run(const enc_graph *g, const float *input, int n, const int *ids, int n_ids,
                            float *const *outs)
 {
@@ -804,6 +821,10 @@ imcap_status enc_graph_run(const enc_graph *g, const float *input, int n, const 
     for (int i = 0; i < n_ids; i++)
         if (ids[i] < 0 || ids[i] >= g->n_values || !outs[i])
             return imcap_fail(IMCAP_E_ARG, "%s: requested output %d (value %d) is invalid", g->name, i, ids[i]);
+    if (enc_graph_precision(g) == ENC_PREC_INT8) {
+        imcap_status cs = cpu_check();
+        return cs ? cs : enc_qgraph_run(g, input, n, ids, n_ids, outs);
+    }
     int nv = g->n_values, nn = g->n_nodes;
     /* need[v]: value v must be computed; last[v]: index of the last needed node reading v. */
     int *last = malloc((size_t)nv * sizeof(int));
@@ -814,29 +835,19 @@ imcap_status enc_graph_run(const enc_graph *g, const float *input, int n, const 
         st = imcap_fail(IMCAP_E_NOMEM, "%s: out of memory planning a run", g->name);
         goto done;
     }
-    for (int v = 0; v < nv; v++) last[v] = -1;
-    for (int i = 0; i < n_ids; i++) need[ids[i]] = 2; /* 2: requested output */
-    for (int i = nn - 1; i >= 0; i--) {
-        const enc_node *nd = &g->nodes[i];
-        if (!need[nd->output]) continue;
-        run[i] = 1;
-        for (int k = 0; k < nd->n_inputs; k++) {
-            if (!need[nd->inputs[k]]) need[nd->inputs[k]] = 1;
-            if (last[nd->inputs[k]] < i) last[nd->inputs[k]] = i;
-        }
-    }
+    enc_graph_plan(g, ids, n_ids, last, need, run);
     if ((st = cpu_check()) != IMCAP_OK || (st = pack_weights(g)) != IMCAP_OK) goto done;
     size_t scratch_len = 0;
     for (int i = 0; i < nn; i++) {
         if (!run[i] || g->nodes[i].op != ENC_CONV2D) continue;
-        ops_win win = make_win(g, &g->nodes[i], n);
+        ops_win win = enc_graph_node_win(g, &g->nodes[i], n);
         size_t s = ops_conv2d_scratch(&win);
         if (s > scratch_len) scratch_len = s;
     }
-    enc_ws *ws = ws_take(g);
+    enc_ws *ws = enc_ws_take(g);
     float *scratch = NULL;
-    if (!ws || (scratch_len && !(scratch = ws_alloc(ws, scratch_len)))) {
-        if (ws) ws_give_back(g, ws);
+    if (!ws || (scratch_len && !(scratch = enc_ws_alloc(ws, scratch_len)))) {
+        if (ws) enc_ws_give_back(g, ws);
         st = IMCAP_E_NOMEM;
         goto done;
     }
@@ -862,7 +873,7 @@ imcap_status enc_graph_run(const enc_graph *g, const float *input, int n, const 
             /* Values whose last reader was in the segment. */
             for (int v = 0; v < nv; v++)
                 if (v != g->input && buf[v] && last[v] <= j) {
-                    ws_release(ws, buf[v]);
+                    enc_ws_release(ws, buf[v]);
                     buf[v] = NULL;
                 }
             i = j;
@@ -871,7 +882,7 @@ imcap_status enc_graph_run(const enc_graph *g, const float *input, int n, const 
         const enc_node *nd = &g->nodes[i];
         int o = nd->output;
         size_t cnt = (size_t)n * value_floats(g, o);
-        if (!(buf[o] = ws_alloc(ws, cnt))) {
+        if (!(buf[o] = enc_ws_alloc(ws, cnt))) {
             st = imcap_fail(IMCAP_E_NOMEM, "%s: out of memory for value '%s' (%zu floats)", g->name,
                             g->values[o].name, cnt);
             break;
@@ -884,19 +895,19 @@ imcap_status enc_graph_run(const enc_graph *g, const float *input, int n, const 
         for (int k = 0; k < nd->n_inputs; k++) {
             int v = nd->inputs[k];
             if (v != g->input && last[v] == i && buf[v]) {
-                ws_release(ws, buf[v]);
+                enc_ws_release(ws, buf[v]);
                 buf[v] = NULL;
             }
         }
         if (last[o] < 0) {
-            ws_release(ws, buf[o]);
+            enc_ws_release(ws, buf[o]);
             buf[o] = NULL;
         }
     }
     ops_blas_leave();
     for (int v = 0; v < nv; v++)
-        if (v != g->input) ws_release(ws, buf[v]);
-    ws_give_back(g, ws);
+        if (v != g->input) enc_ws_release(ws, buf[v]);
+    enc_ws_give_back(g, ws);
 done:
     free(last);
     free(need);

@@ -6,6 +6,8 @@
 #define IMCAP_GRAPH_IMPL_H
 
 #include "graph.h"
+#include "ops.h"
+#include "qgraph.h"
 
 #include <pthread.h>
 
@@ -57,7 +59,40 @@ struct enc_graph {
     void (*on_free)(void *ctx);
     void *on_free_ctx;
     enc_pack *pack;
+    /* The int8 program (qgraph.c) or NULL, and why there is none (NULL:
+     * not known); the precision runs use (enc_graph_set_precision). */
+    struct enc_qprog *q;
+    char *q_missing;
+    enc_precision precision;
 };
+
+/* Run planning shared by the float and int8 executors: need[v] = 2 for
+ * requested values, 1 for values they depend on; run[i] = node i is
+ * needed; last[v] = the last needed node reading v (-1 if none). */
+void enc_graph_plan(const enc_graph *g, const int *ids, int n_ids, int *last, char *need, char *run);
+
+/* The window geometry of node nd (CONV2D, DWCONV2D, pools) for n images. */
+ops_win enc_graph_node_win(const enc_graph *g, const enc_node *nd, int n);
+
+/* A run's value buffers (graph.c): taken from the graph's idle workspace,
+ * best-fit blocks of floats, handed back at the end of the run. */
+struct enc_ws *enc_ws_take(const enc_graph *g);
+float *enc_ws_alloc(struct enc_ws *ws, size_t floats);
+void enc_ws_release(struct enc_ws *ws, float *p);
+void enc_ws_give_back(const enc_graph *g, struct enc_ws *ws);
+
+/* qgraph.c: run the int8 program (enc_graph_run's contract); free it. */
+imcap_status enc_qgraph_run(const enc_graph *g, const float *input, int n, const int *ids, int n_ids,
+                            float *const *outs);
+void enc_qgraph_free(struct enc_qprog *q);
+/* For the encoder file (graph_io.c): the program's tensors, its arrays
+ * ([n_values] scales and zero points, [n_nodes][4] node tensor ids) and a
+ * CRC-32 of all of it; loading adds tensors by reference. */
+int enc_qgraph_n_tensors(const enc_graph *g);
+int enc_qgraph_add_tensor_view(enc_graph *g, enc_qtype type, size_t count, const void *data);
+uint32_t enc_qgraph_crc(const enc_graph *g);
+/* Stored CRC of a loaded program, checked by its first run. */
+void enc_qgraph_expect_crc(enc_graph *g, uint32_t crc);
 
 /* Checksum of the structure and every parameter's bytes (graph_io.c). */
 uint32_t enc_graph_compute_checksum(const enc_graph *g);

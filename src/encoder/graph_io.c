@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { ENCODER_VERSION = 1, NODE_INTS = 20 };
+/* Version 2 adds the int8 program (qgraph.h); files without one are still
+ * written as version 1, which every earlier build reads. */
+enum { ENCODER_VERSION = 1, ENCODER_VERSION_INT8 = 2, NODE_INTS = 20 };
 
 #define ARCH "imcap.encoder"
 #define K_VERSION "imcap.encoder.version"
@@ -28,6 +30,11 @@ enum { ENCODER_VERSION = 1, NODE_INTS = 20 };
 #define K_PRE_BIAS "imcap.encoder.preproc.bias"
 #define K_CHECKSUM "imcap.encoder.checksum"
 #define K_GRAPH_CRC "imcap.encoder.graph_crc32"
+#define K_Q_SCALES "imcap.encoder.int8.value_scales"
+#define K_Q_ZPS "imcap.encoder.int8.value_zero_points"
+#define K_Q_NODES "imcap.encoder.int8.nodes"
+#define K_Q_CRC "imcap.encoder.int8.crc32"
+#define K_Q_MISSING "imcap.encoder.int8.missing"
 
 static void node_to_ints(const enc_node *nd, int32_t *o)
 {
@@ -113,7 +120,11 @@ imcap_status enc_graph_save(const enc_graph *g, const char *path)
     if (g->input < 0) return imcap_fail(IMCAP_E_ARG, "%s: cannot save %s: the graph has no input", path, g->name);
     if (g->n_outputs < 1) return imcap_fail(IMCAP_E_ARG, "%s: cannot save %s: the graph has no named output", path, g->name);
     gguf_writer *w = gguf_writer_new();
-    int32_t *nodes = NULL, *shapes = NULL, *out_vals = NULL;
+    int32_t *nodes = NULL, *shapes = NULL, *out_vals = NULL, *qn = NULL, *qz = NULL;
+    float *qs = NULL;
+    char (*qnames)[32] = NULL;
+    bool has_q = !enc_graph_int8_missing(g);
+    int n_qt = has_q ? enc_qgraph_n_tensors(g) : 0;
     const char **vnames = NULL, **nnames = NULL, **pnames = NULL, **onames = NULL;
     char (*tnames)[32] = NULL;
     imcap_status s = w ? graph_arrays(g, &nodes, &shapes) : IMCAP_E_NOMEM;
@@ -124,7 +135,13 @@ imcap_status enc_graph_save(const enc_graph *g, const char *path)
     tnames = malloc(((size_t)g->n_params + 1) * sizeof *tnames);
     onames = malloc(((size_t)g->n_outputs + 1) * sizeof *onames);
     out_vals = malloc(((size_t)g->n_outputs + 1) * sizeof *out_vals);
-    if (!vnames || !nnames || !pnames || !tnames || !onames || !out_vals) {
+    if (has_q) {
+        qn = malloc(((size_t)g->n_nodes * 4 + 1) * sizeof *qn);
+        qz = malloc(((size_t)g->n_values + 1) * sizeof *qz);
+        qs = malloc(((size_t)g->n_values + 1) * sizeof *qs);
+        qnames = malloc(((size_t)n_qt + 1) * sizeof *qnames);
+    }
+    if (!vnames || !nnames || !pnames || !tnames || !onames || !out_vals || (has_q && (!qn || !qz || !qs || !qnames))) {
         s = imcap_fail(IMCAP_E_NOMEM, "%s: out of memory", path);
         goto out;
     }
@@ -136,7 +153,7 @@ imcap_status enc_graph_save(const enc_graph *g, const char *path)
         out_vals[i] = g->outputs[i].value;
     }
     gguf_set_str(w, "general.architecture", ARCH);
-    gguf_set_u32(w, K_VERSION, ENCODER_VERSION);
+    gguf_set_u32(w, K_VERSION, has_q ? ENCODER_VERSION_INT8 : ENCODER_VERSION);
     gguf_set_str(w, K_NAME, g->name);
     gguf_set_arr_str(w, K_VALUE_NAMES, vnames, (size_t)g->n_values);
     gguf_set_arr_i32(w, K_VALUE_SHAPES, shapes, (size_t)g->n_values * 3);
@@ -160,6 +177,33 @@ imcap_status enc_graph_save(const enc_graph *g, const char *path)
         snprintf(tnames[i], sizeof tnames[i], "param.%d", i);
         gguf_add_tensor(w, tnames[i], GGUF_T_F32, p->n_dims, shape, enc_graph_param_data(g, i));
     }
+    if (has_q) {
+        /* The int8 program: per value scale and zero point, per node its
+         * tensors (-1: none), the tensors "int8.<j>" after the parameters. */
+        for (int v = 0; v < g->n_values; v++) enc_qgraph_value(g, v, &qs[v], &qz[v]);
+        for (int i = 0; i < g->n_nodes; i++) {
+            const enc_qnode *q = enc_qgraph_node(g, i);
+            enc_qnode none = {-1, -1, -1, -1};
+            if (!q) q = &none;
+            int32_t ids[4] = {q->w, q->wzp, q->ws, q->b};
+            memcpy(qn + 4 * (size_t)i, ids, sizeof ids);
+        }
+        gguf_set_arr_f32(w, K_Q_SCALES, qs, (size_t)g->n_values);
+        gguf_set_arr_i32(w, K_Q_ZPS, qz, (size_t)g->n_values);
+        gguf_set_arr_i32(w, K_Q_NODES, qn, (size_t)g->n_nodes * 4);
+        gguf_set_u32(w, K_Q_CRC, enc_qgraph_crc(g));
+        static const gguf_tensor_type types[3] = {GGUF_T_I8, GGUF_T_I32, GGUF_T_F32};
+        for (int j = 0; j < n_qt; j++) {
+            enc_qtype ty;
+            size_t count;
+            const void *d = enc_qgraph_tensor(g, j, &ty, &count);
+            int64_t shape[1] = {(int64_t)count};
+            snprintf(qnames[j], sizeof qnames[j], "int8.%d", j);
+            gguf_add_tensor(w, qnames[j], types[ty], 1, shape, d);
+        }
+    } else if (g->q_missing) {
+        gguf_set_str(w, K_Q_MISSING, g->q_missing);
+    }
     s = gguf_write(w, path);
 out:
     gguf_writer_free(w);
@@ -171,7 +215,51 @@ out:
     free(tnames);
     free(onames);
     free(out_vals);
+    free(qn);
+    free(qz);
+    free(qs);
+    free(qnames);
     return s;
+}
+
+/* The int8 program of a version-2 file: tensors from index first on. */
+static imcap_status load_int8(const gguf_file *f, const char *path, enc_graph *g, size_t first)
+{
+    const float *qs;
+    const int32_t *qz, *qn;
+    size_t n1, n2, n3;
+    uint32_t crc;
+    imcap_status s;
+    if ((s = gguf_get_arr_f32(f, K_Q_SCALES, &qs, &n1)) || (s = gguf_get_arr_i32(f, K_Q_ZPS, &qz, &n2)) ||
+        (s = gguf_get_arr_i32(f, K_Q_NODES, &qn, &n3)) || (s = gguf_get_u32(f, K_Q_CRC, &crc)))
+        return s;
+    if (n1 != (size_t)g->n_values || n2 != n1 || n3 != 4 * (size_t)g->n_nodes)
+        return imcap_fail(IMCAP_E_FORMAT, "%s: int8 program arrays have %zu/%zu/%zu entries for %d values and %d nodes",
+                          path, n1, n2, n3, g->n_values, g->n_nodes);
+    for (size_t i = first; i < gguf_n_tensors(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        char want[32];
+        snprintf(want, sizeof want, "int8.%zu", i - first);
+        enc_qtype ty = t->type == GGUF_T_I8 ? ENC_QT_I8 : t->type == GGUF_T_I32 ? ENC_QT_I32 : ENC_QT_F32;
+        if (strcmp(t->name, want) != 0 || t->n_dims != 1 ||
+            (t->type != GGUF_T_I8 && t->type != GGUF_T_I32 && t->type != GGUF_T_F32) || t->shape[0] < 1)
+            return imcap_fail(IMCAP_E_FORMAT, "%s: tensor %zu '%s' is not the 1-D int8-program tensor '%s'", path, i,
+                              t->name, want);
+        if (enc_qgraph_add_tensor_view(g, ty, (size_t)t->shape[0], t->data) < 0)
+            return imcap_fail_prefix(IMCAP_E_FORMAT, "%s: tensor %s", path, t->name);
+    }
+    for (int v = 0; v < g->n_values; v++)
+        if ((s = enc_qgraph_set_value(g, v, qs[v], qz[v]))) return s;
+    for (int i = 0; i < g->n_nodes; i++) {
+        enc_qnode q = {qn[4 * i], qn[4 * i + 1], qn[4 * i + 2], qn[4 * i + 3]};
+        if (q.w >= 0 || q.wzp >= 0 || q.ws >= 0 || q.b >= 0)
+            if ((s = enc_qgraph_set_node(g, i, &q))) return s;
+    }
+    if (enc_qgraph_finish(g)) return imcap_fail_prefix(IMCAP_E_FORMAT, "%s: int8 program", path);
+    /* The tensors' bytes are checked by the first int8 run (as the float
+     * weights are by the first run). */
+    enc_qgraph_expect_crc(g, crc);
+    return IMCAP_OK;
 }
 
 static void close_file(void *ctx) { gguf_close(ctx); }
@@ -197,9 +285,9 @@ imcap_status enc_graph_load(const char *path, enc_graph **out)
                   arch ? "'" : "", arch ? arch : "missing", arch ? "'" : "");
     uint32_t version;
     if ((s = gguf_get_u32(f, K_VERSION, &version))) goto fail;
-    if (version != ENCODER_VERSION)
-        LOAD_FAIL(IMCAP_E_UNSUPPORTED, "%s: encoder file version %u, this build reads version %d", path, version,
-                  ENCODER_VERSION);
+    if (version != ENCODER_VERSION && version != ENCODER_VERSION_INT8)
+        LOAD_FAIL(IMCAP_E_UNSUPPORTED, "%s: encoder file version %u, this build reads versions %d and %d", path, version,
+                  ENCODER_VERSION, ENCODER_VERSION_INT8);
     const char *const *vnames, *const *nnames, *const *pnames, *const *onames;
     const int32_t *shapes, *nodes, *ovals;
     size_t n_vn, n_vs, n_nd, n_nn, n_pn, n_on, n_ov;
@@ -220,7 +308,7 @@ imcap_status enc_graph_load(const char *path, enc_graph **out)
                   path, n_nd, n_nn, n_vn, NODE_INTS);
     if (n_on < 1 || n_on != n_ov)
         LOAD_FAIL(IMCAP_E_FORMAT, "%s: %zu output names but %zu output values", path, n_on, n_ov);
-    if (gguf_n_tensors(f) != n_pn)
+    if (version == ENCODER_VERSION ? gguf_n_tensors(f) != n_pn : gguf_n_tensors(f) < n_pn)
         LOAD_FAIL(IMCAP_E_FORMAT, "%s: %zu tensors but %zu parameter names", path, gguf_n_tensors(f), n_pn);
     if (!(g = enc_graph_new(name))) {
         s = IMCAP_E_NOMEM;
@@ -316,6 +404,13 @@ imcap_status enc_graph_load(const char *path, enc_graph **out)
     if (structure_crc(g) != gcrc)
         LOAD_FAIL(IMCAP_E_FORMAT, "%s: graph checksum mismatch (stored %08x, computed %08x): the file was edited or damaged",
                   path, gcrc, structure_crc(g));
+    if (version == ENCODER_VERSION_INT8) {
+        if ((s = load_int8(f, path, g, n_pn))) goto fail;
+    } else if (gguf_has_key(f, K_Q_MISSING)) {
+        const char *why;
+        if ((s = gguf_get_str(f, K_Q_MISSING, &why))) goto fail;
+        enc_qgraph_disable(g, "%s", why);
+    }
     g->checksum = crc;
     g->has_checksum = true;
     if (!(g->path = imcap_strdup(path))) {

@@ -4,6 +4,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "tfjs.h"
+#include "qgraph.h"
 
 #include <errno.h>
 #include <math.h>
@@ -1827,6 +1828,7 @@ imcap_status tfjs_import(const char *path, const tfjs_options *opt, enc_graph **
     if (st) {
         enc_graph_free(c.g);
     } else {
+        enc_qgraph_disable(c.g, "%s: a TF.js model has float32 weights, no quantized ones", model);
         *out = c.g;
     }
     cJSON_Delete(c.root);

@@ -27,9 +27,14 @@
  *   Pool2DOptions  0 padding, 1 stride_w, 2 stride_h, 3 filter_w, 4 filter_h, 5 activation
  *   SoftmaxOptions 0 beta;  AddOptions 0 activation;  ReshapeOptions 0 new_shape
  *
- * Execution is in float (dequantized weights); see tflite.h.
+ * The float graph gets dequantized weights; beside it the importer records
+ * the int8 program (qgraph.h: uint8 tensors and their quantization) when
+ * every operator has a uint8 form there, else the first reason why not.
  */
 #include "tflite.h"
+#include "qgraph.h"
+
+#include <stdarg.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -512,6 +517,8 @@ typedef struct builder {
     enc_graph *g;
     int op;                     /* operator being converted */
     float *tmp, *tmp2;          /* scratch for weights */
+    bool q_off;                 /* no int8 program; q_why says why */
+    char q_why[400];
 } builder;
 
 static imcap_status op_unsupported(builder *bd, const char *fmt, ...) IMCAP_PRINTF(2, 3);
@@ -537,6 +544,43 @@ static imcap_status op_bad(builder *bd, const char *fmt, ...)
     va_end(ap);
     return imcap_fail(IMCAP_E_FORMAT, "%s: operator %d (%s): %s", bd->m->b.path, bd->op,
                       tflite_op_name(bd->m->ops[bd->op].code, nb, sizeof nb), msg);
+}
+
+/* The first reason this model gets no int8 program. */
+static void q_stop(builder *bd, const char *fmt, ...) IMCAP_PRINTF(2, 3);
+static void q_stop(builder *bd, const char *fmt, ...)
+{
+    if (bd->q_off) return;
+    char msg[300], nb[16];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (bd->op >= 0 && bd->op < bd->m->n_ops)
+        snprintf(bd->q_why, sizeof bd->q_why, "operator %d (%s): %s", bd->op,
+                 tflite_op_name(bd->m->ops[bd->op].code, nb, sizeof nb), msg);
+    else
+        snprintf(bd->q_why, sizeof bd->q_why, "%s: %s", bd->op < 0 ? "input" : "outputs", msg);
+    bd->q_off = true;
+}
+
+/* Records the quantization of tensor ti as that of graph value v. */
+static void q_value(builder *bd, int v, int ti)
+{
+    const tfl_tensor *t = &bd->m->t[ti];
+    if (bd->q_off) return;
+    if (t->type != TT_UINT8) {
+        q_stop(bd, "tensor %d '%s' is %s (int8 execution runs UINT8 activations)", ti, t->name, type_name(t->type));
+        return;
+    }
+    if (t->n_q != 1) {
+        q_stop(bd, "tensor %d '%s' has %zu quantization scales, not 1", ti, t->name, t->n_q);
+        return;
+    }
+    float sc = rd_f32(t->scale);
+    int64_t zp = t->zp ? rd_i64(t->zp) : 0;
+    if (!(sc > 0.0f) || zp < 0 || zp > 255) q_stop(bd, "tensor %d '%s': scale %g zero point %lld", ti, t->name, (double)sc, (long long)zp);
+    else if (enc_qgraph_set_value(bd->g, v, sc, (int32_t)zp)) q_stop(bd, "%s", imcap_last_error());
 }
 
 /* Per-image activation shape of a tensor: [1,H,W,C], [1,C] or [C]. */
@@ -718,6 +762,7 @@ static imcap_status emit(builder *bd, enc_node *node)
                       bd->m->t[ti].name, h, w, c, ev ? ev->h : -1, ev ? ev->w : -1, ev ? ev->c : -1);
     bd->m->t[ti].value = v;
     bd->m->t[ti].producer = bd->op;
+    q_value(bd, v, ti);
     return IMCAP_OK;
 }
 
@@ -738,6 +783,51 @@ static imcap_status scratch(builder *bd, size_t n)
     bd->tmp = imcap_alloc(n, sizeof(float));
     bd->tmp2 = imcap_alloc(n, sizeof(float));
     return bd->tmp && bd->tmp2 ? IMCAP_OK : IMCAP_E_NOMEM;
+}
+
+/* The int8 program's tensors of a convolution: uint8 weights minus 128 in
+ * the graph's layout, zero points minus 128, scales, the int32 bias. */
+static imcap_status q_weights(builder *bd, int wi, int bi, bool depthwise, int kh, int kw, int cout, enc_qnode *qn)
+{
+    const tfl_tensor *wt = &bd->m->t[wi];
+    if (bd->q_off) return IMCAP_OK;
+    if (wt->type != TT_UINT8)
+        return q_stop(bd, "weights tensor %d '%s' is %s (int8 execution runs UINT8 weights)", wi, wt->name,
+                      type_name(wt->type)), IMCAP_OK;
+    if (bi >= 0 && bd->m->t[bi].type != TT_INT32)
+        return q_stop(bd, "bias tensor %d is %s, not INT32", bi, type_name(bd->m->t[bi].type)), IMCAP_OK;
+    int8_t *w8 = imcap_alloc(wt->count, 1);
+    int32_t *zp = imcap_alloc(wt->n_q + 1, sizeof(int32_t)), *b = imcap_alloc((size_t)cout, sizeof(int32_t));
+    float *sc = imcap_alloc(wt->n_q + 1, sizeof(float));
+    imcap_status s = w8 && zp && b && sc ? IMCAP_OK : IMCAP_E_NOMEM;
+    if (!s) {
+        if (depthwise) {
+            for (size_t i = 0; i < wt->count; i++) w8[i] = (int8_t)((int)wt->data[i] - 128);
+        } else { /* OHWI -> HWIO */
+            size_t khw = (size_t)kh * (size_t)kw, cin = wt->count / khw / (size_t)cout;
+            for (size_t oc = 0; oc < (size_t)cout; oc++)
+                for (size_t k = 0; k < khw; k++)
+                    for (size_t ic = 0; ic < cin; ic++)
+                        w8[(k * cin + ic) * (size_t)cout + oc] = (int8_t)((int)wt->data[(oc * khw + k) * cin + ic] - 128);
+        }
+        for (size_t c = 0; c < wt->n_q; c++) {
+            int64_t z;
+            quant_at(wt, c, &sc[c], &z);
+            zp[c] = (int32_t)z - 128;
+        }
+        if (bi >= 0)
+            for (int c = 0; c < cout; c++) b[c] = rd_i32(bd->m->t[bi].data + 4 * (size_t)c);
+        qn->w = enc_qgraph_add_tensor(bd->g, ENC_QT_I8, wt->count, w8);
+        qn->wzp = enc_qgraph_add_tensor(bd->g, ENC_QT_I32, wt->n_q, zp);
+        qn->ws = enc_qgraph_add_tensor(bd->g, ENC_QT_F32, wt->n_q, sc);
+        qn->b = bi >= 0 ? enc_qgraph_add_tensor(bd->g, ENC_QT_I32, (size_t)cout, b) : -1;
+        if (qn->w < 0 || qn->wzp < 0 || qn->ws < 0 || (bi >= 0 && qn->b < 0)) s = IMCAP_E_NOMEM;
+    }
+    imcap_free(w8);
+    imcap_free(zp);
+    imcap_free(b);
+    imcap_free(sc);
+    return s ? imcap_fail(s, "%s: operator %d: out of memory", bd->m->b.path, bd->op) : IMCAP_OK;
 }
 
 static imcap_status conv(builder *bd, bool depthwise)
@@ -806,7 +896,11 @@ static imcap_status conv(builder *bd, bool depthwise)
         int shape[1] = {cout};
         if ((s = add_param(bd, "b", bi, 1, shape, bd->tmp, &node.bias))) return s;
     }
-    return emit(bd, &node);
+    enc_qnode qn = {-1, -1, -1, -1};
+    if ((s = q_weights(bd, wi, bi, depthwise, kh, kw, cout, &qn))) return s;
+    if ((s = emit(bd, &node))) return s;
+    if (!bd->q_off && enc_qgraph_set_node(bd->g, enc_graph_n_nodes(bd->g) - 1, &qn)) q_stop(bd, "%s", imcap_last_error());
+    return IMCAP_OK;
 }
 
 static imcap_status pool(builder *bd, bool is_max)
@@ -961,6 +1055,19 @@ static imcap_status alias(builder *bd)
     }
     bool same = (h == x->h && w == x->w && c == x->c) || (x->h == 1 && x->w == 1 && h == 1 && w == 1 && c == x->c);
     if (!same) return op_unsupported(bd, "reshape from %dx%dx%d to %dx%dx%d", x->h, x->w, x->c, h, w, c);
+    /* In the int8 program the value keeps its quantization: the output must
+     * have the same (or none). */
+    const tfl_tensor *ot = &bd->m->t[ti], *it = &bd->m->t[op->in[0]];
+    if (ot->type != TT_UINT8) {
+        q_stop(bd, "output tensor %d '%s' is %s", ti, ot->name, type_name(ot->type));
+    } else if (ot->n_q > 0) {
+        float a, b;
+        int64_t za, zb;
+        quant_at(ot, 0, &a, &za);
+        if (it->n_q > 0) quant_at(it, 0, &b, &zb);
+        if (it->n_q == 0 || ot->n_q != 1 || a != b || za != zb)
+            q_stop(bd, "output tensor %d '%s' has another quantization than its input (requantization)", ti, ot->name);
+    }
     bd->m->t[ti].value = xv;
     bd->m->t[ti].producer = bd->op;
     return IMCAP_OK;
@@ -1003,6 +1110,7 @@ static imcap_status set_outputs(builder *bd)
         int v = enc_graph_add_node(bd->g, &node, "probs");
         if (v < 0) return imcap_fail_prefix(IMCAP_E_UNSUPPORTED, "%s: softmax of the output", path);
         if ((s = enc_graph_set_output(bd->g, "probs", v))) return s;
+        if (!bd->q_off && enc_qgraph_set_value(bd->g, v, 1.0f / 256.0f, 0)) q_stop(bd, "%s", imcap_last_error());
         logits_t = pt;
     }
     if ((s = enc_graph_set_output(bd->g, "logits", m->t[logits_t].value))) return s;
@@ -1058,6 +1166,8 @@ static imcap_status build(tfl_model *m, const char *graph_name, enc_graph **out)
         s = imcap_fail_prefix(IMCAP_E_FORMAT, "%s: input", path);
         goto done;
     }
+    bd.op = -1;
+    q_value(&bd, in->value, m->input);
 
     for (bd.op = 0; bd.op < m->n_ops && !s; bd.op++) {
         const tfl_op *op = &m->ops[bd.op];
@@ -1081,6 +1191,8 @@ static imcap_status build(tfl_model *m, const char *graph_name, enc_graph **out)
         }
     }
     if (!s) s = set_outputs(&bd);
+    if (!s && bd.q_off) enc_qgraph_disable(bd.g, "%s: %s", path, bd.q_why);
+    else if (!s && enc_qgraph_finish(bd.g)) imcap_clear_error();
 done:
     imcap_free(bd.tmp);
     imcap_free(bd.tmp2);

@@ -287,6 +287,7 @@ imcap_status imcap_eval(const imcap_eval_params *p, imcap_eval_result *out)
             pp.images = image_dir;
         }
         if ((st = imcap_captioner_load(p->model, p->encoder, &cap))) goto fail;
+        if ((st = imcap_captioner_set_precision(cap, (imcap_precision)p->precision))) goto fail;
         if ((st = eval_gen(p, imcap_captioner_gen_params(cap), &j.gen))) goto fail;
         j.cap = cap;
     }
