@@ -129,9 +129,11 @@ TEST(encoder_api_equals_the_captioner_embedding)
     float *a = malloc(dim * sizeof *a), *b = malloc(dim * sizeof *b);
     REQUIRE(a && b);
     REQUIRE_OK(imcap_captioner_embed(c, &img, a));
-    /* The default model reads the encoder's "embedding" output (docs/FORMATS.md). */
-    REQUIRE(imcap_encoder_output_size(e, "embedding") == dim);
-    REQUIRE_OK(imcap_encoder_embed(e, &img, 1, "embedding", b));
+    /* The model reads the encoder's pooled "embedding", or its "grid" for attention decoders
+     * (the default: ResNet-50's 7x7x2048; docs/FORMATS.md). */
+    const char *out = imcap_encoder_output_size(e, "embedding") == dim ? "embedding" : "grid";
+    REQUIRE(imcap_encoder_output_size(e, out) == dim);
+    REQUIRE_OK(imcap_encoder_embed(e, &img, 1, out, b));
     double maxd = 0;
     for (size_t i = 0; i < dim; i++) maxd = fmax(maxd, fabs((double)a[i] - b[i]));
     CHECK(maxd <= 1e-5);
