@@ -141,8 +141,10 @@ clmul_body(uint32_t crc, unsigned char *dst, const unsigned char *buf, size_t le
         if (flags & P_COPY) ST(dst, d), dst += 16;
         if (flags & P_FINITE) NONFINITE_SSE(nf, d, expo);
     }
-    if ((flags & P_FINITE) && _mm_movemask_epi8(nf)) *bad = true;
-    if (!(flags & P_FOLD)) return crc;
+    if (!(flags & P_FOLD)) {
+        if ((flags & P_FINITE) && _mm_movemask_epi8(nf)) *bad = true;
+        return crc;
+    }
     x2 = _mm_xor_si128(fold128(x1, k128), x2);
     x3 = _mm_xor_si128(fold128(x2, k128), x3);
     x4 = _mm_xor_si128(fold128(x3, k128), x4);
