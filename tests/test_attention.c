@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 /*
  * test_attention.c - the soft-attention decoder: finite-difference checks of
  * every tensor and of the grid input (with and without dropout, with the
@@ -10,10 +11,13 @@
 #include "decoder.h"
 #include "fixture.h"
 #include "generate.h"
+#include "train_fixture.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 enum { TB = 4, TT1 = 7, TD = 3, TL = 4 };
 
@@ -90,6 +94,63 @@ TEST(attention_gradcheck_with_the_regulariser_and_row_weights)
 {
     const float wts[TB] = {0.5f, -1.5f, 2.0f, 3.0f};
     att_gradcheck(0.0f, 0.7f, wts);
+}
+
+/* Loss, gradients and grid gradient of a 9-row batch (odd, so the two
+ * shards differ in size) with dropout and the regulariser, computed in a
+ * child process whose worker pool has `threads` threads, into path. */
+enum { SB = 9, ST1 = 12 };
+
+static void att_shard_child(const char *threads, const char *path)
+{
+    setenv("IMCAP_THREADS", threads, 1);
+    dec_config c = att_config();
+    c.n_vocab = 30;
+    dec_model *m;
+    dec_work *w;
+    if (dec_model_new(&c, true, &m) || dec_work_new(&c, SB, ST1, &w)) _exit(2);
+    imcap_rng rng;
+    imcap_rng_seed(&rng, 5);
+    dec_model_init(m, &rng);
+    static float img[SB * TL * TD], dimg[SB * TL * TD];
+    static int32_t tok[SB * ST1];
+    for (int i = 0; i < SB * TL * TD; i++) img[i] = (float)imcap_rng_normal(&rng);
+    for (int r = 0; r < SB; r++) {
+        const int len = 2 + r % (ST1 - 1);
+        for (int t = 0; t < ST1; t++) tok[r * ST1 + t] = t == 0 ? 2 : t < len ? 4 + (r * 7 + t * 3) % 26 : 0;
+    }
+    dec_work_set_dropout(w, 0.3f, 17);
+    dec_work_set_attention_reg(w, 0.4f);
+    float loss;
+    int64_t nt;
+    if (dec_forward_backward(m, w, img, tok, NULL, SB, ST1, true, dimg, &loss, &nt)) _exit(3);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(&loss, sizeof loss, 1, f) != 1 || fwrite(m->grads, sizeof(float), m->n_params, f) != m->n_params ||
+        fwrite(dimg, sizeof dimg, 1, f) != 1 || fclose(f))
+        _exit(4);
+    _exit(0);
+}
+
+/* The batch is cut into shards by its size alone: one worker thread or
+ * two give the same bits. */
+TEST(attention_training_is_bit_identical_on_one_and_two_threads)
+{
+    const char *dir = test_tmpdir();
+    static char p1[1100], p2[1100];
+    snprintf(p1, sizeof p1, "%s/t1.bin", dir);
+    snprintf(p2, sizeof p2, "%s/t2.bin", dir);
+    const char *paths[2] = {p1, p2}, *threads[2] = {"1", "2"};
+    for (int k = 0; k < 2; k++) {
+        pid_t pid = fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) att_shard_child(threads[k], paths[k]);
+        int st;
+        REQUIRE(waitpid(pid, &st, 0) == pid);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    CHECK_SAME_FILE(p1, p2);
+    struct stat sb;
+    CHECK(stat(p1, &sb) == 0 && sb.st_size > (off_t)(sizeof(float) * SB * TL * TD));
 }
 
 /* The regulariser adds lambda * mean over rows with targets and regions of

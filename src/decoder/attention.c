@@ -16,7 +16,16 @@
  * stochastic regulariser lambda / (R L) * sum_r sum_i (1 - sum_t alpha_rti)^2
  * over the R rows with a target, t over each row's steps.
  *
- * Training packs a batch like the recipe (recipe.c): a row's length is 1 +
+ * Training cuts a batch into AT_SHARDS shards of consecutive rows (by the
+ * batch size alone, never by the thread count) that run the whole forward
+ * and backward below on their own workspaces, one per worker thread
+ * (ops_parallel; OpenBLAS single-threaded in each); each shard scales its
+ * loss by the whole batch's target and active-row counts, keys its dropout
+ * by the batch row, and fills its own gradient buffer; the buffers are
+ * summed in shard order. The per-row attention backward is an ISA kernel
+ * (dec_simd.h, att_backward_row).
+ *
+ * Each shard packs its rows like the recipe (recipe.c): a row's length is 1 +
  * its last step with a target, rows are sorted by decreasing length (the
  * photo order perm), and step t works on the first bt[t] of them, packed
  * row n = off[t] + j for sorted row j. Every weight gradient is one GEMM
@@ -201,9 +210,8 @@ typedef struct at_work {
     float *tmp;             /* [max_b][max(4H, D)] */
 } at_work;
 
-static void at_work_free(void *vw)
+static void at_shard_work_free(at_work *w)
 {
-    at_work *w = vw;
     if (!w) return;
     void *p[] = {w->len, w->perm, w->bt, w->off, w->rid, w->hn, w->cn,
                  w->xtok, w->tgt, w->mean, w->P, w->dP, w->S, w->hp, w->cp, w->tc, w->q,
@@ -213,12 +221,9 @@ static void at_work_free(void *vw)
     imcap_free(w);
 }
 
-static imcap_status at_work_new(const dec_config *c, int max_b, int max_t1, void **out)
+static imcap_status at_shard_work_new(const dec_config *c, int max_b, int max_t1, at_work **out)
 {
     *out = NULL;
-    if (max_b < 1 || max_b > (1 << 16) || max_t1 < 2 || max_t1 > 1024)
-        return imcap_fail(IMCAP_E_ARG, "attention decoder workspace: batch %d x length %d out of range", max_b,
-                          max_t1);
     at_work *w = imcap_calloc(1, sizeof *w);
     if (!w) return IMCAP_E_NOMEM;
     w->cfg = *c;
@@ -247,7 +252,7 @@ static imcap_status at_work_new(const dec_config *c, int max_b, int max_t1, void
               (w->dmean = imcap_alloc(B * D, sizeof(float))) && (w->da = imcap_alloc(B * L * D, sizeof(float))) &&
               (w->tmp = imcap_alloc(B * big, sizeof(float)));
     if (!ok) {
-        at_work_free(w);
+        at_shard_work_free(w);
         return imcap_fail(IMCAP_E_NOMEM, "attention decoder workspace: out of memory for %d x %d tokens", max_b,
                           max_t1);
     }
@@ -255,17 +260,66 @@ static imcap_status at_work_new(const dec_config *c, int max_b, int max_t1, void
     return IMCAP_OK;
 }
 
+/* The workspace of a batch: AT_SHARDS shard workspaces of ceil(max_b /
+ * AT_SHARDS) rows; shard s > 0 fills grads[s - 1] ([n_params] each), shard 0
+ * the model's gradient buffer. */
+enum { AT_SHARDS = 2 };
+
+typedef struct at_works {
+    int max_b, max_t1;
+    size_t n_params;
+    at_work *sh[AT_SHARDS];
+    float *grads[AT_SHARDS - 1];
+} at_works;
+
+static void at_work_free(void *vw)
+{
+    at_works *w = vw;
+    if (!w) return;
+    for (int s = 0; s < AT_SHARDS; s++) at_shard_work_free(w->sh[s]);
+    for (int s = 0; s + 1 < AT_SHARDS; s++) imcap_free(w->grads[s]);
+    imcap_free(w);
+}
+
+static imcap_status at_work_new(const dec_config *c, int max_b, int max_t1, void **out)
+{
+    *out = NULL;
+    if (max_b < 1 || max_b > (1 << 16) || max_t1 < 2 || max_t1 > 1024)
+        return imcap_fail(IMCAP_E_ARG, "attention decoder workspace: batch %d x length %d out of range", max_b,
+                          max_t1);
+    at_works *w = imcap_calloc(1, sizeof *w);
+    if (!w) return IMCAP_E_NOMEM;
+    w->max_b = max_b;
+    w->max_t1 = max_t1;
+    w->n_params = at_tensor_at(c, AT_N_TENSORS).offset;
+    const int rows = (max_b + AT_SHARDS - 1) / AT_SHARDS;
+    imcap_status st = IMCAP_OK;
+    for (int s = 0; s < AT_SHARDS && !st; s++) st = at_shard_work_new(c, rows, max_t1, &w->sh[s]);
+    for (int s = 0; s + 1 < AT_SHARDS && !st; s++)
+        if (!(w->grads[s] = imcap_alloc(w->n_params, sizeof(float))))
+            st = imcap_fail(IMCAP_E_NOMEM, "attention decoder workspace: out of memory for a gradient buffer of %zu "
+                            "parameters", w->n_params);
+    if (st) {
+        at_work_free(w);
+        return st;
+    }
+    *out = w;
+    return IMCAP_OK;
+}
+
 static void at_set_dropout(void *vw, float p, uint64_t seed)
 {
-    at_work *w = vw;
-    w->drop = p > 0.0f && p < 1.0f ? p : 0.0f;
-    w->drop_seed = seed;
+    at_works *w = vw;
+    for (int s = 0; s < AT_SHARDS; s++) {
+        w->sh[s]->drop = p > 0.0f && p < 1.0f ? p : 0.0f;
+        w->sh[s]->drop_seed = seed;
+    }
 }
 
 static void at_set_reg(void *vw, float lambda)
 {
-    at_work *w = vw;
-    w->lambda = lambda > 0.0f && isfinite(lambda) ? lambda : 0.0f;
+    at_works *w = vw;
+    for (int s = 0; s < AT_SHARDS; s++) w->sh[s]->lambda = lambda > 0.0f && isfinite(lambda) ? lambda : 0.0f;
 }
 
 /* --------------------------------------------------------- forward/backward */
@@ -275,42 +329,55 @@ static void tanh_rows(float *y, size_t n)
     for (size_t i = 0; i < n; i++) y[i] = tanh_fast(y[i]);
 }
 
-static imcap_status at_forward_backward(dec_model *m, void *vw, const float *img, const int32_t *tokens,
-                                        const float *row_w, const dec_mask *mask, int b, int t1, bool backward,
-                                        float *d_img, float *loss, int64_t *n_targets)
+/* What one shard's pass shares with the batch: the whole batch's target and
+ * active-row counts (the loss scales), the shard's first batch row (the
+ * dropout key is the batch row's), the gradient buffer it fills, and its
+ * partial sums of the loss. */
+typedef struct at_shard {
+    int n_tgt, n_active; /* of the whole batch */
+    int r0;              /* first batch row of the shard */
+    float *grads;        /* [n_params], overwritten */
+    double total, rsum;  /* out: sum of weighted cross-entropies, of the regulariser's squares */
+} at_shard;
+
+/* Rows of the shard's batch slice with at least one target, their count of
+ * targets. */
+static void at_count(const dec_config *c, const int32_t *tokens, int b, int t1, int *n_active, int *n_tgt)
 {
-    at_work *w = vw;
+    *n_active = *n_tgt = 0;
+    for (int r = 0; r < b; r++) {
+        int k = 0;
+        for (int t = 1; t < t1; t++) k += tokens[(size_t)r * t1 + t] != c->pad_id;
+        *n_tgt += k;
+        *n_active += k > 0;
+    }
+}
+
+/* Forward (and backward) of the b rows of one shard: img, tokens, row_w
+ * and d_img point at its first row; sh->grads receives its gradients. */
+static void at_shard_pass(const dec_model *m, at_work *w, const float *img, const int32_t *tokens,
+                          const float *row_w, const dec_mask *mask, int b, int t1, bool backward, float *d_img,
+                          at_shard *sh)
+{
     const dec_config *c = &m->cfg;
     const int H = c->n_hid, D = c->n_img, E = c->n_emb, A = c->n_att, O = c->n_out1, V = c->n_vocab;
     const int L = dec_regions(c), G4 = 4 * H, XI = E + D, OI = H + D + E, T = t1 - 1;
-    if (b < 1 || b > w->max_b || t1 < 2 || t1 > w->max_t1)
-        return imcap_fail(IMCAP_E_ARG, "decoder batch %d x %d exceeds the workspace (%d x %d)", b, t1, w->max_b,
-                          w->max_t1);
-    if (backward && !m->grads) return imcap_fail(IMCAP_E_ARG, "decoder model has no gradient buffer");
-    for (size_t i = 0; i < (size_t)b * t1; i++)
-        if (tokens[i] < 0 || tokens[i] >= V)
-            return imcap_fail(IMCAP_E_ARG, "token id %d at batch row %zu, position %zu outside the vocabulary of %d",
-                              (int)tokens[i], i / t1, i % t1, V);
     const at_tensors p = at_views(c, m->params);
     const float drop = backward ? w->drop : 0.0f;
-    int n_active = 0, n_tgt = 0, Tm = 0;
+    const uint32_t rid0 = (uint32_t)((size_t)sh->r0 * t1);
+    int n_active = 0, Tm = 0;
     for (int r = 0; r < b; r++) {
         int len = 0;
-        for (int t = 0; t < T; t++) {
-            const int32_t tg = tokens[(size_t)r * t1 + t + 1];
-            if (tg != c->pad_id) {
-                len = t + 1;
-                n_tgt++;
-            }
-        }
+        for (int t = 0; t < T; t++)
+            if (tokens[(size_t)r * t1 + t + 1] != c->pad_id) len = t + 1;
         w->len[r] = len;
         n_active += len > 0;
         Tm = len > Tm ? len : Tm;
     }
-    if (n_targets) *n_targets = n_tgt;
-    if (backward) memset(m->grads, 0, m->n_params * sizeof(float));
+    sh->total = sh->rsum = 0.0;
+    if (backward) memset(sh->grads, 0, m->n_params * sizeof(float));
     if (backward && d_img) memset(d_img, 0, sizeof(float) * (size_t)b * L * D);
-    if (Tm == 0) return IMCAP_OK;
+    if (Tm == 0) return;
     /* rows by decreasing length (stable), packed step after step */
     int k = 0;
     for (int len = Tm; len >= 1; len--)
@@ -330,8 +397,8 @@ static imcap_status at_forward_backward(dec_model *m, void *vw, const float *img
         }
         N += (size_t)bt;
     }
-    const float scale = 1.0f / (float)n_tgt;
-    const float reg = w->lambda / ((float)n_active * (float)L);
+    const float scale = 1.0f / (float)sh->n_tgt;
+    const float reg = w->lambda / ((float)sh->n_active * (float)L);
 
     /* the photos: mean (sorted order), h0, c0 (packed rows of step 0), P (batch order) */
     for (int j = 0; j < n_active; j++) {
@@ -379,7 +446,7 @@ static imcap_status at_forward_backward(dec_model *m, void *vw, const float *img
             }
             float *o = w->o + n * OI;
             for (int u = 0; u < H; u++)
-                o[u] = drop > 0.0f ? h[u] * drop_factor(w->drop_seed, w->rid[n], u, drop) : h[u];
+                o[u] = drop > 0.0f ? h[u] * drop_factor(w->drop_seed, rid0 + w->rid[n], u, drop) : h[u];
             memcpy(o + H, w->z + n * D, sizeof(float) * D);
             memcpy(o + H + D, xin + (size_t)j * XI, sizeof(float) * E);
         }
@@ -404,10 +471,11 @@ static imcap_status at_forward_backward(dec_model *m, void *vw, const float *img
                 const double d = 1.0 - w->S[(size_t)r * L + i];
                 rsum += d * d;
             }
-    *loss = (float)(total / n_tgt + (double)reg * rsum);
-    if (!backward) return IMCAP_OK;
+    sh->total = total;
+    sh->rsum = rsum;
+    if (!backward) return;
 
-    at_tensors gr = at_views(c, m->grads);
+    at_tensors gr = at_views(c, sh->grads);
     /* output layers over all rows */
     weight_grad(w->lg, V, w->y1, O, (int)N, O, V, gr.o2_w, gr.o2_b);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, O, V, 1.0f, w->lg, V, p.o2_w, O, 0.0f, w->dy1, O);
@@ -429,7 +497,7 @@ static imcap_status at_forward_backward(dec_model *m, void *vw, const float *img
             const size_t n = n0 + j;
             float *dho = w->dO + n * OI;
             if (drop > 0.0f)
-                for (int u = 0; u < H; u++) dho[u] *= drop_factor(w->drop_seed, w->rid[n], u, drop);
+                for (int u = 0; u < H; u++) dho[u] *= drop_factor(w->drop_seed, rid0 + w->rid[n], u, drop);
             lstm_cell_backward(H, g + (size_t)j * G4, w->cp + n * H, w->tc + n * H, dho, w->dhn + (size_t)j * H,
                                w->dcn + (size_t)j * H);
         }
@@ -448,31 +516,10 @@ static imcap_status at_forward_backward(dec_model *m, void *vw, const float *img
                 dzr[u] = dOz[u] + dbz[u] * be[u];
                 dbp[u] = dbz[u] * z[u] * be[u] * (1.0f - be[u]);
             }
-            /* d alpha_i = a_i . dz + the regulariser's, then the softmax */
-            float dal[4096], dot = 0.0f;
-            for (int i = 0; i < L; i++) {
-                const float *ai = a + (size_t)i * D;
-                float sum = 0.0f;
-                for (int u = 0; u < D; u++) sum += ai[u] * dzr[u];
-                sum += -2.0f * reg * (1.0f - w->S[(size_t)r * L + i]);
-                dal[i] = sum;
-                dot += al[i] * sum;
-                float *dai = da + (size_t)i * D;
-                for (int u = 0; u < D; u++) dai[u] += al[i] * dzr[u];
-            }
-            memset(dq, 0, sizeof(float) * A);
-            for (int i = 0; i < L; i++) {
-                const float de = al[i] * (dal[i] - dot);
-                const float *pi = P + (size_t)i * A;
-                float *dpi = dP + (size_t)i * A;
-                for (int u = 0; u < A; u++) {
-                    const float th = tanh_fast(pi[u] + q[u]);
-                    gr.av[u] += de * th;
-                    const float dp = de * p.av[u] * (1.0f - th * th);
-                    dq[u] += dp;
-                    dpi[u] += dp;
-                }
-            }
+            const dec_att_row ar = {.L = L, .D = D, .A = A, .a = a, .dz = dzr, .al = al,
+                                    .S = w->S + (size_t)r * L, .P = P, .q = q, .v = p.av, .reg = reg,
+                                    .da = da, .dP = dP, .dq = dq, .dv = gr.av};
+            dec_kernels_active()->att_backward_row(&ar);
             /* the embedding: its LSTM input part and its deep-output part */
             float *de = gr.emb + (size_t)w->xtok[n] * E;
             const float *dxe = dxin + (size_t)j * XI, *dOe = w->dO + n * OI + H + D;
@@ -513,6 +560,88 @@ static imcap_status at_forward_backward(dec_model *m, void *vw, const float *img
             }
         }
     }
+}
+
+typedef struct at_batch {
+    const dec_model *m;
+    at_works *w;
+    const float *img, *row_w;
+    const int32_t *tokens;
+    const dec_mask *mask;
+    int b, t1, rows;
+    bool backward;
+    float *d_img;
+    at_shard sh[AT_SHARDS];
+} at_batch;
+
+static void at_shard_task(void *vc, size_t s0, size_t s1, int tid)
+{
+    at_batch *x = vc;
+    const size_t L = (size_t)dec_regions(&x->m->cfg), D = (size_t)x->m->cfg.n_img;
+    for (size_t s = s0; s < s1; s++) {
+        const int r0 = (int)s * x->rows, n = x->b - r0 < x->rows ? x->b - r0 : x->rows;
+        if (n <= 0) continue;
+        at_shard_pass(x->m, x->w->sh[s], x->img + (size_t)r0 * L * D, x->tokens + (size_t)r0 * x->t1,
+                      x->row_w ? x->row_w + r0 : NULL, x->mask, n, x->t1, x->backward,
+                      x->d_img ? x->d_img + (size_t)r0 * L * D : NULL, &x->sh[s]);
+    }
+}
+
+/* grads[0] (the model's) += the other shards' buffers, in shard order. */
+static void at_sum_task(void *vc, size_t i0, size_t i1, int tid)
+{
+    at_batch *x = vc;
+    for (int s = 1; s < AT_SHARDS; s++) {
+        if (x->b <= s * x->rows) break;
+        const float *g = x->sh[s].grads;
+        for (size_t i = i0; i < i1; i++) x->sh[0].grads[i] += g[i];
+    }
+}
+
+/* The batch: AT_SHARDS shards of consecutive rows, fixed by the batch size
+ * alone (so no result depends on the thread count), run by ops_parallel;
+ * each scales its loss by the whole batch's counts. */
+static imcap_status at_forward_backward(dec_model *m, void *vw, const float *img, const int32_t *tokens,
+                                        const float *row_w, const dec_mask *mask, int b, int t1, bool backward,
+                                        float *d_img, float *loss, int64_t *n_targets)
+{
+    at_works *w = vw;
+    const dec_config *c = &m->cfg;
+    const int V = c->n_vocab, L = dec_regions(c);
+    if (b < 1 || b > w->max_b || t1 < 2 || t1 > w->max_t1)
+        return imcap_fail(IMCAP_E_ARG, "decoder batch %d x %d exceeds the workspace (%d x %d)", b, t1, w->max_b,
+                          w->max_t1);
+    if (backward && !m->grads) return imcap_fail(IMCAP_E_ARG, "decoder model has no gradient buffer");
+    if (m->n_params != w->n_params)
+        return imcap_fail(IMCAP_E_ARG, "decoder model of %zu parameters, workspace for %zu", m->n_params,
+                          w->n_params);
+    for (size_t i = 0; i < (size_t)b * t1; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return imcap_fail(IMCAP_E_ARG, "token id %d at batch row %zu, position %zu outside the vocabulary of %d",
+                              (int)tokens[i], i / t1, i % t1, V);
+    int n_active, n_tgt;
+    at_count(c, tokens, b, t1, &n_active, &n_tgt);
+    if (n_targets) *n_targets = n_tgt;
+    *loss = 0.0f;
+    if (n_tgt == 0) {
+        if (backward) memset(m->grads, 0, m->n_params * sizeof(float));
+        if (backward && d_img) memset(d_img, 0, sizeof(float) * (size_t)b * L * c->n_img);
+        return IMCAP_OK;
+    }
+    at_batch x = {.m = m, .w = w, .img = img, .row_w = row_w, .tokens = tokens, .mask = mask, .b = b, .t1 = t1,
+                  .rows = (b + AT_SHARDS - 1) / AT_SHARDS, .backward = backward, .d_img = d_img};
+    for (int s = 0; s < AT_SHARDS; s++)
+        x.sh[s] = (at_shard){.n_tgt = n_tgt, .n_active = n_active, .r0 = s * x.rows,
+                             .grads = s == 0 ? m->grads : w->grads[s - 1]};
+    ops_parallel(AT_SHARDS, 1, at_shard_task, &x);
+    if (backward) ops_parallel(m->n_params, 4096, at_sum_task, &x);
+    double total = 0.0, rsum = 0.0;
+    for (int s = 0; s < AT_SHARDS; s++) {
+        total += x.sh[s].total;
+        rsum += x.sh[s].rsum;
+    }
+    const float reg = w->sh[0]->lambda / ((float)n_active * (float)L);
+    *loss = (float)(total / n_tgt + (double)reg * rsum);
     return IMCAP_OK;
 }
 

@@ -25,7 +25,22 @@ typedef struct dec_small_ctx {
     bool accumulate;
 } dec_small_ctx;
 
+/* One packed row of the attention decoder's backward (attention.c): from
+ * dz = d context [D], the row's weights al [L], its regions a [L][D], the
+ * column sums S [L] of its alphas and the regulariser's weight reg:
+ *   d alpha_i = a_i . dz - 2 reg (1 - S_i), through the softmax to d e_i;
+ *   da_i += alpha_i dz;  then through e_i = v . tanh(P_i + q):
+ *   dP_i += d e_i v (1 - th^2),  dq = sum_i of the same (overwritten),
+ *   dv += sum_i d e_i th. */
+typedef struct dec_att_row {
+    int L, D, A;
+    const float *a, *dz, *al, *S, *P, *q, *v;
+    float reg;
+    float *da, *dP, *dq, *dv;
+} dec_att_row;
+
 typedef struct dec_kernels {
+    void (*att_backward_row)(const dec_att_row *r);
     void (*small_nt_task)(void *ctx, size_t o0, size_t o1, int tid); /* ctx: a dec_small_ctx */
     /* y = ELU(y) in place; dy *= ELU'(x) given the ELU output y */
     void (*elu_forward)(float *y, size_t n);

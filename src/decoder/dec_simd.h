@@ -48,7 +48,47 @@ static void small_nt_task(void *vctx, size_t o0, size_t o1, int tid)
     }
 }
 
+static void att_tanh_back(int A, float de, const float *restrict p, const float *restrict q,
+                          const float *restrict v, float *restrict dp, float *restrict dq, float *restrict dv)
+{
+    for (int u = 0; u < A; u++) {
+        const float th = tanh_fast(p[u] + q[u]);
+        dv[u] += de * th;
+        const float d = de * v[u] * (1.0f - th * th);
+        dq[u] += d;
+        dp[u] += d;
+    }
+}
+
+static void att_axpy(int n, float w, const float *restrict x, float *restrict y)
+{
+    for (int u = 0; u < n; u++) y[u] += w * x[u];
+}
+
+static void att_backward_row(const dec_att_row *r)
+{
+    const int L = r->L, D = r->D, A = r->A;
+    float dal[4096], dot = 0.0f;
+    for (int i = 0; i < L; i++) {
+        const float *ai = r->a + (size_t)i * D;
+        vf acc = vf_zero();
+        int u = 0;
+        for (; u + SIMD_W <= D; u += SIMD_W) acc = vf_fmadd(vf_loadu(ai + u), vf_loadu(r->dz + u), acc);
+        float sum = vf_hsum(acc);
+        for (; u < D; u++) sum += ai[u] * r->dz[u];
+        sum += -2.0f * r->reg * (1.0f - r->S[i]);
+        dal[i] = sum;
+        dot += r->al[i] * sum;
+        att_axpy(D, r->al[i], r->dz, r->da + (size_t)i * D);
+    }
+    memset(r->dq, 0, sizeof(float) * A);
+    for (int i = 0; i < L; i++)
+        att_tanh_back(A, r->al[i] * (dal[i] - dot), r->P + (size_t)i * A, r->q, r->v, r->dP + (size_t)i * A, r->dq,
+                      r->dv);
+}
+
 const dec_kernels SIMD_NAME(dec_kernels) = {
+    .att_backward_row = att_backward_row,
     .small_nt_task = small_nt_task,
     .elu_forward = k_elu_forward,
     .elu_backward = k_elu_backward,
