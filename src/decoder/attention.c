@@ -138,28 +138,11 @@ static void at_init(dec_model *m, imcap_rng *rng)
 
 /* ---------------------------------------------------------------- attention */
 
-/* One row's attention: P [L][A], q [A], v [A], a [L][D] -> alpha [L] and
- * z [D]. */
+/* One row's attention (dec_isa.h): alpha [L] and z [D]. */
 static void attend(int L, int A, int D, const float *P, const float *q, const float *v, const float *a,
                    float *alpha, float *z)
 {
-    float mx = -INFINITY;
-    for (int i = 0; i < L; i++) {
-        const float *pi = P + (size_t)i * A;
-        float e = 0.0f;
-        for (int k = 0; k < A; k++) e += v[k] * tanh_fast(pi[k] + q[k]);
-        alpha[i] = e;
-        mx = e > mx ? e : mx;
-    }
-    float s = 0.0f;
-    for (int i = 0; i < L; i++) s += (alpha[i] = exp_fast(alpha[i] - mx));
-    const float inv = 1.0f / s;
-    memset(z, 0, sizeof(float) * D);
-    for (int i = 0; i < L; i++) {
-        const float w = (alpha[i] *= inv);
-        const float *ai = a + (size_t)i * D;
-        for (int k = 0; k < D; k++) z[k] += w * ai[k];
-    }
+    dec_kernels_active()->att_forward_row(L, A, D, P, q, v, a, alpha, z);
 }
 
 /* y [n][out] = x [n][in] W^T (no bias; accumulate: y += ...). */

@@ -40,6 +40,10 @@ typedef struct dec_att_row {
 } dec_att_row;
 
 typedef struct dec_kernels {
+    /* One row's attention: P [L][A], q [A], v [A], a [L][D] -> alpha [L]
+     * = softmax_i(v . tanh(P_i + q)) and z [D] = sum_i alpha_i a_i. */
+    void (*att_forward_row)(int L, int A, int D, const float *P, const float *q, const float *v, const float *a,
+                            float *alpha, float *z);
     void (*att_backward_row)(const dec_att_row *r);
     void (*small_nt_task)(void *ctx, size_t o0, size_t o1, int tid); /* ctx: a dec_small_ctx */
     /* y = ELU(y) in place; dy *= ELU'(x) given the ELU output y */

@@ -65,6 +65,36 @@ static void att_axpy(int n, float w, const float *restrict x, float *restrict y)
     for (int u = 0; u < n; u++) y[u] += w * x[u];
 }
 
+static float att_score(int A, const float *restrict p, const float *restrict q, const float *restrict v)
+{
+    vf acc = vf_zero();
+    int k = 0;
+    for (; k + SIMD_W <= A; k += SIMD_W) {
+        float t[SIMD_W];
+        for (int j = 0; j < SIMD_W; j++) t[j] = tanh_fast(p[k + j] + q[k + j]);
+        acc = vf_fmadd(vf_loadu(v + k), vf_loadu(t), acc);
+    }
+    float e = vf_hsum(acc);
+    for (; k < A; k++) e += v[k] * tanh_fast(p[k] + q[k]);
+    return e;
+}
+
+static void att_forward_row(int L, int A, int D, const float *P, const float *q, const float *v, const float *a,
+                            float *alpha, float *z)
+{
+    float mx = -INFINITY;
+    for (int i = 0; i < L; i++) {
+        const float e = att_score(A, P + (size_t)i * A, q, v);
+        alpha[i] = e;
+        mx = e > mx ? e : mx;
+    }
+    float s = 0.0f;
+    for (int i = 0; i < L; i++) s += (alpha[i] = exp_fast(alpha[i] - mx));
+    const float inv = 1.0f / s;
+    memset(z, 0, sizeof(float) * D);
+    for (int i = 0; i < L; i++) att_axpy(D, alpha[i] *= inv, a + (size_t)i * D, z);
+}
+
 static void att_backward_row(const dec_att_row *r)
 {
     const int L = r->L, D = r->D, A = r->A;
@@ -88,6 +118,7 @@ static void att_backward_row(const dec_att_row *r)
 }
 
 const dec_kernels SIMD_NAME(dec_kernels) = {
+    .att_forward_row = att_forward_row,
     .att_backward_row = att_backward_row,
     .small_nt_task = small_nt_task,
     .elu_forward = k_elu_forward,
