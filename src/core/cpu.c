@@ -17,6 +17,7 @@ static struct {
     pthread_once_t once;
     bool ok[CPU_N_ISA];
     bool vnni; /* AVX-512 VNNI (int8 dot products), with the AVX-512 path */
+    bool bf16; /* AVX512_BF16 (cpuid 7.1 EAX bit 5), with the AVX-512 path */
     atomic_int active;
     imcap_status status;
     char msg[256];
@@ -44,6 +45,9 @@ static void detect(void)
         g_cpu.ok[CPU_AVX2] = avx && fma && avx2 && ymm;
         g_cpu.ok[CPU_AVX512] = g_cpu.ok[CPU_AVX2] && f && bw && vl && dq && zmm;
         g_cpu.vnni = g_cpu.ok[CPU_AVX512] && (c & bit_AVX512VNNI);
+        unsigned a71 = 0;
+        if (g_cpu.ok[CPU_AVX512] && a >= 1) __cpuid_count(7, 1, a71, b, c, d); /* a: leaf 7 subleaves */
+        g_cpu.bf16 = g_cpu.ok[CPU_AVX512] && (a71 & (1u << 5));
     }
     int best = g_cpu.ok[CPU_AVX512] ? CPU_AVX512 : g_cpu.ok[CPU_AVX2] ? CPU_AVX2 : CPU_GENERIC;
     const char *e = getenv("IMCAP_CPU");
@@ -90,6 +94,12 @@ bool cpu_has_avx512_vnni(void)
 {
     pthread_once(&g_cpu.once, detect);
     return g_cpu.vnni;
+}
+
+bool cpu_has_avx512_bf16(void)
+{
+    pthread_once(&g_cpu.once, detect);
+    return g_cpu.bf16;
 }
 
 const char *cpu_isa_name(cpu_isa isa) { return (unsigned)isa < CPU_N_ISA ? g_names[isa] : "?"; }
