@@ -41,6 +41,8 @@ $(BUILD)/%_avx2.o: CFLAGS += $(ISA_AVX2)
 $(BUILD)/%_avx512.o: CFLAGS += $(ISA_AVX512) -mprefer-vector-width=512
 # The int8 kernels' AVX-512 path needs VNNI (cpu.c checks it before picking them).
 $(BUILD)/src/encoder/qops_avx512.o: CFLAGS += -mavx512vnni
+# The bf16 GEMM (IMCAP_PRECISION_BF16; cpu.c checks AVX512_BF16 before it runs).
+$(BUILD)/src/encoder/ops_bf16.o: CFLAGS += $(ISA_AVX512) -mavx512bf16 -mprefer-vector-width=512
 
 # imcap serve: libmicrohttpd for the tool only; its web page compiled in as a C array.
 $(BUILD)/imcap: LDLIBS += -lmicrohttpd

@@ -8,7 +8,7 @@
  *   bench_encoder --peak      (single-precision FMA peak of this machine, all threads, active ISA)
  *   bench_encoder --peak-int8 (int8 multiply-accumulates/s of the int8 kernels' instruction:
  *                              vpdpbusd on the avx512-vnni path, vpmaddwd + vpaddd on avx2)
- *   --precision int8|float|auto runs a quantized encoder's int8 program or its float graph
+ *   --precision int8|float|bf16|auto runs a quantized encoder's int8 program, its float graph or its bf16 GEMMs
  *
  * --synth builds the architecture with random weights (used until the real
  * converted encoders exist, and for the peers' comparison any encoder file

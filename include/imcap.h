@@ -556,11 +556,15 @@ imcap_status imcap_score_coco_files(const char *results_path, const char *refs_p
  * default) is FLOAT for every API here, whose embeddings feed caption
  * decoders trained on float embeddings (int8 ones lower the default model's
  * dev scores; `imcap classify` uses int8 where it is faster): README,
- * "Encoder precision". */
+ * "Encoder precision". BF16 runs the float graph with its dense and
+ * convolution GEMMs in bfloat16 (weights and activations rounded to bf16,
+ * fp32 sums; IMCAP_E_UNSUPPORTED on a CPU without AVX512_BF16). */
 typedef enum imcap_precision {
     IMCAP_PRECISION_AUTO = 0,
     IMCAP_PRECISION_FLOAT = 1,
-    IMCAP_PRECISION_INT8 = 2
+    IMCAP_PRECISION_INT8 = 2,
+    /* dense and convolution GEMMs in bfloat16 (fp32 sums): CPUs with AVX512_BF16 only */
+    IMCAP_PRECISION_BF16 = 3
 } imcap_precision;
 
 typedef struct imcap_eval_params {

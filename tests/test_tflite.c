@@ -587,7 +587,7 @@ TEST(tflite_cli_precision_flag)
     REQUIRE(test_run(cmd, out, sizeof out, err, sizeof err) == 0);
     CHECK(strstr(out, "macaw") != NULL && strstr(out, "0.9961") == NULL);
     snprintf(cmd, sizeof cmd, "'%s' classify --precision int4 --tflite %s data/images/parrot.jpg", test_imcap_bin(), V2);
-    CHECK(test_run(cmd, NULL, 0, err, sizeof err) == 2 && strstr(err, "--precision expects int8, float or auto") != NULL);
+    CHECK(test_run(cmd, NULL, 0, err, sizeof err) == 2 && strstr(err, "--precision expects int8, float, bf16 or auto") != NULL);
 }
 
 /* The library API: imcap_encoder_set_precision switches a converted

@@ -84,13 +84,13 @@ int cli_parse_int(const char *flag, const char *s, long lo, long hi, long *out)
 
 int cli_parse_precision(const char *flag, const char *s, imcap_precision *out)
 {
-    static const char *const names[] = {"auto", "float", "int8"};
-    for (int i = 0; i < 3; i++)
+    static const char *const names[] = {"auto", "float", "int8", "bf16"};
+    for (int i = 0; i < 4; i++)
         if (s && !strcmp(s, names[i])) {
             *out = (imcap_precision)i;
             return 0;
         }
-    fprintf(stderr, "imcap: %s expects int8, float or auto, got '%s'\n", flag, s ? s : "(nothing)");
+    fprintf(stderr, "imcap: %s expects int8, float, bf16 or auto, got '%s'\n", flag, s ? s : "(nothing)");
     return 1;
 }
 

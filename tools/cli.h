@@ -20,7 +20,7 @@ int cli_progress_fn(void *user, uint64_t done, uint64_t total, const char *what)
 /* Parse helpers: return 0 on success, print an error naming the flag otherwise. */
 int cli_parse_int(const char *flag, const char *s, long lo, long hi, long *out);
 int cli_parse_double(const char *flag, const char *s, double lo, double hi, double *out);
-/* --precision int8|float|auto. */
+/* --precision int8|float|bf16|auto. */
 int cli_parse_precision(const char *flag, const char *s, imcap_precision *out);
 
 /* The processes of the job (tools/mpi.c): MPI when launched by mpirun, else

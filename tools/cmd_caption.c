@@ -25,7 +25,7 @@ static const char *const CAPTION_HELP =
     "  --model M        captioning model (default $IMCAP_MODEL, else models/default.imcap)\n"
     "  --encoder E      encoder file (default: the one the model names, looked for in\n"
     "                   the model's directory, its encoders/ folder, models/encoders/)\n"
-    "  --precision P    encoder arithmetic: int8, float or auto (default; README \"Encoder precision\")\n"
+    "  --precision P    encoder arithmetic: int8, float, bf16 or auto (default; README \"Encoder precision\")\n"
     "  --beam K         beam search with K hypotheses (default: the model's setting)\n"
     "  --temperature T  sample each word from p^(1/T) renormalised (needs --beam 1)\n"
     "  --seed S         sampling seed (default 1; same seed, same captions)\n"

@@ -15,7 +15,7 @@ static const char *const CLASSIFY_HELP =
     "Prints the K (default 5) most probable ImageNet classes of each image.\n"
     "  --encoder F      native encoder file from `imcap convert` (default\n"
     "                   models/encoders/mobilenet_v2_1.0_224_quant.gguf)\n"
-    "  --precision P    int8 (TFLite's integer arithmetic), float or auto (default)\n"
+    "  --precision P    int8 (TFLite's integer arithmetic), float, bf16 (AVX512_BF16 GEMMs) or auto (default)\n"
     "  --tflite F       import a TFLite classifier directly instead\n"
     "  --labels F       one class name a line, in the model's class order\n"
     "                   (default data/models/imagenet_labels.txt); a file with one\n"

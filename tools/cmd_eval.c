@@ -16,7 +16,7 @@ static void eval_usage(FILE *fp)
             "  --model M          captioner model file (imcap export); with --embeddings: a decoder\n"
             "                     model or training checkpoint (imcap train)\n"
             "  --encoder E        the captioner's encoder file (default: the one the model names)\n"
-            "  --precision P      encoder arithmetic: int8, float or auto (default)\n"
+            "  --precision P      encoder arithmetic: int8, float, bf16 or auto (default)\n"
             "  --embeddings F     generate from these precomputed embeddings (imcap extract) instead\n"
             "                     of running the encoder on the photos\n"
             "  --images DIR       photo directory (default: images/ beside the split file)\n"

@@ -23,7 +23,7 @@ static const char *const REPORT_HELP =
     "curves. Photos are embedded as small JPEGs; the page needs no other file.\n"
     "  --model M         captioning model (default $IMCAP_MODEL, else models/default.imcap)\n"
     "  --split F         image names, one a line (e.g. data/flickr8k/dev.txt)\n"
-    "  --precision P     encoder arithmetic: int8, float or auto (default)\n"
+    "  --precision P     encoder arithmetic: int8, float, bf16 or auto (default)\n"
     "  --captions F      human captions (default data/flickr8k/captions.csv)\n"
     "  --images DIR      where the split's photos are (default: the split file's\n"
     "                    directory + /images, e.g. data/flickr8k/images)\n"

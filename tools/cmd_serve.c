@@ -20,7 +20,7 @@ static const char *const SERVE_HELP =
     "  --port P           TCP port (default 8080; 0: any free port, printed on stderr)\n"
     "  --model M          captioning model (default $IMCAP_MODEL, else models/default.imcap)\n"
     "  --encoder E        encoder file (default: the one the model names)\n"
-    "  --precision P      encoder arithmetic: int8, float or auto (default)\n"
+    "  --precision P      encoder arithmetic: int8, float, bf16 or auto (default)\n"
     "  --threads N        worker threads captioning in parallel (default 2)\n"
     "  --queue N          requests waiting for a worker, at most; more get 503 (default 64)\n"
     "  --max-body BYTES   largest request body, e.g. 20M, 512K (default 20M); more get 413\n"

@@ -3,6 +3,7 @@
  * state (xgetbv XCR0: SSE+AVX for YMM, plus opmask/ZMM for AVX-512), and
  * the IMCAP_CPU override.
  */
+#define _GNU_SOURCE /* syscall */
 #include "cpu.h"
 
 #include <cpuid.h>
@@ -10,6 +11,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 static const char *const g_names[CPU_N_ISA] = {"generic", "avx2", "avx512"};
 
@@ -17,7 +20,10 @@ static struct {
     pthread_once_t once;
     bool ok[CPU_N_ISA];
     bool vnni; /* AVX-512 VNNI (int8 dot products), with the AVX-512 path */
+    bool bf16; /* AVX512_BF16 (cpuid 7.1 EAX bit 5), with the AVX-512 path */
+    bool amx;  /* AMX-TILE + AMX-BF16, the OS saving the tile state and granting it to us */
     atomic_int active;
+    atomic_bool amx_on; /* IMCAP_AMX=0 (or cpu_amx_allow) turns it off */
     imcap_status status;
     char msg[256];
 } g_cpu = {.once = PTHREAD_ONCE_INIT};
@@ -39,11 +45,22 @@ static void detect(void)
         bool ymm = (xcr0 & 0x6) == 0x6, zmm = (xcr0 & 0xe6) == 0xe6;
         unsigned b7 = 0;
         if (__get_cpuid_max(0, NULL) >= 7) __cpuid_count(7, 0, a, b7, c, d);
+        unsigned d7 = __get_cpuid_max(0, NULL) >= 7 ? d : 0;
         bool avx2 = b7 & bit_AVX2;
         bool f = b7 & bit_AVX512F, bw = b7 & bit_AVX512BW, vl = b7 & bit_AVX512VL, dq = b7 & bit_AVX512DQ;
         g_cpu.ok[CPU_AVX2] = avx && fma && avx2 && ymm;
         g_cpu.ok[CPU_AVX512] = g_cpu.ok[CPU_AVX2] && f && bw && vl && dq && zmm;
         g_cpu.vnni = g_cpu.ok[CPU_AVX512] && (c & bit_AVX512VNNI);
+        unsigned a71 = 0;
+        if (g_cpu.ok[CPU_AVX512] && a >= 1) __cpuid_count(7, 1, a71, b, c, d); /* a: leaf 7 subleaves */
+        g_cpu.bf16 = g_cpu.ok[CPU_AVX512] && (a71 & (1u << 5));
+        /* AMX: cpuid 7.0 EDX bits 22 (AMX-BF16) and 24 (AMX-TILE), XCR0
+         * bits 17-18 (tile config and data), and Linux's permission to use
+         * the tile data (arch_prctl ARCH_REQ_XCOMP_PERM, XTILEDATA = 18) */
+        bool amx_cpu = g_cpu.bf16 && (d7 & (1u << 22)) && (d7 & (1u << 24)) && (xcr0 & 0x60000) == 0x60000;
+        g_cpu.amx = amx_cpu && syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+        const char *ea = getenv("IMCAP_AMX");
+        atomic_store(&g_cpu.amx_on, !(ea && !strcmp(ea, "0")));
     }
     int best = g_cpu.ok[CPU_AVX512] ? CPU_AVX512 : g_cpu.ok[CPU_AVX2] ? CPU_AVX2 : CPU_GENERIC;
     const char *e = getenv("IMCAP_CPU");
@@ -90,6 +107,24 @@ bool cpu_has_avx512_vnni(void)
 {
     pthread_once(&g_cpu.once, detect);
     return g_cpu.vnni;
+}
+
+bool cpu_has_avx512_bf16(void)
+{
+    pthread_once(&g_cpu.once, detect);
+    return g_cpu.bf16;
+}
+
+bool cpu_has_amx_bf16(void)
+{
+    pthread_once(&g_cpu.once, detect);
+    return g_cpu.amx && atomic_load(&g_cpu.amx_on);
+}
+
+bool cpu_amx_allow(bool on)
+{
+    pthread_once(&g_cpu.once, detect);
+    return atomic_exchange(&g_cpu.amx_on, on);
 }
 
 const char *cpu_isa_name(cpu_isa isa) { return (unsigned)isa < CPU_N_ISA ? g_names[isa] : "?"; }

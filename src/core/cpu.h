@@ -29,6 +29,13 @@ imcap_status cpu_check(void);
 bool cpu_isa_supported(cpu_isa isa);
 /* AVX-512 VNNI (vpdpbusd), which the int8 kernels' AVX-512 path needs. */
 bool cpu_has_avx512_vnni(void);
+/* AVX512_BF16 (vdpbf16ps), which the bf16 GEMM (ops_bf16.h) needs. */
+bool cpu_has_avx512_bf16(void);
+/* AMX-BF16 usable (tile state saved by the OS, permission granted): the
+ * bf16 GEMM's tile path; IMCAP_AMX=0 turns it off (vdpbf16ps instead). */
+bool cpu_has_amx_bf16(void);
+/* Tests and benchmarks: allow the AMX path or not; returns the previous setting. */
+bool cpu_amx_allow(bool on);
 /* "generic", "avx2", "avx512". */
 const char *cpu_isa_name(cpu_isa isa);
 /* Tests and benchmarks: make isa the active path from now on (it must be

@@ -7,6 +7,7 @@
 #include "graph_impl.h"
 #include "cpu.h"
 #include "ops.h"
+#include "ops_bf16.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +146,8 @@ void enc_graph_free(enc_graph *g)
         imcap_free(g->pack->w[i]);
         imcap_free(g->pack->wu[i]);
     }
+    for (int i = 0; i < g->pack->nb; i++) imcap_free(g->pack->wb[i]);
+    free(g->pack->wb);
     ws_destroy(g->pack->ws);
     free(g->pack->w);
     free(g->pack->wu);
@@ -649,6 +652,35 @@ static imcap_status pack_weights(const enc_graph *g)
     return st;
 }
 
+/* The bf16 weights of the nodes added since the last bf16 run. */
+static imcap_status pack_bf16(const enc_graph *g)
+{
+    enc_pack *pk = g->pack;
+    imcap_status st = IMCAP_OK;
+    pthread_mutex_lock(&pk->mu);
+    if (pk->nb < g->n_nodes) {
+        uint16_t **q = realloc(pk->wb, (size_t)g->n_nodes * sizeof *q);
+        if (!q) st = imcap_fail(IMCAP_E_NOMEM, "%s: out of memory packing bf16 weights", g->name);
+        else pk->wb = q;
+    }
+    for (; st == IMCAP_OK && pk->nb < g->n_nodes; pk->nb++) {
+        const enc_node *nd = &g->nodes[pk->nb];
+        pk->wb[pk->nb] = NULL;
+        if (nd->op != ENC_CONV2D && nd->op != ENC_DENSE) continue;
+        int k, n;
+        weight_dims(g, nd, &k, &n);
+        uint16_t *wb = imcap_alloc(ops_bf16_packed(k, n), sizeof(uint16_t));
+        if (!wb) {
+            st = imcap_fail(IMCAP_E_NOMEM, "%s: out of memory packing the bf16 weights of '%s'", g->name, nd->name);
+            break;
+        }
+        ops_bf16_pack(k, n, enc_graph_param_data(g, nd->weight), wb);
+        pk->wb[pk->nb] = wb;
+    }
+    pthread_mutex_unlock(&pk->mu);
+    return st;
+}
+
 static void run_node(const enc_graph *g, const enc_node *nd, int n, float *const *buf, float *scratch)
 {
     const float *x = buf[nd->inputs[0]];
@@ -661,6 +693,14 @@ static void run_node(const enc_graph *g, const enc_node *nd, int n, float *const
     const float *wp = id < g->pack->n ? g->pack->w[id] : NULL, *wu = id < g->pack->n ? g->pack->wu[id] : NULL;
     size_t pix = (size_t)n * yv->h * yv->w, count = pix * (size_t)yv->c;
     bool act_done = false;
+    const uint16_t *wb = enc_graph_precision(g) == ENC_PREC_BF16 && id < g->pack->nb ? g->pack->wb[id] : NULL;
+    if (wb && (nd->op == ENC_CONV2D || nd->op == ENC_DENSE)) {
+        ops_win win = enc_graph_node_win(g, nd, n);
+        int k, nn;
+        weight_dims(g, nd, &k, &nn);
+        ops_gemm_bf16(x, (size_t)xv->c, nd->op == ENC_CONV2D ? &win : NULL, wb, b, nd->act, y, (int)pix, k, nn);
+        return;
+    }
     switch (nd->op) {
     case ENC_CONV2D: {
         ops_win win = enc_graph_node_win(g, nd, n);
@@ -837,6 +877,7 @@ imcap_status enc_graph_run(const enc_graph *g, const float *input, int n, const 
     }
     enc_graph_plan(g, ids, n_ids, last, need, run);
     if ((st = cpu_check()) != IMCAP_OK || (st = pack_weights(g)) != IMCAP_OK) goto done;
+    if (enc_graph_precision(g) == ENC_PREC_BF16 && (st = pack_bf16(g)) != IMCAP_OK) goto done;
     size_t scratch_len = 0;
     for (int i = 0; i < nn; i++) {
         if (!run[i] || g->nodes[i].op != ENC_CONV2D) continue;

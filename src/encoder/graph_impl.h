@@ -25,6 +25,10 @@ typedef struct enc_pack {
     pthread_mutex_t mu;
     float **w, **wu;
     int n, cap;
+    /* bf16 GEMM weights (ops_bf16_pack) of nodes [0, nb), packed by the
+     * first bf16 run that needs them; NULL for other ops. */
+    uint16_t **wb;
+    int nb;
     struct enc_ws *ws;
     int verified; /* weights vs the loaded file's checksum: 0 not yet, 1 equal, -1 differ */
     uint32_t computed;

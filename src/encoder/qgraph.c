@@ -13,6 +13,7 @@
  *   CalculateActivationRangeUint8.
  */
 #include "graph_impl.h"
+#include "cpu.h"
 #include "qops.h"
 
 #include <stdarg.h>
@@ -284,7 +285,10 @@ const char *enc_graph_int8_missing(const enc_graph *g)
 
 imcap_status enc_graph_set_precision(enc_graph *g, enc_precision p)
 {
-    if ((unsigned)p > ENC_PREC_INT8) return imcap_fail(IMCAP_E_ARG, "%s: unknown precision %d", g->name, (int)p);
+    if ((unsigned)p > ENC_PREC_BF16) return imcap_fail(IMCAP_E_ARG, "%s: unknown precision %d", g->name, (int)p);
+    if (p == ENC_PREC_BF16 && !cpu_has_avx512_bf16())
+        return imcap_fail(IMCAP_E_UNSUPPORTED, "%s: bf16 precision needs a CPU with AVX512_BF16 (vdpbf16ps), which this one lacks",
+                          g->name);
     const char *why = enc_graph_int8_missing(g);
     if (p == ENC_PREC_INT8 && why)
         return imcap_fail(IMCAP_E_UNSUPPORTED, "%s: %s: no int8 execution: %s", g->path ? g->path : g->name, g->name, why);
@@ -298,6 +302,7 @@ imcap_status enc_graph_set_precision(enc_graph *g, enc_precision p)
  * caption decoder ask for float (qgraph.h). */
 enc_precision enc_graph_precision(const enc_graph *g)
 {
+    if (g->precision == ENC_PREC_BF16) return ENC_PREC_BF16;
     if (g->precision == ENC_PREC_FLOAT || enc_graph_int8_missing(g)) return ENC_PREC_FLOAT;
     if (g->precision == ENC_PREC_INT8) return ENC_PREC_INT8;
     return !strcmp(q_kernels_active()->name, "avx512-vnni") ? ENC_PREC_INT8 : ENC_PREC_FLOAT;
@@ -305,17 +310,17 @@ enc_precision enc_graph_precision(const enc_graph *g)
 
 const char *enc_precision_name(enc_precision p)
 {
-    return p == ENC_PREC_FLOAT ? "float" : p == ENC_PREC_INT8 ? "int8" : "auto";
+    return p == ENC_PREC_FLOAT ? "float" : p == ENC_PREC_INT8 ? "int8" : p == ENC_PREC_BF16 ? "bf16" : "auto";
 }
 
 imcap_status enc_precision_parse(const char *s, enc_precision *p)
 {
-    for (int i = 0; i <= ENC_PREC_INT8; i++)
+    for (int i = 0; i <= ENC_PREC_BF16; i++)
         if (s && !strcmp(s, enc_precision_name((enc_precision)i))) {
             *p = (enc_precision)i;
             return IMCAP_OK;
         }
-    return imcap_fail(IMCAP_E_ARG, "precision '%s': expected int8, float or auto", s ? s : "(null)");
+    return imcap_fail(IMCAP_E_ARG, "precision '%s': expected int8, float, bf16 or auto", s ? s : "(null)");
 }
 
 bool enc_qgraph_value(const enc_graph *g, int v, float *scale, int32_t *zp)

@@ -22,7 +22,7 @@ typedef enum enc_qtype { ENC_QT_I8 = 0, ENC_QT_I32 = 1, ENC_QT_F32 = 2 } enc_qty
  * weight zero point - 128; ws float [1 or oc] weight scales; b int32 [oc]. */
 typedef struct enc_qnode { int w, wzp, ws, b; } enc_qnode;
 
-typedef enum enc_precision { ENC_PREC_AUTO = 0, ENC_PREC_FLOAT, ENC_PREC_INT8 } enc_precision;
+typedef enum enc_precision { ENC_PREC_AUTO = 0, ENC_PREC_FLOAT, ENC_PREC_INT8, ENC_PREC_BF16 } enc_precision;
 
 /* Builder (importers). Copies data; returns the tensor id or -1. */
 int enc_qgraph_add_tensor(enc_graph *g, enc_qtype type, size_t count, const void *data);
@@ -47,11 +47,12 @@ const char *enc_graph_int8_missing(const enc_graph *g);
  * map AUTO to FLOAT with enc_precision_for_decoder. INT8 on a graph
  * without one: IMCAP_E_UNSUPPORTED naming the graph and the reason. */
 imcap_status enc_graph_set_precision(enc_graph *g, enc_precision p);
-/* What enc_graph_run executes now: ENC_PREC_FLOAT or ENC_PREC_INT8. */
+/* What enc_graph_run executes now: ENC_PREC_FLOAT, ENC_PREC_INT8 or
+ * ENC_PREC_BF16 (only when asked for; IMCAP_E_UNSUPPORTED without AVX512_BF16). */
 enc_precision enc_graph_precision(const enc_graph *g);
 /* AUTO -> FLOAT, else p (see enc_graph_set_precision). */
 static inline enc_precision enc_precision_for_decoder(enc_precision p) { return p == ENC_PREC_AUTO ? ENC_PREC_FLOAT : p; }
-/* "float", "int8", "auto"; parse: IMCAP_E_ARG on anything else. */
+/* "float", "int8", "bf16", "auto"; parse: IMCAP_E_ARG on anything else. */
 const char *enc_precision_name(enc_precision p);
 imcap_status enc_precision_parse(const char *s, enc_precision *p);
 
