@@ -100,3 +100,27 @@ void fixture_poke_tensor(const char *path, const char *tensor, size_t at, const 
     REQUIRE(fp && fwrite(d, 1, len, fp) == len && fclose(fp) == 0);
     free(d);
 }
+
+int fixture_photos(const char *const *names, int count, int max_n, const enc_preproc *pp, float *x,
+                   const char **used)
+{
+    const size_t px = (size_t)pp->in_h * pp->in_w * 3;
+    uint8_t *u8 = malloc(px);
+    REQUIRE(u8);
+    int n = 0;
+    for (int i = 0; i < count && n < max_n; i++) {
+        char path[256];
+        struct stat sb;
+        snprintf(path, sizeof path, "data/images/%s", names[i]);
+        if (stat(path, &sb) != 0) continue;
+        imcap_image img;
+        REQUIRE_OK(imcap_image_load(path, &img));
+        REQUIRE_OK(imcap_image_prepare(&img, pp->in_h, pp->in_w, u8));
+        imcap_image_to_float(u8, (size_t)pp->in_h * pp->in_w, pp->scale, pp->bias, x + (size_t)n * px);
+        imcap_image_free(&img);
+        if (used) used[n] = names[i];
+        n++;
+    }
+    free(u8);
+    return n;
+}

@@ -26,4 +26,12 @@ void fixture_captioner(const char *dir, uint64_t seed, int beam, char *model_pat
  * damage on disk would: the file's checksums are left as they were. */
 void fixture_poke_tensor(const char *path, const char *tensor, size_t at, const void *bytes, size_t n);
 
+/* The photos names[0..count) that are present under data/images, at most
+ * max_n of them, decoded, resized and normalised as pp says into
+ * x [n][in_h][in_w][3]; used[k] (when not NULL) receives the k-th loaded
+ * photo's name. Returns n (a photo that is present but cannot be read fails
+ * the test). */
+int fixture_photos(const char *const *names, int count, int max_n, const enc_preproc *pp, float *x,
+                   const char **used);
+
 #endif

@@ -6,6 +6,7 @@
  */
 #include "test.h"
 #include "cpu.h"
+#include "fixture.h"
 #include "graph.h"
 #include "ops_bf16.h"
 #include "qgraph.h"
@@ -179,18 +180,8 @@ static void model_bf16_vs_float(const char *path)
     size_t px = (size_t)pp->in_h * pp->in_w * 3;
     int max_n = getenv("IMCAP_SANITIZED") ? 1 : 7, n = 0, top5_differ = 0;
     float *x = malloc(7 * px * sizeof(float)), *o[2][2];
-    uint8_t *u8 = malloc(px);
-    REQUIRE(x && u8);
-    for (int i = 0; i < 7 && n < max_n; i++) {
-        char p[256];
-        snprintf(p, sizeof p, "data/images/%s", photos[i]);
-        if (stat(p, &sb) != 0) continue;
-        imcap_image img;
-        REQUIRE_OK(imcap_image_load(p, &img));
-        REQUIRE_OK(imcap_image_prepare(&img, pp->in_h, pp->in_w, u8));
-        imcap_image_to_float(u8, pp->in_h * pp->in_w, pp->scale, pp->bias, x + (size_t)n++ * px);
-        imcap_image_free(&img);
-    }
+    REQUIRE(x);
+    n = fixture_photos(photos, 7, max_n, pp, x, NULL);
     REQUIRE(n >= 1);
     for (int pr = 0; pr < 2; pr++) {
         o[pr][0] = malloc((size_t)n * ne * sizeof(float));
@@ -215,7 +206,6 @@ static void model_bf16_vs_float(const char *path)
     CHECK(top5_differ <= 1);
     for (int pr = 0; pr < 2; pr++) free(o[pr][0]), free(o[pr][1]);
     free(x);
-    free(u8);
     enc_graph_free(g);
 }
 

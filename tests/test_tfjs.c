@@ -6,6 +6,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "test.h"
+#include "fixture.h"
 #include "tfjs.h"
 
 #include <errno.h>
@@ -507,19 +508,8 @@ TEST(tfjs_inception_v3_matches_tfjs)
     int n = 0, max_n = getenv("IMCAP_SANITIZED") ? 1 : 4;
     const size_t px = 299 * 299 * 3;
     float *x = malloc(4 * px * sizeof(float));
-    uint8_t *u8 = malloc(px);
-    REQUIRE(x && u8);
-    for (int i = 0; i < 4 && n < max_n; i++) {
-        char path[256];
-        snprintf(path, sizeof path, "data/images/%s", all[i]);
-        if (stat(path, &sb) != 0) continue;
-        imcap_image img;
-        REQUIRE_OK(imcap_image_load(path, &img));
-        REQUIRE_OK(imcap_image_prepare(&img, 299, 299, u8));
-        imcap_image_to_float(u8, 299 * 299, pp->scale, pp->bias, x + (size_t)n * px);
-        imcap_image_free(&img);
-        images[n++] = all[i];
-    }
+    REQUIRE(x);
+    n = fixture_photos(all, 4, max_n, pp, x, images);
     REQUIRE(n >= 1);
     const char *names[4] = {"embedding", "mixed5", "probs", "logits"};
     const size_t dim[4] = {2048, 768, 5, 5};
@@ -543,7 +533,6 @@ TEST(tfjs_inception_v3_matches_tfjs)
         CHECK(dl <= 1e-2);
     }
     for (int k = 0; k < 4; k++) free(o[k]);
-    free(u8);
     free(x);
     enc_graph_free(g);
 }
@@ -698,19 +687,8 @@ TEST(tfjs_resnet50_matches_tfjs)
     int n = 0, max_n = getenv("IMCAP_SANITIZED") ? 1 : 4;
     const size_t px = 224 * 224 * 3, G = 7 * 7 * 2048;
     float *x = malloc(4 * px * sizeof(float));
-    uint8_t *u8 = malloc(px);
-    REQUIRE(x && u8);
-    for (int i = 0; i < 4 && n < max_n; i++) {
-        char path[256];
-        snprintf(path, sizeof path, "data/images/%s", all[i]);
-        if (stat(path, &sb) != 0) continue;
-        imcap_image img;
-        REQUIRE_OK(imcap_image_load(path, &img));
-        REQUIRE_OK(imcap_image_prepare(&img, 224, 224, u8));
-        imcap_image_to_float(u8, 224 * 224, pp->scale, pp->bias, x + (size_t)n * px);
-        imcap_image_free(&img);
-        images[n++] = all[i];
-    }
+    REQUIRE(x);
+    n = fixture_photos(all, 4, max_n, pp, x, images);
     REQUIRE(n >= 1);
     const char *names[3] = {"embedding", "grid", "probs"};
     float *o[3];
@@ -752,7 +730,6 @@ TEST(tfjs_resnet50_matches_tfjs)
         free((void *)wp);
     }
     for (int k = 0; k < 3; k++) free(o[k]);
-    free(u8);
     free(x);
     enc_graph_free(g);
 }

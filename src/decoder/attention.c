@@ -323,8 +323,7 @@ typedef struct at_shard {
     double total, rsum;  /* out: sum of weighted cross-entropies, of the regulariser's squares */
 } at_shard;
 
-/* Rows of the shard's batch slice with at least one target, their count of
- * targets. */
+/* The batch's rows with at least one target and its count of targets. */
 static void at_count(const dec_config *c, const int32_t *tokens, int b, int t1, int *n_active, int *n_tgt)
 {
     *n_active = *n_tgt = 0;
