@@ -15,6 +15,7 @@
 #   IMCAP_OUT   the exported captioner [OUT_DIR/attention.imcap; copy it to models/default.imcap]
 #   CE_EPOCHS   cross-entropy epochs of 250 batches [7]
 #   SCST_EPOCHS SCST epochs of 50 batches [30; the default model: 30, best epoch 26]
+#   SEED        random seed of both trainings [1; the default model: 1]
 #   OPENBLAS_NUM_THREADS [1]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,7 @@ GRID=${IMCAP_GRID:-out/emb/resnet50_grid_f16.emb}
 OUT=${IMCAP_OUT:-$OUT_DIR/attention.imcap}
 CE_EPOCHS=${CE_EPOCHS:-7}
 SCST_EPOCHS=${SCST_EPOCHS:-30}
+SEED=${SEED:-1}
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 D=data/flickr8k
 ENC=models/encoders/resnet50.gguf
@@ -36,10 +38,10 @@ $BIN extract --encoder $ENC --images $D/images --list "$OUT_DIR/traindev.txt" --
 CAPS=(--captions $D/captions.csv --train-split $D/train.txt --val-split $D/dev.txt)
 $BIN train --decoder attention --embeddings "$GRID" "${CAPS[@]}" --checkpoint "$OUT_DIR/ce.gguf" --resume \
   --hidden 512 --embed 256 --out-hidden 512 --att-size 256 --epochs "$CE_EPOCHS" --batches 250 \
-  --val-batches 20 --lr 1.5e-3 --clip 5 --dropout 0.5 --checkpoint-every 250
+  --val-batches 20 --lr 1.5e-3 --clip 5 --dropout 0.5 --checkpoint-every 250 --seed "$SEED"
 $BIN train --scst --init "$OUT_DIR/ce.best.gguf" --embeddings "$GRID" "${CAPS[@]}" \
   --checkpoint "$OUT_DIR/scst.gguf" --resume --epochs "$SCST_EPOCHS" --batches 50 --batch 16 --samples 5 \
-  --lr 5e-5 --baseline mean
+  --lr 5e-5 --baseline mean --seed "$SEED"
 for m in ce scst; do
   for dec in "1" "3 --alpha 0.5" "3 --alpha 0.5 --block-ngram 2"; do
     tag=$m.beam$(echo "$dec" | tr -d ' -' | sed 's/alpha0.5//')

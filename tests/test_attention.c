@@ -157,7 +157,6 @@ TEST(attention_training_is_bit_identical_on_one_and_two_threads)
  * (1 - sum_t alpha)^2, computed here from the step API's attention weights. */
 TEST(attention_regulariser_and_step_api_match_the_batched_forward)
 {
-    dec_config c = att_config();
     dec_model *m;
     dec_work *w;
     float img[TB * TL * TD];
@@ -169,10 +168,10 @@ TEST(attention_regulariser_and_step_api_match_the_batched_forward)
     dec_work_set_attention_reg(w, lambda);
     float with_reg;
     REQUIRE_OK(dec_forward_backward(m, w, img, att_tokens, NULL, TB, TT1, false, NULL, &with_reg, NULL));
-    const size_t S = dec_state_floats(&c), CF = dec_context_floats(&c);
+    const size_t S = dec_state_floats(m), CF = dec_context_floats(m);
     REQUIRE(CF == (size_t)TL * (TD + 5));
     float st[TB * 8], logits[TB * 7], attn[TB * TL], *ctx = malloc(sizeof(float) * TB * CF);
-    float *scratch = malloc(sizeof(float) * dec_step_scratch_floats(&c, TB));
+    float *scratch = malloc(sizeof(float) * dec_step_scratch_floats(m, TB));
     REQUIRE(S == 8 && ctx && scratch);
     REQUIRE_OK(dec_init_state(m, img, TB, ctx, st));
     double total = 0, sum_alpha[TB][TL] = {{0}};

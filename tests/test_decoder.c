@@ -165,7 +165,6 @@ TEST(decoder_row_weights_scale_each_rows_loss)
  * packed training forward for each sequence on its own. */
 static void step_api_all(void)
 {
-    dec_config c = tiny_config();
     dec_model *m;
     dec_work *w;
     float img[4 * 5];
@@ -175,8 +174,8 @@ static void step_api_all(void)
     REQUIRE_OK(dec_forward_backward(m, w, img, tiny_tokens, NULL, 4, 7, false, NULL, &batch_loss, &nt));
     /* step all 4 sequences together through 6 steps */
     float st[4 * 6], logits[4 * 7];
-    REQUIRE(dec_state_floats(&c) == 6 && dec_context_floats(&c) == 0);
-    float *scratch = malloc(sizeof(float) * dec_step_scratch_floats(&c, 4));
+    REQUIRE(dec_state_floats(m) == 6 && dec_context_floats(m) == 0);
+    float *scratch = malloc(sizeof(float) * dec_step_scratch_floats(m, 4));
     REQUIRE(scratch);
     REQUIRE_OK(dec_init_state(m, img, 4, NULL, st));
     double total = 0;

@@ -40,7 +40,7 @@ static double ref_logprob(const dec_model *m, const float *img, const int32_t *w
 {
     const dec_config *c = &m->cfg;
     float st[128], logits[64], scratch[1024];
-    REQUIRE(dec_state_floats(c) <= 128 && c->n_vocab <= 64 && dec_step_scratch_floats(c, 1) <= 1024);
+    REQUIRE(dec_state_floats(m) <= 128 && c->n_vocab <= 64 && dec_step_scratch_floats(m, 1) <= 1024);
     REQUIRE_OK(dec_init_state(m, img, 1, NULL, st));
     int32_t tok = START;
     double lp = 0;
@@ -214,7 +214,7 @@ static double min_top2_gap(const dec_model *m, const float *img, const gen_hyp *
 {
     const dec_config *c = &m->cfg;
     float st[128], logits[64], scratch[1024];
-    REQUIRE(dec_state_floats(c) <= 128 && c->n_vocab <= 64 && dec_step_scratch_floats(c, 1) <= 1024);
+    REQUIRE(dec_state_floats(m) <= 128 && c->n_vocab <= 64 && dec_step_scratch_floats(m, 1) <= 1024);
     REQUIRE_OK(dec_init_state(m, img, 1, NULL, st));
     int32_t tok = START;
     double gap = INFINITY;
@@ -297,7 +297,7 @@ static void check_frequencies(float T)
     float img[6];
     dec_model *m = toy_model(W, 11, 0.4f, img);
     float st[16], logits[4 + W], scratch[256];
-    REQUIRE(dec_step_scratch_floats(&m->cfg, 1) <= 256 && dec_state_floats(&m->cfg) <= 16);
+    REQUIRE(dec_step_scratch_floats(m, 1) <= 256 && dec_state_floats(m) <= 16);
     REQUIRE_OK(dec_init_state(m, img, 1, NULL, st));
     int32_t tok = START;
     dec_step(m, NULL, true, &tok, 1, st, logits, st, NULL, scratch);

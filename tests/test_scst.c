@@ -147,8 +147,8 @@ static double pg_objective(const dec_model *m, const float *img, const dec_mask 
     const dec_config *c = &m->cfg;
     const int V = c->n_vocab;
     float st[32], logits[16];
-    float *scratch = malloc(sizeof(float) * dec_step_scratch_floats(c, 1));
-    REQUIRE(dec_state_floats(c) <= 32 && dec_context_floats(c) == 0 && V <= 16 && scratch);
+    float *scratch = malloc(sizeof(float) * dec_step_scratch_floats(m, 1));
+    REQUIRE(dec_state_floats(m) <= 32 && dec_context_floats(m) == 0 && V <= 16 && scratch);
     double J = 0;
     int n_t = 0;
     for (int r = 0; r < 5; r++) {

@@ -74,7 +74,7 @@ static const char *base_name(const char *p)
  * decoder's grid_h x grid_w x n_img map. */
 static imcap_status check_grid(const dec_config *cf, int n_enc, const enc_value *v, const char *path)
 {
-    if (cf->arch != DEC_ARCH_ATTENTION) return IMCAP_OK;
+    if (!dec_has_grid(cf)) return IMCAP_OK;
     if (n_enc != 1 || v->h != cf->grid_h || v->w != cf->grid_w || v->c != cf->n_img)
         return imcap_fail(IMCAP_E_MISMATCH,
                           "%s: the attention decoder reads one encoder's %dx%dx%d grid, but the encoder output is "
@@ -88,7 +88,7 @@ static imcap_status check_grid(const dec_config *cf, int n_enc, const enc_value 
 imcap_status captioner_write(const captioner_spec *s, const char *path)
 {
     const dec_config *cf = &s->dec->cfg;
-    imcap_status st = dec_config_check(cf);
+    imcap_status st = s->dec->n_members ? IMCAP_OK : dec_config_check(cf); /* members: checked when made */
     if (st) return st;
     if ((st = imcap_gen_params_check(&s->gen))) return st;
     if ((size_t)cf->n_vocab != imcap_vocab_size(s->vocab))
@@ -239,7 +239,19 @@ static imcap_status check_header(const gguf_file *f, const char *path)
     return IMCAP_OK;
 }
 
-imcap_status captioner_read_decoder(const char *path, dec_model **m, imcap_vocab **v)
+static int split_list(char *s, char **items, int max)
+{
+    int n = 0;
+    for (char *p = s, *q; p; p = q) {
+        q = strchr(p, ',');
+        if (q) *q++ = 0;
+        if (n == max) return -1;
+        items[n++] = p;
+    }
+    return n;
+}
+
+static imcap_status read_decoder_one(const char *path, dec_model **m, imcap_vocab **v)
 {
     *m = NULL;
     *v = NULL;
@@ -270,6 +282,45 @@ out:
         *m = NULL;
         *v = NULL;
     }
+    return st;
+}
+
+static bool same_words(const imcap_vocab *a, const imcap_vocab *b)
+{
+    const size_t n = imcap_vocab_size(a);
+    if (n != imcap_vocab_size(b)) return false;
+    const char *const *wa = imcap_vocab_words(a), *const *wb = imcap_vocab_words(b);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(wa[i], wb[i]) != 0) return false;
+    return true;
+}
+
+imcap_status captioner_read_decoder(const char *path, dec_model **m, imcap_vocab **v)
+{
+    *m = NULL;
+    *v = NULL;
+    if (!strchr(path, ',')) return read_decoder_one(path, m, v);
+    char *buf = imcap_strdup(path), *paths[DEC_MAX_MEMBERS];
+    if (!buf) return IMCAP_E_NOMEM;
+    dec_model *mem[DEC_MAX_MEMBERS] = {0};
+    imcap_vocab *voc[DEC_MAX_MEMBERS] = {0};
+    const int k = split_list(buf, paths, DEC_MAX_MEMBERS);
+    imcap_status st = IMCAP_OK;
+    if (k < 2) st = imcap_fail(IMCAP_E_ARG, "%s: an ensemble of 2 to %d decoders, comma-separated", path, DEC_MAX_MEMBERS);
+    for (int i = 0; !st && i < k; i++)
+        if (!(st = read_decoder_one(paths[i], &mem[i], &voc[i])) && !same_words(voc[0], voc[i]))
+            st = imcap_fail(IMCAP_E_MISMATCH, "%s: its vocabulary is not that of %s: ensemble members must share it",
+                            paths[i], paths[0]);
+    if (!st && !(st = dec_ensemble_new(mem, k, m))) {
+        *v = voc[0];
+        voc[0] = NULL;
+        memset(mem, 0, sizeof mem);
+    }
+    for (int i = 0; i < (k > 0 ? k : 0); i++) {
+        dec_model_free(mem[i]);
+        imcap_vocab_free(voc[i]);
+    }
+    free(buf);
     return st;
 }
 
@@ -599,7 +650,7 @@ static imcap_status caption_embedded(const imcap_captioner *c, const imcap_image
         cap->alt[i].score = hyp[i].score;
         cap->alt[i].n_words = hyp[i].n_words;
         cap->alt[i].ended = hyp[i].ended;
-        if (c->dec->cfg.arch == DEC_ARCH_ATTENTION) {
+        if (dec_has_grid(&c->dec->cfg)) {
             const size_t L = (size_t)dec_regions(&c->dec->cfg);
             if (!(cap->alt[i].attention = malloc(sizeof(float) * L * (size_t)(hyp[i].n_words > 0 ? hyp[i].n_words : 1)))) {
                 st = imcap_fail(IMCAP_E_NOMEM, "out of memory for attention weights");
@@ -669,18 +720,6 @@ imcap_status imcap_caption_file(const imcap_captioner *c, const char *path, cons
 /* ----------------------------------------------------------------- export */
 
 /* Splits a comma-separated list in place into at most max items; returns the count (or -1 if more). */
-static int split_list(char *s, char **items, int max)
-{
-    int n = 0;
-    for (char *p = s, *q; p; p = q) {
-        q = strchr(p, ',');
-        if (q) *q++ = 0;
-        if (n == max) return -1;
-        items[n++] = p;
-    }
-    return n;
-}
-
 imcap_status imcap_captioner_export(const char *checkpoint, const char *encoder_path, const char *output,
                                     const char *embeddings, const imcap_gen_params *gen, const char *out_path)
 {
@@ -709,7 +748,7 @@ imcap_status imcap_captioner_export(const char *checkpoint, const char *encoder_
         goto out;
     }
     for (int k = n_out; k < n_enc; k++) outs[k] = outs[0];
-    if ((st = dec_load(checkpoint, &m, &v))) goto out;
+    if ((st = captioner_read_decoder(checkpoint, &m, &v))) goto out;
     for (int k = 0; k < n_enc; k++)
         if ((st = enc_graph_load(paths[k], &g[k]))) goto out;
     /* The id the embeddings file records: "name output checksum", joined

@@ -637,7 +637,8 @@ static size_t at_context_floats(const dec_config *c)
 
 static size_t at_state_floats(const dec_config *c) { return 2 * (size_t)c->n_hid; }
 
-static imcap_status at_init_state(const dec_model *m, const float *img, int n, float *ctx, float *state)
+static imcap_status at_init_state(const dec_model *m, const float *img, int n, float *ctx, size_t ctx_stride,
+                                  float *state, size_t state_stride)
 {
     const dec_config *c = &m->cfg;
     const int H = c->n_hid, D = c->n_img, A = c->n_att, L = dec_regions(c);
@@ -648,10 +649,9 @@ static imcap_status at_init_state(const dec_model *m, const float *img, int n, f
         imcap_free(hc);
         return IMCAP_E_NOMEM;
     }
-    const size_t CF = at_context_floats(c);
     for (int r = 0; r < n; r++) {
         const float *a = img + (size_t)r * L * D;
-        float *cx = ctx + (size_t)r * CF;
+        float *cx = ctx + (size_t)r * ctx_stride;
         memcpy(cx, a, sizeof(float) * (size_t)L * D);
         dense_forward(a, p.aa_w, p.aa_b, L, D, A, cx + (size_t)L * D);
         memset(mu, 0, sizeof(float) * D);
@@ -661,7 +661,7 @@ static imcap_status at_init_state(const dec_model *m, const float *img, int n, f
         dense_forward(mu, p.ih_w, p.ih_b, 1, D, H, hc);
         dense_forward(mu, p.ic_w, p.ic_b, 1, D, H, hc + H);
         tanh_rows(hc, 2 * (size_t)H);
-        memcpy(state + (size_t)r * 2 * H, hc, sizeof(float) * 2 * H);
+        memcpy(state + (size_t)r * state_stride, hc, sizeof(float) * 2 * H);
     }
     imcap_free(mu);
     imcap_free(hc);
@@ -674,14 +674,15 @@ static size_t at_step_scratch_floats(const dec_config *c, int n)
     return (size_t)n * (4 * H + A + L + 2 * D + (E + D) + 4 * H + (H + D + E) + O) + H;
 }
 
-static void at_step(const dec_model *m, const float *ctx, bool shared_ctx, const int32_t *tokens, int n,
-                    const float *state, float *logits, float *state_out, float *attn, float *scratch)
+static void at_step(const dec_model *m, const float *ctx, size_t ctx_stride, bool shared_ctx, const int32_t *tokens,
+                    int n, const float *state, size_t state_stride, float *logits, float *state_out, float *attn,
+                    float *scratch)
 {
     const dec_config *c = &m->cfg;
     const int H = c->n_hid, D = c->n_img, E = c->n_emb, A = c->n_att, O = c->n_out1, L = dec_regions(c);
     const int G4 = 4 * H, XI = E + D, OI = H + D + E;
     const at_tensors p = at_views(c, m->params);
-    const size_t CF = at_context_floats(c);
+    const size_t SS = state_stride;
     /* scratch: hp, cp, hn, cn [n][H]; q [n][A]; al [n][L]; z, be [n][D]; x [n][XI]; g [n][4H]; o [n][OI];
      * y1 [n][O]; tc [H] */
     float *hp = scratch, *cp = hp + (size_t)n * H, *hn = cp + (size_t)n * H, *cn = hn + (size_t)n * H;
@@ -689,14 +690,14 @@ static void at_step(const dec_model *m, const float *ctx, bool shared_ctx, const
     float *x = be + (size_t)n * D, *g = x + (size_t)n * XI, *o = g + (size_t)n * G4, *y1 = o + (size_t)n * OI;
     float *tc = y1 + (size_t)n * O;
     for (int r = 0; r < n; r++) {
-        memcpy(hp + (size_t)r * H, state + (size_t)r * 2 * H, sizeof(float) * H);
-        memcpy(cp + (size_t)r * H, state + (size_t)r * 2 * H + H, sizeof(float) * H);
+        memcpy(hp + (size_t)r * H, state + (size_t)r * SS, sizeof(float) * H);
+        memcpy(cp + (size_t)r * H, state + (size_t)r * SS + H, sizeof(float) * H);
     }
     memset(q, 0, sizeof(float) * (size_t)n * A);
     small_nt(hp, n, p.ah_w, NULL, H, A, q, true);
     small_nt(hp, n, p.g_w, p.g_b, H, D, be, false);
     for (int r = 0; r < n; r++) {
-        const float *cx = shared_ctx ? ctx : ctx + (size_t)r * CF;
+        const float *cx = shared_ctx ? ctx : ctx + (size_t)r * ctx_stride;
         attend(L, A, D, cx + (size_t)L * D, q + (size_t)r * A, p.av, cx, al + (size_t)r * L, z + (size_t)r * D);
         float *xr = x + (size_t)r * XI;
         memcpy(xr, p.emb + (size_t)tokens[r] * E, sizeof(float) * E);
@@ -713,8 +714,8 @@ static void at_step(const dec_model *m, const float *ctx, bool shared_ctx, const
         memcpy(orow + H + D, x + (size_t)r * XI, sizeof(float) * E);
     }
     for (int r = 0; r < n; r++) {
-        memcpy(state_out + (size_t)r * 2 * H, hn + (size_t)r * H, sizeof(float) * H);
-        memcpy(state_out + (size_t)r * 2 * H + H, cn + (size_t)r * H, sizeof(float) * H);
+        memcpy(state_out + (size_t)r * SS, hn + (size_t)r * H, sizeof(float) * H);
+        memcpy(state_out + (size_t)r * SS + H, cn + (size_t)r * H, sizeof(float) * H);
     }
     small_nt(o, n, p.o1_w, p.o1_b, OI, O, y1, false);
     elu_forward(y1, (size_t)n * O);

@@ -21,6 +21,8 @@ static const dec_arch *arch_of(const dec_config *c)
     return c->arch >= 0 && c->arch < DEC_N_ARCHS ? archs[c->arch] : NULL;
 }
 
+const dec_arch *dec_arch_of(const dec_config *c) { return arch_of(c); }
+
 dec_config dec_default_config(int n_img, int n_vocab)
 {
     dec_config c = {.n_img = n_img, .n_img1 = 120, .n_hid = 300, .n_emb = 100, .n_out1 = 120,
@@ -30,6 +32,7 @@ dec_config dec_default_config(int n_img, int n_vocab)
 
 const char *dec_arch_name(int arch)
 {
+    if (arch == DEC_ARCH_ENSEMBLE) return "ensemble";
     return arch >= 0 && arch < DEC_N_ARCHS && archs[arch] ? archs[arch]->name : NULL;
 }
 
@@ -42,12 +45,17 @@ int dec_arch_from_name(const char *name)
 
 int dec_regions(const dec_config *c) { return c->grid_h > 0 && c->grid_w > 0 ? c->grid_h * c->grid_w : 1; }
 
+bool dec_has_grid(const dec_config *c) { return c->grid_h > 0 && c->grid_w > 0; }
+
 size_t dec_input_floats(const dec_config *c) { return (size_t)dec_regions(c) * (size_t)c->n_img; }
 
 imcap_status dec_config_check(const dec_config *c)
 {
     const int lim = 1 << 20;
     const dec_arch *a = arch_of(c);
+    if (c->arch == DEC_ARCH_ENSEMBLE)
+        return imcap_fail(IMCAP_E_UNSUPPORTED,
+                          "decoder ensembles only generate captions: train, resume or fine-tune one member at a time");
     if (!a) return imcap_fail(IMCAP_E_ARG, "decoder config: unknown architecture %d", c->arch);
     if (c->n_img < 1 || c->n_img > lim || c->n_hid < 1 || c->n_hid > (1 << 16) || c->n_emb < 1 || c->n_emb > lim ||
         c->n_out1 < 1 || c->n_out1 > lim || c->n_vocab < 2 || c->n_vocab > (1 << 24) || c->grid_h < 0 ||
@@ -105,6 +113,7 @@ nomem:
 void dec_model_free(dec_model *m)
 {
     if (!m) return;
+    for (int k = 0; k < m->n_members; k++) dec_model_free(m->member[k]);
     imcap_free(m->params);
     imcap_free(m->grads);
     imcap_free(m);
@@ -203,22 +212,37 @@ imcap_status dec_forward_backward(dec_model *m, dec_work *w, const float *img, c
 
 /* --------------------------------------------------------------- inference */
 
-size_t dec_context_floats(const dec_config *cfg) { return arch_of(cfg)->context_floats(cfg); }
+size_t dec_context_floats(const dec_model *m)
+{
+    return m->n_members ? dec_ens_context_floats(m) : arch_of(&m->cfg)->context_floats(&m->cfg);
+}
 
-size_t dec_state_floats(const dec_config *cfg) { return arch_of(cfg)->state_floats(cfg); }
+size_t dec_state_floats(const dec_model *m)
+{
+    return m->n_members ? dec_ens_state_floats(m) : arch_of(&m->cfg)->state_floats(&m->cfg);
+}
 
 imcap_status dec_init_state(const dec_model *m, const float *img, int n, float *ctx, float *state)
 {
     if (n < 1) return imcap_fail(IMCAP_E_ARG, "dec_init_state: %d images", n);
-    return arch_of(&m->cfg)->init_state(m, img, n, ctx, state);
+    if (m->n_members) return dec_ens_init_state(m, img, n, ctx, state);
+    return arch_of(&m->cfg)->init_state(m, img, n, ctx, dec_context_floats(m), state, dec_state_floats(m));
 }
 
-size_t dec_step_scratch_floats(const dec_config *cfg, int n) { return arch_of(cfg)->step_scratch_floats(cfg, n); }
+size_t dec_step_scratch_floats(const dec_model *m, int n)
+{
+    return m->n_members ? dec_ens_scratch_floats(m, n) : arch_of(&m->cfg)->step_scratch_floats(&m->cfg, n);
+}
 
 void dec_step(const dec_model *m, const float *ctx, bool shared_ctx, const int32_t *tokens, int n,
               const float *state, float *logits, float *state_out, float *attn, float *scratch)
 {
-    arch_of(&m->cfg)->step(m, ctx, shared_ctx, tokens, n, state, logits, state_out, attn, scratch);
+    if (m->n_members) {
+        dec_ens_step(m, ctx, shared_ctx, tokens, n, state, logits, state_out, attn, scratch);
+        return;
+    }
+    arch_of(&m->cfg)->step(m, ctx, dec_context_floats(m), shared_ctx, tokens, n, state, dec_state_floats(m),
+                           logits, state_out, attn, scratch);
 }
 
 /* ------------------------------------------------------- kernel dispatch */

@@ -16,6 +16,11 @@
  *     w . tanh(W_a a_i + W_h h), context z = sum alpha_i a_i gated by
  *     sigmoid(W_b h), LSTM input [emb; beta z], deep output (h, z, emb).
  *
+ *   "ensemble" (DEC_ARCH_ENSEMBLE, ensemble.c): K trained decoders of one
+ *     vocabulary and one image input, for generation only: each step runs
+ *     every member and returns log(mean_k softmax(logits_k)), the mixture of
+ *     their next-word distributions; attention weights are the members' mean.
+ *
  * An architecture defines its image input (dec_input_floats per photo), its
  * parameter tensors (dec_tensor_at), a per-photo context computed once
  * (dec_init_state) and a per-hypothesis recurrent state of
@@ -36,6 +41,9 @@
 #include "internal.h"
 
 enum { DEC_ARCH_RECIPE = 0, DEC_ARCH_ATTENTION = 1, DEC_N_ARCHS = 2 };
+/* Ensembles (dec_ensemble_new) have no parameters of their own and no
+ * training operations; dec_config_check refuses them. */
+enum { DEC_ARCH_ENSEMBLE = 16, DEC_MAX_MEMBERS = 8 };
 
 typedef struct dec_config {
     int n_img;   /* D: image features (recipe: the pooled embedding; attention: per region) */
@@ -63,6 +71,9 @@ int dec_arch_from_name(const char *name);
 size_t dec_input_floats(const dec_config *cfg);
 /* Regions L of the grid (1 for the recipe). */
 int dec_regions(const dec_config *cfg);
+/* Whether the decoder reads a grid of regions (attention and ensembles of
+ * it) rather than one pooled vector. */
+bool dec_has_grid(const dec_config *cfg);
 
 enum { DEC_N_TENSORS = 12, DEC_MAX_TENSORS = 32 };
 
@@ -101,6 +112,8 @@ typedef struct dec_model {
     dec_tensors p;  /* views into params (recipe models only) */
     float *grads;   /* one buffer, same layout (NULL if not allocated) */
     dec_tensors g;  /* views into grads (recipe models only) */
+    int n_members;  /* ensembles: their members (owned; n_params 0), else 0 */
+    struct dec_model *member[DEC_MAX_MEMBERS];
 } dec_model;
 
 /* Checks the config (all sizes >= 1, bounded; pad_id in [0, n_vocab); the
@@ -109,6 +122,12 @@ imcap_status dec_config_check(const dec_config *cfg);
 /* Allocates parameters (zeroed) and, if with_grads, gradients. */
 imcap_status dec_model_new(const dec_config *cfg, bool with_grads, dec_model **out);
 void dec_model_free(dec_model *m);
+
+/* An ensemble of k (2..DEC_MAX_MEMBERS) decoders that agree on the
+ * vocabulary size, pad id, image features and grid. On success the
+ * ensemble owns the members (dec_model_free frees them); on failure the
+ * caller keeps them. Its cfg is member 0's with arch DEC_ARCH_ENSEMBLE. */
+imcap_status dec_ensemble_new(dec_model *const *members, int k, dec_model **out);
 
 /* Initialisation (the recipe's: the Keras defaults of the recipe's model:
  * dense kernels and the LSTM input kernel Glorot-uniform (fan_in + fan_out
@@ -174,13 +193,13 @@ imcap_status dec_forward_backward(dec_model *m, dec_work *w, const float *img, c
 
 /* Floats of the per-photo context (computed once by dec_init_state, only
  * read by dec_step; may be 0) and of one hypothesis's recurrent state. */
-size_t dec_context_floats(const dec_config *cfg);
-size_t dec_state_floats(const dec_config *cfg);
+size_t dec_context_floats(const dec_model *m);
+size_t dec_state_floats(const dec_model *m);
 /* For n photos img [n][dec_input_floats]: ctx [n][dec_context_floats]
  * (may be NULL when that is 0) and the initial states state [n][dec_state_floats]. */
 imcap_status dec_init_state(const dec_model *m, const float *img, int n, float *ctx, float *state);
 /* Scratch floats dec_step needs for n hypotheses. */
-size_t dec_step_scratch_floats(const dec_config *cfg, int n);
+size_t dec_step_scratch_floats(const dec_model *m, int n);
 /* One step for n hypotheses: tokens [n], states [n][dec_state_floats] ->
  * logits [n][n_vocab] and the new states state_out (may alias state).
  * Hypothesis r reads context row r, or row 0 for all when shared_ctx.
@@ -207,20 +226,38 @@ typedef struct dec_arch {
                                      float *d_img, float *loss, int64_t *n_targets);
     size_t (*context_floats)(const dec_config *cfg);
     size_t (*state_floats)(const dec_config *cfg);
-    imcap_status (*init_state)(const dec_model *m, const float *img, int n, float *ctx, float *state);
+    /* As dec_init_state / dec_step, with context row r at ctx + r * ctx_stride
+     * and state row r at state + r * state_stride (an ensemble's members each
+     * own a slice of its rows). */
+    imcap_status (*init_state)(const dec_model *m, const float *img, int n, float *ctx, size_t ctx_stride,
+                               float *state, size_t state_stride);
     size_t (*step_scratch_floats)(const dec_config *cfg, int n);
-    void (*step)(const dec_model *m, const float *ctx, bool shared_ctx, const int32_t *tokens, int n,
-                 const float *state, float *logits, float *state_out, float *attn, float *scratch);
+    void (*step)(const dec_model *m, const float *ctx, size_t ctx_stride, bool shared_ctx, const int32_t *tokens,
+                 int n, const float *state, size_t state_stride, float *logits, float *state_out, float *attn,
+                 float *scratch);
 } dec_arch;
 
 extern const dec_arch dec_arch_recipe, dec_arch_attention;
+
+/* The ensemble's side of the inference API (ensemble.c; decoder.c dispatches). */
+size_t dec_ens_context_floats(const dec_model *m);
+size_t dec_ens_state_floats(const dec_model *m);
+size_t dec_ens_scratch_floats(const dec_model *m, int n);
+imcap_status dec_ens_init_state(const dec_model *m, const float *img, int n, float *ctx, float *state);
+void dec_ens_step(const dec_model *m, const float *ctx, bool shared_ctx, const int32_t *tokens, int n,
+                  const float *state, float *logits, float *state_out, float *attn, float *scratch);
+/* The architecture's operations (NULL for ensembles), for the ensemble's members. */
+const dec_arch *dec_arch_of(const dec_config *cfg);
 
 /* ---- model files (GGUF, docs/FORMATS.md "Decoder checkpoint") ---- */
 
 /* The decoder's config keys "<key_prefix>n_img" ... (u32; the architecture
  * as the string "<key_prefix>arch", absent in files from before it was
  * recorded = recipe) and its tensors "<tensor_prefix><name>"; pad_id is the
- * caller's (it comes with the vocabulary). Tensors reference m->params,
+ * caller's (it comes with the vocabulary). An ensemble stores its member
+ * count as "<key_prefix>members" (u32, absent = one decoder), member 0 as a
+ * single decoder and member k >= 1 under "<key_prefix>m<k>." and
+ * "<tensor_prefix>m<k>.". Tensors reference m->params,
  * which must stay valid until gguf_write. Shared by decoder files,
  * checkpoints and captioner files. */
 imcap_status dec_gguf_put(gguf_writer *w, const dec_model *m, const char *key_prefix, const char *tensor_prefix);

@@ -30,7 +30,7 @@ static const struct { const char *key; size_t off; int lo, hi; } grid_keys[] = {
 
 static int *cfg_field(dec_config *c, size_t off) { return (int *)((char *)c + off); }
 
-imcap_status dec_gguf_put(gguf_writer *w, const dec_model *m, const char *key_prefix, const char *tensor_prefix)
+static imcap_status put_one(gguf_writer *w, const dec_model *m, const char *key_prefix, const char *tensor_prefix)
 {
     const dec_config *c = &m->cfg;
     char key[256];
@@ -67,8 +67,8 @@ static imcap_status get_dim(const gguf_file *f, const char *key, int lo, int hi,
     return IMCAP_OK;
 }
 
-imcap_status dec_gguf_get(const gguf_file *f, const char *key_prefix, const char *tensor_prefix, int pad_id,
-                          dec_model **out)
+static imcap_status get_one(const gguf_file *f, const char *key_prefix, const char *tensor_prefix, int pad_id,
+                            dec_model **out)
 {
     *out = NULL;
     dec_config c;
@@ -116,6 +116,52 @@ imcap_status dec_gguf_get(const gguf_file *f, const char *key_prefix, const char
     }
     *out = m;
     return IMCAP_OK;
+}
+
+/* Member k's prefixes: member 0 is stored as a single decoder. */
+static void member_prefix(char *kp, char *tp, size_t n, const char *key_prefix, const char *tensor_prefix, int k)
+{
+    if (k == 0) {
+        snprintf(kp, n, "%s", key_prefix);
+        snprintf(tp, n, "%s", tensor_prefix);
+        return;
+    }
+    snprintf(kp, n, "%sm%d.", key_prefix, k);
+    snprintf(tp, n, "%sm%d.", tensor_prefix, k);
+}
+
+imcap_status dec_gguf_put(gguf_writer *w, const dec_model *m, const char *key_prefix, const char *tensor_prefix)
+{
+    if (!m->n_members) return put_one(w, m, key_prefix, tensor_prefix);
+    char key[256], kp[200], tp[200];
+    snprintf(key, sizeof key, "%smembers", key_prefix);
+    imcap_status s = gguf_set_u32(w, key, (uint32_t)m->n_members);
+    for (int k = 0; !s && k < m->n_members; k++) {
+        member_prefix(kp, tp, sizeof kp, key_prefix, tensor_prefix, k);
+        s = put_one(w, m->member[k], kp, tp);
+    }
+    return s;
+}
+
+imcap_status dec_gguf_get(const gguf_file *f, const char *key_prefix, const char *tensor_prefix, int pad_id,
+                          dec_model **out)
+{
+    *out = NULL;
+    char key[256], kp[200], tp[200];
+    snprintf(key, sizeof key, "%smembers", key_prefix);
+    if (!gguf_has_key(f, key)) return get_one(f, key_prefix, tensor_prefix, pad_id, out);
+    int k = 0;
+    imcap_status s = get_dim(f, key, 2, DEC_MAX_MEMBERS, &k);
+    if (s) return s;
+    dec_model *mem[DEC_MAX_MEMBERS] = {0};
+    for (int i = 0; !s && i < k; i++) {
+        member_prefix(kp, tp, sizeof kp, key_prefix, tensor_prefix, i);
+        s = get_one(f, kp, tp, pad_id, &mem[i]);
+    }
+    if (!s && (s = dec_ensemble_new(mem, k, out))) imcap_fail_prefix(s, "%s", gguf_path(f));
+    if (s)
+        for (int i = 0; i < k; i++) dec_model_free(mem[i]);
+    return s;
 }
 
 imcap_status dec_gguf_add(gguf_writer *w, const dec_model *m, const imcap_vocab *v)

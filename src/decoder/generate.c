@@ -89,16 +89,16 @@ static imcap_status ctx_init(gen_ctx *g, const dec_model *m, const gen_special *
     g->m = m;
     g->sp = sp;
     g->V = m->cfg.n_vocab;
-    g->S = dec_state_floats(&m->cfg);
+    g->S = dec_state_floats(m);
     if (sp->start_id < 0 || sp->start_id >= g->V || sp->end_id < 0 || sp->end_id >= g->V ||
         sp->n_masked < 0 || sp->n_masked > GEN_MAX_MASKED)
         return imcap_fail(IMCAP_E_ARG, "generation: special token ids out of range for a vocabulary of %d",
                           g->V);
     g->allowed = malloc((size_t)g->V);
-    g->scratch = imcap_alloc(dec_step_scratch_floats(&m->cfg, n_rows), sizeof(float));
+    g->scratch = imcap_alloc(dec_step_scratch_floats(m, n_rows), sizeof(float));
     g->logits = imcap_alloc((size_t)n_rows * g->V, sizeof(float));
     g->logp = imcap_alloc((size_t)n_rows * g->V, sizeof(double));
-    const size_t cf = dec_context_floats(&m->cfg);
+    const size_t cf = dec_context_floats(m);
     g->ctx = cf ? imcap_alloc((size_t)n_ctx * cf, sizeof(float)) : NULL;
     if (!g->allowed || !g->scratch || !g->logits || !g->logp || (cf && !g->ctx)) {
         ctx_free(g);
@@ -497,7 +497,7 @@ imcap_status gen_rollouts(const dec_model *m, const float *img, int n, int k, co
     gen_ctx g;
     imcap_status st = ctx_init(&g, m, sp, rows, rows);
     if (st) return st;
-    const size_t S = g.S, C = dec_context_floats(&m->cfg);
+    const size_t S = g.S, C = dec_context_floats(m);
     /* per photo, then copied to each of its rows: context [rows][C], state [rows][S] */
     float *ctx0 = C ? imcap_alloc((size_t)n * C, sizeof(float)) : NULL;
     float *st0 = imcap_alloc((size_t)n * S, sizeof(float)), *state = imcap_alloc((size_t)rows * S, sizeof(float));

@@ -523,7 +523,8 @@ static imcap_status rc_forward_backward(dec_model *m, void *vw, const float *img
 static size_t rc_context_floats(const dec_config *cfg) { return 0; }
 static size_t rc_state_floats(const dec_config *cfg) { return 2 * (size_t)cfg->n_hid; }
 
-static imcap_status rc_init_state(const dec_model *m, const float *img, int n, float *ctx, float *state)
+static imcap_status rc_init_state(const dec_model *m, const float *img, int n, float *ctx, size_t ctx_stride,
+                                  float *state, size_t state_stride)
 {
     const dec_config *cf = &m->cfg;
     const size_t H = (size_t)cf->n_hid;
@@ -539,8 +540,8 @@ static imcap_status rc_init_state(const dec_model *m, const float *img, int n, f
     dense_forward(a1, m->p.img2_w, m->p.img2_b, n, cf->n_img1, cf->n_hid, h);
     elu_forward(h, (size_t)n * H);
     for (int r = 0; r < n; r++) {
-        memcpy(state + (size_t)r * 2 * H, h + (size_t)r * H, sizeof(float) * H);
-        memcpy(state + (size_t)r * 2 * H + H, h + (size_t)r * H, sizeof(float) * H);
+        memcpy(state + (size_t)r * state_stride, h + (size_t)r * H, sizeof(float) * H);
+        memcpy(state + (size_t)r * state_stride + H, h + (size_t)r * H, sizeof(float) * H);
     }
     imcap_free(a1);
     imcap_free(h);
@@ -552,8 +553,9 @@ static size_t rc_step_scratch_floats(const dec_config *cfg, int n)
     return (size_t)n * ((size_t)cfg->n_emb + 8 * (size_t)cfg->n_hid + (size_t)cfg->n_out1) + (size_t)cfg->n_hid;
 }
 
-static void rc_step(const dec_model *m, const float *ctx, bool shared_ctx, const int32_t *tokens, int n,
-                    const float *state, float *logits, float *state_out, float *attn, float *scratch)
+static void rc_step(const dec_model *m, const float *ctx, size_t ctx_stride, bool shared_ctx, const int32_t *tokens,
+                    int n, const float *state, size_t state_stride, float *logits, float *state_out, float *attn,
+                    float *scratch)
 {
     const dec_config *cf = &m->cfg;
     const int H = cf->n_hid, E = cf->n_emb, G4 = 4 * H, O = cf->n_out1;
@@ -563,16 +565,16 @@ static void rc_step(const dec_model *m, const float *ctx, bool shared_ctx, const
     float *y1 = cn + (size_t)n * H, *tc = y1 + (size_t)n * O;
     for (int r = 0; r < n; r++) {
         memcpy(x + (size_t)r * E, m->p.emb + (size_t)tokens[r] * E, sizeof(float) * E);
-        memcpy(hp + (size_t)r * H, state + (size_t)r * 2 * H, sizeof(float) * H);
-        memcpy(cp + (size_t)r * H, state + (size_t)r * 2 * H + H, sizeof(float) * H);
+        memcpy(hp + (size_t)r * H, state + (size_t)r * state_stride, sizeof(float) * H);
+        memcpy(cp + (size_t)r * H, state + (size_t)r * state_stride + H, sizeof(float) * H);
     }
     small_nt(x, n, m->p.lstm_wx, m->p.lstm_b, E, G4, g, false);
     small_nt(hp, n, m->p.lstm_wh, NULL, H, G4, g, true);
     for (int r = 0; r < n; r++)
         lstm_cell_forward(H, g + (size_t)r * G4, cp + (size_t)r * H, cn + (size_t)r * H, tc, hn + (size_t)r * H);
     for (int r = 0; r < n; r++) {
-        memcpy(state_out + (size_t)r * 2 * H, hn + (size_t)r * H, sizeof(float) * H);
-        memcpy(state_out + (size_t)r * 2 * H + H, cn + (size_t)r * H, sizeof(float) * H);
+        memcpy(state_out + (size_t)r * state_stride, hn + (size_t)r * H, sizeof(float) * H);
+        memcpy(state_out + (size_t)r * state_stride + H, cn + (size_t)r * H, sizeof(float) * H);
         if (attn) attn[r] = 1.0f;
     }
     small_nt(hn, n, m->p.out1_w, m->p.out1_b, H, O, y1, false);
