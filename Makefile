@@ -96,7 +96,8 @@ model: all
 # The attention default (scripts/make-attention-model.sh: ResNet-50 grids, the attention decoder by
 # cross-entropy, then SCST; dev evaluations; the exported captioner). Slow (hours on 2 cores).
 attention-model: all
-	bash scripts/make-attention-model.sh
+	OUT_DIR=out/attention2 SEED=2 bash scripts/make-attention-model.sh
+	OUT_DIR=out/attention SEED=1 ENSEMBLE_OF=out/attention2 bash scripts/make-attention-model.sh
 
 # Shared library (libimcap.so.$(VERSION), SONAME libimcap.so.$(SOMAJOR)): exports the functions
 # declared in include/imcap.h (default visibility there, everything else is built hidden) and, by

@@ -8,14 +8,18 @@
 #   4. self-critical training from it (CIDEr-D rewards on the training references; the epoch
 #      with the best dev greedy CIDEr-D is kept);
 #   5. dev evaluations of both (greedy, beam 3 with and without bigram blocking: dev only, never
-#      a test split) and the exported captioner (greedy stored), IMCAP_OUT.
+#      a test split) and the exported captioner (beam 3 + bigram blocking stored), IMCAP_OUT.
+# The default model is the ensemble of two such runs (seeds 1 and 2): `make attention-model`
+# runs this script twice and exports both as one captioner (ENSEMBLE_OF below).
 # Environment (defaults in brackets):
 #   OUT_DIR     checkpoints, logs, results [out/attention]
 #   IMCAP_GRID  the grid embeddings file [out/emb/resnet50_grid_f16.emb]
 #   IMCAP_OUT   the exported captioner [OUT_DIR/attention.imcap; copy it to models/default.imcap]
 #   CE_EPOCHS   cross-entropy epochs of 250 batches [7]
 #   SCST_EPOCHS SCST epochs of 50 batches [30; the default model: 30, best epoch 26]
-#   SEED        random seed of both trainings [1; the default model: 1]
+#   SEED        random seed of both trainings [1; the default model: 1 and 2]
+#   ENSEMBLE_OF other run directories whose scst.best.gguf joins this run's in the export
+#               (space-separated; the default model: out/attention with ENSEMBLE_OF=out/attention2)
 #   OPENBLAS_NUM_THREADS [1]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +53,9 @@ for m in ce scst; do
       --beam $dec --json --quiet --results-out "$OUT_DIR/$tag.results.json" > "$OUT_DIR/$tag.json"
   done
 done
-$BIN export --checkpoint "$OUT_DIR/scst.best.gguf" --encoder $ENC --output grid --embeddings "$GRID" --beam 3 \
+CKPTS="$OUT_DIR/scst.best.gguf"
+for d in ${ENSEMBLE_OF:-}; do CKPTS="$CKPTS,$d/scst.best.gguf"; done
+$BIN export --checkpoint "$CKPTS" --encoder $ENC --output grid --embeddings "$GRID" --beam 3 \
   --alpha 0.5 --block-ngram 2 \
   --out "$OUT"
 echo "make-attention-model: $OUT (dev results in $OUT_DIR/*.json)"

@@ -12,6 +12,8 @@ static const char *const EXPORT_HELP =
     "The encoder file stays separate; keep it in models/encoders/ or next to the model.\n"
     "For a decoder trained on concatenated embeddings (imcap embcat), give --encoder\n"
     "(and --output, unless the same for all) once per part, in the same order.\n"
+    "Several decoders of one vocabulary and input, comma-separated (--checkpoint A,B),\n"
+    "are stored as their ensemble: each word from the mean of their distributions.\n"
     "  --output NAME      encoder output the decoder was trained on (default embedding)\n"
     "  --embeddings F     the training embeddings file: checks it came from these encoders\n"
     "  --beam K           default beam width stored in the model (default 1 = greedy)\n"
