@@ -2,9 +2,10 @@
  * test_eval.c - imcap_eval on a tiny captioner: the table equals imcap_score
  * of the captions the captioner gives photo by photo; the embeddings route
  * (decoder file + precomputed embeddings) gives the same captions and
- * scores; generation overrides apply; missing photos and embeddings and a
- * decoder of the wrong input size are clear errors; the CLI prints the table,
- * JSON and a results file that `imcap score` reads back to the same numbers.
+ * scores, and a captioner file with embeddings keeps its stored settings;
+ * generation overrides apply; missing photos and embeddings and a decoder of
+ * the wrong input size are clear errors; the CLI prints the table, JSON and a
+ * results file that `imcap score` reads back to the same numbers.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "fixture.h"
@@ -179,6 +180,38 @@ TEST(eval_photos_and_embeddings_agree_with_direct_scoring)
         same_scores(&r.scores, &want);
         imcap_eval_result_free(&r);
     }
+}
+
+/* A captioner file with precomputed embeddings generates with the settings
+ * it stores (beam 3 here), as it does from photos, unless overridden. */
+TEST(eval_embeddings_use_the_captioners_stored_settings)
+{
+    eval_fixture f;
+    make_fixture(&f, 3);
+    imcap_gen_params gp = imcap_gen_default_params();
+    gp.beam = 3;
+    gp.max_len = 12;
+    char texts[N_PHOTOS][512];
+    imcap_scores want;
+    direct_scores(&f, &gp, texts, &want);
+
+    imcap_eval_params p = imcap_eval_default_params();
+    p.model = f.model;
+    p.embeddings = f.emb;
+    p.split = f.split;
+    p.captions = f.csv;
+    imcap_eval_result r;
+    REQUIRE_OK(imcap_eval(&p, &r));
+    REQUIRE(r.n == N_PHOTOS);
+    CHECK(r.gen.beam == 3 && r.gen.max_len == 12);
+    for (int i = 0; i < N_PHOTOS; i++) CHECK_STR(r.captions[i], texts[i]);
+    same_scores(&r.scores, &want);
+    imcap_eval_result_free(&r);
+
+    p.beam = 1; /* an override still wins */
+    REQUIRE_OK(imcap_eval(&p, &r));
+    CHECK(r.gen.beam == 1 && r.gen.max_len == 12);
+    imcap_eval_result_free(&r);
 }
 
 TEST(eval_errors_name_the_missing_piece)

@@ -285,6 +285,40 @@ out:
     return st;
 }
 
+/* The stored generation defaults of an open captioner file. */
+static imcap_status read_gen(const gguf_file *f, const char *path, imcap_gen_params *out)
+{
+    uint32_t beam, max_len, block = 0;
+    float alpha;
+    imcap_status st;
+    if ((st = gguf_get_u32(f, K_GEN_BEAM, &beam)) || (st = gguf_get_u32(f, K_GEN_MAXLEN, &max_len)) ||
+        (st = gguf_get_f32(f, K_GEN_ALPHA, &alpha)))
+        return st;
+    if (gguf_has_key(f, K_GEN_BLOCK) && (st = gguf_get_u32(f, K_GEN_BLOCK, &block))) return st;
+    *out = imcap_gen_default_params();
+    out->beam = beam > GEN_MAX_BEAM ? 0 : (int)beam;
+    out->max_len = max_len > GEN_MAX_LEN ? 0 : (int)max_len;
+    out->length_alpha = alpha;
+    out->block_ngram = block > 8 ? -1 : (int)block;
+    if ((st = imcap_gen_params_check(out))) return imcap_fail_prefix(st, "%s: stored generation settings", path);
+    return IMCAP_OK;
+}
+
+imcap_status captioner_read_gen(const char *path, imcap_gen_params *out)
+{
+    *out = imcap_gen_default_params();
+    gguf_file *f;
+    if (strchr(path, ',') || gguf_open(path, &f)) {
+        imcap_clear_error();
+        return IMCAP_OK;
+    }
+    const char *arch = NULL;
+    imcap_status st = IMCAP_OK;
+    if (gguf_has_key(f, K_ARCH) && !gguf_get_str(f, K_ARCH, &arch) && !strcmp(arch, ARCH)) st = read_gen(f, path, out);
+    gguf_close(f);
+    return st;
+}
+
 static bool same_words(const imcap_vocab *a, const imcap_vocab *b)
 {
     const size_t n = imcap_vocab_size(a);
@@ -366,23 +400,7 @@ imcap_status imcap_captioner_load(const char *model_path, const char *encoder_pa
     c->sp.masked[1] = imcap_vocab_start(c->vocab);
     c->sp.masked[2] = imcap_vocab_unk(c->vocab);
 
-    /* Generation defaults. */
-    uint32_t beam, max_len;
-    float alpha;
-    if ((st = gguf_get_u32(f, K_GEN_BEAM, &beam)) || (st = gguf_get_u32(f, K_GEN_MAXLEN, &max_len)) ||
-        (st = gguf_get_f32(f, K_GEN_ALPHA, &alpha)))
-        goto fail;
-    c->gen = imcap_gen_default_params();
-    c->gen.beam = beam > GEN_MAX_BEAM ? 0 : (int)beam;
-    c->gen.max_len = max_len > GEN_MAX_LEN ? 0 : (int)max_len;
-    c->gen.length_alpha = alpha;
-    uint32_t block = 0;
-    if (gguf_has_key(f, K_GEN_BLOCK) && (st = gguf_get_u32(f, K_GEN_BLOCK, &block))) goto fail;
-    c->gen.block_ngram = block > 8 ? -1 : (int)block;
-    if ((st = imcap_gen_params_check(&c->gen))) {
-        imcap_fail_prefix(st, "%s: stored generation settings", model_path);
-        goto fail;
-    }
+    if ((st = read_gen(f, model_path, &c->gen))) goto fail;
 
     const char *ckpt;
     if ((st = gguf_get_str(f, K_CHECKPOINT, &ckpt))) goto fail;

@@ -33,5 +33,8 @@ imcap_status captioner_write(const captioner_spec *s, const char *path);
  * loading its encoder), or a decoder model / training checkpoint (dec_load).
  * For starting training or evaluating on embeddings from an exported model. */
 imcap_status captioner_read_decoder(const char *path, dec_model **m, imcap_vocab **v);
+/* The generation settings a captioner file stores; the library defaults for
+ * decoder files, checkpoints and comma lists of them. */
+imcap_status captioner_read_gen(const char *path, imcap_gen_params *out);
 
 #endif

@@ -267,7 +267,8 @@ imcap_status imcap_eval(const imcap_eval_params *p, imcap_eval_result *out)
             goto fail;
         }
         if ((st = imcap_embfile_match(emb, refs, rows))) goto fail;
-        if ((st = eval_gen(p, imcap_gen_default_params(), &j.gen))) goto fail;
+        imcap_gen_params stored;
+        if ((st = captioner_read_gen(p->model, &stored)) || (st = eval_gen(p, stored, &j.gen))) goto fail;
         j.dec = dec;
         j.vocab = vocab;
         j.emb = emb;
